@@ -1,0 +1,107 @@
+//! Decoding a job's arguments.
+//!
+//! Sidekiq clients pass arguments either as one JSON object
+//! (`[{"id":42,"email":"a@example.com"}]`) or positionally
+//! (`[42, "a@example.com"]`). [`Args`] reads a field by name from the first
+//! form and by index from the second, so a plugin accepts both without
+//! caring which one arrived. Every error is a permanent [`JobError`] that
+//! names the field, because malformed arguments never fix themselves.
+
+use crate::JobError;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The decoded arguments of one job.
+pub enum Args {
+    /// `[{...}]`: fields by name.
+    Named(serde_json::Map<String, Value>),
+    /// `[a, b, ...]`: fields by position.
+    Positional(Vec<Value>),
+}
+
+impl Args {
+    /// Parses the JSON text of a job's `args` array.
+    pub fn parse(json: &str) -> Result<Args, JobError> {
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| JobError::Permanent(format!("args are not valid JSON: {e}")))?;
+        let Value::Array(mut items) = value else {
+            return Err(JobError::Permanent("args must be a JSON array".into()));
+        };
+        if items.len() == 1 && items[0].is_object() {
+            let Some(Value::Object(map)) = items.pop() else {
+                unreachable!()
+            };
+            return Ok(Args::Named(map));
+        }
+        Ok(Args::Positional(items))
+    }
+
+    fn raw(&self, name: &str, position: usize) -> Option<&Value> {
+        let value = match self {
+            Args::Named(map) => map.get(name),
+            Args::Positional(items) => items.get(position),
+        };
+        value.filter(|v| !v.is_null())
+    }
+
+    /// The field `name` (or the argument at `position`), which must be present.
+    pub fn required<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        position: usize,
+    ) -> Result<T, JobError> {
+        self.optional(name, position)?
+            .ok_or_else(|| JobError::Permanent(format!("missing argument `{name}`")))
+    }
+
+    /// The field `name` (or the argument at `position`), if present.
+    pub fn optional<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        position: usize,
+    ) -> Result<Option<T>, JobError> {
+        let Some(value) = self.raw(name, position) else {
+            return Ok(None);
+        };
+        T::deserialize(value)
+            .map(Some)
+            .map_err(|e| JobError::Permanent(format!("malformed argument `{name}`: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(err: JobError) -> String {
+        match err {
+            JobError::Permanent(m) => m,
+            JobError::Retryable(m) => panic!("expected a permanent error, got retryable: {m}"),
+        }
+    }
+
+    #[test]
+    fn named_and_positional_read_the_same_field() {
+        let named = Args::parse(r#"[{"id":42,"email":"a@example.com"}]"#).unwrap();
+        let positional = Args::parse(r#"[42,"a@example.com"]"#).unwrap();
+        for args in [named, positional] {
+            assert_eq!(args.required::<u64>("id", 0).unwrap(), 42);
+            assert_eq!(
+                args.required::<String>("email", 1).unwrap(),
+                "a@example.com"
+            );
+            assert_eq!(args.optional::<String>("name", 2).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let args = Args::parse(r#"[{"id":"x"}]"#).unwrap();
+        assert!(message(args.required::<u64>("id", 0).unwrap_err()).contains("`id`"));
+        assert!(
+            message(args.required::<String>("email", 1).unwrap_err())
+                .contains("missing argument `email`")
+        );
+        assert!(message(Args::parse("{}").err().unwrap()).contains("array"));
+    }
+}

@@ -1,0 +1,65 @@
+//! A plugin for the runner's tests that misbehaves on purpose, one class
+//! per kind of trouble. Never deploy it.
+//!
+//! - `SpinJob`: loops forever (the runner's timeout must stop it).
+//! - `HogJob`: grows its memory without end (the memory cap must stop it).
+//! - `FlakyJob`: fails retryably with the message in its first argument.
+//! - `BrokenJob`: fails permanently with the message in its first argument.
+//! - `TrapJob`: panics, which traps the instance.
+//! - `EchoJob`: mails `args[0]` a message whose subject is `args[1]`.
+
+use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, PluginInfo, mail, plugin_info};
+
+struct Misbehave;
+
+impl Guest for Misbehave {
+    fn describe() -> PluginInfo {
+        let classes = [
+            "SpinJob",
+            "HogJob",
+            "FlakyJob",
+            "BrokenJob",
+            "TrapJob",
+            "EchoJob",
+        ];
+        plugin_info("misbehave", env!("CARGO_PKG_VERSION"), &classes)
+    }
+
+    fn perform(job: Job) -> Result<(), JobError> {
+        let args = Args::parse(&job.args)?;
+        match job.class.as_str() {
+            "SpinJob" => spin(),
+            "HogJob" => hog(),
+            "FlakyJob" => Err(JobError::Retryable(args.required("message", 0)?)),
+            "BrokenJob" => Err(JobError::Permanent(args.required("message", 0)?)),
+            "TrapJob" => panic!("TrapJob panics on purpose"),
+            "EchoJob" => {
+                let to: String = args.required("to", 0)?;
+                let subject: String = args.required("subject", 1)?;
+                mail::send(&mail::Email::new(&to, subject, "echo\n"))?;
+                Ok(())
+            }
+            other => Err(JobError::Permanent(format!(
+                "misbehave does not handle {other}"
+            ))),
+        }
+    }
+}
+
+fn spin() -> Result<(), JobError> {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn hog() -> Result<(), JobError> {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        chunk[0] = 1;
+        chunks.push(std::hint::black_box(chunk));
+    }
+}
+
+jobrunner_plugin_sdk::export_plugin!(Misbehave);

@@ -1,0 +1,89 @@
+//! The command line: `runner [options]` runs jobs; `runner enqueue` pushes one.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Runs Sidekiq jobs from Redis as sandboxed WebAssembly components.
+#[derive(Parser, Debug)]
+#[command(name = "runner", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Pushes a job onto a queue, as Sidekiq's client would, and prints its jid.
+    Enqueue(EnqueueArgs),
+}
+
+/// Where Redis is; shared by every command.
+#[derive(Args, Debug, Clone)]
+pub struct RedisArgs {
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EnqueueArgs {
+    /// The job class, e.g. OrderCreateJob.
+    pub class: String,
+    /// The job's arguments as a JSON array, e.g. '[42, "buyer@example.com"]'.
+    pub args: String,
+    /// The queue to push to.
+    #[arg(short, long, default_value = "default")]
+    pub queue: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Directory of plugin components (*.wasm); every file is loaded at start.
+    #[arg(long, default_value = "plugins")]
+    pub plugins: PathBuf,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// A queue to serve, as NAME or NAME,WEIGHT; repeat for several. Without
+    /// weights queues are served in the order given; with weights a queue is
+    /// tried first in proportion to its weight. [default: default, mailers]
+    #[arg(short = 'q', long = "queue", value_name = "NAME[,WEIGHT]")]
+    pub queues: Vec<String>,
+    /// The most jobs run at once.
+    #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub concurrency: u16,
+    /// Wall-clock time one job may run, in seconds; a longer job fails with "timed out".
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// Linear memory one job may use, in MiB; more fails the job with "memory limit exceeded".
+    #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub memory: u32,
+    /// SMTP server for send-mail: smtp://user:pass@host:port (STARTTLS when
+    /// offered; ?tls=required to insist) or smtps://... (implicit TLS).
+    /// Without it, mail is written to --outbox.
+    #[arg(long, env = "SMTP_URL")]
+    pub smtp: Option<String>,
+    /// Directory that receives one .eml file per message when no --smtp is set.
+    #[arg(long, default_value = "outbox")]
+    pub outbox: PathBuf,
+    /// The sender of mail whose plugin names none.
+    #[arg(long, default_value = "jobrunner <jobrunner@localhost>")]
+    pub mail_from: String,
+    /// Seconds between heartbeats (and between checks for dead runners).
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub heartbeat: f64,
+    /// Seconds without a heartbeat after which a runner counts as dead and
+    /// its in-progress jobs are put back in their queues.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub process_timeout: f64,
+    /// Average seconds between checks of the schedule and retry sets.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub poll_interval: f64,
+    /// Seconds running jobs get to finish after SIGTERM before they are put
+    /// back in their queues.
+    #[arg(long, default_value_t = 25.0, value_name = "SECONDS")]
+    pub shutdown_timeout: f64,
+}

@@ -1,0 +1,70 @@
+//! The WebAssembly engine every plugin is compiled for and runs in.
+//!
+//! One [`wasmtime::Engine`] per process, configured for what a job runner
+//! needs: the component model, a pooling allocator sized for the configured
+//! concurrency (instantiating a job's fresh instance is then a few
+//! microseconds of slot reuse instead of mmap calls), and epoch interruption,
+//! driven by a ticker thread, so a guest that never returns can be stopped.
+
+use anyhow::Result;
+use std::time::Duration;
+use wasmtime::error::Context as _;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A running guest yields to the async runtime
+/// and has its deadline checked once per tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What the engine is sized for.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineLimits {
+    /// Jobs that may run at once.
+    pub concurrency: usize,
+    /// The most linear memory one job's instance may use, in bytes.
+    pub memory_bytes: usize,
+}
+
+/// Builds the engine and starts the thread that advances its epoch.
+pub fn build(limits: EngineLimits) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(limits)));
+    // Memories are never larger than the cap, so reserving more address
+    // space than that per slot only wastes it.
+    config.memory_reservation(limits.memory_bytes as u64);
+    config.memory_reservation_for_growth(0);
+    let engine = Engine::new(&config).context("configuring the WebAssembly engine")?;
+    spawn_epoch_ticker(&engine);
+    Ok(engine)
+}
+
+fn pooling(limits: EngineLimits) -> PoolingAllocationConfig {
+    // Jobs, plus room for plugins being loaded and described meanwhile.
+    let instances = (limits.concurrency + 8) as u32;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances);
+    // A Rust component is its own module plus a handful of adapter shims.
+    pool.total_core_instances(instances * 16);
+    pool.total_memories(instances * 4);
+    pool.total_tables(instances * 16);
+    pool.total_stacks(instances);
+    pool.max_memory_size(limits.memory_bytes);
+    pool
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the
+/// process lives. A plain thread, so a busy async runtime can't delay it.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

@@ -1,0 +1,168 @@
+//! Fetching: which queue to take the next job from, and waiting for one.
+//!
+//! Queues are given as `name` or `name,weight`, like Sidekiq's `-q`. Without
+//! weights they are strictly ordered: a later queue is only served when all
+//! earlier ones are empty. With weights, each fetch draws a fresh order in
+//! which a queue of weight 3 comes first three times as often as one of
+//! weight 1, so no queue starves.
+//!
+//! [`Fetcher::next`] polls Redis, backing off while every queue is empty,
+//! so an idle runner costs Redis a few cheap calls per second and a busy one
+//! gets its next job in a single round trip.
+
+use crate::queue::Queue;
+use crate::shutdown::Shutdown;
+use anyhow::{Context, Result, bail};
+use rand::Rng;
+use std::time::Duration;
+
+/// The first wait after finding every queue empty; doubled up to [`MAX_IDLE_WAIT`].
+const MIN_IDLE_WAIT: Duration = Duration::from_millis(10);
+const MAX_IDLE_WAIT: Duration = Duration::from_millis(200);
+/// The wait after Redis failed to answer.
+const ERROR_WAIT: Duration = Duration::from_secs(1);
+
+/// The queues a runner serves, and how it picks among them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueOrder {
+    /// Queue names with their weights, in the order given.
+    queues: Vec<(String, u32)>,
+    /// True when no weights were given: serve queues in order.
+    strict: bool,
+}
+
+impl QueueOrder {
+    /// Parses `-q` values such as `critical,3`, `default`.
+    pub fn parse(specs: &[String]) -> Result<QueueOrder> {
+        let mut queues = Vec::new();
+        for spec in specs {
+            let (name, weight) = match spec.split_once(',') {
+                Some((name, weight)) => {
+                    let weight = weight.trim().parse::<u32>().ok().filter(|w| *w > 0).with_context(|| {
+                        format!("invalid queue {spec:?}: the weight must be a whole number of at least 1")
+                    })?;
+                    (name.trim(), weight)
+                }
+                None => (spec.trim(), 1),
+            };
+            if name.is_empty() {
+                bail!("invalid queue {spec:?}: the name is empty");
+            }
+            if queues.iter().any(|(n, _)| n == name) {
+                bail!("queue {name:?} is given twice");
+            }
+            queues.push((name.to_string(), weight));
+        }
+        if queues.is_empty() {
+            bail!("no queues to serve");
+        }
+        let strict = queues.iter().all(|(_, w)| *w == 1);
+        Ok(QueueOrder { queues, strict })
+    }
+
+    /// Every queue name, in the order given.
+    pub fn names(&self) -> Vec<&str> {
+        self.queues.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The order to try queues in for one fetch.
+    pub fn draw(&self, rng: &mut impl Rng) -> Vec<&str> {
+        if self.strict {
+            return self.names();
+        }
+        // Weighted sampling without replacement: repeatedly pick among the
+        // queues not yet placed, with probability proportional to weight.
+        let mut left: Vec<&(String, u32)> = self.queues.iter().collect();
+        let mut order = Vec::with_capacity(left.len());
+        while !left.is_empty() {
+            let total: u32 = left.iter().map(|(_, w)| w).sum();
+            let mut pick = rng.random_range(0..total);
+            let index = left
+                .iter()
+                .position(|(_, w)| {
+                    if pick < *w {
+                        return true;
+                    }
+                    pick -= w;
+                    false
+                })
+                .unwrap_or(0);
+            order.push(left.remove(index).0.as_str());
+        }
+        order
+    }
+}
+
+/// Takes jobs off the queues for one runner.
+pub struct Fetcher {
+    /// The queue in Redis.
+    pub queue: Queue,
+    /// This runner's identity, which names its in-progress lists.
+    pub identity: String,
+    /// Which queues to serve and how.
+    pub order: QueueOrder,
+}
+
+impl Fetcher {
+    /// Waits for the next job; `None` once shutdown has begun.
+    pub async fn next(&self, shutdown: &Shutdown) -> Option<(String, String)> {
+        let mut wait = MIN_IDLE_WAIT;
+        loop {
+            if shutdown.is_started() {
+                return None;
+            }
+            let order = self.order.draw(&mut rand::rng());
+            match self.queue.fetch(&self.identity, &order).await {
+                Ok(Some(job)) => return Some(job),
+                Ok(None) => {
+                    shutdown.sleep(wait).await;
+                    wait = (wait * 2).min(MAX_IDLE_WAIT);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "fetching failed; retrying");
+                    shutdown.sleep(ERROR_WAIT).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn without_weights_the_order_is_strict() {
+        let order = QueueOrder::parse(&specs(&["critical", "default", "low"])).unwrap();
+        for _ in 0..10 {
+            assert_eq!(order.draw(&mut rand::rng()), ["critical", "default", "low"]);
+        }
+    }
+
+    #[test]
+    fn weights_bias_which_queue_comes_first() {
+        let order = QueueOrder::parse(&specs(&["critical,3", "default"])).unwrap();
+        let mut rng = rand::rng();
+        let firsts = (0..4000)
+            .filter(|_| order.draw(&mut rng)[0] == "critical")
+            .count();
+        assert!(
+            (2700..3300).contains(&firsts),
+            "critical came first {firsts} times of 4000"
+        );
+        assert_eq!(order.draw(&mut rng).len(), 2);
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_the_reason() {
+        let err = |s: &[&str]| QueueOrder::parse(&specs(s)).unwrap_err().to_string();
+        assert!(err(&["a,x"]).contains("weight"));
+        assert!(err(&["a,0"]).contains("weight"));
+        assert!(err(&[",2"]).contains("name is empty"));
+        assert!(err(&["a", "a"]).contains("twice"));
+    }
+}

@@ -1,0 +1,181 @@
+//! A job as Sidekiq stores it, and what a plugin sees of it.
+//!
+//! [`Job::parse`] reads Sidekiq's JSON and, for ActiveJob payloads, looks
+//! through the wrapper: the plugin sees the ActiveJob class (`OrderCreateJob`)
+//! and its plain arguments, with ActiveJob's `_aj_*` markers removed. The
+//! original JSON is kept, both to find the job again in Redis and to record
+//! failures on it the way Sidekiq does.
+
+use crate::plugin::wit;
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value};
+
+/// The wrapper classes ActiveJob's sidekiq adapter enqueues.
+const ACTIVE_JOB_WRAPPERS: &[&str] = &[
+    "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper",
+    "Sidekiq::ActiveJob::Wrapper",
+];
+
+/// One job taken off a queue.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The exact JSON string as it sits in Redis.
+    pub raw: String,
+    /// The parsed JSON, updated with error fields when the job fails.
+    pub payload: Map<String, Value>,
+    /// The class that performs it (ActiveJob's class for wrapped jobs).
+    pub class: String,
+    /// Sidekiq's job id.
+    pub jid: String,
+    /// The queue it came from.
+    pub queue: String,
+    /// The plain arguments, as a JSON array.
+    pub args: Value,
+}
+
+impl Job {
+    /// Parses a payload taken from `queue`. Fails with the reason when it is
+    /// not a Sidekiq job.
+    pub fn parse(raw: String, queue: &str) -> Result<Job> {
+        let value: Value = serde_json::from_str(&raw).context("the payload is not valid JSON")?;
+        let Value::Object(payload) = value else {
+            bail!("the payload is not a JSON object");
+        };
+        let class = match payload.get("class") {
+            Some(Value::String(class)) if !class.is_empty() => class.clone(),
+            _ => bail!("the payload has no `class` string"),
+        };
+        let Some(Value::Array(args)) = payload.get("args") else {
+            bail!("the payload has no `args` array");
+        };
+        let jid = payload
+            .get("jid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (class, args) = if ACTIVE_JOB_WRAPPERS.contains(&class.as_str()) {
+            unwrap_active_job(args).context("malformed ActiveJob payload")?
+        } else {
+            (class, Value::Array(args.clone()))
+        };
+        Ok(Job {
+            raw,
+            payload,
+            class,
+            jid,
+            queue: queue.to_string(),
+            args,
+        })
+    }
+
+    /// How many times the job has failed before this run.
+    pub fn previous_failures(&self) -> u32 {
+        match self.payload.get("retry_count").and_then(Value::as_u64) {
+            Some(count) => count as u32 + 1,
+            None => 0,
+        }
+    }
+
+    /// The job as the plugin sees it.
+    pub fn to_wit(&self) -> wit::Job {
+        let float = |key: &str| self.payload.get(key).and_then(Value::as_f64);
+        wit::Job {
+            jid: self.jid.clone(),
+            class: self.class.clone(),
+            queue: self.queue.clone(),
+            args: self.args.to_string(),
+            retry_count: self.previous_failures(),
+            enqueued_at: float("enqueued_at"),
+            created_at: float("created_at"),
+        }
+    }
+}
+
+/// `args[0]` of a wrapped job holds ActiveJob's own serialization.
+fn unwrap_active_job(args: &[Value]) -> Result<(String, Value)> {
+    let Some(Value::Object(inner)) = args.first() else {
+        bail!("args[0] is not an object");
+    };
+    let Some(Value::String(class)) = inner.get("job_class") else {
+        bail!("args[0] has no `job_class`");
+    };
+    let Some(Value::Array(arguments)) = inner.get("arguments") else {
+        bail!("args[0] has no `arguments` array");
+    };
+    let plain = arguments.iter().cloned().map(strip_markers).collect();
+    Ok((class.clone(), Value::Array(plain)))
+}
+
+/// Removes ActiveJob's Ruby-specific markers, at any depth: hash key lists
+/// are dropped, a GlobalID becomes its `gid://` string, and a serialized
+/// value (a Symbol, a Duration...) becomes its `value`.
+pub fn strip_markers(value: Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.into_iter().map(strip_markers).collect()),
+        Value::Object(mut map) => {
+            if let Some(gid) = map.get("_aj_globalid").filter(|_| map.len() == 1) {
+                return gid.clone();
+            }
+            if map.contains_key("_aj_serialized") {
+                if let Some(value) = map.remove("value") {
+                    return strip_markers(value);
+                }
+            }
+            map.retain(|key, _| !key.starts_with("_aj_"));
+            Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (k, strip_markers(v)))
+                    .collect(),
+            )
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn plain_sidekiq_job() {
+        let raw = r#"{"class":"OrderCreateJob","args":[42,"a@example.com"],"jid":"abc","queue":"default","retry_count":2}"#;
+        let job = Job::parse(raw.into(), "default").unwrap();
+        assert_eq!(job.class, "OrderCreateJob");
+        assert_eq!(job.args, json!([42, "a@example.com"]));
+        assert_eq!(job.to_wit().retry_count, 3);
+        assert_eq!(job.raw, raw);
+    }
+
+    #[test]
+    fn active_job_is_unwrapped_and_markers_removed() {
+        let raw = json!({
+            "class": "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper",
+            "wrapped": "OrderCreateJob", "queue": "default", "jid": "j1",
+            "args": [{"job_class": "OrderCreateJob", "job_id": "u", "arguments": [
+                {"id": 42, "email": "a@example.com", "_aj_symbol_keys": ["id", "email"],
+                 "nested": {"k": {"_aj_serialized": "ActiveJob::Serializers::SymbolSerializer", "value": "x"},
+                            "_aj_hash_with_indifferent_access": true}},
+                {"_aj_globalid": "gid://app/Order/42"}
+            ]}]
+        });
+        let job = Job::parse(raw.to_string(), "default").unwrap();
+        assert_eq!(job.class, "OrderCreateJob");
+        assert_eq!(
+            job.args,
+            json!([{"id": 42, "email": "a@example.com", "nested": {"k": "x"}}, "gid://app/Order/42"])
+        );
+    }
+
+    #[test]
+    fn bad_payloads_say_why() {
+        let reason = |raw: &str| format!("{:#}", Job::parse(raw.into(), "q").unwrap_err());
+        assert!(reason("{nope").contains("not valid JSON"));
+        assert!(reason("[1]").contains("not a JSON object"));
+        assert!(reason(r#"{"args":[]}"#).contains("`class`"));
+        assert!(reason(r#"{"class":"X"}"#).contains("`args`"));
+        assert!(
+            reason(r#"{"class":"Sidekiq::ActiveJob::Wrapper","args":[{}]}"#).contains("job_class")
+        );
+    }
+}

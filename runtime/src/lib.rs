@@ -1,0 +1,39 @@
+//! jobrunner: runs Sidekiq jobs from Redis as sandboxed WebAssembly
+//! components.
+//!
+//! Where a job goes, following the modules:
+//!
+//! - [`cli`]: the command line and its defaults.
+//! - [`runner`]: wires everything together; the main loop and shutdown.
+//! - [`fetch`]: picks the queue (strict or weighted) and takes the next job.
+//! - [`queue`]: Sidekiq's Redis layout and the Lua scripts behind reliable
+//!   fetch, outcomes and recovery.
+//! - [`job`]: Sidekiq's job JSON, ActiveJob unwrapped.
+//! - [`worker`]: performs one job and records how it ended.
+//! - [`retry`]: Sidekiq's retry policy and backoff.
+//! - [`registry`]: which plugin serves which class; swapped atomically.
+//! - [`plugin`]: compiling, linking and running one component under limits.
+//! - [`engine`]: the wasmtime engine, pooling allocator and epoch ticker.
+//! - [`mail`]: `send-mail`, over SMTP or into an outbox directory.
+//! - [`heartbeat`]: the process record and recovery of dead runners.
+//! - [`scheduler`]: moves due scheduled jobs and retries back to queues.
+//! - [`client`]: pushing jobs (`runner enqueue`).
+//! - [`shutdown`], [`clock`], [`digest`]: small shared pieces.
+
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod digest;
+pub mod engine;
+pub mod fetch;
+pub mod heartbeat;
+pub mod job;
+pub mod mail;
+pub mod plugin;
+pub mod queue;
+pub mod registry;
+pub mod retry;
+pub mod runner;
+pub mod scheduler;
+pub mod shutdown;
+pub mod worker;

@@ -1,0 +1,140 @@
+//! Turning a plugin's `email` record into a MIME message, validating every
+//! address and header on the way so that a bad one is reported as invalid
+//! input naming the field, not as a delivery failure.
+
+use crate::plugin::wit::{Email, MailError};
+use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+
+/// Headers a plugin may not set through `headers`: the message's structure
+/// and addressing come from the record's own fields.
+const RESERVED: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "reply-to",
+    "subject",
+    "message-id",
+    "date",
+    "content-type",
+    "content-transfer-encoding",
+    "mime-version",
+    "sender",
+];
+
+fn invalid(msg: String) -> MailError {
+    MailError::InvalidInput(msg)
+}
+
+fn mailbox(field: &str, address: &str) -> Result<Mailbox, MailError> {
+    address
+        .parse()
+        .map_err(|e| invalid(format!("invalid `{field}` address {address:?}: {e}")))
+}
+
+/// Builds the message `email` describes, sent from `default_from` unless it
+/// names its own sender.
+pub fn message(email: &Email, default_from: &Mailbox) -> Result<Message, MailError> {
+    if email.to.is_empty() && email.cc.is_empty() && email.bcc.is_empty() {
+        return Err(invalid(
+            "the message has no recipient (to, cc and bcc are empty)".into(),
+        ));
+    }
+    let from = match &email.from {
+        Some(from) => mailbox("from", from)?,
+        None => default_from.clone(),
+    };
+    let mut builder = Message::builder()
+        .from(from)
+        .subject(email.subject.clone())
+        .message_id(None);
+    for to in &email.to {
+        builder = builder.to(mailbox("to", to)?);
+    }
+    for cc in &email.cc {
+        builder = builder.cc(mailbox("cc", cc)?);
+    }
+    for bcc in &email.bcc {
+        builder = builder.bcc(mailbox("bcc", bcc)?);
+    }
+    if let Some(reply_to) = &email.reply_to {
+        builder = builder.reply_to(mailbox("reply-to", reply_to)?);
+    }
+    for (name, value) in &email.headers {
+        builder = builder.raw_header(header(name, value)?);
+    }
+    let built = match &email.html_body {
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+            email.text_body.clone(),
+            html.clone(),
+        )),
+        None => builder.singlepart(SinglePart::plain(email.text_body.clone())),
+    };
+    built.map_err(|e| invalid(format!("cannot build the message: {e}")))
+}
+
+fn header(name: &str, value: &str) -> Result<HeaderValue, MailError> {
+    if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(invalid(format!(
+            "header {name:?} is set from the email's own fields"
+        )));
+    }
+    if value.contains(['\r', '\n']) {
+        return Err(invalid(format!(
+            "header {name:?} has a line break in its value"
+        )));
+    }
+    let name = HeaderName::new_from_ascii(name.to_string())
+        .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
+    Ok(HeaderValue::new(name, value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email() -> Email {
+        Email {
+            from: None,
+            to: vec!["Ann <ann@example.com>".into()],
+            cc: vec![],
+            bcc: vec![],
+            reply_to: None,
+            subject: "Hi".into(),
+            text_body: "Hello".into(),
+            html_body: None,
+            headers: vec![("X-Order-Id".into(), "42".into())],
+        }
+    }
+
+    fn error(email: &Email) -> String {
+        match message(email, &"shop@example.com".parse().unwrap()) {
+            Err(MailError::InvalidInput(msg)) => msg,
+            other => panic!("expected invalid input, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn builds_a_valid_message_with_default_sender() {
+        let msg = message(&email(), &"shop@example.com".parse().unwrap()).unwrap();
+        let text = String::from_utf8(msg.formatted()).unwrap();
+        assert!(text.contains("From: shop@example.com"));
+        assert!(text.contains("X-Order-Id: 42"));
+        assert!(text.contains("Message-ID: <"));
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let mut bad = email();
+        bad.to = vec!["not an address".into()];
+        assert!(error(&bad).contains("`to`"));
+        let mut none = email();
+        none.to.clear();
+        assert!(error(&none).contains("no recipient"));
+        let mut reserved = email();
+        reserved.headers = vec![("Subject".into(), "x".into())];
+        assert!(error(&reserved).contains("Subject"));
+    }
+}

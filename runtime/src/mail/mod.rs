@@ -1,0 +1,161 @@
+//! Mail delivery behind the plugins' `send-mail` capability.
+//!
+//! [`Mailer`] sends through a pooled SMTP connection when an `--smtp` URL is
+//! configured, and otherwise writes each message as an `.eml` file into the
+//! outbox directory. Every failure is sorted into what a plugin can act on:
+//! a message that is wrong ([`MailError::InvalidInput`]), a server that
+//! refused it for good ([`MailError::Rejected`], SMTP 5xx) and a passing
+//! failure worth a retry ([`MailError::Transient`], 4xx or no connection).
+
+mod compose;
+
+use crate::plugin::wit::{Email, MailError};
+use anyhow::{Context, Result};
+use lettre::message::Mailbox;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use std::path::{Path, PathBuf};
+
+/// Where messages go.
+enum Transport {
+    /// A pooled SMTP connection.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// One `.eml` file per message in a directory.
+    Outbox(AsyncFileTransport<Tokio1Executor>, PathBuf),
+}
+
+/// Sends the mail plugins ask for.
+pub struct Mailer {
+    /// Where messages go.
+    transport: Transport,
+    /// The sender used when a plugin names none.
+    default_from: Mailbox,
+}
+
+impl Mailer {
+    /// Sends through the SMTP server at `url`: `smtp://user:pass@host:port`
+    /// (STARTTLS when the server offers it; add `?tls=required` to insist),
+    /// or `smtps://...` for implicit TLS.
+    pub fn smtp(url: &str, default_from: &str) -> Result<Mailer> {
+        let url = with_default_tls(url);
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
+            .with_context(|| format!("invalid SMTP URL {}", redact(&url)))?
+            .build();
+        Ok(Mailer {
+            transport: Transport::Smtp(transport),
+            default_from: parse_from(default_from)?,
+        })
+    }
+
+    /// Writes every message into `dir` as an `.eml` file.
+    pub fn outbox(dir: &Path, default_from: &str) -> Result<Mailer> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the outbox directory {}", dir.display()))?;
+        let transport = AsyncFileTransport::<Tokio1Executor>::new(dir);
+        Ok(Mailer {
+            transport: Transport::Outbox(transport, dir.to_path_buf()),
+            default_from: parse_from(default_from)?,
+        })
+    }
+
+    /// Where mail goes, for the start-up log line.
+    pub fn describe(&self) -> String {
+        match &self.transport {
+            Transport::Smtp(_) => "SMTP".to_string(),
+            Transport::Outbox(_, dir) => format!("outbox {}", dir.display()),
+        }
+    }
+
+    /// Sends `email`; returns its Message-ID.
+    pub async fn send(&self, email: &Email) -> Result<String, MailError> {
+        let message = compose::message(email, &self.default_from)?;
+        let id = message
+            .headers()
+            .get_raw("Message-ID")
+            .unwrap_or_default()
+            .to_string();
+        match &self.transport {
+            Transport::Smtp(smtp) => {
+                smtp.send(message).await.map_err(classify_smtp)?;
+            }
+            Transport::Outbox(outbox, dir) => {
+                outbox.send(message).await.map_err(|e| {
+                    MailError::Transient(format!("writing to the outbox {}: {e}", dir.display()))
+                })?;
+            }
+        };
+        Ok(id)
+    }
+}
+
+fn parse_from(from: &str) -> Result<Mailbox> {
+    from.parse()
+        .with_context(|| format!("invalid --mail-from address {from:?}"))
+}
+
+/// `smtp://` URLs without a `tls=` setting use STARTTLS when it is offered.
+fn with_default_tls(url: &str) -> String {
+    if url.starts_with("smtp://") && !url.contains("tls=") {
+        let joiner = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{joiner}tls=opportunistic")
+    } else {
+        url.to_string()
+    }
+}
+
+/// The URL with its password hidden, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].find(':') {
+            Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
+fn classify_smtp(err: lettre::transport::smtp::Error) -> MailError {
+    let reason = error_chain(&err);
+    if err.is_permanent() {
+        MailError::Rejected(reason)
+    } else {
+        MailError::Transient(reason)
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_urls_default_to_opportunistic_starttls() {
+        assert_eq!(
+            with_default_tls("smtp://h:25"),
+            "smtp://h:25?tls=opportunistic"
+        );
+        assert_eq!(
+            with_default_tls("smtp://h:25?tls=required"),
+            "smtp://h:25?tls=required"
+        );
+        assert_eq!(with_default_tls("smtps://h:465"), "smtps://h:465");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("smtp://user:secret@host:25"),
+            "smtp://user:***@host:25"
+        );
+        assert_eq!(redact("smtp://host:25"), "smtp://host:25");
+    }
+}

@@ -1,0 +1,27 @@
+//! The `runner` binary: parses the command line and hands over to the library.
+
+use anyhow::Result;
+use clap::Parser;
+use jobrunner::cli::{Cli, Command};
+use jobrunner::{client, queue::Queue, runner};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Enqueue(args)) => {
+            let queue = Queue::connect(&args.redis.redis).await?;
+            let jid = client::enqueue(&queue, &args.class, &args.args, &args.queue).await?;
+            println!("{jid}");
+            Ok(())
+        }
+        None => runner::run(cli.run).await,
+    }
+}

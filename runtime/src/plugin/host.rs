@@ -1,0 +1,160 @@
+//! What the host gives one plugin instance: its store data.
+//!
+//! A [`HostState`] lives exactly as long as one instance (one job, or one
+//! `describe` call). It holds an empty WASI context (no files, no environment,
+//! no sockets: Rust's standard library imports WASI, so it must be present),
+//! the memory cap, the mailer behind `send-mail`, and the names that tag the
+//! plugin's log lines.
+
+use super::wit::jobrunner::plugin::{logging, mail, types};
+use crate::mail::Mailer;
+use std::fmt;
+use std::sync::Arc;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// How much of a guest's stderr is kept to explain a trap (a Rust panic
+/// prints its message there before trapping).
+const STDERR_CAPACITY: usize = 8 * 1024;
+
+/// Names that tag everything an instance logs.
+#[derive(Clone, Debug, Default)]
+pub struct LogTags {
+    /// The plugin's name (or its file while it is being loaded).
+    pub plugin: Arc<str>,
+    /// The job class being performed; empty during `describe`.
+    pub class: String,
+    /// The job's id; empty during `describe`.
+    pub jid: String,
+}
+
+/// The store data of one plugin instance.
+pub struct HostState {
+    /// WASI with nothing granted.
+    wasi: WasiCtx,
+    /// WASI's resource handles.
+    table: ResourceTable,
+    /// The guest's stderr, kept to explain traps.
+    stderr: MemoryOutputPipe,
+    /// Enforces the memory cap.
+    pub(super) limiter: MemoryCap,
+    /// Delivers what the guest passes to `send-mail`.
+    mailer: Arc<Mailer>,
+    /// Tags for the guest's log lines.
+    tags: LogTags,
+}
+
+impl HostState {
+    pub fn new(mailer: Arc<Mailer>, memory_bytes: usize, tags: LogTags) -> HostState {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            limiter: MemoryCap {
+                limit: memory_bytes,
+            },
+            mailer,
+            tags,
+        }
+    }
+
+    /// The last line of a Rust panic message the guest printed, if any.
+    pub fn panic_message(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let start = text.rfind("panicked at")?;
+        let message = text[start..].lines().take(2).collect::<Vec<_>>().join(": ");
+        Some(message.trim().to_string())
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl mail::Host for HostState {
+    async fn send_mail(&mut self, message: mail::Email) -> Result<String, mail::MailError> {
+        let result = self.mailer.send(&message).await;
+        let tags = &self.tags;
+        match &result {
+            Ok(id) => tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
+                to = ?message.to, subject = %message.subject, message_id = %id, "mail sent"),
+            Err(err) => tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
+                to = ?message.to, error = ?err, "mail not sent"),
+        }
+        result
+    }
+}
+
+impl logging::Host for HostState {
+    fn log(&mut self, level: logging::Level, message: String) {
+        use logging::Level;
+        let LogTags { plugin, class, jid } = &self.tags;
+        match level {
+            Level::Trace => tracing::trace!(target: "plugin", %plugin, %class, %jid, "{message}"),
+            Level::Debug => tracing::debug!(target: "plugin", %plugin, %class, %jid, "{message}"),
+            Level::Info => tracing::info!(target: "plugin", %plugin, %class, %jid, "{message}"),
+            Level::Warn => tracing::warn!(target: "plugin", %plugin, %class, %jid, "{message}"),
+            Level::Error => tracing::error!(target: "plugin", %plugin, %class, %jid, "{message}"),
+        }
+    }
+}
+
+/// Refuses memory growth past the cap. Failing the growth with an error
+/// (rather than letting `memory.grow` return -1) ends the job at once with a
+/// message that says what happened, instead of an allocator abort.
+pub struct MemoryCap {
+    /// Bytes one instance may use across its memories.
+    limit: usize,
+}
+
+/// The error a job fails with when it outgrows its memory cap.
+#[derive(Debug)]
+pub struct MemoryExceeded(pub usize);
+
+impl fmt::Display for MemoryExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "memory limit of {} MiB exceeded", self.0 / (1024 * 1024))
+    }
+}
+
+impl std::error::Error for MemoryExceeded {}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            return Err(wasmtime::Error::new(MemoryExceeded(self.limit)));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,136 @@
+//! A plugin: one WebAssembly component that performs some job classes.
+//!
+//! [`Plugin::load`] compiles a `.wasm` file, links it against what the host
+//! offers (an empty WASI and the `jobrunner:plugin` imports), checks that it
+//! exports the `job-plugin` world and asks it to `describe` itself.
+//! [`Plugin::perform`] then runs one job in a fresh instance created from
+//! the pre-linked [`InstancePre`](wasmtime::component::InstancePre), under
+//! the job's time limit and memory cap.
+
+mod host;
+mod run;
+
+pub use host::{HostState, LogTags, MemoryExceeded};
+pub use run::{CallError, Limits, Timeout};
+
+use crate::mail::Mailer;
+use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::error::Context as _;
+
+/// The Rust side of `wit/plugin.wit`.
+pub mod wit {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "job-plugin",
+        imports: {
+            "jobrunner:plugin/mail.send-mail": async,
+        },
+        exports: { default: async },
+    });
+
+    pub use jobrunner::plugin::mail::{Email, MailError};
+}
+
+/// Builds the linker every plugin is instantiated with: WASI with nothing
+/// granted, plus the `jobrunner:plugin` imports.
+pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
+    wit::JobPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
+        .context("linking the jobrunner:plugin imports")?;
+    Ok(linker)
+}
+
+/// What a plugin said about itself, plus where it came from.
+#[derive(Clone, Debug)]
+pub struct PluginMeta {
+    /// The name from `describe`.
+    pub name: String,
+    /// The version from `describe`.
+    pub version: String,
+    /// The job classes from `describe`.
+    pub classes: Vec<String>,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// Hex SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// How long compiling took.
+    pub compile_time: Duration,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+}
+
+/// A loaded plugin, ready to perform jobs.
+pub struct Plugin {
+    /// What it said about itself.
+    pub meta: PluginMeta,
+    /// The component, pre-linked and type-checked against the world.
+    pre: wit::JobPluginPre<HostState>,
+    /// Delivers its mail.
+    mailer: Arc<Mailer>,
+    /// Per-instance limits.
+    limits: Limits,
+}
+
+impl Plugin {
+    /// Compiles `bytes` (the contents of `path`), checks it against the
+    /// `job-plugin` world and asks it to describe itself. Compilation runs on
+    /// a blocking thread so the async runtime keeps serving jobs.
+    pub async fn load(
+        path: &Path,
+        bytes: Vec<u8>,
+        linker: &Linker<HostState>,
+        mailer: Arc<Mailer>,
+        limits: Limits,
+    ) -> Result<Plugin> {
+        let started = Instant::now();
+        let sha256 = crate::digest::sha256_hex(&bytes);
+        let engine = linker.engine().clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await?
+            .context("not a valid WebAssembly component")?;
+        let compile_time = started.elapsed();
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .context("its imports don't match what the host offers")?;
+        let pre = wit::JobPluginPre::new(instance_pre)
+            .context("it doesn't export the jobrunner:plugin/job-plugin world")?;
+        let file_name = path.display().to_string();
+        let info = run::describe(&pre, &mailer, limits, &file_name)
+            .await
+            .map_err(|err| anyhow::anyhow!("describe() failed: {err}"))?;
+        if info.classes.is_empty() {
+            bail!("describe() names no job classes");
+        }
+        let meta = PluginMeta {
+            name: info.name,
+            version: info.version,
+            classes: info.classes,
+            path: path.to_path_buf(),
+            sha256,
+            compile_time,
+            loaded_at: SystemTime::now(),
+        };
+        Ok(Plugin {
+            meta,
+            pre,
+            mailer,
+            limits,
+        })
+    }
+
+    /// Performs `job` in a fresh instance.
+    pub async fn perform(&self, job: &wit::Job) -> Result<Result<(), wit::JobError>, CallError> {
+        let tags = LogTags {
+            plugin: Arc::from(self.meta.name.as_str()),
+            class: job.class.clone(),
+            jid: job.jid.clone(),
+        };
+        run::perform(&self.pre, &self.mailer, self.limits, tags, job).await
+    }
+}

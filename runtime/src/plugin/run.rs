@@ -1,0 +1,151 @@
+//! Running one call into a plugin under its limits.
+//!
+//! Every call gets a fresh [`Store`] and instance. A running guest yields to
+//! the async runtime once per epoch tick, and at each tick its deadline is
+//! checked: past it, the call fails with [`Timeout`]. A host call that hangs
+//! (a mail server that never answers) is caught by an outer timer a little
+//! later. Growing memory past the cap fails with [`MemoryExceeded`]. A trap
+//! carries the panic message the guest printed, when there is one. Each
+//! way a call can fail on the host's side is a [`CallError`].
+
+use super::host::{HostState, LogTags, MemoryExceeded};
+use super::wit;
+use crate::mail::Mailer;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Store, UpdateDeadline};
+
+/// Why a call into a plugin did not return normally.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// It ran past its time limit.
+    #[error("{0}")]
+    Timeout(Timeout),
+    /// It tried to grow its memory past the cap.
+    #[error("{0}")]
+    Memory(MemoryExceeded),
+    /// It trapped (a panic, an unreachable, a bad access), or couldn't be
+    /// instantiated; the message says which.
+    #[error("{0}")]
+    Trap(String),
+}
+
+impl CallError {
+    fn from_wasmtime(err: wasmtime::Error, state: &HostState) -> CallError {
+        if let Some(timeout) = err.downcast_ref::<Timeout>() {
+            return CallError::Timeout(Timeout(timeout.0));
+        }
+        if let Some(exceeded) = err.downcast_ref::<MemoryExceeded>() {
+            return CallError::Memory(MemoryExceeded(exceeded.0));
+        }
+        match state.panic_message() {
+            Some(panic) => CallError::Trap(format!("{panic} ({err:#})")),
+            None => CallError::Trap(format!("{err:#}")),
+        }
+    }
+}
+
+/// Limits applied to every instance.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Wall-clock time one call may take.
+    pub timeout: Duration,
+    /// Bytes of linear memory one instance may use.
+    pub memory_bytes: usize,
+}
+
+/// The error a call fails with when it runs past its time limit.
+#[derive(Debug)]
+pub struct Timeout(pub Duration);
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "timed out after {}", humanize(self.0))
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Grace given to a call stuck in a host function before the outer timer
+/// gives up on it (the epoch deadline only fires while guest code runs).
+const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
+
+fn new_store(
+    pre: &wit::JobPluginPre<HostState>,
+    state: HostState,
+    limits: Limits,
+) -> Store<HostState> {
+    let mut store = Store::new(pre.engine(), state);
+    store.limiter(|state| &mut state.limiter);
+    let deadline = Instant::now() + limits.timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            return Err(wasmtime::Error::new(Timeout(limits.timeout)));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store
+}
+
+/// Runs `call` against a fresh instance, turning a hang into a timeout.
+async fn with_instance<R>(
+    pre: &wit::JobPluginPre<HostState>,
+    state: HostState,
+    limits: Limits,
+    call: impl AsyncFnOnce(&wit::JobPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, CallError> {
+    let mut store = new_store(pre, state, limits);
+    let work = async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        call(&instance, &mut store).await
+    };
+    match tokio::time::timeout(limits.timeout + HOST_CALL_GRACE, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(CallError::from_wasmtime(err, store.data())),
+        Err(_) => Err(CallError::Timeout(Timeout(limits.timeout))),
+    }
+}
+
+/// Asks a freshly compiled plugin to describe itself.
+pub async fn describe(
+    pre: &wit::JobPluginPre<HostState>,
+    mailer: &Arc<Mailer>,
+    limits: Limits,
+    file: &str,
+) -> Result<wit::PluginInfo, CallError> {
+    let tags = LogTags {
+        plugin: Arc::from(file),
+        ..LogTags::default()
+    };
+    let state = HostState::new(mailer.clone(), limits.memory_bytes, tags);
+    with_instance(pre, state, limits, async |instance, store| {
+        instance.call_describe(store).await
+    })
+    .await
+}
+
+/// Performs one job. The outer `Result` is the host's view (trap, timeout,
+/// memory cap); the inner one is what the plugin returned.
+pub async fn perform(
+    pre: &wit::JobPluginPre<HostState>,
+    mailer: &Arc<Mailer>,
+    limits: Limits,
+    tags: LogTags,
+    job: &wit::Job,
+) -> Result<Result<(), wit::JobError>, CallError> {
+    let state = HostState::new(mailer.clone(), limits.memory_bytes, tags);
+    with_instance(pre, state, limits, async |instance, store| {
+        instance.call_perform(store, job).await
+    })
+    .await
+}

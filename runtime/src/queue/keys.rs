@@ -1,0 +1,37 @@
+//! Redis key names. Sidekiq's own keys keep Sidekiq's names so that its
+//! clients and Web UI see the same data; the runner's private bookkeeping
+//! lives under `jobrunner:`.
+
+/// Set of known queue names (Sidekiq).
+pub const QUEUES: &str = "queues";
+/// Sorted set of scheduled jobs, scored by when they are due (Sidekiq).
+pub const SCHEDULE: &str = "schedule";
+/// Sorted set of failed jobs waiting for their next attempt (Sidekiq).
+pub const RETRY: &str = "retry";
+/// Sorted set of jobs that will not be tried again (Sidekiq).
+pub const DEAD: &str = "dead";
+/// Set of live process identities (Sidekiq).
+pub const PROCESSES: &str = "processes";
+/// Set of runner identities that may own in-progress jobs. Unlike
+/// `processes`, nothing but a recovery removes an identity from it.
+pub const RUNNERS: &str = "jobrunner:runners";
+
+/// The list a queue's jobs wait in (Sidekiq).
+pub fn queue(name: &str) -> String {
+    format!("queue:{name}")
+}
+
+/// The set of queue names a runner fetches from; each has an in-progress list.
+pub fn inprogress_set(identity: &str) -> String {
+    format!("jobrunner:inprogress:{identity}")
+}
+
+/// The list holding the jobs a runner took from `queue` and hasn't finished.
+pub fn inprogress(identity: &str, queue: &str) -> String {
+    format!("jobrunner:inprogress:{identity}:{queue}")
+}
+
+/// Sidekiq's daily counters, e.g. `stat:processed:2026-11-25`.
+pub fn daily_stat(stat: &str, date: &str) -> String {
+    format!("stat:{stat}:{date}")
+}

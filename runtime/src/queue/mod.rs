@@ -1,0 +1,182 @@
+//! The job queue in Redis, in Sidekiq's layout, with reliable fetch.
+//!
+//! [`Queue::fetch`] moves a job atomically from `queue:<name>` into a list
+//! private to this runner; [`Queue::finish`] removes it from there in the
+//! same Redis transaction that records its outcome. A job is therefore
+//! always somewhere: in its queue, in a runner's in-progress list, or in its
+//! final place. When a runner dies, [`Queue::recover`] puts its in-progress
+//! jobs back at the front of their queues.
+
+pub mod keys;
+mod scripts;
+
+use crate::clock;
+use anyhow::{Context, Result};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+/// Sidekiq keeps dead jobs for 180 days...
+const DEAD_MAX_AGE_SECS: f64 = 180.0 * 24.0 * 3600.0;
+/// ...and at most 10,000 of them.
+const DEAD_MAX_JOBS: isize = 10_000;
+
+/// Where a finished job goes.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Done: the job is simply removed.
+    Done,
+    /// Failed, to be tried again at `at` (epoch seconds).
+    Retry { payload: String, at: f64 },
+    /// Failed for good: into the dead set.
+    Dead { payload: String },
+    /// Failed and dropped, as the job asked (`retry: false`).
+    Discard,
+}
+
+/// A handle on the queue; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    /// Reconnects by itself after Redis restarts.
+    conn: ConnectionManager,
+}
+
+impl Queue {
+    /// Connects to the Redis at `url`.
+    pub async fn connect(url: &str) -> Result<Queue> {
+        let client =
+            redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
+        let conn = client
+            .get_connection_manager()
+            .await
+            .with_context(|| format!("connecting to Redis at {url}"))?;
+        Ok(Queue { conn })
+    }
+
+    /// The underlying connection, for the process heartbeat.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Pushes a job's JSON onto `queue` exactly as Sidekiq's client does.
+    pub async fn push(&self, queue: &str, payload: &str) -> Result<()> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .sadd(keys::QUEUES, queue)
+            .lpush(keys::queue(queue), payload)
+            .exec_async(&mut conn)
+            .await
+            .with_context(|| format!("pushing a job to queue {queue}"))
+    }
+
+    /// Takes the next job, trying `queues` in order, into `identity`'s
+    /// in-progress list. Returns `(queue, job JSON)`.
+    pub async fn fetch(&self, identity: &str, queues: &[&str]) -> Result<Option<(String, String)>> {
+        let mut invocation = scripts::FETCH.prepare_invoke();
+        for queue in queues {
+            invocation
+                .key(keys::queue(queue))
+                .key(keys::inprogress(identity, queue))
+                .arg(*queue);
+        }
+        let mut conn = self.conn.clone();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .context("fetching a job")
+    }
+
+    /// Records a job's outcome and removes it from the in-progress list,
+    /// in one transaction; counts it in Sidekiq's stats.
+    pub async fn finish(
+        &self,
+        identity: &str,
+        queue: &str,
+        raw: &str,
+        outcome: &Outcome,
+    ) -> Result<()> {
+        let now = clock::now();
+        let date = clock::utc_date(now);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .lrem(keys::inprogress(identity, queue), 1, raw)
+            .incr("stat:processed", 1)
+            .incr(keys::daily_stat("processed", &date), 1);
+        if !matches!(outcome, Outcome::Done) {
+            pipe.incr("stat:failed", 1)
+                .incr(keys::daily_stat("failed", &date), 1);
+        }
+        match outcome {
+            Outcome::Done | Outcome::Discard => {}
+            Outcome::Retry { payload, at } => {
+                pipe.zadd(keys::RETRY, payload, *at);
+            }
+            Outcome::Dead { payload } => {
+                pipe.zadd(keys::DEAD, payload, now)
+                    .zrembyscore(keys::DEAD, "-inf", now - DEAD_MAX_AGE_SECS)
+                    .zremrangebyrank(keys::DEAD, 0, -DEAD_MAX_JOBS - 1);
+            }
+        }
+        let mut conn = self.conn.clone();
+        pipe.exec_async(&mut conn)
+            .await
+            .context("recording the job's outcome")
+    }
+
+    /// Declares the queues `identity` fetches from, so a recovery knows
+    /// which in-progress lists to look at.
+    pub async fn register(&self, identity: &str, queues: &[&str]) -> Result<()> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .sadd(keys::RUNNERS, identity)
+            .sadd(keys::inprogress_set(identity), queues)
+            .exec_async(&mut conn)
+            .await
+            .context("registering the runner")
+    }
+
+    /// Every runner that may hold in-progress jobs.
+    pub async fn runners(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        conn.smembers(keys::RUNNERS)
+            .await
+            .context("listing runners")
+    }
+
+    /// Requeues the jobs `identity` holds if its last heartbeat is older
+    /// than `timeout_secs` (or at once when `force`). Returns the number
+    /// requeued, or `None` when the runner is alive.
+    pub async fn recover(
+        &self,
+        identity: &str,
+        timeout_secs: f64,
+        force: bool,
+    ) -> Result<Option<u64>> {
+        let mut conn = self.conn.clone();
+        let moved: i64 = scripts::RECOVER
+            .key(keys::RUNNERS)
+            .key(keys::inprogress_set(identity))
+            .key(identity)
+            .arg(identity)
+            .arg(clock::now())
+            .arg(timeout_secs)
+            .arg(if force { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await
+            .with_context(|| format!("recovering the jobs of runner {identity}"))?;
+        Ok(u64::try_from(moved).ok())
+    }
+
+    /// Moves due jobs from the `schedule` or `retry` set to their queues.
+    pub async fn enqueue_due(&self, set: &str, limit: u32) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        scripts::ENQUEUE_DUE
+            .key(set)
+            .arg(clock::now())
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .with_context(|| format!("enqueuing due jobs from {set}"))
+    }
+}

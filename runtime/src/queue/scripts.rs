@@ -1,0 +1,85 @@
+//! The Lua scripts that make the queue's multi-step moves atomic.
+//!
+//! Each one runs inside Redis as a single step, so a runner killed halfway,
+//! or two runners racing, can neither lose a job nor move it twice.
+
+use redis::Script;
+use std::sync::LazyLock;
+
+/// Moves the first job found, trying queues in the order given, from its
+/// queue into this runner's in-progress list for that queue.
+/// KEYS: pairs of (queue list, in-progress list). ARGV: the queue names.
+/// Returns `{queue name, job}` or nil.
+pub static FETCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+for i = 1, #ARGV do
+  local job = redis.call('LMOVE', KEYS[2 * i - 1], KEYS[2 * i], 'RIGHT', 'LEFT')
+  if job then return {ARGV[i], job} end
+end
+return false
+",
+    )
+});
+
+/// Puts every job a runner holds back at the front of its queue, then
+/// forgets the runner. Unless forced, does nothing while the runner's last
+/// heartbeat is recent, so two runners can't both decide a third is dead and
+/// requeue its jobs twice.
+/// KEYS: runners set, the runner's in-progress set, the runner's process hash.
+/// ARGV: identity, now (epoch s), timeout (s), force ("1" or "0").
+/// Returns the number of jobs requeued, or -1 when the runner is alive.
+pub static RECOVER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if ARGV[4] ~= '1' then
+  local beat = redis.call('HGET', KEYS[3], 'beat')
+  if beat and tonumber(ARGV[2]) - tonumber(beat) < tonumber(ARGV[3]) then return -1 end
+end
+local moved = 0
+for _, q in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local list = KEYS[2] .. ':' .. q
+  while redis.call('LMOVE', list, 'queue:' .. q, 'LEFT', 'RIGHT') do
+    moved = moved + 1
+  end
+  redis.call('SADD', 'queues', q)
+end
+redis.call('DEL', KEYS[2], KEYS[3], ARGV[1] .. ':workers', ARGV[1] .. ':work')
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('SREM', 'processes', ARGV[1])
+return moved
+",
+    )
+});
+
+/// Moves due jobs of a sorted set (`schedule` or `retry`) to their queues,
+/// as Sidekiq's scheduler does: a job is pushed only if this caller's ZREM
+/// removed it. A member that isn't JSON goes to `queue:default`, where the
+/// runner will dead-letter it with the parse error.
+/// KEYS: the sorted set. ARGV: now (epoch s), the most jobs to move.
+pub static ENQUEUE_DUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local moved = 0
+while moved < tonumber(ARGV[2]) do
+  local job = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)[1]
+  if not job then break end
+  if redis.call('ZREM', KEYS[1], job) == 1 then
+    local ok, decoded = pcall(cjson.decode, job)
+    local q = 'default'
+    if ok and type(decoded) == 'table' then
+      if KEYS[1] == 'retry' and type(decoded.retry_queue) == 'string' then
+        q = decoded.retry_queue
+      elseif type(decoded.queue) == 'string' then
+        q = decoded.queue
+      end
+    end
+    redis.call('SADD', 'queues', q)
+    redis.call('LPUSH', 'queue:' .. q, job)
+    moved = moved + 1
+  end
+end
+return moved
+",
+    )
+});

@@ -1,0 +1,138 @@
+//! The registry: which plugin performs which job class, right now.
+//!
+//! The current [`PluginSet`] sits behind an [`ArcSwap`]: a job looks its
+//! class up without locking and keeps the `Arc<Plugin>` it got for as long
+//! as it runs, so replacing a plugin never disturbs a job already running.
+//! Changes (a file loaded, replaced or removed) are serialized by a mutex,
+//! build a new set, and swap it in whole.
+
+mod set;
+
+pub use set::{PluginSet, PluginStatus};
+
+use crate::mail::Mailer;
+use crate::plugin::{HostState, Limits, Plugin};
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use wasmtime::component::Linker;
+
+/// The plugins a runner serves.
+pub struct Registry {
+    /// The directory plugins are loaded from.
+    dir: PathBuf,
+    /// The plugin set jobs see.
+    current: ArcSwap<PluginSet>,
+    /// Serializes changes, so two loads can't each swap in a set missing
+    /// the other's plugin.
+    changing: Mutex<()>,
+    /// Links every plugin against the host.
+    linker: Linker<HostState>,
+    /// Delivers the plugins' mail.
+    mailer: Arc<Mailer>,
+    /// Per-instance limits.
+    limits: Limits,
+}
+
+impl Registry {
+    pub fn new(
+        dir: &Path,
+        linker: Linker<HostState>,
+        mailer: Arc<Mailer>,
+        limits: Limits,
+    ) -> Registry {
+        Registry {
+            dir: dir.to_path_buf(),
+            current: ArcSwap::from_pointee(PluginSet::default()),
+            changing: Mutex::new(()),
+            linker,
+            mailer,
+            limits,
+        }
+    }
+
+    /// The directory plugins are loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The plugin that performs `class`, if any.
+    pub fn lookup(&self, class: &str) -> Option<Arc<Plugin>> {
+        self.current.load().plugin_for(class)
+    }
+
+    /// The current set, for status reporting.
+    pub fn snapshot(&self) -> Arc<PluginSet> {
+        self.current.load_full()
+    }
+
+    /// Loads every `*.wasm` file in the directory. A file that fails is
+    /// logged and skipped; the others load.
+    pub async fn load_dir(&self) -> Result<()> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("reading the plugins directory {}", self.dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| is_plugin_file(path))
+            .collect();
+        files.sort();
+        for path in files {
+            self.load_file(&path).await;
+        }
+        Ok(())
+    }
+
+    /// Loads (or reloads) `path`. On failure the file is refused with one
+    /// log line and whatever served before keeps serving.
+    pub async fn load_file(&self, path: &Path) {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) => return self.refuse(path, format!("cannot read it: {err}")),
+        };
+        let _changing = self.changing.lock().await;
+        let sha256 = crate::digest::sha256_hex(&bytes);
+        if self.current.load().file_hash(path) == Some(sha256.as_str()) {
+            return;
+        }
+        let loaded =
+            Plugin::load(path, bytes, &self.linker, self.mailer.clone(), self.limits).await;
+        let plugin = match loaded
+            .and_then(|plugin| self.current.load().check_classes(&plugin).map(|_| plugin))
+        {
+            Ok(plugin) => Arc::new(plugin),
+            Err(err) => return self.refuse(path, format!("{err:#}")),
+        };
+        let m = &plugin.meta;
+        tracing::info!(plugin = %m.name, version = %m.version, file = %path.display(), sha256 = %m.sha256,
+            classes = ?m.classes, compile_ms = m.compile_time.as_millis() as u64, "plugin loaded");
+        self.current
+            .store(Arc::new(self.current.load().with_plugin(plugin)));
+    }
+
+    /// Unregisters the plugin loaded from `path`, if any.
+    pub async fn remove_file(&self, path: &Path) {
+        let _changing = self.changing.lock().await;
+        let current = self.current.load();
+        if let Some(plugin) = current.by_file(path) {
+            tracing::info!(plugin = %plugin.meta.name, file = %path.display(), classes = ?plugin.meta.classes,
+                "plugin removed");
+            self.current.store(Arc::new(current.without_file(path)));
+        }
+    }
+
+    fn refuse(&self, path: &Path, reason: String) {
+        tracing::error!(file = %path.display(), reason = %reason, "plugin refused");
+        self.current.rcu(|set| set.with_error(path, &reason));
+    }
+}
+
+/// Whether `path` looks like a plugin: a `*.wasm` file that isn't hidden
+/// (editors and copy tools write temporary files as `.name.wasm.xyz`).
+pub fn is_plugin_file(path: &Path) -> bool {
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'));
+    !hidden && path.extension().is_some_and(|ext| ext == "wasm") && path.is_file()
+}

@@ -1,0 +1,176 @@
+//! What happens to a job that failed: Sidekiq's retry policy.
+//!
+//! [`decide`] records the failure on the job's JSON exactly as Sidekiq does
+//! (`error_message`, `error_class`, `failed_at`, `retried_at`, `retry_count`)
+//! and says where the job goes next: the `retry` set after Sidekiq's backoff,
+//! the `dead` set when it failed permanently or ran out of retries, or nowhere
+//! when the job itself asked for that (`retry: false`, `dead: false`).
+
+use serde_json::{Map, Value, json};
+
+/// Sidekiq's default number of retries.
+pub const DEFAULT_MAX_RETRIES: u64 = 25;
+
+/// Sidekiq cuts error messages to this many characters.
+const MAX_MESSAGE_CHARS: usize = 10_000;
+
+/// Why a job failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    /// Whether trying again may help.
+    pub retryable: bool,
+    /// A short name for the kind of failure, shown as Sidekiq's `error_class`.
+    pub error_class: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl Failure {
+    pub fn retryable(error_class: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            retryable: true,
+            error_class,
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(error_class: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            retryable: false,
+            error_class,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a failed job goes.
+#[derive(Debug, PartialEq)]
+pub enum Disposition {
+    /// Into the `retry` set, due at `at` (epoch seconds).
+    Retry { at: f64 },
+    /// Into the `dead` set.
+    Dead,
+    /// Nowhere: the job opted out of both retries and the dead set.
+    Discard,
+}
+
+/// Records `failure` on `payload` and decides where the job goes.
+/// `jitter` is a number in `0..10` (Sidekiq's `rand(10)`).
+pub fn decide(
+    payload: &mut Map<String, Value>,
+    failure: &Failure,
+    now: f64,
+    jitter: u64,
+) -> Disposition {
+    let message: String = failure.message.chars().take(MAX_MESSAGE_CHARS).collect();
+    payload.insert("error_message".into(), json!(message));
+    payload.insert("error_class".into(), json!(failure.error_class));
+    let count = match payload.get("retry_count").and_then(Value::as_u64) {
+        Some(previous) => {
+            payload.insert("retried_at".into(), json!(now));
+            previous + 1
+        }
+        None => {
+            payload.insert("failed_at".into(), json!(now));
+            0
+        }
+    };
+    payload.insert("retry_count".into(), json!(count));
+
+    let max_retries = match payload.get("retry") {
+        Some(Value::Bool(false)) => return Disposition::Discard,
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        _ => DEFAULT_MAX_RETRIES,
+    };
+    if failure.retryable && count < max_retries {
+        return Disposition::Retry {
+            at: now + backoff(count, jitter),
+        };
+    }
+    if payload.get("dead") == Some(&Value::Bool(false)) {
+        return Disposition::Discard;
+    }
+    Disposition::Dead
+}
+
+/// Sidekiq's delay before retry number `count` (from 0):
+/// `count**4 + 15 + rand(10) * (count + 1)` seconds.
+pub fn backoff(count: u64, jitter: u64) -> f64 {
+    (count.pow(4) + 15 + jitter * (count + 1)) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(extra: Value) -> Map<String, Value> {
+        let mut base = json!({"class": "X", "args": [], "jid": "j"});
+        base.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        base.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn first_failure_schedules_a_retry_in_about_15s() {
+        let mut p = job(json!({"retry": true}));
+        let d = decide(&mut p, &Failure::retryable("E", "boom"), 1000.0, 0);
+        assert_eq!(d, Disposition::Retry { at: 1015.0 });
+        assert_eq!(p["retry_count"], 0);
+        assert_eq!(p["failed_at"], 1000.0);
+        assert_eq!(p["error_message"], "boom");
+        assert_eq!(p["error_class"], "E");
+    }
+
+    #[test]
+    fn later_failures_back_off_and_then_die() {
+        let mut p = job(json!({"retry": 2, "retry_count": 0}));
+        assert_eq!(
+            decide(&mut p, &Failure::retryable("E", "x"), 0.0, 9),
+            Disposition::Retry {
+                at: 1.0 + 15.0 + 18.0
+            }
+        );
+        assert_eq!(p["retried_at"], 0.0);
+        assert_eq!(
+            decide(&mut p, &Failure::retryable("E", "x"), 0.0, 0),
+            Disposition::Dead
+        );
+        assert_eq!(p["retry_count"], 2);
+    }
+
+    #[test]
+    fn permanent_failures_go_straight_to_dead() {
+        let mut p = job(json!({}));
+        assert_eq!(
+            decide(&mut p, &Failure::permanent("E", "bad args"), 0.0, 0),
+            Disposition::Dead
+        );
+    }
+
+    #[test]
+    fn opting_out_discards() {
+        let mut no_retry = job(json!({"retry": false}));
+        assert_eq!(
+            decide(&mut no_retry, &Failure::retryable("E", "x"), 0.0, 0),
+            Disposition::Discard
+        );
+        let mut no_dead = job(json!({"retry": 0, "dead": false}));
+        assert_eq!(
+            decide(&mut no_dead, &Failure::retryable("E", "x"), 0.0, 0),
+            Disposition::Discard
+        );
+        let mut zero = job(json!({"retry": 0}));
+        assert_eq!(
+            decide(&mut zero, &Failure::retryable("E", "x"), 0.0, 0),
+            Disposition::Dead
+        );
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let mut p = job(json!({}));
+        decide(&mut p, &Failure::retryable("E", "x".repeat(20_000)), 0.0, 0);
+        assert_eq!(p["error_message"].as_str().unwrap().len(), 10_000);
+    }
+}

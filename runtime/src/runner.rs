@@ -1,0 +1,169 @@
+//! The runner: wires the parts together and runs until shut down.
+//!
+//! Start-up loads the plugins, connects to Redis, announces the process
+//! and recovers jobs lost by dead runners. Then one loop takes a job
+//! whenever a worker slot is free and spawns it. At shutdown, fetching
+//! stops, running jobs get `--shutdown-timeout` to finish, and whatever is
+//! still in progress goes back to the front of its queue.
+
+use crate::cli::RunArgs;
+use crate::fetch::{Fetcher, QueueOrder};
+use crate::heartbeat::{self, Process, Timing};
+use crate::mail::Mailer;
+use crate::plugin::{self, Limits};
+use crate::queue::Queue;
+use crate::registry::Registry;
+use crate::shutdown::{self, Shutdown};
+use crate::worker::Worker;
+use crate::{engine, scheduler};
+use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The queues served when none are given.
+const DEFAULT_QUEUES: &[&str] = &["default", "mailers"];
+
+/// Runs jobs until SIGINT or SIGTERM.
+pub async fn run(args: RunArgs) -> Result<()> {
+    let specs = if args.queues.is_empty() {
+        DEFAULT_QUEUES.iter().map(|q| q.to_string()).collect()
+    } else {
+        args.queues.clone()
+    };
+    let order = QueueOrder::parse(&specs)?;
+    let concurrency = usize::from(args.concurrency);
+    let registry = Arc::new(load_plugins(&args, concurrency).await?);
+    let queue = Queue::connect(&args.redis.redis).await?;
+
+    let process = Arc::new(Process::new(
+        concurrency,
+        order.names().iter().map(|q| q.to_string()).collect(),
+    ));
+    let timing = Timing {
+        interval: secs(args.heartbeat, "--heartbeat")?,
+        process_timeout: secs(args.process_timeout, "--process-timeout")?,
+    };
+    heartbeat::beat(&queue, &process, 0, false).await?;
+    heartbeat::recover_dead(&queue, &process, timing).await?;
+    tracing::info!(identity = %process.identity, queues = ?order.names(), concurrency, "runner started");
+
+    let (trigger, shutdown) = shutdown::channel();
+    shutdown::on_signals(trigger);
+    let busy = Arc::new(AtomicUsize::new(0));
+    heartbeat::spawn(
+        queue.clone(),
+        process.clone(),
+        busy.clone(),
+        timing,
+        shutdown.clone(),
+    );
+    scheduler::spawn(
+        queue.clone(),
+        secs(args.poll_interval, "--poll-interval")?,
+        shutdown.clone(),
+    );
+
+    let worker = Arc::new(Worker {
+        queue: queue.clone(),
+        registry,
+        identity: process.identity.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let fetcher = Fetcher {
+        queue: queue.clone(),
+        identity: process.identity.clone(),
+        order,
+    };
+    let slots = Arc::new(Semaphore::new(concurrency));
+    serve(&fetcher, &worker, &slots, &busy, &shutdown).await;
+
+    drain(
+        &slots,
+        concurrency,
+        secs(args.shutdown_timeout, "--shutdown-timeout")?,
+    )
+    .await;
+    match queue.recover(&process.identity, 0.0, true).await {
+        Ok(Some(n)) if n > 0 => tracing::warn!(
+            jobs = n,
+            "unfinished jobs put back at the front of their queues"
+        ),
+        Ok(_) => {}
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "could not requeue unfinished jobs; another runner will recover them")
+        }
+    }
+    tracing::info!("runner stopped");
+    Ok(())
+}
+
+/// Takes a job whenever a slot is free, until shutdown.
+async fn serve(
+    fetcher: &Fetcher,
+    worker: &Arc<Worker>,
+    slots: &Arc<Semaphore>,
+    busy: &Arc<AtomicUsize>,
+    shutdown: &Shutdown,
+) {
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
+            _ = shutdown.wait() => return,
+        };
+        let Some((queue, raw)) = fetcher.next(shutdown).await else {
+            return;
+        };
+        let (worker, busy) = (worker.clone(), busy.clone());
+        busy.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            worker.process(queue, raw).await;
+            busy.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+/// Waits until every slot is free again, or `timeout` passes.
+async fn drain(slots: &Arc<Semaphore>, concurrency: usize, timeout: Duration) {
+    let all = slots.acquire_many(concurrency as u32);
+    if tokio::time::timeout(timeout, all).await.is_err() {
+        tracing::warn!(
+            timeout_s = timeout.as_secs_f64(),
+            "jobs still running at the end of the shutdown timeout"
+        );
+    }
+}
+
+async fn load_plugins(args: &RunArgs, concurrency: usize) -> Result<Registry> {
+    let limits = Limits {
+        timeout: secs(args.timeout, "--timeout")?,
+        memory_bytes: args.memory as usize * 1024 * 1024,
+    };
+    let engine = engine::build(engine::EngineLimits {
+        concurrency,
+        memory_bytes: limits.memory_bytes,
+    })?;
+    let mailer = Arc::new(match &args.smtp {
+        Some(url) => Mailer::smtp(url, &args.mail_from)?,
+        None => Mailer::outbox(&args.outbox, &args.mail_from)?,
+    });
+    tracing::info!(mail = %mailer.describe(), "mail transport ready");
+    let registry = Registry::new(&args.plugins, plugin::linker(&engine)?, mailer, limits);
+    registry
+        .load_dir()
+        .await
+        .with_context(|| format!("loading plugins from {}", args.plugins.display()))?;
+    if registry.snapshot().is_empty() {
+        tracing::warn!(dir = %args.plugins.display(), "no plugin loaded; jobs will wait in the retry set until one is");
+    }
+    Ok(registry)
+}
+
+fn secs(value: f64, flag: &str) -> Result<Duration> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("{flag} must be a positive number of seconds, not {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}

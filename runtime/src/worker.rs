@@ -1,0 +1,143 @@
+//! Performing one fetched job and recording how it ended.
+//!
+//! [`Worker::process`] parses the payload, finds the plugin for its class,
+//! runs it, and turns the result into an [`Outcome`]: done, retry, dead or
+//! discard, following Sidekiq's retry policy. Recording the outcome is what
+//! takes the job out of this runner's in-progress list, so it is retried
+//! until Redis accepts it; if the runner dies first, the job is recovered
+//! and runs again (at least once, never lost).
+
+use crate::job::Job;
+use crate::plugin::{CallError, wit};
+use crate::queue::{Outcome, Queue};
+use crate::registry::Registry;
+use crate::retry::{self, Disposition, Failure};
+use crate::{clock, shutdown::Shutdown};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// Everything a job needs besides itself; shared by all running jobs.
+pub struct Worker {
+    /// Where jobs come from and their outcomes go.
+    pub queue: Queue,
+    /// Which plugin performs which class.
+    pub registry: Arc<Registry>,
+    /// This runner's identity, which names its in-progress lists.
+    pub identity: String,
+    /// Lets outcome recording give up waiting for Redis at shutdown.
+    pub shutdown: Shutdown,
+}
+
+impl Worker {
+    /// Performs the job `raw` taken from `queue` and records its outcome.
+    pub async fn process(&self, queue: String, raw: String) {
+        let span = tracing::info_span!("job", queue = %queue, class = tracing::field::Empty, jid = tracing::field::Empty);
+        async {
+            let outcome = match Job::parse(raw.clone(), &queue) {
+                Ok(job) => {
+                    let span = tracing::Span::current();
+                    span.record("class", job.class.as_str());
+                    span.record("jid", job.jid.as_str());
+                    self.perform(job).await
+                }
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "invalid job payload; moved to the dead set");
+                    Outcome::Dead { payload: invalid_payload(&raw, &queue, &format!("{err:#}")) }
+                }
+            };
+            self.record(&queue, &raw, &outcome).await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn perform(&self, job: Job) -> Outcome {
+        let started = Instant::now();
+        let Some(plugin) = self.registry.lookup(&job.class) else {
+            let failure = Failure::retryable(
+                "NoPluginError",
+                format!("no plugin handles class {}", job.class),
+            );
+            return self.failed(job, failure);
+        };
+        let result = plugin.perform(&job.to_wit()).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(Ok(())) => {
+                tracing::info!(plugin = %plugin.meta.name, elapsed_ms, "job done");
+                Outcome::Done
+            }
+            Ok(Err(wit::JobError::Retryable(message))) => {
+                self.failed(job, Failure::retryable("RetryableError", message))
+            }
+            Ok(Err(wit::JobError::Permanent(message))) => {
+                self.failed(job, Failure::permanent("PermanentError", message))
+            }
+            Err(err) => self.failed(job, host_failure(&err)),
+        }
+    }
+
+    fn failed(&self, mut job: Job, failure: Failure) -> Outcome {
+        let jitter = rand::random_range(0..10);
+        let disposition = retry::decide(&mut job.payload, &failure, clock::now(), jitter);
+        let payload = Value::Object(job.payload).to_string();
+        tracing::warn!(error_class = failure.error_class, error = %failure.message, next = ?disposition, "job failed");
+        match disposition {
+            Disposition::Retry { at } => Outcome::Retry { payload, at },
+            Disposition::Dead => Outcome::Dead { payload },
+            Disposition::Discard => Outcome::Discard,
+        }
+    }
+
+    /// Records `outcome`, retrying while Redis is unreachable. Gives up only
+    /// at shutdown, leaving the job in the in-progress list to be recovered.
+    async fn record(&self, queue: &str, raw: &str, outcome: &Outcome) {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.queue.finish(&self.identity, queue, raw, outcome).await {
+                Ok(()) => return,
+                Err(err) if self.shutdown.is_started() => {
+                    tracing::error!(error = %format!("{err:#}"), "cannot record the job's outcome; it stays in progress and will run again");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "recording the job's outcome failed; retrying")
+                }
+            }
+            self.shutdown.sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// A failure of the host's making: the time limit, the memory cap, a trap.
+/// All are retryable, as an exception is in Sidekiq.
+fn host_failure(err: &CallError) -> Failure {
+    let class = match err {
+        CallError::Timeout(_) => "Timeout",
+        CallError::Memory(_) => "MemoryLimitExceeded",
+        CallError::Trap(_) => "Trap",
+    };
+    Failure::retryable(class, err.to_string())
+}
+
+/// The dead-set entry for a payload that isn't a job: Sidekiq's fields
+/// around the original text, so it can be inspected and fixed by hand.
+fn invalid_payload(raw: &str, queue: &str, reason: &str) -> String {
+    let now = clock::now();
+    json!({
+        "class": "InvalidJob",
+        "args": [],
+        "jid": hex::encode(rand::random::<[u8; 12]>()),
+        "queue": queue,
+        "retry": false,
+        "payload": raw,
+        "error_class": "InvalidJobError",
+        "error_message": format!("invalid job payload: {reason}"),
+        "failed_at": now,
+        "created_at": now,
+    })
+    .to_string()
+}
