@@ -4,21 +4,32 @@ use anyhow::Result;
 use clap::Parser;
 use jobrunner::cli::{Cli, Command};
 use jobrunner::{client, queue::Queue, runner};
+use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Enqueue(args)) => {
             let queue = Queue::connect(&args.redis.redis).await?;
             let jid = client::enqueue(&queue, &args.class, &args.args, &args.queue).await?;
+            // The jid is the command's output, for scripts to capture.
             println!("{jid}");
             Ok(())
         }

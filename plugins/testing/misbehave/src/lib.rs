@@ -7,6 +7,8 @@
 //! - `BrokenJob`: fails permanently with the message in its first argument.
 //! - `TrapJob`: panics, which traps the instance.
 //! - `EchoJob`: mails `args[0]` a message whose subject is `args[1]`.
+//! - `SlowJob`: sleeps `args[0]` milliseconds, then mails like `EchoJob`
+//!   with `args[1]` and `args[2]`.
 
 use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, PluginInfo, mail, plugin_info};
 
@@ -21,6 +23,7 @@ impl Guest for Misbehave {
             "BrokenJob",
             "TrapJob",
             "EchoJob",
+            "SlowJob",
         ];
         plugin_info("misbehave", env!("CARGO_PKG_VERSION"), &classes)
     }
@@ -33,17 +36,24 @@ impl Guest for Misbehave {
             "FlakyJob" => Err(JobError::Retryable(args.required("message", 0)?)),
             "BrokenJob" => Err(JobError::Permanent(args.required("message", 0)?)),
             "TrapJob" => panic!("TrapJob panics on purpose"),
-            "EchoJob" => {
-                let to: String = args.required("to", 0)?;
-                let subject: String = args.required("subject", 1)?;
-                mail::send(&mail::Email::new(&to, subject, "echo\n"))?;
-                Ok(())
+            "EchoJob" => echo(&args, 0),
+            "SlowJob" => {
+                let millis: u64 = args.required("millis", 0)?;
+                std::thread::sleep(std::time::Duration::from_millis(millis));
+                echo(&args, 1)
             }
             other => Err(JobError::Permanent(format!(
                 "misbehave does not handle {other}"
             ))),
         }
     }
+}
+
+fn echo(args: &Args, first: usize) -> Result<(), JobError> {
+    let to: String = args.required("to", first)?;
+    let subject: String = args.required("subject", first + 1)?;
+    mail::send(&mail::Email::new(&to, subject, "echo\n"))?;
+    Ok(())
 }
 
 fn spin() -> Result<(), JobError> {

@@ -1,0 +1,86 @@
+//! Jobs pushed by Sidekiq's own Ruby client, and by ActiveJob through its
+//! sidekiq adapter, run unchanged.
+
+use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink};
+use serde_json::json;
+use std::process::Command;
+
+/// Runs Ruby code with `REDIS_URL` pointing at the test Redis.
+fn ruby(redis: &Redis, code: &str) -> String {
+    let output = Command::new("ruby")
+        .args(["-e", code])
+        .env("REDIS_URL", &redis.url)
+        .output()
+        .expect("running ruby (apt-get install ruby-sidekiq)");
+    assert!(
+        output.status.success(),
+        "ruby failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn job_pushed_by_the_ruby_sidekiq_client() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    let jid = ruby(
+        &redis,
+        r#"require "sidekiq"
+           Sidekiq.configure_client { |c| c.redis = { url: ENV["REDIS_URL"] } }
+           puts Sidekiq::Client.push("class" => "OrderCreateJob",
+             "args" => [{ "id" => 42, "email" => "buyer@example.com", "name" => "Ann" }])"#,
+    );
+    assert_eq!(jid.len(), 24, "jid {jid:?}");
+    let mail = smtp.wait_for(1).remove(0);
+    assert_eq!(mail.rcpt, ["buyer@example.com"]);
+    assert!(mail.subject.contains("#42"));
+    assert!(mail.body.contains("Hello Ann"));
+}
+
+#[test]
+fn active_job_payload_with_ruby_markers_is_unwrapped() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    // What Rails 6.1's sidekiq adapter pushes for
+    // `OrderCreateJob.perform_later(id: 42, email: "buyer@example.com", name: "Ann")`.
+    let payload = json!({
+        "class": "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper",
+        "wrapped": "OrderCreateJob", "queue": "default",
+        "args": [{"job_class": "OrderCreateJob", "job_id": "5a0b6e1e-3c4f-4b8e-9f7a-2d1c0e9b8a7f",
+                  "provider_job_id": null, "queue_name": "default", "priority": null,
+                  "arguments": [{"id": 42, "email": "buyer@example.com", "name": "Ann",
+                                 "_aj_ruby2_keywords": ["id", "email", "name"]}],
+                  "executions": 0, "exception_executions": {}, "locale": "en", "timezone": null,
+                  "enqueued_at": "2026-11-23T13:26:37Z"}],
+        "retry": true, "jid": "649404350eb577a4df322e89",
+        "created_at": 1795440397.24, "enqueued_at": 1795440397.24
+    });
+    redis.push("default", &payload.to_string());
+    let mail = smtp.wait_for(1).remove(0);
+    assert_eq!(mail.rcpt, ["buyer@example.com"]);
+    assert!(mail.subject.contains("#42"));
+}
+
+#[test]
+fn job_enqueued_by_rails_active_job() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    ruby(
+        &redis,
+        r#"require "active_job"
+           require "sidekiq"
+           require "active_job/queue_adapters/sidekiq_adapter"
+           Sidekiq.configure_client { |c| c.redis = { url: ENV["REDIS_URL"] } }
+           ActiveJob::Base.queue_adapter = :sidekiq
+           ActiveJob::Base.logger = Logger.new(nil)
+           class WelcomeMailJob < ActiveJob::Base
+             queue_as :mailers
+           end
+           WelcomeMailJob.perform_later(email: "new@example.com", name: "Ann")"#,
+    );
+    let mail = smtp.wait_for(1).remove(0);
+    assert_eq!(mail.rcpt, ["new@example.com"]);
+    assert!(mail.subject.contains("Welcome"));
+    assert!(mail.body.contains("Hello Ann"));
+}

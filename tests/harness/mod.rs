@@ -1,0 +1,68 @@
+//! The test harness: real parts, started on free ports in their own temp
+//! directories, and always stopped (each is killed when dropped, which
+//! also happens when a test panics).
+//!
+//! - [`Redis`]: a `redis-server`.
+//! - [`SmtpSink`]: Postfix's `smtp-sink`, writing each message to a file.
+//! - [`Runner`]: the `runner` binary, with a plugins directory of its own.
+//! - [`eventually`]: polling for a condition with a deadline.
+
+mod redis_server;
+mod runner;
+mod smtp;
+
+pub use redis_server::Redis;
+pub use runner::{Runner, RunnerOptions, runner_bin};
+pub use smtp::{Mail, SmtpSink};
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A built plugin component, e.g. `plugin_wasm("order_created")`.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("plugins/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the plugins first (scripts/test builds them)",
+        path.display()
+    );
+    path
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
+    listener
+        .local_addr()
+        .expect("reading the ephemeral port")
+        .port()
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with
+/// `what` and the last state `describe` reports.
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The default deadline for things that should happen within seconds.
+pub const WAIT: Duration = Duration::from_secs(30);

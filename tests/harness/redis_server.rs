@@ -1,0 +1,101 @@
+//! A real `redis-server` on a free port, with its data in a temp directory.
+
+use crate::{WAIT, eventually, free_port};
+use std::process::{Child, Command, Stdio};
+use tempfile::TempDir;
+
+/// A running Redis, stopped when dropped.
+pub struct Redis {
+    /// The server process.
+    child: Child,
+    /// Holds its working directory until it is stopped.
+    _dir: TempDir,
+    /// `redis://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("creating Redis's temp dir");
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting redis-server (apt-get install redis-server)");
+        let redis = Redis {
+            child,
+            _dir: dir,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        eventually("redis-server to answer PING", WAIT, || {
+            let mut conn = redis.try_conn()?;
+            redis::cmd("PING").query::<String>(&mut conn).ok()
+        });
+        redis
+    }
+
+    fn try_conn(&self) -> Option<redis::Connection> {
+        redis::Client::open(self.url.as_str())
+            .ok()?
+            .get_connection()
+            .ok()
+    }
+
+    /// A fresh connection.
+    pub fn conn(&self) -> redis::Connection {
+        self.try_conn().expect("connecting to the test Redis")
+    }
+
+    /// Runs one command and returns its reply.
+    pub fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query(&mut self.conn())
+            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
+    }
+
+    /// Pushes a job's JSON as Sidekiq's client does.
+    pub fn push(&self, queue: &str, payload: &str) {
+        let _: () = redis::pipe()
+            .atomic()
+            .sadd("queues", queue)
+            .lpush(format!("queue:{queue}"), payload)
+            .query(&mut self.conn())
+            .expect("pushing a job");
+    }
+
+    /// Every member of a sorted set (`retry`, `dead`, `schedule`), parsed.
+    pub fn sorted_set(&self, key: &str) -> Vec<serde_json::Value> {
+        let members: Vec<String> = self.query(&["ZRANGE", key, "0", "-1"]);
+        members
+            .iter()
+            .map(|m| serde_json::from_str(m).expect("a JSON member"))
+            .collect()
+    }
+
+    /// The length of a list.
+    pub fn llen(&self, key: &str) -> usize {
+        self.query(&["LLEN", key])
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,191 @@
+//! The `runner` binary under test, with its own plugins directory and log.
+
+use crate::{WAIT, eventually, plugin_wasm, repo_root};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// How to start a runner.
+#[derive(Clone, Debug)]
+pub struct RunnerOptions {
+    /// Plugins copied into its plugins directory, by crate name.
+    pub plugins: Vec<&'static str>,
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            plugins: vec!["order_created", "welcome_mail", "misbehave"],
+            args: Vec::new(),
+        }
+    }
+}
+
+impl RunnerOptions {
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+}
+
+/// A running `runner`, killed when dropped.
+pub struct Runner {
+    /// The process; `None` once it has been stopped.
+    child: Option<Child>,
+    /// Its plugins directory and log file.
+    dir: TempDir,
+    /// The command line it was started with, to restart it.
+    command: Vec<String>,
+}
+
+/// The runner binary, built by `cargo build --release`.
+pub fn runner_bin() -> PathBuf {
+    let path = std::env::var_os("RUNNER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release/runner"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --release` first",
+        path.display()
+    );
+    path
+}
+
+impl Runner {
+    /// Starts a runner against `redis_url` with mail going to `smtp_url`,
+    /// and waits until it reports that it is serving.
+    pub fn start(redis_url: &str, smtp_url: &str, options: RunnerOptions) -> Runner {
+        let dir = tempfile::tempdir().expect("creating the runner's temp dir");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).expect("creating the plugins dir");
+        for name in &options.plugins {
+            std::fs::copy(plugin_wasm(name), plugins.join(format!("{name}.wasm")))
+                .expect("copying a plugin");
+        }
+        let mut command = vec![
+            "--plugins".to_string(),
+            plugins.display().to_string(),
+            "--redis".into(),
+            redis_url.into(),
+            "--smtp".into(),
+            smtp_url.into(),
+            "--mail-from".into(),
+            "Shop <shop@example.com>".into(),
+            "--heartbeat".into(),
+            "1".into(),
+            "--poll-interval".into(),
+            "1".into(),
+        ];
+        command.extend(options.args);
+        let mut runner = Runner {
+            child: None,
+            dir,
+            command,
+        };
+        runner.spawn();
+        runner
+    }
+
+    fn spawn(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("opening the runner log");
+        let child = Command::new(runner_bin())
+            .args(&self.command)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("starting the runner");
+        let started = self.logs().matches("runner started").count() + 1;
+        self.child = Some(child);
+        eventually("the runner to start", WAIT, || {
+            assert!(
+                self.is_running(),
+                "the runner exited during start-up:\n{}",
+                self.logs()
+            );
+            (self.logs().matches("runner started").count() >= started).then_some(())
+        });
+    }
+
+    /// The plugins directory it loads from.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("runner.log")
+    }
+
+    /// Everything it has logged, across restarts.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for it to exit on its own.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the runner is running");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        eventually(
+            "the runner to exit after SIGTERM",
+            Duration::from_secs(60),
+            || child.try_wait().ok().flatten(),
+        )
+    }
+
+    /// Starts it again with the same command line and plugins directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Copies a built plugin into its plugins directory under `file_name`.
+    pub fn install_plugin(&self, name: &str, file_name: &str) -> PathBuf {
+        let target = self.plugins_dir().join(file_name);
+        std::fs::copy(plugin_wasm(name), &target).expect("copying a plugin");
+        target
+    }
+
+    /// Path of `file_name` in the plugins directory.
+    pub fn plugin_path(&self, file_name: &str) -> PathBuf {
+        Path::new(&self.plugins_dir()).join(file_name)
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- runner log ---\n{}", self.logs());
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Postfix's `smtp-sink`, a real SMTP server that writes each message it
+//! accepts to a file, and reading those messages back.
+
+use crate::{WAIT, eventually, free_port};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use tempfile::TempDir;
+
+/// A running smtp-sink, stopped when dropped.
+pub struct SmtpSink {
+    /// The server process.
+    child: Child,
+    /// Where messages are written.
+    dir: TempDir,
+    /// `smtp://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+/// One message as delivered.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// Envelope recipients.
+    pub rcpt: Vec<String>,
+    /// The Subject header.
+    pub subject: String,
+    /// Everything after the headers.
+    pub body: String,
+    /// The whole file.
+    pub raw: String,
+}
+
+impl SmtpSink {
+    /// A sink that accepts everything.
+    pub fn start() -> SmtpSink {
+        SmtpSink::start_with(&[])
+    }
+
+    /// A sink with extra smtp-sink options, e.g. `["-f", "RCPT"]` to reject
+    /// every recipient with a 5xx, `["-r", "RCPT"]` with a 4xx.
+    pub fn start_with(options: &[&str]) -> SmtpSink {
+        let dir = tempfile::tempdir().expect("creating smtp-sink's temp dir");
+        let port = free_port();
+        let template = format!("{}/%H%M%S.", dir.path().display());
+        let child = Command::new(smtp_sink())
+            .args(["-u", "root", "-d", &template])
+            .args(options)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("64")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting smtp-sink (apt-get install postfix)");
+        let sink = SmtpSink {
+            child,
+            dir,
+            url: format!("smtp://127.0.0.1:{port}"),
+        };
+        eventually("smtp-sink to accept connections", WAIT, || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        sink
+    }
+
+    /// Every message received so far.
+    pub fn messages(&self) -> Vec<Mail> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("listing smtp-sink's directory")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .filter_map(|raw| parse(&raw))
+            .collect()
+    }
+
+    /// Waits until `count` messages have arrived and returns them.
+    pub fn wait_for(&self, count: usize) -> Vec<Mail> {
+        eventually(&format!("{count} mails at smtp-sink"), crate::WAIT, || {
+            let messages = self.messages();
+            (messages.len() >= count).then_some(messages)
+        })
+    }
+}
+
+fn smtp_sink() -> &'static str {
+    if std::path::Path::new("/usr/sbin/smtp-sink").exists() {
+        "/usr/sbin/smtp-sink"
+    } else {
+        "smtp-sink"
+    }
+}
+
+/// Parses a dumped message; `None` while the file is still being written.
+fn parse(raw: &str) -> Option<Mail> {
+    let (headers, body) = raw.split_once("\n\n")?;
+    let header = |name: &str| -> Vec<String> {
+        headers
+            .lines()
+            .filter_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    let subject = header("Subject:").into_iter().next()?;
+    let rcpt = header("X-Rcpt-Args:")
+        .iter()
+        .map(|r| r.trim_matches(['<', '>']).to_string())
+        .collect();
+    Some(Mail {
+        rcpt,
+        subject,
+        body: body.replace("=\n", "").to_string(),
+        raw: raw.to_string(),
+    })
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

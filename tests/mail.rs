@@ -1,0 +1,160 @@
+//! The two shipped plugins deliver their mail through a real SMTP server,
+//! and the mail server's answers become the right job outcomes.
+
+use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, runner_bin};
+use serde_json::json;
+use std::process::Command;
+
+fn job(class: &str, args: serde_json::Value) -> String {
+    json!({"class": class, "args": args, "jid": "b4a577edbccf1d805744efa9", "queue": "default",
+           "retry": true, "created_at": 1795440397.24, "enqueued_at": 1795440397.24})
+    .to_string()
+}
+
+#[test]
+fn order_confirmation_lists_items_and_total() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    let args = json!([{"id": 42, "email": "buyer@example.com", "name": "Ann",
+                       "items": [{"name": "Tea", "quantity": 2, "price": "3.50"}], "total": "7.00"}]);
+    redis.push("default", &job("OrderCreateJob", args));
+
+    let mail = smtp.wait_for(1).remove(0);
+    assert_eq!(mail.rcpt, ["buyer@example.com"]);
+    assert!(mail.subject.contains("#42"), "subject: {}", mail.subject);
+    assert!(
+        mail.raw.contains("From: Shop <shop@example.com>"),
+        "{}",
+        mail.raw
+    );
+    assert!(mail.body.contains("Hello Ann"), "{}", mail.body);
+    assert!(mail.body.contains("2 x Tea at 3.50"), "{}", mail.body);
+    assert!(mail.body.contains("Total: 7.00"), "{}", mail.body);
+}
+
+#[test]
+fn welcome_mail_greets_by_name_from_positional_args() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    redis.push(
+        "mailers",
+        &job("WelcomeMailJob", json!(["new@example.com", "Ann"])),
+    );
+
+    let mail = smtp.wait_for(1).remove(0);
+    assert_eq!(mail.rcpt, ["new@example.com"]);
+    assert!(
+        mail.subject.contains("Welcome"),
+        "subject: {}",
+        mail.subject
+    );
+    assert!(mail.body.contains("Hello Ann"), "{}", mail.body);
+}
+
+#[test]
+fn enqueue_command_pushes_a_job_that_runs() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    let output = Command::new(runner_bin())
+        .args([
+            "enqueue",
+            "OrderCreateJob",
+            r#"[7, "buyer@example.com"]"#,
+            "--redis",
+            &redis.url,
+        ])
+        .output()
+        .expect("running runner enqueue");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let jid = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert_eq!(jid.len(), 24, "jid {jid:?}");
+
+    let mail = smtp.wait_for(1).remove(0);
+    assert!(mail.subject.contains("#7"), "subject: {}", mail.subject);
+}
+
+#[test]
+fn smtp_rejection_is_a_permanent_failure() {
+    let redis = Redis::start();
+    let rejecting = SmtpSink::start_with(&["-f", "RCPT"]);
+    let _runner = Runner::start(&redis.url, &rejecting.url, RunnerOptions::default());
+    redis.push(
+        "default",
+        &job("OrderCreateJob", json!([1, "buyer@example.com"])),
+    );
+    let dead = eventually("the rejected job in the dead set", WAIT, || {
+        redis.sorted_set("dead").pop()
+    });
+    assert_eq!(dead["error_class"], "PermanentError");
+    assert!(
+        dead["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("mail rejected"),
+        "{dead}"
+    );
+}
+
+#[test]
+fn temporary_smtp_failures_are_retried() {
+    let redis = Redis::start();
+    let deferring = SmtpSink::start_with(&["-r", "RCPT"]);
+    let _runner = Runner::start(&redis.url, &deferring.url, RunnerOptions::default());
+    redis.push(
+        "default",
+        &job("OrderCreateJob", json!([1, "buyer@example.com"])),
+    );
+    let retry = eventually("the deferred job in the retry set", WAIT, || {
+        redis.sorted_set("retry").pop()
+    });
+    assert_eq!(retry["error_class"], "RetryableError");
+    assert!(
+        retry["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("mail not sent"),
+        "{retry}"
+    );
+}
+
+#[test]
+fn an_unreachable_mail_server_is_retried() {
+    let redis = Redis::start();
+    let nowhere = format!("smtp://127.0.0.1:{}", jobrunner_tests::free_port());
+    let _runner = Runner::start(&redis.url, &nowhere, RunnerOptions::default());
+    redis.push(
+        "default",
+        &job("WelcomeMailJob", json!(["new@example.com", "Ann"])),
+    );
+    let retry = eventually("the unsent job in the retry set", WAIT, || {
+        redis.sorted_set("retry").pop()
+    });
+    assert_eq!(retry["error_class"], "RetryableError");
+    assert!(
+        retry["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("mail not sent"),
+        "{retry}"
+    );
+}
+
+#[test]
+fn bad_recipient_address_is_a_permanent_failure_naming_the_field() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    redis.push("default", &job("EchoJob", json!(["not an address", "hi"])));
+    let dead = eventually("the job in the dead set", WAIT, || {
+        redis.sorted_set("dead").pop()
+    });
+    let message = dead["error_message"].as_str().unwrap();
+    assert!(
+        message.contains("invalid mail") && message.contains("`to`"),
+        "{message}"
+    );
+    assert!(smtp.messages().is_empty());
+}
