@@ -116,10 +116,10 @@ pub fn strip_markers(value: Value) -> Value {
             if let Some(gid) = map.get("_aj_globalid").filter(|_| map.len() == 1) {
                 return gid.clone();
             }
-            if map.contains_key("_aj_serialized") {
-                if let Some(value) = map.remove("value") {
-                    return strip_markers(value);
-                }
+            if map.contains_key("_aj_serialized")
+                && let Some(value) = map.remove("value")
+            {
+                return strip_markers(value);
             }
             map.retain(|key, _| !key.starts_with("_aj_"));
             Value::Object(

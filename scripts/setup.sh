@@ -1,0 +1,39 @@
+# Shared by scripts/demo and scripts/test: installs what is missing and
+# builds the runner and the plugins. Sourced, not run.
+
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Runs a command as root, through sudo when we aren't root.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Installs the Debian packages whose commands are missing.
+install_packages() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  [ -x /usr/sbin/smtp-sink ] || command -v smtp-sink >/dev/null || missing+=(postfix)
+  ruby -e 'require "sidekiq"' 2>/dev/null || missing+=(ruby-sidekiq)
+  ruby -e 'require "active_job"' 2>/dev/null || missing+=(ruby-activejob)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "==> adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+  fi
+}
+
+# Builds the runner and every plugin, and puts the shipped plugins' .wasm
+# files into plugins/.
+build_all() {
+  echo "==> building the runner"
+  cargo build --release --locked
+  echo "==> building the plugins"
+  (cd plugins && cargo build --release --locked --target wasm32-wasip2)
+  cp plugins/target/wasm32-wasip2/release/order_created.wasm \
+     plugins/target/wasm32-wasip2/release/welcome_mail.wasm plugins/
+}
