@@ -33,7 +33,7 @@ pub mod wit {
         exports: { default: async },
     });
 
-    pub use jobrunner::plugin::mail::{Email, MailError};
+    pub use self::jobrunner::plugin::mail::{Email, MailError};
 }
 
 /// Builds the linker every plugin is instantiated with: WASI with nothing
