@@ -33,6 +33,12 @@ build_all() {
   echo "==> building the runner"
   cargo build --release --locked
   echo "==> building the plugins"
+  # A second build of order_created with another subject, for the tests
+  # that swap plugin versions under load.
+  (cd plugins && ORDER_CREATED_SUBJECT='Order #{id} received' \
+    cargo build --release --locked --target wasm32-wasip2 -p order_created &&
+    mkdir -p target/variants &&
+    cp target/wasm32-wasip2/release/order_created.wasm target/variants/order_created_alt.wasm)
   (cd plugins && cargo build --release --locked --target wasm32-wasip2)
   cp plugins/target/wasm32-wasip2/release/order_created.wasm \
      plugins/target/wasm32-wasip2/release/welcome_mail.wasm plugins/

@@ -12,11 +12,7 @@ fn ruby(redis: &Redis, code: &str) -> String {
         .env("REDIS_URL", &redis.url)
         .output()
         .expect("running ruby (apt-get install ruby-sidekiq)");
-    assert!(
-        output.status.success(),
-        "ruby failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "ruby failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 

@@ -12,10 +12,7 @@ fn job(class: &str, args: Value) -> String {
 }
 
 fn rand_id() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
 
 fn find(set: &[Value], class: &str) -> Option<Value> {
@@ -24,18 +21,13 @@ fn find(set: &[Value], class: &str) -> Option<Value> {
 
 /// Waits for a job of `class` in the sorted set `key`.
 fn wait_in(redis: &Redis, key: &str, class: &str) -> Value {
-    eventually(&format!("{class} in the {key} set"), WAIT, || {
-        find(&redis.sorted_set(key), class)
-    })
+    eventually(&format!("{class} in the {key} set"), WAIT, || find(&redis.sorted_set(key), class))
 }
 
 /// The runner still works: a mail job pushed now is delivered.
 fn still_serving(redis: &Redis, smtp: &SmtpSink, subject: &str) {
     let before = smtp.messages().len();
-    redis.push(
-        "default",
-        &job("EchoJob", json!(["ops@example.com", subject])),
-    );
+    redis.push("default", &job("EchoJob", json!(["ops@example.com", subject])));
     let mails = smtp.wait_for(before + 1);
     assert!(mails.iter().any(|m| m.subject == subject));
 }
@@ -62,34 +54,21 @@ fn malformed_payload_goes_to_dead_without_blocking_the_queue() {
         let dead = redis.sorted_set("dead");
         (dead.len() == 2).then_some(dead)
     });
-    let texts: Vec<String> = dead
-        .iter()
-        .map(|d| format!("{} | {}", d["error_message"], d["payload"]))
-        .collect();
+    let texts: Vec<String> =
+        dead.iter().map(|d| format!("{} | {}", d["error_message"], d["payload"])).collect();
     assert!(
-        texts
-            .iter()
-            .any(|t| t.contains("not valid JSON") && t.contains("{this is not json")),
+        texts.iter().any(|t| t.contains("not valid JSON") && t.contains("{this is not json")),
         "{texts:?}"
     );
-    assert!(
-        texts.iter().any(|t| t.contains("no `args` array")),
-        "{texts:?}"
-    );
+    assert!(texts.iter().any(|t| t.contains("no `args` array")), "{texts:?}");
 }
 
 #[test]
 fn retryable_and_permanent_plugin_failures() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
-    redis.push(
-        "default",
-        &job("FlakyJob", json!(["the warehouse API is down"])),
-    );
-    redis.push(
-        "default",
-        &job("BrokenJob", json!(["order 9 does not exist"])),
-    );
+    redis.push("default", &job("FlakyJob", json!(["the warehouse API is down"])));
+    redis.push("default", &job("BrokenJob", json!(["order 9 does not exist"])));
     redis.push("default", &job("OrderCreateJob", json!([{"id": 5}])));
 
     let flaky = wait_in(&redis, "retry", "FlakyJob");
@@ -101,27 +80,15 @@ fn retryable_and_permanent_plugin_failures() {
     assert_eq!(bad_args["error_message"], "missing argument `email`");
     // The retry is due in about 15 s; the retry set's score says so.
     let scored: Vec<(String, f64)> = redis.query(&["ZRANGE", "retry", "0", "-1", "WITHSCORES"]);
-    let score = scored
-        .iter()
-        .find(|(m, _)| m.contains("FlakyJob"))
-        .unwrap()
-        .1;
+    let score = scored.iter().find(|(m, _)| m.contains("FlakyJob")).unwrap().1;
     let failed_at = flaky["failed_at"].as_f64().unwrap();
-    assert!(
-        (15.0..=25.0).contains(&(score - failed_at)),
-        "retry due {}s after failing",
-        score - failed_at
-    );
+    assert!((15.0..=25.0).contains(&(score - failed_at)), "retry due {}s after failing", score - failed_at);
 }
 
 #[test]
 fn a_job_that_runs_too_long_is_stopped_and_the_runner_carries_on() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let _runner = Runner::start(
-        &redis.url,
-        &smtp.url,
-        RunnerOptions::default().args(&["--timeout", "1"]),
-    );
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["--timeout", "1"]));
     redis.push("default", &job("SpinJob", json!([])));
     let spin = wait_in(&redis, "retry", "SpinJob");
     assert_eq!(spin["error_message"], "timed out after 1s");
@@ -132,11 +99,7 @@ fn a_job_that_runs_too_long_is_stopped_and_the_runner_carries_on() {
 #[test]
 fn a_job_that_eats_memory_is_stopped_at_the_cap() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let _runner = Runner::start(
-        &redis.url,
-        &smtp.url,
-        RunnerOptions::default().args(&["--memory", "16"]),
-    );
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["--memory", "16"]));
     redis.push("default", &job("HogJob", json!([])));
     let hog = wait_in(&redis, "retry", "HogJob");
     assert_eq!(hog["error_message"], "memory limit of 16 MiB exceeded");
@@ -150,13 +113,7 @@ fn a_panicking_plugin_fails_the_job_with_its_panic_message() {
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
     redis.push("default", &job("TrapJob", json!([])));
     let trap = wait_in(&redis, "retry", "TrapJob");
-    assert!(
-        trap["error_message"]
-            .as_str()
-            .unwrap()
-            .contains("TrapJob panics on purpose"),
-        "{trap}"
-    );
+    assert!(trap["error_message"].as_str().unwrap().contains("TrapJob panics on purpose"), "{trap}");
     still_serving(&redis, &smtp, "after trap");
 }
 
@@ -164,10 +121,7 @@ fn a_panicking_plugin_fails_the_job_with_its_panic_message() {
 fn scheduled_jobs_run_when_due() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let payload = job("EchoJob", json!(["ops@example.com", "scheduled"]));
     let _: () = redis.query(&["ZADD", "schedule", &(now - 1.0).to_string(), &payload]);
     let mails = smtp.wait_for(1);
@@ -183,10 +137,7 @@ fn a_bad_plugin_file_is_refused_and_the_others_serve() {
     std::fs::write(runner.plugin_path("garbage.wasm"), b"definitely not wasm").unwrap();
     runner.restart();
     let logs = runner.logs();
-    let refusal = logs
-        .lines()
-        .find(|l| l.contains("plugin refused"))
-        .unwrap_or_else(|| panic!("{logs}"));
+    let refusal = logs.lines().find(|l| l.contains("plugin refused")).unwrap_or_else(|| panic!("{logs}"));
     assert!(
         refusal.contains("garbage.wasm") && refusal.contains("not a valid WebAssembly component"),
         "{refusal}"

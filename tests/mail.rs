@@ -22,11 +22,7 @@ fn order_confirmation_lists_items_and_total() {
     let mail = smtp.wait_for(1).remove(0);
     assert_eq!(mail.rcpt, ["buyer@example.com"]);
     assert!(mail.subject.contains("#42"), "subject: {}", mail.subject);
-    assert!(
-        mail.raw.contains("From: Shop <shop@example.com>"),
-        "{}",
-        mail.raw
-    );
+    assert!(mail.raw.contains("From: Shop <shop@example.com>"), "{}", mail.raw);
     assert!(mail.body.contains("Hello Ann"), "{}", mail.body);
     assert!(mail.body.contains("2 x Tea at 3.50"), "{}", mail.body);
     assert!(mail.body.contains("Total: 7.00"), "{}", mail.body);
@@ -36,18 +32,11 @@ fn order_confirmation_lists_items_and_total() {
 fn welcome_mail_greets_by_name_from_positional_args() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
-    redis.push(
-        "mailers",
-        &job("WelcomeMailJob", json!(["new@example.com", "Ann"])),
-    );
+    redis.push("mailers", &job("WelcomeMailJob", json!(["new@example.com", "Ann"])));
 
     let mail = smtp.wait_for(1).remove(0);
     assert_eq!(mail.rcpt, ["new@example.com"]);
-    assert!(
-        mail.subject.contains("Welcome"),
-        "subject: {}",
-        mail.subject
-    );
+    assert!(mail.subject.contains("Welcome"), "subject: {}", mail.subject);
     assert!(mail.body.contains("Hello Ann"), "{}", mail.body);
 }
 
@@ -56,20 +45,10 @@ fn enqueue_command_pushes_a_job_that_runs() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
     let output = Command::new(runner_bin())
-        .args([
-            "enqueue",
-            "OrderCreateJob",
-            r#"[7, "buyer@example.com"]"#,
-            "--redis",
-            &redis.url,
-        ])
+        .args(["enqueue", "OrderCreateJob", r#"[7, "buyer@example.com"]"#, "--redis", &redis.url])
         .output()
         .expect("running runner enqueue");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let jid = String::from_utf8(output.stdout).unwrap().trim().to_string();
     assert_eq!(jid.len(), 24, "jid {jid:?}");
 
@@ -82,21 +61,10 @@ fn smtp_rejection_is_a_permanent_failure() {
     let redis = Redis::start();
     let rejecting = SmtpSink::start_with(&["-f", "RCPT"]);
     let _runner = Runner::start(&redis.url, &rejecting.url, RunnerOptions::default());
-    redis.push(
-        "default",
-        &job("OrderCreateJob", json!([1, "buyer@example.com"])),
-    );
-    let dead = eventually("the rejected job in the dead set", WAIT, || {
-        redis.sorted_set("dead").pop()
-    });
+    redis.push("default", &job("OrderCreateJob", json!([1, "buyer@example.com"])));
+    let dead = eventually("the rejected job in the dead set", WAIT, || redis.sorted_set("dead").pop());
     assert_eq!(dead["error_class"], "PermanentError");
-    assert!(
-        dead["error_message"]
-            .as_str()
-            .unwrap()
-            .contains("mail rejected"),
-        "{dead}"
-    );
+    assert!(dead["error_message"].as_str().unwrap().contains("mail rejected"), "{dead}");
 }
 
 #[test]
@@ -104,21 +72,10 @@ fn temporary_smtp_failures_are_retried() {
     let redis = Redis::start();
     let deferring = SmtpSink::start_with(&["-r", "RCPT"]);
     let _runner = Runner::start(&redis.url, &deferring.url, RunnerOptions::default());
-    redis.push(
-        "default",
-        &job("OrderCreateJob", json!([1, "buyer@example.com"])),
-    );
-    let retry = eventually("the deferred job in the retry set", WAIT, || {
-        redis.sorted_set("retry").pop()
-    });
+    redis.push("default", &job("OrderCreateJob", json!([1, "buyer@example.com"])));
+    let retry = eventually("the deferred job in the retry set", WAIT, || redis.sorted_set("retry").pop());
     assert_eq!(retry["error_class"], "RetryableError");
-    assert!(
-        retry["error_message"]
-            .as_str()
-            .unwrap()
-            .contains("mail not sent"),
-        "{retry}"
-    );
+    assert!(retry["error_message"].as_str().unwrap().contains("mail not sent"), "{retry}");
 }
 
 #[test]
@@ -126,21 +83,10 @@ fn an_unreachable_mail_server_is_retried() {
     let redis = Redis::start();
     let nowhere = format!("smtp://127.0.0.1:{}", jobrunner_tests::free_port());
     let _runner = Runner::start(&redis.url, &nowhere, RunnerOptions::default());
-    redis.push(
-        "default",
-        &job("WelcomeMailJob", json!(["new@example.com", "Ann"])),
-    );
-    let retry = eventually("the unsent job in the retry set", WAIT, || {
-        redis.sorted_set("retry").pop()
-    });
+    redis.push("default", &job("WelcomeMailJob", json!(["new@example.com", "Ann"])));
+    let retry = eventually("the unsent job in the retry set", WAIT, || redis.sorted_set("retry").pop());
     assert_eq!(retry["error_class"], "RetryableError");
-    assert!(
-        retry["error_message"]
-            .as_str()
-            .unwrap()
-            .contains("mail not sent"),
-        "{retry}"
-    );
+    assert!(retry["error_message"].as_str().unwrap().contains("mail not sent"), "{retry}");
 }
 
 #[test]
@@ -148,13 +94,8 @@ fn bad_recipient_address_is_a_permanent_failure_naming_the_field() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
     redis.push("default", &job("EchoJob", json!(["not an address", "hi"])));
-    let dead = eventually("the job in the dead set", WAIT, || {
-        redis.sorted_set("dead").pop()
-    });
+    let dead = eventually("the job in the dead set", WAIT, || redis.sorted_set("dead").pop());
     let message = dead["error_message"].as_str().unwrap();
-    assert!(
-        message.contains("invalid mail") && message.contains("`to`"),
-        "{message}"
-    );
+    assert!(message.contains("invalid mail") && message.contains("`to`"), "{message}");
     assert!(smtp.messages().is_empty());
 }

@@ -35,51 +35,29 @@ fn inprogress_jobs(redis: &Redis) -> usize {
 #[test]
 fn sigkill_mid_job_then_restart_runs_every_job() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let mut runner = Runner::start(
-        &redis.url,
-        &smtp.url,
-        RunnerOptions::default().args(&["-c", "4"]),
-    );
+    let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["-c", "4"]));
     let expected = push_slow_jobs(&redis, 12, 700);
-    eventually("jobs in flight", WAIT, || {
-        (inprogress_jobs(&redis) > 0).then_some(())
-    });
+    eventually("jobs in flight", WAIT, || (inprogress_jobs(&redis) > 0).then_some(()));
     runner.kill();
-    assert!(
-        inprogress_jobs(&redis) > 0,
-        "the killed runner's jobs are held in progress"
-    );
+    assert!(inprogress_jobs(&redis) > 0, "the killed runner's jobs are held in progress");
 
     runner.restart();
     wait_all_delivered(&smtp, &expected);
     eventually("queue and in-progress lists empty", WAIT, || {
         (redis.llen("queue:default") == 0 && inprogress_jobs(&redis) == 0).then_some(())
     });
-    assert!(
-        runner.logs().contains("runner is gone"),
-        "recovery was logged"
-    );
+    assert!(runner.logs().contains("runner is gone"), "recovery was logged");
 }
 
 #[test]
 fn a_live_runner_recovers_the_jobs_of_a_killed_one() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let mut doomed = Runner::start(
-        &redis.url,
-        &smtp.url,
-        RunnerOptions::default().args(&["-c", "4"]),
-    );
+    let mut doomed = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["-c", "4"]));
     let expected = push_slow_jobs(&redis, 8, 1500);
-    eventually("jobs in flight", WAIT, || {
-        (inprogress_jobs(&redis) >= 4).then_some(())
-    });
+    eventually("jobs in flight", WAIT, || (inprogress_jobs(&redis) >= 4).then_some(()));
     doomed.kill();
 
-    let survivor = Runner::start(
-        &redis.url,
-        &smtp.url,
-        RunnerOptions::default().args(&["-c", "8"]),
-    );
+    let survivor = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["-c", "8"]));
     wait_all_delivered(&smtp, &expected);
     assert!(survivor.logs().contains("runner is gone"));
 }
@@ -91,34 +69,22 @@ fn a_runner_on_another_host_that_stops_beating_is_recovered() {
     let ghost = "otherhost:4242:0123456789ab";
     let payload = json!({"class": "EchoJob", "args": ["ops@example.com", "rescued"],
                          "jid": "aaaaaaaaaaaaaaaaaaaaaaaa", "queue": "default", "retry": true});
-    let stale_beat = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    let stale_beat = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
         - 10)
         .to_string();
     let _: () = redis.query(&["SADD", "jobrunner:runners", ghost]);
     let _: () = redis.query(&["SADD", &format!("jobrunner:inprogress:{ghost}"), "default"]);
-    let _: () = redis.query(&[
-        "LPUSH",
-        &format!("jobrunner:inprogress:{ghost}:default"),
-        &payload.to_string(),
-    ]);
+    let _: () =
+        redis.query(&["LPUSH", &format!("jobrunner:inprogress:{ghost}:default"), &payload.to_string()]);
     let _: () = redis.query(&["HSET", ghost, "beat", &stale_beat]);
 
     let args = ["--process-timeout", "60"];
     let _patient = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&args));
     std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        smtp.messages().is_empty(),
-        "a runner whose beat is 10 s old is not yet dead at a 60 s timeout"
-    );
+    assert!(smtp.messages().is_empty(), "a runner whose beat is 10 s old is not yet dead at a 60 s timeout");
 
-    let _strict = Runner::start(
-        &redis.url,
-        &smtp.url,
-        RunnerOptions::default().args(&["--process-timeout", "5"]),
-    );
+    let _strict =
+        Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["--process-timeout", "5"]));
     let mail = smtp.wait_for(1).remove(0);
     assert_eq!(mail.subject, "rescued");
     let runners: Vec<String> = redis.query(&["SMEMBERS", "jobrunner:runners"]);
@@ -131,17 +97,11 @@ fn sigterm_finishes_or_requeues_running_jobs() {
     let args = ["-c", "2", "--shutdown-timeout", "1"];
     let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&args));
     let expected = push_slow_jobs(&redis, 4, 3000);
-    eventually("jobs in flight", WAIT, || {
-        (inprogress_jobs(&redis) == 2).then_some(())
-    });
+    eventually("jobs in flight", WAIT, || (inprogress_jobs(&redis) == 2).then_some(()));
     let status = runner.terminate();
     assert!(status.success(), "runner exited with {status}");
     assert_eq!(inprogress_jobs(&redis), 0, "nothing is left in progress");
-    assert_eq!(
-        redis.llen("queue:default"),
-        4,
-        "the unfinished jobs are back in the queue"
-    );
+    assert_eq!(redis.llen("queue:default"), 4, "the unfinished jobs are back in the queue");
     assert!(runner.logs().contains("unfinished jobs put back"));
 
     runner.restart();

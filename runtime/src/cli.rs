@@ -42,9 +42,20 @@ pub struct EnqueueArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// Watch the plugins directory and load, replace or unregister plugins as
+    /// their files change. On by default; `--watch false` loads them once.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub watch: bool,
     /// Directory of plugin components (*.wasm); every file is loaded at start.
     #[arg(long, default_value = "plugins")]
     pub plugins: PathBuf,
+    /// Directory that keeps compiled plugins, so a restart or a re-dropped
+    /// file skips compilation. [default: $XDG_CACHE_HOME/jobrunner or ~/.cache/jobrunner]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Don't keep compiled plugins on disk.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
     #[command(flatten)]
     pub redis: RedisArgs,
     /// A queue to serve, as NAME or NAME,WEIGHT; repeat for several. Without
@@ -86,4 +97,20 @@ pub struct RunArgs {
     /// back in their queues.
     #[arg(long, default_value_t = 25.0, value_name = "SECONDS")]
     pub shutdown_timeout: f64,
+}
+
+impl RunArgs {
+    /// The code cache directory, unless caching is off.
+    pub fn code_cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        if let Some(dir) = &self.cache_dir {
+            return Some(dir.clone());
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(base.join("jobrunner"))
+    }
 }

@@ -18,8 +18,8 @@ pub fn new_job(class: &str, args: &str, queue: &str) -> Result<(String, String)>
     if class.trim().is_empty() {
         bail!("the job class is empty");
     }
-    let args: Value = serde_json::from_str(args)
-        .with_context(|| format!("the args {args:?} are not valid JSON"))?;
+    let args: Value =
+        serde_json::from_str(args).with_context(|| format!("the args {args:?} are not valid JSON"))?;
     if !args.is_array() {
         bail!("the args must be a JSON array, like '[42, \"buyer@example.com\"]'");
     }
@@ -42,17 +42,7 @@ mod tests {
         assert_eq!(v["jid"], jid.as_str());
         assert_eq!(v["args"], serde_json::json!([42]));
         assert_eq!(v["retry"], true);
-        assert!(
-            super::new_job("X", "{}", "q")
-                .unwrap_err()
-                .to_string()
-                .contains("array")
-        );
-        assert!(
-            super::new_job("X", "[", "q")
-                .unwrap_err()
-                .to_string()
-                .contains("not valid JSON")
-        );
+        assert!(super::new_job("X", "{}", "q").unwrap_err().to_string().contains("array"));
+        assert!(super::new_job("X", "[", "q").unwrap_err().to_string().contains("not valid JSON"));
     }
 }

@@ -147,13 +147,8 @@ mod tests {
     fn weights_bias_which_queue_comes_first() {
         let order = QueueOrder::parse(&specs(&["critical,3", "default"])).unwrap();
         let mut rng = rand::rng();
-        let firsts = (0..4000)
-            .filter(|_| order.draw(&mut rng)[0] == "critical")
-            .count();
-        assert!(
-            (2700..3300).contains(&firsts),
-            "critical came first {firsts} times of 4000"
-        );
+        let firsts = (0..4000).filter(|_| order.draw(&mut rng)[0] == "critical").count();
+        assert!((2700..3300).contains(&firsts), "critical came first {firsts} times of 4000");
         assert_eq!(order.draw(&mut rng).len(), 2);
     }
 

@@ -36,9 +36,8 @@ pub struct Process {
 
 impl Process {
     pub fn new(concurrency: usize, queues: Vec<String>) -> Process {
-        let hostname = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into());
+        let hostname =
+            hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
         let pid = std::process::id();
         let nonce = hex::encode(rand::random::<[u8; 6]>());
         Process {
@@ -123,10 +122,7 @@ pub async fn recover_dead(queue: &Queue, process: &Process, timing: Timing) -> R
             continue;
         }
         let force = process.is_dead_local(&runner);
-        if let Some(moved) = queue
-            .recover(&runner, timing.process_timeout.as_secs_f64(), force)
-            .await?
-        {
+        if let Some(moved) = queue.recover(&runner, timing.process_timeout.as_secs_f64(), force).await? {
             tracing::warn!(runner = %runner, jobs = moved, "runner is gone; its in-progress jobs are back in their queues");
         }
     }
@@ -158,11 +154,7 @@ pub fn spawn(
 /// Resident memory of this process in KiB, as Sidekiq reports `rss`.
 fn rss_kb() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     pages * 4
 }
 

@@ -11,10 +11,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value};
 
 /// The wrapper classes ActiveJob's sidekiq adapter enqueues.
-const ACTIVE_JOB_WRAPPERS: &[&str] = &[
-    "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper",
-    "Sidekiq::ActiveJob::Wrapper",
-];
+const ACTIVE_JOB_WRAPPERS: &[&str] =
+    &["ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper", "Sidekiq::ActiveJob::Wrapper"];
 
 /// One job taken off a queue.
 #[derive(Clone, Debug)]
@@ -48,24 +46,13 @@ impl Job {
         let Some(Value::Array(args)) = payload.get("args") else {
             bail!("the payload has no `args` array");
         };
-        let jid = payload
-            .get("jid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let jid = payload.get("jid").and_then(Value::as_str).unwrap_or_default().to_string();
         let (class, args) = if ACTIVE_JOB_WRAPPERS.contains(&class.as_str()) {
             unwrap_active_job(args).context("malformed ActiveJob payload")?
         } else {
             (class, Value::Array(args.clone()))
         };
-        Ok(Job {
-            raw,
-            payload,
-            class,
-            jid,
-            queue: queue.to_string(),
-            args,
-        })
+        Ok(Job { raw, payload, class, jid, queue: queue.to_string(), args })
     }
 
     /// How many times the job has failed before this run.
@@ -122,11 +109,7 @@ pub fn strip_markers(value: Value) -> Value {
                 return strip_markers(value);
             }
             map.retain(|key, _| !key.starts_with("_aj_"));
-            Value::Object(
-                map.into_iter()
-                    .map(|(k, v)| (k, strip_markers(v)))
-                    .collect(),
-            )
+            Value::Object(map.into_iter().map(|(k, v)| (k, strip_markers(v))).collect())
         }
         other => other,
     }
@@ -174,8 +157,6 @@ mod tests {
         assert!(reason("[1]").contains("not a JSON object"));
         assert!(reason(r#"{"args":[]}"#).contains("`class`"));
         assert!(reason(r#"{"class":"X"}"#).contains("`args`"));
-        assert!(
-            reason(r#"{"class":"Sidekiq::ActiveJob::Wrapper","args":[{}]}"#).contains("job_class")
-        );
+        assert!(reason(r#"{"class":"Sidekiq::ActiveJob::Wrapper","args":[{}]}"#).contains("job_class"));
     }
 }

@@ -27,19 +27,11 @@ pub struct Failure {
 
 impl Failure {
     pub fn retryable(error_class: &'static str, message: impl Into<String>) -> Failure {
-        Failure {
-            retryable: true,
-            error_class,
-            message: message.into(),
-        }
+        Failure { retryable: true, error_class, message: message.into() }
     }
 
     pub fn permanent(error_class: &'static str, message: impl Into<String>) -> Failure {
-        Failure {
-            retryable: false,
-            error_class,
-            message: message.into(),
-        }
+        Failure { retryable: false, error_class, message: message.into() }
     }
 }
 
@@ -56,12 +48,7 @@ pub enum Disposition {
 
 /// Records `failure` on `payload` and decides where the job goes.
 /// `jitter` is a number in `0..10` (Sidekiq's `rand(10)`).
-pub fn decide(
-    payload: &mut Map<String, Value>,
-    failure: &Failure,
-    now: f64,
-    jitter: u64,
-) -> Disposition {
+pub fn decide(payload: &mut Map<String, Value>, failure: &Failure, now: f64, jitter: u64) -> Disposition {
     let message: String = failure.message.chars().take(MAX_MESSAGE_CHARS).collect();
     payload.insert("error_message".into(), json!(message));
     payload.insert("error_class".into(), json!(failure.error_class));
@@ -83,9 +70,7 @@ pub fn decide(
         _ => DEFAULT_MAX_RETRIES,
     };
     if failure.retryable && count < max_retries {
-        return Disposition::Retry {
-            at: now + backoff(count, jitter),
-        };
+        return Disposition::Retry { at: now + backoff(count, jitter) };
     }
     if payload.get("dead") == Some(&Value::Bool(false)) {
         return Disposition::Discard;
@@ -105,9 +90,7 @@ mod tests {
 
     fn job(extra: Value) -> Map<String, Value> {
         let mut base = json!({"class": "X", "args": [], "jid": "j"});
-        base.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
+        base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         base.as_object().unwrap().clone()
     }
 
@@ -127,44 +110,27 @@ mod tests {
         let mut p = job(json!({"retry": 2, "retry_count": 0}));
         assert_eq!(
             decide(&mut p, &Failure::retryable("E", "x"), 0.0, 9),
-            Disposition::Retry {
-                at: 1.0 + 15.0 + 18.0
-            }
+            Disposition::Retry { at: 1.0 + 15.0 + 18.0 }
         );
         assert_eq!(p["retried_at"], 0.0);
-        assert_eq!(
-            decide(&mut p, &Failure::retryable("E", "x"), 0.0, 0),
-            Disposition::Dead
-        );
+        assert_eq!(decide(&mut p, &Failure::retryable("E", "x"), 0.0, 0), Disposition::Dead);
         assert_eq!(p["retry_count"], 2);
     }
 
     #[test]
     fn permanent_failures_go_straight_to_dead() {
         let mut p = job(json!({}));
-        assert_eq!(
-            decide(&mut p, &Failure::permanent("E", "bad args"), 0.0, 0),
-            Disposition::Dead
-        );
+        assert_eq!(decide(&mut p, &Failure::permanent("E", "bad args"), 0.0, 0), Disposition::Dead);
     }
 
     #[test]
     fn opting_out_discards() {
         let mut no_retry = job(json!({"retry": false}));
-        assert_eq!(
-            decide(&mut no_retry, &Failure::retryable("E", "x"), 0.0, 0),
-            Disposition::Discard
-        );
+        assert_eq!(decide(&mut no_retry, &Failure::retryable("E", "x"), 0.0, 0), Disposition::Discard);
         let mut no_dead = job(json!({"retry": 0, "dead": false}));
-        assert_eq!(
-            decide(&mut no_dead, &Failure::retryable("E", "x"), 0.0, 0),
-            Disposition::Discard
-        );
+        assert_eq!(decide(&mut no_dead, &Failure::retryable("E", "x"), 0.0, 0), Disposition::Discard);
         let mut zero = job(json!({"retry": 0}));
-        assert_eq!(
-            decide(&mut zero, &Failure::retryable("E", "x"), 0.0, 0),
-            Disposition::Dead
-        );
+        assert_eq!(decide(&mut zero, &Failure::retryable("E", "x"), 0.0, 0), Disposition::Dead);
     }
 
     #[test]

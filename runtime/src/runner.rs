@@ -10,9 +10,9 @@ use crate::cli::RunArgs;
 use crate::fetch::{Fetcher, QueueOrder};
 use crate::heartbeat::{self, Process, Timing};
 use crate::mail::Mailer;
-use crate::plugin::{self, Limits};
+use crate::plugin::{self, CodeCache, Limits, Loader};
 use crate::queue::Queue;
-use crate::registry::Registry;
+use crate::registry::{self, Registry};
 use crate::shutdown::{self, Shutdown};
 use crate::worker::Worker;
 use crate::{engine, scheduler};
@@ -34,13 +34,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
     let order = QueueOrder::parse(&specs)?;
     let concurrency = usize::from(args.concurrency);
-    let registry = Arc::new(load_plugins(&args, concurrency).await?);
+    let (trigger, shutdown) = shutdown::channel();
+    let registry = Arc::new(registry(&args, concurrency)?);
+    // Watch before the first scan, so a file dropped meanwhile isn't missed.
+    if args.watch {
+        registry::watch::spawn(registry.clone(), shutdown.clone())?;
+    }
+    registry.load_dir().await?;
+    if registry.snapshot().is_empty() {
+        tracing::warn!(dir = %registry.dir().display(), "no plugin loaded; jobs wait in the retry set until one is");
+    }
     let queue = Queue::connect(&args.redis.redis).await?;
 
-    let process = Arc::new(Process::new(
-        concurrency,
-        order.names().iter().map(|q| q.to_string()).collect(),
-    ));
+    let process = Arc::new(Process::new(concurrency, order.names().iter().map(|q| q.to_string()).collect()));
     let timing = Timing {
         interval: secs(args.heartbeat, "--heartbeat")?,
         process_timeout: secs(args.process_timeout, "--process-timeout")?,
@@ -49,21 +55,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     heartbeat::recover_dead(&queue, &process, timing).await?;
     tracing::info!(identity = %process.identity, queues = ?order.names(), concurrency, "runner started");
 
-    let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger);
     let busy = Arc::new(AtomicUsize::new(0));
-    heartbeat::spawn(
-        queue.clone(),
-        process.clone(),
-        busy.clone(),
-        timing,
-        shutdown.clone(),
-    );
-    scheduler::spawn(
-        queue.clone(),
-        secs(args.poll_interval, "--poll-interval")?,
-        shutdown.clone(),
-    );
+    heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, shutdown.clone());
+    scheduler::spawn(queue.clone(), secs(args.poll_interval, "--poll-interval")?, shutdown.clone());
 
     let worker = Arc::new(Worker {
         queue: queue.clone(),
@@ -71,25 +66,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
         identity: process.identity.clone(),
         shutdown: shutdown.clone(),
     });
-    let fetcher = Fetcher {
-        queue: queue.clone(),
-        identity: process.identity.clone(),
-        order,
-    };
+    let fetcher = Fetcher { queue: queue.clone(), identity: process.identity.clone(), order };
     let slots = Arc::new(Semaphore::new(concurrency));
     serve(&fetcher, &worker, &slots, &busy, &shutdown).await;
 
-    drain(
-        &slots,
-        concurrency,
-        secs(args.shutdown_timeout, "--shutdown-timeout")?,
-    )
-    .await;
+    drain(&slots, concurrency, secs(args.shutdown_timeout, "--shutdown-timeout")?).await;
     match queue.recover(&process.identity, 0.0, true).await {
-        Ok(Some(n)) if n > 0 => tracing::warn!(
-            jobs = n,
-            "unfinished jobs put back at the front of their queues"
-        ),
+        Ok(Some(n)) if n > 0 => {
+            tracing::warn!(jobs = n, "unfinished jobs put back at the front of their queues")
+        }
         Ok(_) => {}
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "could not requeue unfinished jobs; another runner will recover them")
@@ -136,29 +121,21 @@ async fn drain(slots: &Arc<Semaphore>, concurrency: usize, timeout: Duration) {
     }
 }
 
-async fn load_plugins(args: &RunArgs, concurrency: usize) -> Result<Registry> {
-    let limits = Limits {
-        timeout: secs(args.timeout, "--timeout")?,
-        memory_bytes: args.memory as usize * 1024 * 1024,
-    };
-    let engine = engine::build(engine::EngineLimits {
-        concurrency,
-        memory_bytes: limits.memory_bytes,
-    })?;
+/// The registry, with its engine, mailer and code cache; no plugin loaded yet.
+fn registry(args: &RunArgs, concurrency: usize) -> Result<Registry> {
+    let memory_bytes = args.memory as usize * 1024 * 1024;
+    let limits = Limits { timeout: secs(args.timeout, "--timeout")?, memory_bytes };
+    let engine = engine::build(engine::EngineLimits { concurrency, memory_bytes })?;
     let mailer = Arc::new(match &args.smtp {
         Some(url) => Mailer::smtp(url, &args.mail_from)?,
         None => Mailer::outbox(&args.outbox, &args.mail_from)?,
     });
     tracing::info!(mail = %mailer.describe(), "mail transport ready");
-    let registry = Registry::new(&args.plugins, plugin::linker(&engine)?, mailer, limits);
-    registry
-        .load_dir()
-        .await
-        .with_context(|| format!("loading plugins from {}", args.plugins.display()))?;
-    if registry.snapshot().is_empty() {
-        tracing::warn!(dir = %args.plugins.display(), "no plugin loaded; jobs will wait in the retry set until one is");
-    }
-    Ok(registry)
+    let cache = Arc::new(CodeCache::new(args.code_cache_dir().as_deref(), &engine)?);
+    let loader = Loader { linker: plugin::linker(&engine)?, mailer, limits, cache };
+    let dir = std::fs::canonicalize(&args.plugins)
+        .with_context(|| format!("the plugins directory {} is not usable", args.plugins.display()))?;
+    Ok(Registry::new(&dir, loader))
 }
 
 fn secs(value: f64, flag: &str) -> Result<Duration> {

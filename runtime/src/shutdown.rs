@@ -54,10 +54,8 @@ impl Shutdown {
 pub fn on_signals(trigger: Trigger) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
             tracing::error!("cannot listen for signals; stop the runner with SIGKILL");
             return;
         };

@@ -56,17 +56,15 @@ impl Worker {
     async fn perform(&self, job: Job) -> Outcome {
         let started = Instant::now();
         let Some(plugin) = self.registry.lookup(&job.class) else {
-            let failure = Failure::retryable(
-                "NoPluginError",
-                format!("no plugin handles class {}", job.class),
-            );
+            let failure =
+                Failure::retryable("NoPluginError", format!("no plugin handles class {}", job.class));
             return self.failed(job, failure);
         };
         let result = plugin.perform(&job.to_wit()).await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(Ok(())) => {
-                tracing::info!(plugin = %plugin.meta.name, elapsed_ms, "job done");
+                tracing::info!(plugin = %plugin.meta.name, sha256 = %&plugin.meta.sha256[..12], elapsed_ms, "job done");
                 Outcome::Done
             }
             Ok(Err(wit::JobError::Retryable(message))) => {

@@ -21,17 +21,17 @@ use std::time::{Duration, Instant};
 
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-/// A built plugin component, e.g. `plugin_wasm("order_created")`.
+/// A built plugin component, e.g. `plugin_wasm("order_created")`, or
+/// `order_created_alt`, the build of order_created with another subject.
 pub fn plugin_wasm(name: &str) -> PathBuf {
-    let path = repo_root()
-        .join("plugins/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
+    let built = repo_root().join("plugins/target");
+    let path = match name {
+        "order_created_alt" => built.join("variants/order_created_alt.wasm"),
+        _ => built.join("wasm32-wasip2/release").join(format!("{name}.wasm")),
+    };
     assert!(
         path.is_file(),
         "{} is missing: build the plugins first (scripts/test builds them)",
@@ -43,10 +43,7 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
-    listener
-        .local_addr()
-        .expect("reading the ephemeral port")
-        .port()
+    listener.local_addr().expect("reading the ephemeral port").port()
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout` with

@@ -19,26 +19,13 @@ impl Redis {
         let dir = tempfile::tempdir().expect("creating Redis's temp dir");
         let port = free_port();
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
             .spawn()
             .expect("starting redis-server (apt-get install redis-server)");
-        let redis = Redis {
-            child,
-            _dir: dir,
-            url: format!("redis://127.0.0.1:{port}"),
-        };
+        let redis = Redis { child, _dir: dir, url: format!("redis://127.0.0.1:{port}") };
         eventually("redis-server to answer PING", WAIT, || {
             let mut conn = redis.try_conn()?;
             redis::cmd("PING").query::<String>(&mut conn).ok()
@@ -47,10 +34,7 @@ impl Redis {
     }
 
     fn try_conn(&self) -> Option<redis::Connection> {
-        redis::Client::open(self.url.as_str())
-            .ok()?
-            .get_connection()
-            .ok()
+        redis::Client::open(self.url.as_str()).ok()?.get_connection().ok()
     }
 
     /// A fresh connection.
@@ -64,8 +48,7 @@ impl Redis {
         for arg in &args[1..] {
             cmd.arg(*arg);
         }
-        cmd.query(&mut self.conn())
-            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
+        cmd.query(&mut self.conn()).unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
     }
 
     /// Pushes a job's JSON as Sidekiq's client does.
@@ -81,10 +64,7 @@ impl Redis {
     /// Every member of a sorted set (`retry`, `dead`, `schedule`), parsed.
     pub fn sorted_set(&self, key: &str) -> Vec<serde_json::Value> {
         let members: Vec<String> = self.query(&["ZRANGE", key, "0", "-1"]);
-        members
-            .iter()
-            .map(|m| serde_json::from_str(m).expect("a JSON member"))
-            .collect()
+        members.iter().map(|m| serde_json::from_str(m).expect("a JSON member")).collect()
     }
 
     /// The length of a list.

@@ -18,10 +18,7 @@ pub struct RunnerOptions {
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        RunnerOptions {
-            plugins: vec!["order_created", "welcome_mail", "misbehave"],
-            args: Vec::new(),
-        }
+        RunnerOptions { plugins: vec!["order_created", "welcome_mail", "misbehave"], args: Vec::new() }
     }
 }
 
@@ -52,11 +49,7 @@ pub fn runner_bin() -> PathBuf {
     let path = std::env::var_os("RUNNER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/release/runner"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --release` first",
-        path.display()
-    );
+    assert!(path.is_file(), "{} is missing: run `cargo build --release` first", path.display());
     path
 }
 
@@ -68,8 +61,7 @@ impl Runner {
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).expect("creating the plugins dir");
         for name in &options.plugins {
-            std::fs::copy(plugin_wasm(name), plugins.join(format!("{name}.wasm")))
-                .expect("copying a plugin");
+            std::fs::copy(plugin_wasm(name), plugins.join(format!("{name}.wasm"))).expect("copying a plugin");
         }
         let mut command = vec![
             "--plugins".to_string(),
@@ -84,23 +76,18 @@ impl Runner {
             "1".into(),
             "--poll-interval".into(),
             "1".into(),
+            "--cache-dir".into(),
+            dir.path().join("cache").display().to_string(),
         ];
         command.extend(options.args);
-        let mut runner = Runner {
-            child: None,
-            dir,
-            command,
-        };
+        let mut runner = Runner { child: None, dir, command };
         runner.spawn();
         runner
     }
 
     fn spawn(&mut self) {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("opening the runner log");
+        let log =
+            File::options().create(true).append(true).open(self.log_path()).expect("opening the runner log");
         let child = Command::new(runner_bin())
             .args(&self.command)
             .env("RUST_LOG", "info")
@@ -112,11 +99,7 @@ impl Runner {
         let started = self.logs().matches("runner started").count() + 1;
         self.child = Some(child);
         eventually("the runner to start", WAIT, || {
-            assert!(
-                self.is_running(),
-                "the runner exited during start-up:\n{}",
-                self.logs()
-            );
+            assert!(self.is_running(), "the runner exited during start-up:\n{}", self.logs());
             (self.logs().matches("runner started").count() >= started).then_some(())
         });
     }
@@ -135,11 +118,23 @@ impl Runner {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Waits until at least `count` log lines contain every one of `parts`,
+    /// and returns those lines.
+    pub fn wait_for_log(&self, parts: &[&str], count: usize) -> Vec<String> {
+        eventually(&format!("{count} log lines with {parts:?}"), WAIT, || {
+            let lines: Vec<String> = self
+                .logs()
+                .lines()
+                .filter(|line| parts.iter().all(|p| line.contains(p)))
+                .map(str::to_string)
+                .collect();
+            (lines.len() >= count).then_some(lines)
+        })
+    }
+
     /// Whether the process is still alive.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGKILL: no chance to clean up.
@@ -155,11 +150,9 @@ impl Runner {
         let mut child = self.child.take().expect("the runner is running");
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        eventually(
-            "the runner to exit after SIGTERM",
-            Duration::from_secs(60),
-            || child.try_wait().ok().flatten(),
-        )
+        eventually("the runner to exit after SIGTERM", Duration::from_secs(60), || {
+            child.try_wait().ok().flatten()
+        })
     }
 
     /// Starts it again with the same command line and plugins directory.

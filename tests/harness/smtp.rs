@@ -51,14 +51,8 @@ impl SmtpSink {
             .stdout(Stdio::null())
             .spawn()
             .expect("starting smtp-sink (apt-get install postfix)");
-        let sink = SmtpSink {
-            child,
-            dir,
-            url: format!("smtp://127.0.0.1:{port}"),
-        };
-        eventually("smtp-sink to accept connections", WAIT, || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        let sink = SmtpSink { child, dir, url: format!("smtp://127.0.0.1:{port}") };
+        eventually("smtp-sink to accept connections", WAIT, || TcpStream::connect(("127.0.0.1", port)).ok());
         sink
     }
 
@@ -69,11 +63,7 @@ impl SmtpSink {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         files.sort();
-        files
-            .iter()
-            .filter_map(|f| std::fs::read_to_string(f).ok())
-            .filter_map(|raw| parse(&raw))
-            .collect()
+        files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).filter_map(|raw| parse(&raw)).collect()
     }
 
     /// Waits until `count` messages have arrived and returns them.
@@ -86,34 +76,18 @@ impl SmtpSink {
 }
 
 fn smtp_sink() -> &'static str {
-    if std::path::Path::new("/usr/sbin/smtp-sink").exists() {
-        "/usr/sbin/smtp-sink"
-    } else {
-        "smtp-sink"
-    }
+    if std::path::Path::new("/usr/sbin/smtp-sink").exists() { "/usr/sbin/smtp-sink" } else { "smtp-sink" }
 }
 
 /// Parses a dumped message; `None` while the file is still being written.
 fn parse(raw: &str) -> Option<Mail> {
     let (headers, body) = raw.split_once("\n\n")?;
     let header = |name: &str| -> Vec<String> {
-        headers
-            .lines()
-            .filter_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-            .collect()
+        headers.lines().filter_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).collect()
     };
     let subject = header("Subject:").into_iter().next()?;
-    let rcpt = header("X-Rcpt-Args:")
-        .iter()
-        .map(|r| r.trim_matches(['<', '>']).to_string())
-        .collect();
-    Some(Mail {
-        rcpt,
-        subject,
-        body: body.replace("=\n", "").to_string(),
-        raw: raw.to_string(),
-    })
+    let rcpt = header("X-Rcpt-Args:").iter().map(|r| r.trim_matches(['<', '>']).to_string()).collect();
+    Some(Mail { rcpt, subject, body: body.replace("=\n", "").to_string(), raw: raw.to_string() })
 }
 
 impl Drop for SmtpSink {

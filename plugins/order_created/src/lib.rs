@@ -7,8 +7,12 @@
 use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, Level, PluginInfo, log, mail, plugin_info};
 use serde::Deserialize;
 
-/// The subject line; `{id}` is replaced by the order number.
-const SUBJECT: &str = "Your order #{id} is confirmed";
+/// The subject line; `{id}` is replaced by the order number. A build can
+/// set its own with the `ORDER_CREATED_SUBJECT` environment variable.
+const SUBJECT: &str = match option_env!("ORDER_CREATED_SUBJECT") {
+    Some(subject) => subject,
+    None => "Your order #{id} is confirmed",
+};
 
 #[derive(Deserialize)]
 struct Item {
@@ -26,11 +30,7 @@ struct OrderCreated;
 
 impl Guest for OrderCreated {
     fn describe() -> PluginInfo {
-        plugin_info(
-            "order_created",
-            env!("CARGO_PKG_VERSION"),
-            &["OrderCreateJob"],
-        )
+        plugin_info("order_created", env!("CARGO_PKG_VERSION"), &["OrderCreateJob"])
     }
 
     fn perform(job: Job) -> Result<(), JobError> {
@@ -45,27 +45,17 @@ impl Guest for OrderCreated {
         let message = mail::Email::new(&email, SUBJECT.replace("{id}", &id.to_string()), body)
             .header("X-Order-Id", id.to_string());
         let message_id = mail::send(&message)?;
-        log(
-            Level::Info,
-            &format!("confirmation for order {id} sent as {message_id}"),
-        );
+        log(Level::Info, &format!("confirmation for order {id} sent as {message_id}"));
         Ok(())
     }
 }
 
 fn confirmation(id: u64, name: Option<&str>, items: &[Item], total: Option<&str>) -> String {
-    let mut body = format!(
-        "Hello {},\n\nthank you for your order #{id}.\n",
-        name.unwrap_or("there")
-    );
+    let mut body = format!("Hello {},\n\nthank you for your order #{id}.\n", name.unwrap_or("there"));
     if !items.is_empty() {
         body.push_str("\nItems:\n");
         for item in items {
-            let price = item
-                .price
-                .as_deref()
-                .map(|p| format!(" at {p}"))
-                .unwrap_or_default();
+            let price = item.price.as_deref().map(|p| format!(" at {p}")).unwrap_or_default();
             body.push_str(&format!("  {} x {}{price}\n", item.quantity, item.name));
         }
     }

@@ -28,9 +28,7 @@ impl Args {
             return Err(JobError::Permanent("args must be a JSON array".into()));
         };
         if items.len() == 1 && items[0].is_object() {
-            let Some(Value::Object(map)) = items.pop() else {
-                unreachable!()
-            };
+            let Some(Value::Object(map)) = items.pop() else { unreachable!() };
             return Ok(Args::Named(map));
         }
         Ok(Args::Positional(items))
@@ -45,21 +43,13 @@ impl Args {
     }
 
     /// The field `name` (or the argument at `position`), which must be present.
-    pub fn required<T: DeserializeOwned>(
-        &self,
-        name: &str,
-        position: usize,
-    ) -> Result<T, JobError> {
+    pub fn required<T: DeserializeOwned>(&self, name: &str, position: usize) -> Result<T, JobError> {
         self.optional(name, position)?
             .ok_or_else(|| JobError::Permanent(format!("missing argument `{name}`")))
     }
 
     /// The field `name` (or the argument at `position`), if present.
-    pub fn optional<T: DeserializeOwned>(
-        &self,
-        name: &str,
-        position: usize,
-    ) -> Result<Option<T>, JobError> {
+    pub fn optional<T: DeserializeOwned>(&self, name: &str, position: usize) -> Result<Option<T>, JobError> {
         let Some(value) = self.raw(name, position) else {
             return Ok(None);
         };
@@ -86,10 +76,7 @@ mod tests {
         let positional = Args::parse(r#"[42,"a@example.com"]"#).unwrap();
         for args in [named, positional] {
             assert_eq!(args.required::<u64>("id", 0).unwrap(), 42);
-            assert_eq!(
-                args.required::<String>("email", 1).unwrap(),
-                "a@example.com"
-            );
+            assert_eq!(args.required::<String>("email", 1).unwrap(), "a@example.com");
             assert_eq!(args.optional::<String>("name", 2).unwrap(), None);
         }
     }
@@ -99,8 +86,7 @@ mod tests {
         let args = Args::parse(r#"[{"id":"x"}]"#).unwrap();
         assert!(message(args.required::<u64>("id", 0).unwrap_err()).contains("`id`"));
         assert!(
-            message(args.required::<String>("email", 1).unwrap_err())
-                .contains("missing argument `email`")
+            message(args.required::<String>("email", 1).unwrap_err()).contains("missing argument `email`")
         );
         assert!(message(Args::parse("{}").err().unwrap()).contains("array"));
     }

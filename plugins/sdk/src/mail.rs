@@ -39,9 +39,7 @@ pub fn send(email: &Email) -> Result<String, JobError> {
 impl From<MailError> for JobError {
     fn from(err: MailError) -> JobError {
         match err {
-            MailError::InvalidInput(reason) => {
-                JobError::Permanent(format!("invalid mail: {reason}"))
-            }
+            MailError::InvalidInput(reason) => JobError::Permanent(format!("invalid mail: {reason}")),
             MailError::Rejected(reason) => JobError::Permanent(format!("mail rejected: {reason}")),
             MailError::Transient(reason) => JobError::Retryable(format!("mail not sent: {reason}")),
         }

@@ -29,27 +29,20 @@ fn invalid(msg: String) -> MailError {
 }
 
 fn mailbox(field: &str, address: &str) -> Result<Mailbox, MailError> {
-    address
-        .parse()
-        .map_err(|e| invalid(format!("invalid `{field}` address {address:?}: {e}")))
+    address.parse().map_err(|e| invalid(format!("invalid `{field}` address {address:?}: {e}")))
 }
 
 /// Builds the message `email` describes, sent from `default_from` unless it
 /// names its own sender.
 pub fn message(email: &Email, default_from: &Mailbox) -> Result<Message, MailError> {
     if email.to.is_empty() && email.cc.is_empty() && email.bcc.is_empty() {
-        return Err(invalid(
-            "the message has no recipient (to, cc and bcc are empty)".into(),
-        ));
+        return Err(invalid("the message has no recipient (to, cc and bcc are empty)".into()));
     }
     let from = match &email.from {
         Some(from) => mailbox("from", from)?,
         None => default_from.clone(),
     };
-    let mut builder = Message::builder()
-        .from(from)
-        .subject(email.subject.clone())
-        .message_id(None);
+    let mut builder = Message::builder().from(from).subject(email.subject.clone()).message_id(None);
     for to in &email.to {
         builder = builder.to(mailbox("to", to)?);
     }
@@ -66,10 +59,9 @@ pub fn message(email: &Email, default_from: &Mailbox) -> Result<Message, MailErr
         builder = builder.raw_header(header(name, value)?);
     }
     let built = match &email.html_body {
-        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
-            email.text_body.clone(),
-            html.clone(),
-        )),
+        Some(html) => {
+            builder.multipart(MultiPart::alternative_plain_html(email.text_body.clone(), html.clone()))
+        }
         None => builder.singlepart(SinglePart::plain(email.text_body.clone())),
     };
     built.map_err(|e| invalid(format!("cannot build the message: {e}")))
@@ -77,14 +69,10 @@ pub fn message(email: &Email, default_from: &Mailbox) -> Result<Message, MailErr
 
 fn header(name: &str, value: &str) -> Result<HeaderValue, MailError> {
     if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-        return Err(invalid(format!(
-            "header {name:?} is set from the email's own fields"
-        )));
+        return Err(invalid(format!("header {name:?} is set from the email's own fields")));
     }
     if value.contains(['\r', '\n']) {
-        return Err(invalid(format!(
-            "header {name:?} has a line break in its value"
-        )));
+        return Err(invalid(format!("header {name:?} has a line break in its value")));
     }
     let name = HeaderName::new_from_ascii(name.to_string())
         .map_err(|_| invalid(format!("invalid header name {name:?}")))?;

@@ -40,10 +40,7 @@ impl Mailer {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
             .with_context(|| format!("invalid SMTP URL {}", redact(&url)))?
             .build();
-        Ok(Mailer {
-            transport: Transport::Smtp(transport),
-            default_from: parse_from(default_from)?,
-        })
+        Ok(Mailer { transport: Transport::Smtp(transport), default_from: parse_from(default_from)? })
     }
 
     /// Writes every message into `dir` as an `.eml` file.
@@ -68,11 +65,7 @@ impl Mailer {
     /// Sends `email`; returns its Message-ID.
     pub async fn send(&self, email: &Email) -> Result<String, MailError> {
         let message = compose::message(email, &self.default_from)?;
-        let id = message
-            .headers()
-            .get_raw("Message-ID")
-            .unwrap_or_default()
-            .to_string();
+        let id = message.headers().get_raw("Message-ID").unwrap_or_default().to_string();
         match &self.transport {
             Transport::Smtp(smtp) => {
                 smtp.send(message).await.map_err(classify_smtp)?;
@@ -88,8 +81,7 @@ impl Mailer {
 }
 
 fn parse_from(from: &str) -> Result<Mailbox> {
-    from.parse()
-        .with_context(|| format!("invalid --mail-from address {from:?}"))
+    from.parse().with_context(|| format!("invalid --mail-from address {from:?}"))
 }
 
 /// `smtp://` URLs without a `tls=` setting use STARTTLS when it is offered.
@@ -115,11 +107,7 @@ fn redact(url: &str) -> String {
 
 fn classify_smtp(err: lettre::transport::smtp::Error) -> MailError {
     let reason = error_chain(&err);
-    if err.is_permanent() {
-        MailError::Rejected(reason)
-    } else {
-        MailError::Transient(reason)
-    }
+    if err.is_permanent() { MailError::Rejected(reason) } else { MailError::Transient(reason) }
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
@@ -139,23 +127,14 @@ mod tests {
 
     #[test]
     fn smtp_urls_default_to_opportunistic_starttls() {
-        assert_eq!(
-            with_default_tls("smtp://h:25"),
-            "smtp://h:25?tls=opportunistic"
-        );
-        assert_eq!(
-            with_default_tls("smtp://h:25?tls=required"),
-            "smtp://h:25?tls=required"
-        );
+        assert_eq!(with_default_tls("smtp://h:25"), "smtp://h:25?tls=opportunistic");
+        assert_eq!(with_default_tls("smtp://h:25?tls=required"), "smtp://h:25?tls=required");
         assert_eq!(with_default_tls("smtps://h:465"), "smtps://h:465");
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact("smtp://user:secret@host:25"),
-            "smtp://user:***@host:25"
-        );
+        assert_eq!(redact("smtp://user:secret@host:25"), "smtp://user:***@host:25");
         assert_eq!(redact("smtp://host:25"), "smtp://host:25");
     }
 }

@@ -59,9 +59,7 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            limiter: MemoryCap {
-                limit: memory_bytes,
-            },
+            limiter: MemoryCap { limit: memory_bytes },
             mailer,
             tags,
         }
@@ -79,10 +77,7 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 

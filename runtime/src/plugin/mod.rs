@@ -1,15 +1,18 @@
 //! A plugin: one WebAssembly component that performs some job classes.
 //!
-//! [`Plugin::load`] compiles a `.wasm` file, links it against what the host
-//! offers (an empty WASI and the `jobrunner:plugin` imports), checks that it
-//! exports the `job-plugin` world and asks it to `describe` itself.
+//! [`Loader::load`] compiles a `.wasm` file (or takes its code from the
+//! [`CodeCache`]), links it against what the host offers (an empty WASI and
+//! the `jobrunner:plugin` imports), checks that it exports the `job-plugin`
+//! world and asks it to `describe` itself.
 //! [`Plugin::perform`] then runs one job in a fresh instance created from
 //! the pre-linked [`InstancePre`](wasmtime::component::InstancePre), under
 //! the job's time limit and memory cap.
 
+mod cache;
 mod host;
 mod run;
 
+pub use cache::{CodeCache, CodeSource};
 pub use host::{HostState, LogTags, MemoryExceeded};
 pub use run::{CallError, Limits, Timeout};
 
@@ -19,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use wasmtime::Engine;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::error::Context as _;
 
 /// The Rust side of `wit/plugin.wit`.
@@ -59,8 +62,10 @@ pub struct PluginMeta {
     pub path: PathBuf,
     /// Hex SHA-256 of the file's bytes.
     pub sha256: String,
-    /// How long compiling took.
+    /// How long compiling (or loading from the cache) took.
     pub compile_time: Duration,
+    /// Whether the code was compiled now or came from the cache.
+    pub code_source: CodeSource,
     /// When it was loaded.
     pub loaded_at: SystemTime,
 }
@@ -77,31 +82,36 @@ pub struct Plugin {
     limits: Limits,
 }
 
-impl Plugin {
-    /// Compiles `bytes` (the contents of `path`), checks it against the
+/// Turns `.wasm` files into [`Plugin`]s.
+pub struct Loader {
+    /// Links every plugin against the host.
+    pub linker: Linker<HostState>,
+    /// Delivers the plugins' mail.
+    pub mailer: Arc<Mailer>,
+    /// Per-instance limits.
+    pub limits: Limits,
+    /// Compiled code kept across loads and restarts.
+    pub cache: Arc<CodeCache>,
+}
+
+impl Loader {
+    /// Compiles `bytes` (the contents of `path`, whose SHA-256 is `sha256`), checks it against the
     /// `job-plugin` world and asks it to describe itself. Compilation runs on
     /// a blocking thread so the async runtime keeps serving jobs.
-    pub async fn load(
-        path: &Path,
-        bytes: Vec<u8>,
-        linker: &Linker<HostState>,
-        mailer: Arc<Mailer>,
-        limits: Limits,
-    ) -> Result<Plugin> {
+    pub async fn load(&self, path: &Path, bytes: Vec<u8>, sha256: String) -> Result<Plugin> {
         let started = Instant::now();
-        let sha256 = crate::digest::sha256_hex(&bytes);
-        let engine = linker.engine().clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await?
-            .context("not a valid WebAssembly component")?;
+        let (engine, cache, sha) = (self.linker.engine().clone(), self.cache.clone(), sha256.clone());
+        let (component, code_source) =
+            tokio::task::spawn_blocking(move || cache.component(&engine, &sha, &bytes)).await??;
         let compile_time = started.elapsed();
-        let instance_pre = linker
+        let instance_pre = self
+            .linker
             .instantiate_pre(&component)
             .context("its imports don't match what the host offers")?;
         let pre = wit::JobPluginPre::new(instance_pre)
             .context("it doesn't export the jobrunner:plugin/job-plugin world")?;
         let file_name = path.display().to_string();
-        let info = run::describe(&pre, &mailer, limits, &file_name)
+        let info = run::describe(&pre, &self.mailer, self.limits, &file_name)
             .await
             .map_err(|err| anyhow::anyhow!("describe() failed: {err}"))?;
         if info.classes.is_empty() {
@@ -114,16 +124,14 @@ impl Plugin {
             path: path.to_path_buf(),
             sha256,
             compile_time,
+            code_source,
             loaded_at: SystemTime::now(),
         };
-        Ok(Plugin {
-            meta,
-            pre,
-            mailer,
-            limits,
-        })
+        Ok(Plugin { meta, pre, mailer: self.mailer.clone(), limits: self.limits })
     }
+}
 
+impl Plugin {
     /// Performs `job` in a fresh instance.
     pub async fn perform(&self, job: &wit::Job) -> Result<Result<(), wit::JobError>, CallError> {
         let tags = LogTags {

@@ -68,22 +68,14 @@ impl fmt::Display for Timeout {
 impl std::error::Error for Timeout {}
 
 fn humanize(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }
 
 /// Grace given to a call stuck in a host function before the outer timer
 /// gives up on it (the epoch deadline only fires while guest code runs).
 const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 
-fn new_store(
-    pre: &wit::JobPluginPre<HostState>,
-    state: HostState,
-    limits: Limits,
-) -> Store<HostState> {
+fn new_store(pre: &wit::JobPluginPre<HostState>, state: HostState, limits: Limits) -> Store<HostState> {
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| &mut state.limiter);
     let deadline = Instant::now() + limits.timeout;
@@ -123,15 +115,9 @@ pub async fn describe(
     limits: Limits,
     file: &str,
 ) -> Result<wit::PluginInfo, CallError> {
-    let tags = LogTags {
-        plugin: Arc::from(file),
-        ..LogTags::default()
-    };
+    let tags = LogTags { plugin: Arc::from(file), ..LogTags::default() };
     let state = HostState::new(mailer.clone(), limits.memory_bytes, tags);
-    with_instance(pre, state, limits, async |instance, store| {
-        instance.call_describe(store).await
-    })
-    .await
+    with_instance(pre, state, limits, async |instance, store| instance.call_describe(store).await).await
 }
 
 /// Performs one job. The outer `Result` is the host's view (trap, timeout,
@@ -144,8 +130,5 @@ pub async fn perform(
     job: &wit::Job,
 ) -> Result<Result<(), wit::JobError>, CallError> {
     let state = HostState::new(mailer.clone(), limits.memory_bytes, tags);
-    with_instance(pre, state, limits, async |instance, store| {
-        instance.call_perform(store, job).await
-    })
-    .await
+    with_instance(pre, state, limits, async |instance, store| instance.call_perform(store, job).await).await
 }

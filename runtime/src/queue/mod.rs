@@ -43,12 +43,9 @@ pub struct Queue {
 impl Queue {
     /// Connects to the Redis at `url`.
     pub async fn connect(url: &str) -> Result<Queue> {
-        let client =
-            redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
-        let conn = client
-            .get_connection_manager()
-            .await
-            .with_context(|| format!("connecting to Redis at {url}"))?;
+        let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
+        let conn =
+            client.get_connection_manager().await.with_context(|| format!("connecting to Redis at {url}"))?;
         Ok(Queue { conn })
     }
 
@@ -74,27 +71,15 @@ impl Queue {
     pub async fn fetch(&self, identity: &str, queues: &[&str]) -> Result<Option<(String, String)>> {
         let mut invocation = scripts::FETCH.prepare_invoke();
         for queue in queues {
-            invocation
-                .key(keys::queue(queue))
-                .key(keys::inprogress(identity, queue))
-                .arg(*queue);
+            invocation.key(keys::queue(queue)).key(keys::inprogress(identity, queue)).arg(*queue);
         }
         let mut conn = self.conn.clone();
-        invocation
-            .invoke_async(&mut conn)
-            .await
-            .context("fetching a job")
+        invocation.invoke_async(&mut conn).await.context("fetching a job")
     }
 
     /// Records a job's outcome and removes it from the in-progress list,
     /// in one transaction; counts it in Sidekiq's stats.
-    pub async fn finish(
-        &self,
-        identity: &str,
-        queue: &str,
-        raw: &str,
-        outcome: &Outcome,
-    ) -> Result<()> {
+    pub async fn finish(&self, identity: &str, queue: &str, raw: &str, outcome: &Outcome) -> Result<()> {
         let now = clock::now();
         let date = clock::utc_date(now);
         let mut pipe = redis::pipe();
@@ -103,8 +88,7 @@ impl Queue {
             .incr("stat:processed", 1)
             .incr(keys::daily_stat("processed", &date), 1);
         if !matches!(outcome, Outcome::Done) {
-            pipe.incr("stat:failed", 1)
-                .incr(keys::daily_stat("failed", &date), 1);
+            pipe.incr("stat:failed", 1).incr(keys::daily_stat("failed", &date), 1);
         }
         match outcome {
             Outcome::Done | Outcome::Discard => {}
@@ -118,9 +102,7 @@ impl Queue {
             }
         }
         let mut conn = self.conn.clone();
-        pipe.exec_async(&mut conn)
-            .await
-            .context("recording the job's outcome")
+        pipe.exec_async(&mut conn).await.context("recording the job's outcome")
     }
 
     /// Declares the queues `identity` fetches from, so a recovery knows
@@ -139,20 +121,13 @@ impl Queue {
     /// Every runner that may hold in-progress jobs.
     pub async fn runners(&self) -> Result<Vec<String>> {
         let mut conn = self.conn.clone();
-        conn.smembers(keys::RUNNERS)
-            .await
-            .context("listing runners")
+        conn.smembers(keys::RUNNERS).await.context("listing runners")
     }
 
     /// Requeues the jobs `identity` holds if its last heartbeat is older
     /// than `timeout_secs` (or at once when `force`). Returns the number
     /// requeued, or `None` when the runner is alive.
-    pub async fn recover(
-        &self,
-        identity: &str,
-        timeout_secs: f64,
-        force: bool,
-    ) -> Result<Option<u64>> {
+    pub async fn recover(&self, identity: &str, timeout_secs: f64, force: bool) -> Result<Option<u64>> {
         let mut conn = self.conn.clone();
         let moved: i64 = scripts::RECOVER
             .key(keys::RUNNERS)

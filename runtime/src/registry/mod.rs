@@ -7,17 +7,16 @@
 //! build a new set, and swap it in whole.
 
 mod set;
+pub mod watch;
 
 pub use set::{PluginSet, PluginStatus};
 
-use crate::mail::Mailer;
-use crate::plugin::{HostState, Limits, Plugin};
+use crate::plugin::{Loader, Plugin};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Mutex;
-use wasmtime::component::Linker;
 
 /// The plugins a runner serves.
 pub struct Registry {
@@ -28,28 +27,17 @@ pub struct Registry {
     /// Serializes changes, so two loads can't each swap in a set missing
     /// the other's plugin.
     changing: Mutex<()>,
-    /// Links every plugin against the host.
-    linker: Linker<HostState>,
-    /// Delivers the plugins' mail.
-    mailer: Arc<Mailer>,
-    /// Per-instance limits.
-    limits: Limits,
+    /// Compiles and checks plugin files.
+    loader: Loader,
 }
 
 impl Registry {
-    pub fn new(
-        dir: &Path,
-        linker: Linker<HostState>,
-        mailer: Arc<Mailer>,
-        limits: Limits,
-    ) -> Registry {
+    pub fn new(dir: &Path, loader: Loader) -> Registry {
         Registry {
             dir: dir.to_path_buf(),
             current: ArcSwap::from_pointee(PluginSet::default()),
             changing: Mutex::new(()),
-            linker,
-            mailer,
-            limits,
+            loader,
         }
     }
 
@@ -95,19 +83,28 @@ impl Registry {
         if self.current.load().file_hash(path) == Some(sha256.as_str()) {
             return;
         }
-        let loaded =
-            Plugin::load(path, bytes, &self.linker, self.mailer.clone(), self.limits).await;
-        let plugin = match loaded
-            .and_then(|plugin| self.current.load().check_classes(&plugin).map(|_| plugin))
-        {
-            Ok(plugin) => Arc::new(plugin),
-            Err(err) => return self.refuse(path, format!("{err:#}")),
-        };
+        let loaded = self.loader.load(path, bytes, sha256).await;
+        let plugin =
+            match loaded.and_then(|plugin| self.current.load().check_classes(&plugin).map(|_| plugin)) {
+                Ok(plugin) => Arc::new(plugin),
+                Err(err) => return self.refuse(path, format!("{err:#}")),
+            };
         let m = &plugin.meta;
+        let replaced = self.current.load().file_hash(path).unwrap_or("none").to_string();
         tracing::info!(plugin = %m.name, version = %m.version, file = %path.display(), sha256 = %m.sha256,
-            classes = ?m.classes, compile_ms = m.compile_time.as_millis() as u64, "plugin loaded");
-        self.current
-            .store(Arc::new(self.current.load().with_plugin(plugin)));
+            classes = ?m.classes, code = %m.code_source.as_str(), compile_ms = m.compile_time.as_millis() as u64,
+            replaced = %replaced, "plugin loaded");
+        self.current.store(Arc::new(self.current.load().with_plugin(plugin)));
+    }
+
+    /// Brings the registry in line with `path` as it is on disk now: loads
+    /// it if it is a plugin file, unregisters it if it is gone.
+    pub async fn sync_file(&self, path: &Path) {
+        if is_plugin_file(path) {
+            self.load_file(path).await;
+        } else if !path.exists() {
+            self.remove_file(path).await;
+        }
     }
 
     /// Unregisters the plugin loaded from `path`, if any.
@@ -130,9 +127,6 @@ impl Registry {
 /// Whether `path` looks like a plugin: a `*.wasm` file that isn't hidden
 /// (editors and copy tools write temporary files as `.name.wasm.xyz`).
 pub fn is_plugin_file(path: &Path) -> bool {
-    let hidden = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_none_or(|n| n.starts_with('.'));
+    let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
     !hidden && path.extension().is_some_and(|ext| ext == "wasm") && path.is_file()
 }

@@ -47,11 +47,7 @@ impl PluginSet {
     /// Refuses `plugin` if another file's plugin already serves one of its classes.
     pub fn check_classes(&self, plugin: &Plugin) -> Result<()> {
         for class in &plugin.meta.classes {
-            if let Some(other) = self
-                .by_class
-                .get(class)
-                .filter(|o| o.meta.path != plugin.meta.path)
-            {
+            if let Some(other) = self.by_class.get(class).filter(|o| o.meta.path != plugin.meta.path) {
                 bail!(
                     "class {class} is already served by plugin {} ({})",
                     other.meta.name,
@@ -86,8 +82,7 @@ impl PluginSet {
     /// This set with `path`'s refusal recorded.
     pub fn with_error(&self, path: &Path, reason: &str) -> PluginSet {
         let mut next = self.clone();
-        next.errors
-            .insert(path.to_path_buf(), (reason.to_string(), SystemTime::now()));
+        next.errors.insert(path.to_path_buf(), (reason.to_string(), SystemTime::now()));
         next
     }
 

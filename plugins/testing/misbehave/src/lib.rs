@@ -16,15 +16,7 @@ struct Misbehave;
 
 impl Guest for Misbehave {
     fn describe() -> PluginInfo {
-        let classes = [
-            "SpinJob",
-            "HogJob",
-            "FlakyJob",
-            "BrokenJob",
-            "TrapJob",
-            "EchoJob",
-            "SlowJob",
-        ];
+        let classes = ["SpinJob", "HogJob", "FlakyJob", "BrokenJob", "TrapJob", "EchoJob", "SlowJob"];
         plugin_info("misbehave", env!("CARGO_PKG_VERSION"), &classes)
     }
 
@@ -42,9 +34,7 @@ impl Guest for Misbehave {
                 std::thread::sleep(std::time::Duration::from_millis(millis));
                 echo(&args, 1)
             }
-            other => Err(JobError::Permanent(format!(
-                "misbehave does not handle {other}"
-            ))),
+            other => Err(JobError::Permanent(format!("misbehave does not handle {other}"))),
         }
     }
 }

@@ -1,0 +1,89 @@
+//! Reloading: watching the plugins directory and applying what changed.
+//!
+//! Every event (created, written, renamed into place, deleted) only marks its
+//! `*.wasm` path as changed. Once a path has been quiet for [`SETTLE`], the
+//! registry is brought in line with what is on disk then, so a file still
+//! being written is read only after its writer is done, the atomic-save
+//! pattern (write a temp file, rename it over the old one) is one change,
+//! and hidden temp files are never looked at. Should the watcher report an
+//! error (e.g. its event queue overflowed), every file is checked again.
+
+use super::{Registry, is_plugin_file};
+use crate::shutdown::Shutdown;
+use anyhow::{Context, Result};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How long a path must be quiet before it is (re)loaded.
+const SETTLE: Duration = Duration::from_millis(300);
+/// How often pending paths are checked for having settled.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Starts watching the registry's directory until shutdown.
+pub fn spawn(registry: Arc<Registry>, shutdown: Shutdown) -> Result<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })
+    .context("creating the plugins directory watcher")?;
+    watcher
+        .watch(registry.dir(), RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching the plugins directory {}", registry.dir().display()))?;
+    tokio::spawn(run(registry, watcher, rx, shutdown));
+    Ok(())
+}
+
+async fn run(
+    registry: Arc<Registry>,
+    _watcher: RecommendedWatcher,
+    mut events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    shutdown: Shutdown,
+) {
+    // Path -> when it last changed.
+    let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+    let mut ticker = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Ok(event)) => {
+                    let paths = event.paths.into_iter().filter(|p| is_candidate(p));
+                    pending.extend(paths.map(|p| (p, Instant::now())));
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "the plugins directory watcher reported an error; rescanning");
+                    pending.extend(registry.known_and_present().into_iter().map(|p| (p, Instant::now())));
+                }
+                None => return,
+            },
+            _ = ticker.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        let settled: Vec<PathBuf> =
+            pending.iter().filter(|(_, at)| at.elapsed() >= SETTLE).map(|(p, _)| p.clone()).collect();
+        for path in settled {
+            pending.remove(&path);
+            registry.sync_file(&path).await;
+        }
+    }
+}
+
+/// A path that may be a plugin: `*.wasm`, not hidden. It may be gone already.
+fn is_candidate(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(".");
+    !name.starts_with('.') && name.ends_with(".wasm")
+}
+
+impl Registry {
+    /// Every plugin file on disk and every file the registry knows of.
+    fn known_and_present(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.current.load().status().into_iter().map(|s| s.file).collect();
+        if let Ok(entries) = std::fs::read_dir(self.dir()) {
+            paths.extend(entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_plugin_file(p)));
+        }
+        paths
+    }
+}

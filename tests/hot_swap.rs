@@ -1,0 +1,183 @@
+//! Plugins are replaced, refused, removed and restored while the runner
+//! keeps running, without a job failing or getting lost.
+
+use jobrunner_tests::{Mail, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, plugin_wasm};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The subject templates of the two order_created builds.
+const V1: &str = "Your order #{id} is confirmed";
+const V2: &str = "Order #{id} received";
+
+fn order_job(id: u64) -> String {
+    json!({"class": "OrderCreateJob", "args": [id, "buyer@example.com"], "jid": format!("{id:024x}"),
+           "queue": "default", "retry": true})
+    .to_string()
+}
+
+fn only_order_created() -> RunnerOptions {
+    RunnerOptions { plugins: vec!["order_created"], args: Vec::new() }
+}
+
+/// Rewrites `target` in place, in two halves with a pause, like a slow copy.
+fn write_in_place(target: &Path, source: &Path) {
+    let bytes = std::fs::read(source).unwrap();
+    let mut file = std::fs::File::create(target).unwrap();
+    file.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    file.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    file.write_all(&bytes[bytes.len() / 2..]).unwrap();
+}
+
+/// Writes a hidden temp file beside `target` and renames it into place.
+fn write_then_rename(target: &Path, source: &Path) {
+    let temp = target.with_file_name(".order_created.wasm.tmp");
+    std::fs::copy(source, &temp).unwrap();
+    std::fs::rename(&temp, target).unwrap();
+}
+
+fn sha256_prefix(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))[..12].to_string()
+}
+
+fn order_id(mail: &Mail) -> u64 {
+    let line = mail.raw.lines().find_map(|l| l.strip_prefix("X-Order-Id: ")).expect("an X-Order-Id header");
+    line.trim().parse().unwrap()
+}
+
+/// jid -> the sha256 prefix of the plugin build that performed it, from the log.
+fn builds_by_jid(logs: &str) -> HashMap<String, String> {
+    let field = |line: &str, start: &str, end: char| {
+        let from = line.find(start)? + start.len();
+        Some(line[from..].split(end).next()?.to_string())
+    };
+    logs.lines()
+        .filter(|l| l.contains("job done"))
+        .filter_map(|l| Some((field(l, "jid=\"", '"')?, field(l, "sha256=", ' ')?)))
+        .collect()
+}
+
+#[test]
+fn twenty_swaps_under_a_steady_stream_lose_and_fail_nothing() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, only_order_created().args(&["-c", "4"]));
+    let builds = [plugin_wasm("order_created"), plugin_wasm("order_created_alt")];
+    let templates = BTreeMap::from([(sha256_prefix(&builds[0]), V1), (sha256_prefix(&builds[1]), V2)]);
+    let target = runner.plugin_path("order_created.wasm");
+
+    let stop = AtomicBool::new(false);
+    let pushed = std::thread::scope(|scope| {
+        let producer = scope.spawn(|| {
+            let mut id = 0;
+            while !stop.load(Ordering::Relaxed) {
+                redis.push("default", &order_job(id));
+                id += 1;
+                std::thread::sleep(Duration::from_millis(15));
+            }
+            id
+        });
+        for swap in 0..20 {
+            let build = &builds[(swap + 1) % 2];
+            if swap % 2 == 0 {
+                write_in_place(&target, build)
+            } else {
+                write_then_rename(&target, build)
+            }
+            runner.wait_for_log(&["plugin loaded", "order_created.wasm"], swap + 2);
+        }
+        stop.store(true, Ordering::Relaxed);
+        producer.join().unwrap()
+    });
+
+    let mails = eventually("every order's mail", Duration::from_secs(60), || {
+        let mails = smtp.messages();
+        (mails.len() as u64 >= pushed).then_some(mails)
+    });
+    let mut per_order: BTreeMap<u64, Vec<&Mail>> = BTreeMap::new();
+    for mail in &mails {
+        per_order.entry(order_id(mail)).or_default().push(mail);
+    }
+    assert_eq!(per_order.len() as u64, pushed, "every order got its mail");
+    assert!(per_order.values().all(|m| m.len() == 1), "no order got two mails");
+    assert!(redis.sorted_set("retry").is_empty() && redis.sorted_set("dead").is_empty(), "no job failed");
+
+    let performed_by = builds_by_jid(&runner.logs());
+    let mut seen = BTreeMap::new();
+    for (id, mail) in per_order.iter().map(|(id, m)| (id, m[0])) {
+        let build = &performed_by[&format!("{id:024x}")];
+        let expected = templates[build].replace("{id}", &id.to_string());
+        assert_eq!(mail.subject, expected, "order {id} was performed by build {build}");
+        *seen.entry(build.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "both builds served jobs: {seen:?}");
+}
+
+#[test]
+fn bad_files_are_refused_and_the_old_version_keeps_serving() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, only_order_created());
+    let target = runner.plugin_path("order_created.wasm");
+    let serves_v1 = |id: u64| {
+        redis.push("default", &order_job(id));
+        let mails = smtp.wait_for(id as usize);
+        assert!(mails.iter().any(|m| m.subject == V1.replace("{id}", &id.to_string())), "order {id}");
+    };
+    serves_v1(1);
+
+    std::fs::write(&target, b"this is not a component").unwrap();
+    let refused = runner.wait_for_log(&["plugin refused", "order_created.wasm"], 1);
+    assert!(refused[0].contains("not a valid WebAssembly component"), "{}", refused[0]);
+    serves_v1(2);
+
+    std::fs::copy(plugin_wasm("not_a_plugin"), &target).unwrap();
+    let refused = runner.wait_for_log(&["plugin refused", "order_created.wasm"], 2);
+    assert!(refused[1].contains("doesn't export the jobrunner:plugin/job-plugin world"), "{}", refused[1]);
+    serves_v1(3);
+
+    std::fs::copy(plugin_wasm("order_created_alt"), runner.plugin_path("copycat.wasm")).unwrap();
+    let refused = runner.wait_for_log(&["plugin refused", "copycat.wasm"], 1);
+    assert!(
+        refused[0].contains("class OrderCreateJob is already served by plugin order_created"),
+        "{}",
+        refused[0]
+    );
+    serves_v1(4);
+}
+
+#[test]
+fn deleting_a_plugin_unregisters_it_and_restoring_it_runs_the_waiting_jobs() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, only_order_created());
+    let target = runner.plugin_path("order_created.wasm");
+    std::fs::remove_file(&target).unwrap();
+    runner.wait_for_log(&["plugin removed", "order_created"], 1);
+
+    redis.push("default", &order_job(7));
+    let retry = eventually("the job in the retry set", WAIT, || redis.sorted_set("retry").pop());
+    assert_eq!(retry["error_message"], "no plugin handles class OrderCreateJob");
+
+    std::fs::copy(plugin_wasm("order_created"), &target).unwrap();
+    let reloaded = runner.wait_for_log(&["plugin loaded", "order_created.wasm"], 2);
+    assert!(reloaded[1].contains("code=cache"), "a file seen before loads from the cache: {}", reloaded[1]);
+    // The retry is due 15 to 25 s after the failure.
+    let mail = eventually("the waiting job's mail", Duration::from_secs(60), || smtp.messages().pop());
+    assert_eq!(mail.subject, "Your order #7 is confirmed");
+}
+
+#[test]
+fn a_restart_loads_known_plugins_from_the_cache() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let mut runner = Runner::start(&redis.url, &smtp.url, only_order_created());
+    let first = runner.wait_for_log(&["plugin loaded", "order_created.wasm"], 1);
+    assert!(first[0].contains("code=compiled"), "{}", first[0]);
+    runner.restart();
+    let second = runner.wait_for_log(&["plugin loaded", "order_created.wasm"], 2);
+    assert!(second[1].contains("code=cache"), "{}", second[1]);
+    redis.push("default", &order_job(3));
+    assert_eq!(smtp.wait_for(1)[0].subject, "Your order #3 is confirmed");
+}
