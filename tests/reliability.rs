@@ -107,3 +107,18 @@ fn sigterm_finishes_or_requeues_running_jobs() {
     runner.restart();
     wait_all_delivered(&smtp, &expected);
 }
+
+#[test]
+fn the_runner_rides_out_a_redis_outage() {
+    let (mut redis, smtp) = (Redis::start(), SmtpSink::start());
+    let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    redis.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(runner.is_running(), "the runner survives Redis going away");
+    redis.restart();
+    let payload = json!({"class": "EchoJob", "args": ["ops@example.com", "after the outage"],
+                         "jid": "bbbbbbbbbbbbbbbbbbbbbbbb", "queue": "default", "retry": true});
+    redis.push("default", &payload.to_string());
+    assert_eq!(smtp.wait_for(1)[0].subject, "after the outage");
+    assert!(runner.logs().contains("fetching failed; retrying"), "the outage was logged");
+}

@@ -8,8 +8,10 @@ use tempfile::TempDir;
 pub struct Redis {
     /// The server process.
     child: Child,
-    /// Holds its working directory until it is stopped.
-    _dir: TempDir,
+    /// Its working directory, removed when it is dropped.
+    dir: TempDir,
+    /// The port it listens on.
+    port: u16,
     /// `redis://127.0.0.1:<port>`.
     pub url: String,
 }
@@ -18,19 +20,30 @@ impl Redis {
     pub fn start() -> Redis {
         let dir = tempfile::tempdir().expect("creating Redis's temp dir");
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting redis-server (apt-get install redis-server)");
-        let redis = Redis { child, _dir: dir, url: format!("redis://127.0.0.1:{port}") };
+        let child = spawn(port, &dir);
+        let redis = Redis { child, dir, port, url: format!("redis://127.0.0.1:{port}") };
+        redis.wait_ready();
+        redis
+    }
+
+    /// Kills the server (an outage), leaving it down until [`Redis::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, with an empty data set.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(self.port, &self.dir);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
         eventually("redis-server to answer PING", WAIT, || {
-            let mut conn = redis.try_conn()?;
+            let mut conn = self.try_conn()?;
             redis::cmd("PING").query::<String>(&mut conn).ok()
         });
-        redis
     }
 
     fn try_conn(&self) -> Option<redis::Connection> {
@@ -71,6 +84,16 @@ impl Redis {
     pub fn llen(&self, key: &str) -> usize {
         self.query(&["LLEN", key])
     }
+}
+
+fn spawn(port: u16, dir: &TempDir) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting redis-server (apt-get install redis-server)")
 }
 
 impl Drop for Redis {

@@ -13,12 +13,25 @@ mod scripts;
 use crate::clock;
 use anyhow::{Context, Result};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::time::Duration;
 
 /// Sidekiq keeps dead jobs for 180 days...
 const DEAD_MAX_AGE_SECS: f64 = 180.0 * 24.0 * 3600.0;
 /// ...and at most 10,000 of them.
 const DEAD_MAX_JOBS: isize = 10_000;
+
+/// How the connection comes back after Redis went away: a few quick
+/// attempts, then the command fails and the caller, which retries on its own
+/// schedule, triggers the next round. The response timeout keeps a half-open
+/// connection from hanging a command forever.
+fn reconnect_policy() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_number_of_retries(3)
+        .set_max_delay(1000)
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(10))
+}
 
 /// Where a finished job goes.
 #[derive(Debug)]
@@ -44,8 +57,10 @@ impl Queue {
     /// Connects to the Redis at `url`.
     pub async fn connect(url: &str) -> Result<Queue> {
         let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
-        let conn =
-            client.get_connection_manager().await.with_context(|| format!("connecting to Redis at {url}"))?;
+        let conn = client
+            .get_connection_manager_with_config(reconnect_policy())
+            .await
+            .with_context(|| format!("connecting to Redis at {url}"))?;
         Ok(Queue { conn })
     }
 
