@@ -118,6 +118,14 @@ fn a_panicking_plugin_fails_the_job_with_its_panic_message() {
 }
 
 #[test]
+fn a_plugin_writing_lots_to_stderr_still_works() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    redis.push("default", &job("ChattyJob", json!(["ops@example.com", "chatty"])));
+    assert_eq!(smtp.wait_for(1)[0].subject, "chatty");
+}
+
+#[test]
 fn scheduled_jobs_run_when_due() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());

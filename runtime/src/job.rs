@@ -3,8 +3,7 @@
 //! [`Job::parse`] reads Sidekiq's JSON and, for ActiveJob payloads, looks
 //! through the wrapper: the plugin sees the ActiveJob class (`OrderCreateJob`)
 //! and its plain arguments, with ActiveJob's `_aj_*` markers removed. The
-//! original JSON is kept, both to find the job again in Redis and to record
-//! failures on it the way Sidekiq does.
+//! full JSON is kept as parsed, to record failures on it the way Sidekiq does.
 
 use crate::plugin::wit;
 use anyhow::{Context, Result, bail};
@@ -17,8 +16,6 @@ const ACTIVE_JOB_WRAPPERS: &[&str] =
 /// One job taken off a queue.
 #[derive(Clone, Debug)]
 pub struct Job {
-    /// The exact JSON string as it sits in Redis.
-    pub raw: String,
     /// The parsed JSON, updated with error fields when the job fails.
     pub payload: Map<String, Value>,
     /// The class that performs it (ActiveJob's class for wrapped jobs).
@@ -34,8 +31,8 @@ pub struct Job {
 impl Job {
     /// Parses a payload taken from `queue`. Fails with the reason when it is
     /// not a Sidekiq job.
-    pub fn parse(raw: String, queue: &str) -> Result<Job> {
-        let value: Value = serde_json::from_str(&raw).context("the payload is not valid JSON")?;
+    pub fn parse(raw: &str, queue: &str) -> Result<Job> {
+        let value: Value = serde_json::from_str(raw).context("the payload is not valid JSON")?;
         let Value::Object(payload) = value else {
             bail!("the payload is not a JSON object");
         };
@@ -52,7 +49,7 @@ impl Job {
         } else {
             (class, Value::Array(args.clone()))
         };
-        Ok(Job { raw, payload, class, jid, queue: queue.to_string(), args })
+        Ok(Job { payload, class, jid, queue: queue.to_string(), args })
     }
 
     /// How many times the job has failed before this run.
@@ -123,11 +120,10 @@ mod tests {
     #[test]
     fn plain_sidekiq_job() {
         let raw = r#"{"class":"OrderCreateJob","args":[42,"a@example.com"],"jid":"abc","queue":"default","retry_count":2}"#;
-        let job = Job::parse(raw.into(), "default").unwrap();
+        let job = Job::parse(raw, "default").unwrap();
         assert_eq!(job.class, "OrderCreateJob");
         assert_eq!(job.args, json!([42, "a@example.com"]));
         assert_eq!(job.to_wit().retry_count, 3);
-        assert_eq!(job.raw, raw);
     }
 
     #[test]
@@ -142,7 +138,7 @@ mod tests {
                 {"_aj_globalid": "gid://app/Order/42"}
             ]}]
         });
-        let job = Job::parse(raw.to_string(), "default").unwrap();
+        let job = Job::parse(&raw.to_string(), "default").unwrap();
         assert_eq!(job.class, "OrderCreateJob");
         assert_eq!(
             job.args,
@@ -152,7 +148,7 @@ mod tests {
 
     #[test]
     fn bad_payloads_say_why() {
-        let reason = |raw: &str| format!("{:#}", Job::parse(raw.into(), "q").unwrap_err());
+        let reason = |raw: &str| format!("{:#}", Job::parse(raw, "q").unwrap_err());
         assert!(reason("{nope").contains("not valid JSON"));
         assert!(reason("[1]").contains("not a JSON object"));
         assert!(reason(r#"{"args":[]}"#).contains("`class`"));

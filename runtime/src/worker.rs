@@ -35,7 +35,7 @@ impl Worker {
     pub async fn process(&self, queue: String, raw: String) {
         let span = tracing::info_span!("job", queue = %queue, class = tracing::field::Empty, jid = tracing::field::Empty);
         async {
-            let outcome = match Job::parse(raw.clone(), &queue) {
+            let outcome = match Job::parse(&raw, &queue) {
                 Ok(job) => {
                     let span = tracing::Span::current();
                     span.record("class", job.class.as_str());

@@ -6,18 +6,21 @@
 //! the memory cap, the mailer behind `send-mail`, and the names that tag the
 //! plugin's log lines.
 
+use super::stderr::TailPipe;
 use super::wit::jobrunner::plugin::{logging, mail, types};
 use crate::mail::Mailer;
 use std::fmt;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How much of a guest's stderr is kept to explain a trap (a Rust panic
 /// prints its message there before trapping).
 const STDERR_CAPACITY: usize = 8 * 1024;
+
+/// The longest log message a guest can write; longer ones are cut.
+const MAX_LOG_LINE: usize = 8 * 1024;
 
 /// Names that tag everything an instance logs.
 #[derive(Clone, Debug, Default)]
@@ -37,7 +40,7 @@ pub struct HostState {
     /// WASI's resource handles.
     table: ResourceTable,
     /// The guest's stderr, kept to explain traps.
-    stderr: MemoryOutputPipe,
+    stderr: TailPipe,
     /// Enforces the memory cap.
     pub(super) limiter: MemoryCap,
     /// Delivers what the guest passes to `send-mail`.
@@ -48,7 +51,7 @@ pub struct HostState {
 
 impl HostState {
     pub fn new(mailer: Arc<Mailer>, memory_bytes: usize, tags: LogTags) -> HostState {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let stderr = TailPipe::new(STDERR_CAPACITY);
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stderr(stderr.clone())
             .allow_tcp(false)
@@ -67,8 +70,7 @@ impl HostState {
 
     /// The last line of a Rust panic message the guest printed, if any.
     pub fn panic_message(&self) -> Option<String> {
-        let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
+        let text = self.stderr.contents();
         let start = text.rfind("panicked at")?;
         let message = text[start..].lines().take(2).collect::<Vec<_>>().join(": ");
         Some(message.trim().to_string())
@@ -98,8 +100,13 @@ impl mail::Host for HostState {
 }
 
 impl logging::Host for HostState {
-    fn log(&mut self, level: logging::Level, message: String) {
+    fn log(&mut self, level: logging::Level, mut message: String) {
         use logging::Level;
+        if message.len() > MAX_LOG_LINE {
+            let cut = (0..=MAX_LOG_LINE).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+            message.truncate(cut);
+            message.push_str("… (cut)");
+        }
         let LogTags { plugin, class, jid } = &self.tags;
         match level {
             Level::Trace => tracing::trace!(target: "plugin", %plugin, %class, %jid, "{message}"),

@@ -11,6 +11,7 @@
 mod cache;
 mod host;
 mod run;
+mod stderr;
 
 pub use cache::{CodeCache, CodeSource};
 pub use host::{HostState, LogTags, MemoryExceeded};

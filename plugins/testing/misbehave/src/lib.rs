@@ -7,6 +7,7 @@
 //! - `BrokenJob`: fails permanently with the message in its first argument.
 //! - `TrapJob`: panics, which traps the instance.
 //! - `EchoJob`: mails `args[0]` a message whose subject is `args[1]`.
+//! - `ChattyJob`: writes 1 MiB to stderr, then mails like `EchoJob`.
 //! - `SlowJob`: sleeps `args[0]` milliseconds, then mails like `EchoJob`
 //!   with `args[1]` and `args[2]`.
 
@@ -16,7 +17,8 @@ struct Misbehave;
 
 impl Guest for Misbehave {
     fn describe() -> PluginInfo {
-        let classes = ["SpinJob", "HogJob", "FlakyJob", "BrokenJob", "TrapJob", "EchoJob", "SlowJob"];
+        let classes =
+            ["SpinJob", "HogJob", "FlakyJob", "BrokenJob", "TrapJob", "EchoJob", "SlowJob", "ChattyJob"];
         plugin_info("misbehave", env!("CARGO_PKG_VERSION"), &classes)
     }
 
@@ -29,6 +31,12 @@ impl Guest for Misbehave {
             "BrokenJob" => Err(JobError::Permanent(args.required("message", 0)?)),
             "TrapJob" => panic!("TrapJob panics on purpose"),
             "EchoJob" => echo(&args, 0),
+            "ChattyJob" => {
+                for line in 0..16 * 1024 {
+                    eprintln!("{line:06} {}", "x".repeat(57));
+                }
+                echo(&args, 0)
+            }
             "SlowJob" => {
                 let millis: u64 = args.required("millis", 0)?;
                 std::thread::sleep(std::time::Duration::from_millis(millis));
