@@ -42,13 +42,13 @@ pub struct EnqueueArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// Directory of plugin components (*.wasm); every file is loaded at start.
+    #[arg(long, default_value = "plugins")]
+    pub plugins: PathBuf,
     /// Watch the plugins directory and load, replace or unregister plugins as
     /// their files change. On by default; `--watch false` loads them once.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub watch: bool,
-    /// Directory of plugin components (*.wasm); every file is loaded at start.
-    #[arg(long, default_value = "plugins")]
-    pub plugins: PathBuf,
     /// Directory that keeps compiled plugins, so a restart or a re-dropped
     /// file skips compilation. [default: $XDG_CACHE_HOME/jobrunner or ~/.cache/jobrunner]
     #[arg(long, value_name = "DIR")]

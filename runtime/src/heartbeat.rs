@@ -80,8 +80,27 @@ pub struct Timing {
     pub process_timeout: Duration,
 }
 
+impl Timing {
+    /// Checks that a live runner can't be mistaken for a dead one.
+    pub fn new(interval: Duration, process_timeout: Duration) -> Result<Timing> {
+        anyhow::ensure!(
+            process_timeout >= interval * 2,
+            "--process-timeout ({}s) must be at least twice --heartbeat ({}s), or live runners would look dead",
+            process_timeout.as_secs_f64(),
+            interval.as_secs_f64()
+        );
+        Ok(Timing { interval, process_timeout })
+    }
+
+    /// How long the process record outlives its last beat: Sidekiq's 60 s,
+    /// unless beats are rarer than that.
+    fn record_ttl_secs(&self) -> i64 {
+        (self.interval.as_secs_f64() * 3.0).max(60.0).ceil() as i64
+    }
+}
+
 /// Writes one heartbeat.
-pub async fn beat(queue: &Queue, process: &Process, busy: usize, quiet: bool) -> Result<()> {
+pub async fn beat(queue: &Queue, process: &Process, timing: Timing, busy: usize, quiet: bool) -> Result<()> {
     let info = json!({
         "hostname": process.hostname,
         "started_at": process.started_at,
@@ -109,7 +128,7 @@ pub async fn beat(queue: &Queue, process: &Process, busy: usize, quiet: bool) ->
                 ("rss", rss_kb().to_string()),
             ],
         )
-        .expire(&process.identity, 60)
+        .expire(&process.identity, timing.record_ttl_secs())
         .exec_async(&mut conn)
         .await
         .context("writing the heartbeat")
@@ -141,7 +160,7 @@ pub fn spawn(
         while !shutdown.is_started() {
             shutdown.sleep(timing.interval).await;
             let quiet = shutdown.is_started();
-            if let Err(err) = beat(&queue, &process, busy.load(Ordering::Relaxed), quiet).await {
+            if let Err(err) = beat(&queue, &process, timing, busy.load(Ordering::Relaxed), quiet).await {
                 tracing::warn!(error = %format!("{err:#}"), "heartbeat failed");
             }
             if let Err(err) = recover_dead(&queue, &process, timing).await {

@@ -33,6 +33,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         args.queues.clone()
     };
     let order = QueueOrder::parse(&specs)?;
+    let timing =
+        Timing::new(secs(args.heartbeat, "--heartbeat")?, secs(args.process_timeout, "--process-timeout")?)?;
     let concurrency = usize::from(args.concurrency);
     let (trigger, shutdown) = shutdown::channel();
     let registry = Arc::new(registry(&args, concurrency)?);
@@ -47,11 +49,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let queue = Queue::connect(&args.redis.redis).await?;
 
     let process = Arc::new(Process::new(concurrency, order.names().iter().map(|q| q.to_string()).collect()));
-    let timing = Timing {
-        interval: secs(args.heartbeat, "--heartbeat")?,
-        process_timeout: secs(args.process_timeout, "--process-timeout")?,
-    };
-    heartbeat::beat(&queue, &process, 0, false).await?;
+    heartbeat::beat(&queue, &process, timing, 0, false).await?;
     heartbeat::recover_dead(&queue, &process, timing).await?;
     tracing::info!(identity = %process.identity, queues = ?order.names(), concurrency, "runner started");
 
