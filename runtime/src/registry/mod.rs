@@ -74,13 +74,15 @@ impl Registry {
     /// Loads (or reloads) `path`. On failure the file is refused with one
     /// log line and whatever served before keeps serving.
     pub async fn load_file(&self, path: &Path) {
-        let bytes = match std::fs::read(path) {
+        let bytes = match tokio::fs::read(path).await {
             Ok(bytes) => bytes,
             Err(err) => return self.refuse(path, format!("cannot read it: {err}")),
         };
         let _changing = self.changing.lock().await;
         let sha256 = crate::digest::sha256_hex(&bytes);
         if self.current.load().file_hash(path) == Some(sha256.as_str()) {
+            // The serving version is back (say, after a bad copy was refused).
+            self.current.rcu(|set| set.without_error(path));
             return;
         }
         let loaded = self.loader.load(path, bytes, sha256).await;
@@ -114,8 +116,8 @@ impl Registry {
         if let Some(plugin) = current.by_file(path) {
             tracing::info!(plugin = %plugin.meta.name, file = %path.display(), classes = ?plugin.meta.classes,
                 "plugin removed");
-            self.current.store(Arc::new(current.without_file(path)));
         }
+        self.current.store(Arc::new(current.without_file(path)));
     }
 
     fn refuse(&self, path: &Path, reason: String) {

@@ -79,6 +79,13 @@ impl PluginSet {
         next
     }
 
+    /// This set without a refusal recorded for `path`.
+    pub fn without_error(&self, path: &Path) -> PluginSet {
+        let mut next = self.clone();
+        next.errors.remove(path);
+        next
+    }
+
     /// This set with `path`'s refusal recorded.
     pub fn with_error(&self, path: &Path, reason: &str) -> PluginSet {
         let mut next = self.clone();
