@@ -139,6 +139,11 @@ fn bad_files_are_refused_and_the_old_version_keeps_serving() {
     assert!(refused[1].contains("doesn't export the jobrunner:plugin/job-plugin world"), "{}", refused[1]);
     serves_v1(3);
 
+    std::fs::copy(plugin_wasm("bad_describe"), runner.plugin_path("bad_describe.wasm")).unwrap();
+    let refused = runner.wait_for_log(&["plugin refused", "bad_describe.wasm"], 1);
+    assert!(refused[0].contains("describe() failed"), "{}", refused[0]);
+    assert!(refused[0].contains("bad_describe cannot describe itself"), "{}", refused[0]);
+
     std::fs::copy(plugin_wasm("order_created_alt"), runner.plugin_path("copycat.wasm")).unwrap();
     let refused = runner.wait_for_log(&["plugin refused", "copycat.wasm"], 1);
     assert!(
