@@ -122,3 +122,23 @@ fn the_runner_rides_out_a_redis_outage() {
     assert_eq!(smtp.wait_for(1)[0].subject, "after the outage");
     assert!(runner.logs().contains("fetching failed; retrying"), "the outage was logged");
 }
+
+#[test]
+fn the_runner_waits_for_redis_at_start_up() {
+    let (mut redis, smtp) = (Redis::start(), SmtpSink::start());
+    redis.kill();
+    let url = redis.url.clone();
+    let runner = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Longer than one connection attempt with its own retries.
+            std::thread::sleep(Duration::from_secs(6));
+            redis.restart();
+        });
+        Runner::start(&url, &smtp.url, RunnerOptions::default())
+    });
+    assert!(runner.logs().contains("Redis is not reachable yet; retrying"));
+    let payload = json!({"class": "EchoJob", "args": ["ops@example.com", "late start"],
+                         "jid": "cccccccccccccccccccccccc", "queue": "default", "retry": true});
+    redis.push("default", &payload.to_string());
+    assert_eq!(smtp.wait_for(1)[0].subject, "late start");
+}

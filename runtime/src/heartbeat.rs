@@ -148,26 +148,32 @@ pub async fn recover_dead(queue: &Queue, process: &Process, timing: Timing) -> R
     Ok(())
 }
 
-/// Beats and recovers every `timing.interval` until shutdown.
+/// Beats every `timing.interval` until the returned task is aborted, which
+/// the runner does only once its last job is finished or requeued: a runner
+/// draining its jobs at shutdown must not look dead to the others. Dead
+/// runners are looked for only until shutdown begins.
 pub fn spawn(
     queue: Queue,
     process: Arc<Process>,
     busy: Arc<AtomicUsize>,
     timing: Timing,
     shutdown: Shutdown,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while !shutdown.is_started() {
-            shutdown.sleep(timing.interval).await;
+        loop {
+            tokio::time::sleep(timing.interval).await;
             let quiet = shutdown.is_started();
             if let Err(err) = beat(&queue, &process, timing, busy.load(Ordering::Relaxed), quiet).await {
                 tracing::warn!(error = %format!("{err:#}"), "heartbeat failed");
+            }
+            if quiet {
+                continue;
             }
             if let Err(err) = recover_dead(&queue, &process, timing).await {
                 tracing::warn!(error = %format!("{err:#}"), "looking for dead runners failed");
             }
         }
-    });
+    })
 }
 
 /// Resident memory of this process in KiB, as Sidekiq reports `rss`.

@@ -35,6 +35,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let order = QueueOrder::parse(&specs)?;
     let timing =
         Timing::new(secs(args.heartbeat, "--heartbeat")?, secs(args.process_timeout, "--process-timeout")?)?;
+    let poll_interval = secs(args.poll_interval, "--poll-interval")?;
+    // Zero is fine here: requeue running jobs at once.
+    let shutdown_timeout = match args.shutdown_timeout {
+        0.0 => Duration::ZERO,
+        value => secs(value, "--shutdown-timeout")?,
+    };
     let concurrency = usize::from(args.concurrency);
     let (trigger, shutdown) = shutdown::channel();
     let registry = Arc::new(registry(&args, concurrency)?);
@@ -46,17 +52,23 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if registry.snapshot().is_empty() {
         tracing::warn!(dir = %registry.dir().display(), "no plugin loaded; jobs wait in the retry set until one is");
     }
-    let queue = Queue::connect(&args.redis.redis).await?;
+    let queue = connect(&args.redis.redis).await;
 
     let process = Arc::new(Process::new(concurrency, order.names().iter().map(|q| q.to_string()).collect()));
-    heartbeat::beat(&queue, &process, timing, 0, false).await?;
-    heartbeat::recover_dead(&queue, &process, timing).await?;
+    // Announce ourselves before the first fetch, then pick up what dead
+    // runners left; should Redis fail here, the heartbeat task tries again.
+    if let Err(err) = heartbeat::beat(&queue, &process, timing, 0, false).await {
+        tracing::warn!(error = %format!("{err:#}"), "first heartbeat failed");
+    }
+    if let Err(err) = heartbeat::recover_dead(&queue, &process, timing).await {
+        tracing::warn!(error = %format!("{err:#}"), "looking for dead runners failed");
+    }
     tracing::info!(identity = %process.identity, queues = ?order.names(), concurrency, "runner started");
 
     shutdown::on_signals(trigger);
     let busy = Arc::new(AtomicUsize::new(0));
-    heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, shutdown.clone());
-    scheduler::spawn(queue.clone(), secs(args.poll_interval, "--poll-interval")?, shutdown.clone());
+    let heartbeat = heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, shutdown.clone());
+    scheduler::spawn(queue.clone(), poll_interval, shutdown.clone());
 
     let worker = Arc::new(Worker {
         queue: queue.clone(),
@@ -68,7 +80,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let slots = Arc::new(Semaphore::new(concurrency));
     serve(&fetcher, &worker, &slots, &busy, &shutdown).await;
 
-    drain(&slots, concurrency, secs(args.shutdown_timeout, "--shutdown-timeout")?).await;
+    drain(&slots, concurrency, shutdown_timeout).await;
+    heartbeat.abort();
     match queue.recover(&process.identity, 0.0, true).await {
         Ok(Some(n)) if n > 0 => {
             tracing::warn!(jobs = n, "unfinished jobs put back at the front of their queues")
@@ -80,6 +93,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     tracing::info!("runner stopped");
     Ok(())
+}
+
+/// Connects to Redis, waiting for it to come up if it isn't yet.
+async fn connect(url: &str) -> Queue {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match Queue::connect(url).await {
+            Ok(queue) => return queue,
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "Redis is not reachable yet; retrying"),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Takes a job whenever a slot is free, until shutdown.
