@@ -85,26 +85,29 @@ fn retryable_and_permanent_plugin_failures() {
     assert!((14.99..=24.01).contains(&(score - failed_at)), "retry due {}s after failing", score - failed_at);
 }
 
+/// Runs a job of `class` on a runner started with `flag value`, checks that
+/// the runner still serves afterwards, and returns the job's retry entry.
+fn stopped_by_limit(flag: &str, value: &str, class: &str) -> Value {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&[flag, value]));
+    redis.push("default", &job(class, json!([])));
+    let entry = wait_in(&redis, "retry", class);
+    still_serving(&redis, &smtp, &format!("after {class}"));
+    entry
+}
+
 #[test]
 fn a_job_that_runs_too_long_is_stopped_and_the_runner_carries_on() {
-    let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["--timeout", "1"]));
-    redis.push("default", &job("SpinJob", json!([])));
-    let spin = wait_in(&redis, "retry", "SpinJob");
+    let spin = stopped_by_limit("--timeout", "1", "SpinJob");
     assert_eq!(spin["error_message"], "timed out after 1s");
     assert_eq!(spin["error_class"], "Timeout");
-    still_serving(&redis, &smtp, "after spin");
 }
 
 #[test]
 fn a_job_that_eats_memory_is_stopped_at_the_cap() {
-    let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["--memory", "16"]));
-    redis.push("default", &job("HogJob", json!([])));
-    let hog = wait_in(&redis, "retry", "HogJob");
+    let hog = stopped_by_limit("--memory", "16", "HogJob");
     assert_eq!(hog["error_message"], "memory limit of 16 MiB exceeded");
     assert_eq!(hog["error_class"], "MemoryLimitExceeded");
-    still_serving(&redis, &smtp, "after hog");
 }
 
 #[test]

@@ -56,35 +56,37 @@ fn enqueue_command_pushes_a_job_that_runs() {
     assert!(mail.subject.contains("#7"), "subject: {}", mail.subject);
 }
 
+/// Runs `payload` against a runner mailing through `smtp_url` and returns
+/// the entry it leaves in the sorted set `set`.
+fn failure_recorded(smtp_url: &str, payload: String, set: &str) -> serde_json::Value {
+    let redis = Redis::start();
+    let _runner = Runner::start(&redis.url, smtp_url, RunnerOptions::default());
+    redis.push("default", &payload);
+    eventually(&format!("the job in the {set} set"), WAIT, || redis.sorted_set(set).pop())
+}
+
 #[test]
 fn smtp_rejection_is_a_permanent_failure() {
-    let redis = Redis::start();
     let rejecting = SmtpSink::start_with(&["-f", "RCPT"]);
-    let _runner = Runner::start(&redis.url, &rejecting.url, RunnerOptions::default());
-    redis.push("default", &job("OrderCreateJob", json!([1, "buyer@example.com"])));
-    let dead = eventually("the rejected job in the dead set", WAIT, || redis.sorted_set("dead").pop());
+    let dead =
+        failure_recorded(&rejecting.url, job("OrderCreateJob", json!([1, "buyer@example.com"])), "dead");
     assert_eq!(dead["error_class"], "PermanentError");
     assert!(dead["error_message"].as_str().unwrap().contains("mail rejected"), "{dead}");
 }
 
 #[test]
 fn temporary_smtp_failures_are_retried() {
-    let redis = Redis::start();
     let deferring = SmtpSink::start_with(&["-r", "RCPT"]);
-    let _runner = Runner::start(&redis.url, &deferring.url, RunnerOptions::default());
-    redis.push("default", &job("OrderCreateJob", json!([1, "buyer@example.com"])));
-    let retry = eventually("the deferred job in the retry set", WAIT, || redis.sorted_set("retry").pop());
+    let retry =
+        failure_recorded(&deferring.url, job("OrderCreateJob", json!([1, "buyer@example.com"])), "retry");
     assert_eq!(retry["error_class"], "RetryableError");
     assert!(retry["error_message"].as_str().unwrap().contains("mail not sent"), "{retry}");
 }
 
 #[test]
 fn an_unreachable_mail_server_is_retried() {
-    let redis = Redis::start();
     let nowhere = format!("smtp://127.0.0.1:{}", jobrunner_tests::free_port());
-    let _runner = Runner::start(&redis.url, &nowhere, RunnerOptions::default());
-    redis.push("default", &job("WelcomeMailJob", json!(["new@example.com", "Ann"])));
-    let retry = eventually("the unsent job in the retry set", WAIT, || redis.sorted_set("retry").pop());
+    let retry = failure_recorded(&nowhere, job("WelcomeMailJob", json!(["new@example.com", "Ann"])), "retry");
     assert_eq!(retry["error_class"], "RetryableError");
     assert!(retry["error_message"].as_str().unwrap().contains("mail not sent"), "{retry}");
 }

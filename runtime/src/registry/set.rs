@@ -93,11 +93,6 @@ impl PluginSet {
         next
     }
 
-    /// The number of loaded plugins.
-    pub fn len(&self) -> usize {
-        self.by_file.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.by_file.is_empty()
     }
