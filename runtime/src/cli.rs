@@ -15,7 +15,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Pushes a job onto a queue, as Sidekiq's client would, and prints its jid.
+    /// Pushes a job onto a queue (or into the schedule with --in / --at), as
+    /// Sidekiq's client would, and prints its jid.
     Enqueue(EnqueueArgs),
 }
 
@@ -36,8 +37,27 @@ pub struct EnqueueArgs {
     /// The queue to push to.
     #[arg(short, long, default_value = "default")]
     pub queue: String,
+    /// Run the job after this delay instead of now, e.g. 90s, 5m, 2h 30m, 1day.
+    #[arg(long = "in", value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "at")]
+    pub delay: Option<std::time::Duration>,
+    /// Run the job at this time instead of now: RFC 3339 (2026-11-25T18:00:00Z)
+    /// or epoch seconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<f64>,
     #[command(flatten)]
     pub redis: RedisArgs,
+}
+
+/// An instant as epoch seconds, from RFC 3339 or a number of epoch seconds.
+fn parse_time(text: &str) -> Result<f64, String> {
+    if let Ok(secs) = text.parse::<f64>() {
+        return Ok(secs);
+    }
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{e}; expected RFC 3339 like 2026-11-25T18:00:00Z, or epoch seconds"))?;
+    let since =
+        time.duration_since(std::time::UNIX_EPOCH).map_err(|_| "the time is before 1970".to_string())?;
+    Ok(since.as_secs_f64())
 }
 
 #[derive(Args, Debug)]
@@ -84,19 +104,25 @@ pub struct RunArgs {
     #[arg(long, default_value = "jobrunner <jobrunner@localhost>")]
     pub mail_from: String,
     /// Seconds between heartbeats (and between checks for dead runners).
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
     pub heartbeat: f64,
     /// Seconds without a heartbeat after which a runner counts as dead and
-    /// its in-progress jobs are put back in their queues.
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    /// its in-progress jobs are put back in their queues by a live runner.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub process_timeout: f64,
     /// Average seconds between checks of the schedule and retry sets.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub poll_interval: f64,
-    /// Seconds running jobs get to finish after SIGTERM before they are put
-    /// back in their queues.
-    #[arg(long, default_value_t = 25.0, value_name = "SECONDS")]
+    /// Seconds running jobs get to finish after SIGTERM or SIGINT before
+    /// they are put back in their queues.
+    #[arg(short = 't', long, default_value_t = 25.0, value_name = "SECONDS")]
     pub shutdown_timeout: f64,
+    /// The most jobs kept in the dead set; the oldest are dropped first.
+    #[arg(long, default_value_t = 10_000, value_name = "JOBS")]
+    pub dead_max_jobs: u32,
+    /// Days a job is kept in the dead set.
+    #[arg(long, default_value_t = 180.0, value_name = "DAYS")]
+    pub dead_timeout: f64,
 }
 
 impl RunArgs {

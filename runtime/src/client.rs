@@ -1,20 +1,30 @@
-//! Pushing jobs, as Sidekiq's client does: `runner enqueue`.
+//! Pushing jobs, as Sidekiq's client does: `runner enqueue`, now or later.
 
 use crate::clock;
 use crate::queue::Queue;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-/// Builds a Sidekiq job for `class` with the JSON array `args`, pushes it to
-/// `queue` and returns its jid.
-pub async fn enqueue(queue: &Queue, class: &str, args: &str, queue_name: &str) -> Result<String> {
-    let (jid, payload) = new_job(class, args, queue_name)?;
-    queue.push(queue_name, &payload).await?;
+/// Builds a Sidekiq job for `class` with the JSON array `args` and pushes it
+/// to `queue`, or schedules it for `at` (epoch seconds) when given, like
+/// Sidekiq's `perform_at`. Returns its jid.
+pub async fn enqueue(
+    queue: &Queue,
+    class: &str,
+    args: &str,
+    queue_name: &str,
+    at: Option<f64>,
+) -> Result<String> {
+    let (jid, payload) = new_job(class, args, queue_name, at.is_none())?;
+    match at {
+        Some(at) => queue.schedule(&payload, at).await?,
+        None => queue.push(queue_name, &payload).await?,
+    }
     Ok(jid)
 }
 
-/// A new job's jid and JSON.
-pub fn new_job(class: &str, args: &str, queue: &str) -> Result<(String, String)> {
+/// A new job's jid and JSON; a scheduled job has no `enqueued_at` yet.
+pub fn new_job(class: &str, args: &str, queue: &str, enqueued_now: bool) -> Result<(String, String)> {
     if class.trim().is_empty() {
         bail!("the job class is empty");
     }
@@ -25,10 +35,13 @@ pub fn new_job(class: &str, args: &str, queue: &str) -> Result<(String, String)>
     }
     let jid = hex::encode(rand::random::<[u8; 12]>());
     let now = clock::now();
-    let payload = json!({
+    let mut payload = json!({
         "class": class, "args": args, "retry": true, "queue": queue,
-        "jid": jid, "created_at": now, "enqueued_at": now,
+        "jid": jid, "created_at": now,
     });
+    if enqueued_now {
+        payload["enqueued_at"] = json!(now);
+    }
     Ok((jid, payload.to_string()))
 }
 
@@ -36,13 +49,16 @@ pub fn new_job(class: &str, args: &str, queue: &str) -> Result<(String, String)>
 mod tests {
     #[test]
     fn builds_sidekiq_json() {
-        let (jid, json) = super::new_job("OrderCreateJob", "[42]", "default").unwrap();
+        let (jid, json) = super::new_job("OrderCreateJob", "[42]", "default", true).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(jid.len(), 24);
         assert_eq!(v["jid"], jid.as_str());
         assert_eq!(v["args"], serde_json::json!([42]));
         assert_eq!(v["retry"], true);
-        assert!(super::new_job("X", "{}", "q").unwrap_err().to_string().contains("array"));
-        assert!(super::new_job("X", "[", "q").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(v["enqueued_at"].is_f64());
+        assert!(super::new_job("X", "{}", "q", true).unwrap_err().to_string().contains("array"));
+        assert!(super::new_job("X", "[", "q", true).unwrap_err().to_string().contains("not valid JSON"));
+        let (_, scheduled) = super::new_job("X", "[]", "q", false).unwrap();
+        assert!(!scheduled.contains("enqueued_at"));
     }
 }

@@ -104,11 +104,11 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// Waits for the next job; `None` once shutdown has begun.
+    /// Waits for the next job; `None` once the runner is quiet or shutting down.
     pub async fn next(&self, shutdown: &Shutdown) -> Option<(String, String)> {
         let mut wait = MIN_IDLE_WAIT;
         loop {
-            if shutdown.is_started() {
+            if shutdown.is_quiet() {
                 return None;
             }
             let order = self.order.draw(&mut rand::rng());

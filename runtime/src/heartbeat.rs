@@ -1,20 +1,21 @@
 //! The runner's heartbeat, and the recovery of runners that stopped beating.
 //!
 //! Every interval the runner writes Sidekiq's process record (the
-//! `processes` set and a hash that expires unless refreshed), so Sidekiq's
-//! Web UI lists it. It then looks at every other runner that may hold
+//! `processes` set, a hash that expires unless refreshed, and the
+//! `<identity>:workers` hash of running jobs), so Sidekiq's Web UI lists it
+//! and its jobs, and picks up the Web UI's "Quiet" and "Stop" commands. It then looks at every other runner that may hold
 //! in-progress jobs: one whose last beat is older than the process timeout,
 //! or whose pid no longer exists on this host, is dead, and its jobs go back
 //! to their queues. At start-up the same check runs before the first fetch,
 //! so a runner restarted after SIGKILL picks its own lost jobs up at once.
 
+use crate::busy::Busy;
 use crate::clock;
 use crate::queue::Queue;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Trigger};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How this process shows up in Redis.
@@ -99,8 +100,15 @@ impl Timing {
     }
 }
 
-/// Writes one heartbeat.
-pub async fn beat(queue: &Queue, process: &Process, timing: Timing, busy: usize, quiet: bool) -> Result<()> {
+/// Writes one heartbeat; returns the command the Web UI left for this
+/// process (`TSTP` or `TERM`), if any.
+pub async fn beat(
+    queue: &Queue,
+    process: &Process,
+    timing: Timing,
+    busy: &Busy,
+    quiet: bool,
+) -> Result<Option<String>> {
     let info = json!({
         "hostname": process.hostname,
         "started_at": process.started_at,
@@ -115,23 +123,34 @@ pub async fn beat(queue: &Queue, process: &Process, timing: Timing, busy: usize,
     let queues: Vec<&str> = process.queues.iter().map(String::as_str).collect();
     queue.register(&process.identity, &queues).await?;
     let mut conn = queue.connection();
-    redis::pipe()
-        .atomic()
+    let workers = format!("{}:workers", process.identity);
+    let running = busy.snapshot();
+    let mut pipe = redis::pipe();
+    pipe.atomic().del(&workers).ignore();
+    if !running.is_empty() {
+        pipe.hset_multiple(&workers, &running).ignore().expire(&workers, timing.record_ttl_secs()).ignore();
+    }
+    let (command,): (Option<String>,) = pipe
         .sadd(crate::queue::keys::PROCESSES, &process.identity)
+        .ignore()
         .hset_multiple(
             &process.identity,
             &[
                 ("info", info.to_string()),
-                ("busy", busy.to_string()),
+                ("busy", running.len().to_string()),
                 ("beat", clock::now().to_string()),
                 ("quiet", quiet.to_string()),
                 ("rss", rss_kb().to_string()),
             ],
         )
+        .ignore()
         .expire(&process.identity, timing.record_ttl_secs())
-        .exec_async(&mut conn)
+        .ignore()
+        .rpop(format!("{}-signals", process.identity), None)
+        .query_async(&mut conn)
         .await
-        .context("writing the heartbeat")
+        .context("writing the heartbeat")?;
+    Ok(command)
 }
 
 /// Requeues the jobs of every runner that is dead.
@@ -155,18 +174,19 @@ pub async fn recover_dead(queue: &Queue, process: &Process, timing: Timing) -> R
 pub fn spawn(
     queue: Queue,
     process: Arc<Process>,
-    busy: Arc<AtomicUsize>,
+    busy: Arc<Busy>,
     timing: Timing,
-    shutdown: Shutdown,
+    (shutdown, trigger): (Shutdown, Trigger),
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(timing.interval).await;
-            let quiet = shutdown.is_started();
-            if let Err(err) = beat(&queue, &process, timing, busy.load(Ordering::Relaxed), quiet).await {
-                tracing::warn!(error = %format!("{err:#}"), "heartbeat failed");
+            match beat(&queue, &process, timing, &busy, shutdown.is_quiet()).await {
+                Ok(Some(command)) => obey(&command, &trigger),
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %format!("{err:#}"), "heartbeat failed"),
             }
-            if quiet {
+            if shutdown.is_started() {
                 continue;
             }
             if let Err(err) = recover_dead(&queue, &process, timing).await {
@@ -174,6 +194,21 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// Acts on a command from Sidekiq's Web UI, as Sidekiq does.
+fn obey(command: &str, trigger: &Trigger) {
+    match command {
+        "TSTP" => {
+            tracing::info!("quiet requested from the Web UI; no new jobs");
+            trigger.quiet();
+        }
+        "TERM" => {
+            tracing::info!("stop requested from the Web UI; shutting down");
+            trigger.fire();
+        }
+        other => tracing::warn!(command = other, "ignoring an unknown command from the Web UI"),
+    }
 }
 
 /// Resident memory of this process in KiB, as Sidekiq reports `rss`.

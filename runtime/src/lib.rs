@@ -14,12 +14,17 @@
 //! - [`registry`]: which plugin serves which class; swapped atomically.
 //! - [`plugin`]: compiling, linking and running one component under limits.
 //! - [`engine`]: the wasmtime engine, pooling allocator and epoch ticker.
-//! - [`mail`]: `send-mail`, over SMTP or into an outbox directory.
-//! - [`heartbeat`]: the process record and recovery of dead runners.
+//! - [`mail`]: `send-mail`, over SMTP or into an outbox directory, sent
+//!   once per job even when the job runs again.
+//! - [`heartbeat`]: the process record, the Web UI's commands, and recovery
+//!   of dead runners.
+//! - [`busy`]: the jobs running now, as the heartbeat reports them.
 //! - [`scheduler`]: moves due scheduled jobs and retries back to queues.
 //! - [`client`]: pushing jobs (`runner enqueue`).
-//! - [`shutdown`], [`clock`], [`digest`]: small shared pieces.
+//! - [`shutdown`]: quiet and graceful shutdown on signals.
+//! - [`clock`], [`digest`]: small shared pieces.
 
+pub mod busy;
 pub mod cli;
 pub mod client;
 pub mod clock;

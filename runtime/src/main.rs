@@ -28,7 +28,8 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Enqueue(args)) => {
             let queue = Queue::connect(&args.redis.redis).await?;
-            let jid = client::enqueue(&queue, &args.class, &args.args, &args.queue).await?;
+            let at = args.at.or_else(|| args.delay.map(|d| jobrunner::clock::now() + d.as_secs_f64()));
+            let jid = client::enqueue(&queue, &args.class, &args.args, &args.queue, at).await?;
             // The jid is the command's output, for scripts to capture.
             println!("{jid}");
             Ok(())

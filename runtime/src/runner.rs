@@ -6,19 +6,20 @@
 //! stops, running jobs get `--shutdown-timeout` to finish, and whatever is
 //! still in progress goes back to the front of its queue.
 
+use crate::busy::Busy;
 use crate::cli::RunArgs;
 use crate::fetch::{Fetcher, QueueOrder};
 use crate::heartbeat::{self, Process, Timing};
-use crate::mail::Mailer;
+use crate::mail::{Ledger, Mailer};
 use crate::plugin::{self, CodeCache, Limits, Loader};
-use crate::queue::Queue;
+use crate::queue::{DeadLimits, Queue};
 use crate::registry::{self, Registry};
 use crate::shutdown::{self, Shutdown};
 use crate::worker::Worker;
 use crate::{engine, scheduler};
 use anyhow::{Context, Result, bail};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -41,9 +42,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
         0.0 => Duration::ZERO,
         value => secs(value, "--shutdown-timeout")?,
     };
+    let dead = DeadLimits { max_jobs: args.dead_max_jobs, max_age_secs: days(args.dead_timeout)? };
     let concurrency = usize::from(args.concurrency);
+    let plugins_dir = std::fs::canonicalize(&args.plugins)
+        .with_context(|| format!("the plugins directory {} is not usable", args.plugins.display()))?;
+    let mailer = mailer(&args)?;
+    // Everything is checked; only now wait for Redis, which may be starting.
+    let queue = connect(&args.redis.redis).await?.with_dead_limits(dead);
+    let mailer = Arc::new(mailer.with_ledger(Ledger::new(queue.connection())));
     let (trigger, shutdown) = shutdown::channel();
-    let registry = Arc::new(registry(&args, concurrency)?);
+    let registry = Arc::new(registry(&args, concurrency, &plugins_dir, mailer)?);
     // Watch before the first scan, so a file dropped meanwhile isn't missed.
     if args.watch {
         registry::watch::spawn(registry.clone(), shutdown.clone())?;
@@ -52,12 +60,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if registry.snapshot().is_empty() {
         tracing::warn!(dir = %registry.dir().display(), "no plugin loaded; jobs wait in the retry set until one is");
     }
-    let queue = connect(&args.redis.redis).await;
 
     let process = Arc::new(Process::new(concurrency, order.names().iter().map(|q| q.to_string()).collect()));
     // Announce ourselves before the first fetch, then pick up what dead
     // runners left; should Redis fail here, the heartbeat task tries again.
-    if let Err(err) = heartbeat::beat(&queue, &process, timing, 0, false).await {
+    let busy = Arc::new(Busy::default());
+    if let Err(err) = heartbeat::beat(&queue, &process, timing, &busy, false).await {
         tracing::warn!(error = %format!("{err:#}"), "first heartbeat failed");
     }
     if let Err(err) = heartbeat::recover_dead(&queue, &process, timing).await {
@@ -65,9 +73,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     tracing::info!(identity = %process.identity, queues = ?order.names(), concurrency, "runner started");
 
-    shutdown::on_signals(trigger);
-    let busy = Arc::new(AtomicUsize::new(0));
-    let heartbeat = heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, shutdown.clone());
+    shutdown::on_signals(trigger.clone());
+    let heartbeat =
+        heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, (shutdown.clone(), trigger));
     scheduler::spawn(queue.clone(), poll_interval, shutdown.clone());
 
     let worker = Arc::new(Worker {
@@ -79,6 +87,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let fetcher = Fetcher { queue: queue.clone(), identity: process.identity.clone(), order };
     let slots = Arc::new(Semaphore::new(concurrency));
     serve(&fetcher, &worker, &slots, &busy, &shutdown).await;
+    if !shutdown.is_started() {
+        tracing::info!("quiet: taking no new jobs; waiting for SIGTERM or SIGINT");
+        shutdown.wait().await;
+    }
 
     drain(&slots, concurrency, shutdown_timeout).await;
     heartbeat.abort();
@@ -96,11 +108,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
 }
 
 /// Connects to Redis, waiting for it to come up if it isn't yet.
-async fn connect(url: &str) -> Queue {
+async fn connect(url: &str) -> Result<Queue> {
+    redis::Client::open(url).with_context(|| format!("--redis {url:?} is not a valid Redis URL"))?;
     let mut wait = Duration::from_millis(500);
     loop {
         match Queue::connect(url).await {
-            Ok(queue) => return queue,
+            Ok(queue) => return Ok(queue),
             Err(err) => tracing::warn!(error = %format!("{err:#}"), "Redis is not reachable yet; retrying"),
         }
         tokio::time::sleep(wait).await;
@@ -108,28 +121,28 @@ async fn connect(url: &str) -> Queue {
     }
 }
 
-/// Takes a job whenever a slot is free, until shutdown.
+/// Takes a job whenever a slot is free, until the runner is quiet or
+/// shutting down.
 async fn serve(
     fetcher: &Fetcher,
     worker: &Arc<Worker>,
     slots: &Arc<Semaphore>,
-    busy: &Arc<AtomicUsize>,
+    busy: &Arc<Busy>,
     shutdown: &Shutdown,
 ) {
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
-            _ = shutdown.wait() => return,
+            _ = shutdown.wait_quiet() => return,
         };
         let Some((queue, raw)) = fetcher.next(shutdown).await else {
             return;
         };
-        let (worker, busy) = (worker.clone(), busy.clone());
-        busy.fetch_add(1, Ordering::Relaxed);
+        let running = busy.start(&queue, Arc::from(raw.as_str()));
+        let worker = worker.clone();
         tokio::spawn(async move {
             worker.process(queue, raw).await;
-            busy.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
+            drop((running, permit));
         });
     }
 }
@@ -145,21 +158,31 @@ async fn drain(slots: &Arc<Semaphore>, concurrency: usize, timeout: Duration) {
     }
 }
 
-/// The registry, with its engine, mailer and code cache; no plugin loaded yet.
-fn registry(args: &RunArgs, concurrency: usize) -> Result<Registry> {
+/// The mail transport the flags ask for.
+fn mailer(args: &RunArgs) -> Result<Mailer> {
+    let mailer = match &args.smtp {
+        Some(url) => Mailer::smtp(url, &args.mail_from)?,
+        None => Mailer::outbox(&args.outbox, &args.mail_from)?,
+    };
+    tracing::info!(mail = %mailer.describe(), "mail transport ready");
+    Ok(mailer)
+}
+
+/// The registry, with its engine and code cache; no plugin loaded yet.
+fn registry(args: &RunArgs, concurrency: usize, dir: &Path, mailer: Arc<Mailer>) -> Result<Registry> {
     let memory_bytes = args.memory as usize * 1024 * 1024;
     let limits = Limits { timeout: secs(args.timeout, "--timeout")?, memory_bytes };
     let engine = engine::build(engine::EngineLimits { concurrency, memory_bytes })?;
-    let mailer = Arc::new(match &args.smtp {
-        Some(url) => Mailer::smtp(url, &args.mail_from)?,
-        None => Mailer::outbox(&args.outbox, &args.mail_from)?,
-    });
-    tracing::info!(mail = %mailer.describe(), "mail transport ready");
     let cache = Arc::new(CodeCache::new(args.code_cache_dir().as_deref(), &engine)?);
     let loader = Loader { linker: plugin::linker(&engine)?, mailer, limits, cache };
-    let dir = std::fs::canonicalize(&args.plugins)
-        .with_context(|| format!("the plugins directory {} is not usable", args.plugins.display()))?;
-    Ok(Registry::new(&dir, loader))
+    Ok(Registry::new(dir, loader))
+}
+
+fn days(value: f64) -> Result<f64> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("--dead-timeout must be a positive number of days, not {value}");
+    }
+    Ok(value * 24.0 * 3600.0)
 }
 
 fn secs(value: f64, flag: &str) -> Result<Duration> {

@@ -35,19 +35,19 @@ impl Worker {
     pub async fn process(&self, queue: String, raw: String) {
         let span = tracing::info_span!("job", queue = %queue, class = tracing::field::Empty, jid = tracing::field::Empty);
         async {
-            let outcome = match Job::parse(&raw, &queue) {
+            let (jid, outcome) = match Job::parse(&raw, &queue) {
                 Ok(job) => {
                     let span = tracing::Span::current();
                     span.record("class", job.class.as_str());
                     span.record("jid", job.jid.as_str());
-                    self.perform(job).await
+                    (job.jid.clone(), self.perform(job).await)
                 }
                 Err(err) => {
                     tracing::error!(error = %format!("{err:#}"), "invalid job payload; moved to the dead set");
-                    Outcome::Dead { payload: invalid_payload(&raw, &queue, &format!("{err:#}")) }
+                    (String::new(), Outcome::Dead { payload: invalid_payload(&raw, &queue, &format!("{err:#}")) })
                 }
             };
-            self.record(&queue, &raw, &outcome).await;
+            self.record(&queue, &raw, &jid, &outcome).await;
         }
         .instrument(span)
         .await
@@ -91,10 +91,10 @@ impl Worker {
 
     /// Records `outcome`, retrying while Redis is unreachable. Gives up only
     /// at shutdown, leaving the job in the in-progress list to be recovered.
-    async fn record(&self, queue: &str, raw: &str, outcome: &Outcome) {
+    async fn record(&self, queue: &str, raw: &str, jid: &str, outcome: &Outcome) {
         let mut wait = Duration::from_millis(100);
         loop {
-            match self.queue.finish(&self.identity, queue, raw, outcome).await {
+            match self.queue.finish(&self.identity, queue, raw, jid, outcome).await {
                 Ok(()) => return,
                 Err(err) if self.shutdown.is_started() => {
                     tracing::error!(error = %format!("{err:#}"), "cannot record the job's outcome; it stays in progress and will run again");

@@ -6,8 +6,12 @@
 //! a message that is wrong ([`MailError::InvalidInput`]), a server that
 //! refused it for good ([`MailError::Rejected`], SMTP 5xx) and a passing
 //! failure worth a retry ([`MailError::Transient`], 4xx or no connection).
+//! With a [`Ledger`], a job that runs again doesn't resend what it sent.
 
 mod compose;
+pub mod ledger;
+
+pub use ledger::Ledger;
 
 use crate::plugin::wit::{Email, MailError};
 use anyhow::{Context, Result};
@@ -29,6 +33,17 @@ pub struct Mailer {
     transport: Transport,
     /// The sender used when a plugin names none.
     default_from: Mailbox,
+    /// Remembers what each job sent; without it every call sends.
+    ledger: Option<Ledger>,
+}
+
+/// What became of a job's `send-mail` call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Sent now, with this Message-ID.
+    Sent(String),
+    /// Sent by an earlier run of the same job, with this Message-ID.
+    Remembered(String),
 }
 
 impl Mailer {
@@ -40,7 +55,11 @@ impl Mailer {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
             .with_context(|| format!("invalid SMTP URL {}", redact(&url)))?
             .build();
-        Ok(Mailer { transport: Transport::Smtp(transport), default_from: parse_from(default_from)? })
+        Ok(Mailer {
+            transport: Transport::Smtp(transport),
+            default_from: parse_from(default_from)?,
+            ledger: None,
+        })
     }
 
     /// Writes every message into `dir` as an `.eml` file.
@@ -51,7 +70,13 @@ impl Mailer {
         Ok(Mailer {
             transport: Transport::Outbox(transport, dir.to_path_buf()),
             default_from: parse_from(default_from)?,
+            ledger: None,
         })
+    }
+
+    /// Remembers each job's sent mail in `ledger`.
+    pub fn with_ledger(self, ledger: Ledger) -> Mailer {
+        Mailer { ledger: Some(ledger), ..self }
     }
 
     /// Where mail goes, for the start-up log line.
@@ -60,6 +85,24 @@ impl Mailer {
             Transport::Smtp(_) => "SMTP".to_string(),
             Transport::Outbox(_, dir) => format!("outbox {}", dir.display()),
         }
+    }
+
+    /// Sends `email` as call `seq` of job `jid`, unless an earlier run of
+    /// the job sent it already. Without a jid (or a ledger) it just sends.
+    pub async fn send_for_job(&self, email: &Email, jid: &str, seq: u32) -> Result<Delivery, MailError> {
+        let Some(ledger) = self.ledger.as_ref().filter(|_| !jid.is_empty()) else {
+            return self.send(email).await.map(Delivery::Sent);
+        };
+        // Not knowing whether it went out, sending could duplicate it: wait.
+        let sent = ledger.recall(jid, seq).await.map_err(|e| MailError::Transient(format!("{e:#}")))?;
+        if let Some(id) = sent {
+            return Ok(Delivery::Remembered(id));
+        }
+        let id = self.send(email).await?;
+        if let Err(err) = ledger.remember(jid, seq, &id).await {
+            tracing::warn!(jid, error = %format!("{err:#}"), "mail sent but not noted; a rerun of this job would send it again");
+        }
+        Ok(Delivery::Sent(id))
     }
 
     /// Sends `email`; returns its Message-ID.

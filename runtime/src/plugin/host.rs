@@ -8,7 +8,7 @@
 
 use super::stderr::TailPipe;
 use super::wit::jobrunner::plugin::{logging, mail, types};
-use crate::mail::Mailer;
+use crate::mail::{Delivery, Mailer};
 use std::fmt;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -47,6 +47,9 @@ pub struct HostState {
     mailer: Arc<Mailer>,
     /// Tags for the guest's log lines.
     tags: LogTags,
+    /// How many `send-mail` calls this instance has made; numbers each call
+    /// so a rerun of the job can tell which mail it already sent.
+    mail_calls: u32,
 }
 
 impl HostState {
@@ -65,6 +68,7 @@ impl HostState {
             limiter: MemoryCap { limit: memory_bytes },
             mailer,
             tags,
+            mail_calls: 0,
         }
     }
 
@@ -87,15 +91,26 @@ impl types::Host for HostState {}
 
 impl mail::Host for HostState {
     async fn send_mail(&mut self, message: mail::Email) -> Result<String, mail::MailError> {
-        let result = self.mailer.send(&message).await;
+        let seq = self.mail_calls;
+        self.mail_calls += 1;
         let tags = &self.tags;
-        match &result {
-            Ok(id) => tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
-                to = ?message.to, subject = %message.subject, message_id = %id, "mail sent"),
-            Err(err) => tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
-                to = ?message.to, error = ?err, "mail not sent"),
+        match self.mailer.send_for_job(&message, &tags.jid, seq).await {
+            Ok(Delivery::Sent(id)) => {
+                tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
+                    to = ?message.to, subject = %message.subject, message_id = %id, "mail sent");
+                Ok(id)
+            }
+            Ok(Delivery::Remembered(id)) => {
+                tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
+                    to = ?message.to, message_id = %id, "mail already sent by an earlier run; not sent again");
+                Ok(id)
+            }
+            Err(err) => {
+                tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
+                    to = ?message.to, error = ?err, "mail not sent");
+                Err(err)
+            }
         }
-        result
     }
 }
 

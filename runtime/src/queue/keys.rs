@@ -31,6 +31,11 @@ pub fn inprogress(identity: &str, queue: &str) -> String {
     format!("jobrunner:inprogress:{identity}:{queue}")
 }
 
+/// The hash of mail the job `jid` has sent, by call number.
+pub fn sent_mail(jid: &str) -> String {
+    format!("jobrunner:sent:{jid}")
+}
+
 /// Sidekiq's daily counters, e.g. `stat:processed:2026-11-25`.
 pub fn daily_stat(stat: &str, date: &str) -> String {
     format!("stat:{stat}:{date}")

@@ -16,10 +16,21 @@ use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
 
-/// Sidekiq keeps dead jobs for 180 days...
-const DEAD_MAX_AGE_SECS: f64 = 180.0 * 24.0 * 3600.0;
-/// ...and at most 10,000 of them.
-const DEAD_MAX_JOBS: isize = 10_000;
+/// How the dead set is trimmed whenever a job is added to it.
+#[derive(Clone, Copy, Debug)]
+pub struct DeadLimits {
+    /// The most jobs kept; the oldest go first.
+    pub max_jobs: u32,
+    /// How long a dead job is kept, in seconds.
+    pub max_age_secs: f64,
+}
+
+impl Default for DeadLimits {
+    /// Sidekiq's: 10,000 jobs, 180 days.
+    fn default() -> Self {
+        DeadLimits { max_jobs: 10_000, max_age_secs: 180.0 * 24.0 * 3600.0 }
+    }
+}
 
 /// How the connection comes back after Redis went away: a few quick
 /// attempts, then the command fails and the caller, which retries on its own
@@ -51,6 +62,8 @@ pub enum Outcome {
 pub struct Queue {
     /// Reconnects by itself after Redis restarts.
     conn: ConnectionManager,
+    /// How the dead set is trimmed.
+    dead: DeadLimits,
 }
 
 impl Queue {
@@ -61,7 +74,12 @@ impl Queue {
             .get_connection_manager_with_config(reconnect_policy())
             .await
             .with_context(|| format!("connecting to Redis at {url}"))?;
-        Ok(Queue { conn })
+        Ok(Queue { conn, dead: DeadLimits::default() })
+    }
+
+    /// Trims the dead set to `limits` instead of Sidekiq's defaults.
+    pub fn with_dead_limits(self, limits: DeadLimits) -> Queue {
+        Queue { dead: limits, ..self }
     }
 
     /// The underlying connection, for the process heartbeat.
@@ -81,6 +99,13 @@ impl Queue {
             .with_context(|| format!("pushing a job to queue {queue}"))
     }
 
+    /// Puts a job's JSON into the `schedule` set, due at `at` (epoch
+    /// seconds), exactly as Sidekiq's client does for `perform_at`.
+    pub async fn schedule(&self, payload: &str, at: f64) -> Result<()> {
+        let mut conn = self.conn.clone();
+        conn.zadd::<_, _, _, ()>(keys::SCHEDULE, payload, at).await.context("scheduling a job")
+    }
+
     /// Takes the next job, trying `queues` in order, into `identity`'s
     /// in-progress list. Returns `(queue, job JSON)`.
     pub async fn fetch(&self, identity: &str, queues: &[&str]) -> Result<Option<(String, String)>> {
@@ -93,8 +118,16 @@ impl Queue {
     }
 
     /// Records a job's outcome and removes it from the in-progress list,
-    /// in one transaction; counts it in Sidekiq's stats.
-    pub async fn finish(&self, identity: &str, queue: &str, raw: &str, outcome: &Outcome) -> Result<()> {
+    /// in one transaction; counts it in Sidekiq's stats. A job that won't
+    /// run again (done or discarded) has its sent-mail record dropped.
+    pub async fn finish(
+        &self,
+        identity: &str,
+        queue: &str,
+        raw: &str,
+        jid: &str,
+        outcome: &Outcome,
+    ) -> Result<()> {
         let now = clock::now();
         let date = clock::utc_date(now);
         let mut pipe = redis::pipe();
@@ -106,14 +139,18 @@ impl Queue {
             pipe.incr("stat:failed", 1).incr(keys::daily_stat("failed", &date), 1);
         }
         match outcome {
-            Outcome::Done | Outcome::Discard => {}
+            Outcome::Done | Outcome::Discard => {
+                if !jid.is_empty() {
+                    pipe.del(keys::sent_mail(jid));
+                }
+            }
             Outcome::Retry { payload, at } => {
                 pipe.zadd(keys::RETRY, payload, *at);
             }
             Outcome::Dead { payload } => {
                 pipe.zadd(keys::DEAD, payload, now)
-                    .zrembyscore(keys::DEAD, "-inf", now - DEAD_MAX_AGE_SECS)
-                    .zremrangebyrank(keys::DEAD, 0, -DEAD_MAX_JOBS - 1);
+                    .zrembyscore(keys::DEAD, "-inf", now - self.dead.max_age_secs)
+                    .zremrangebyrank(keys::DEAD, 0, -(self.dead.max_jobs as isize) - 1);
             }
         }
         let mut conn = self.conn.clone();

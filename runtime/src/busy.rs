@@ -1,0 +1,90 @@
+//! The jobs running right now, for the heartbeat: Sidekiq's `busy` count
+//! and its `<identity>:workers` hash, which Sidekiq's Web UI lists on its
+//! Busy page (and our dashboard too).
+//!
+//! A job is entered by [`Busy::start`] and leaves when the returned
+//! [`Running`] is dropped, however the job ends.
+
+use crate::clock;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One running job as the heartbeat reports it.
+struct Entry {
+    /// The queue it came from.
+    queue: String,
+    /// Its JSON, as fetched.
+    payload: Arc<str>,
+    /// When it started, in epoch seconds.
+    run_at: f64,
+}
+
+/// The running jobs of this process.
+#[derive(Default)]
+pub struct Busy {
+    /// Numbers the slots, as Sidekiq numbers its threads.
+    next: AtomicU64,
+    /// Running jobs by slot number. The lock is held only to insert, remove
+    /// or copy out an entry.
+    jobs: Mutex<HashMap<u64, Entry>>,
+}
+
+/// A job's place in [`Busy`]; dropping it takes the job out.
+pub struct Running {
+    busy: Arc<Busy>,
+    id: u64,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.busy.jobs.lock().expect("busy lock").remove(&self.id);
+    }
+}
+
+impl Busy {
+    /// Enters a job taken from `queue`.
+    pub fn start(self: &Arc<Self>, queue: &str, payload: Arc<str>) -> Running {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry { queue: queue.to_string(), payload, run_at: clock::now() };
+        self.jobs.lock().expect("busy lock").insert(id, entry);
+        Running { busy: self.clone(), id }
+    }
+
+    /// How many jobs are running.
+    pub fn count(&self) -> usize {
+        self.jobs.lock().expect("busy lock").len()
+    }
+
+    /// Every running job as Sidekiq's workers hash holds it: a worker id
+    /// and the JSON `{queue, payload, run_at}`.
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        let jobs = self.jobs.lock().expect("busy lock");
+        jobs.iter()
+            .map(|(id, entry)| {
+                let work = json!({ "queue": entry.queue, "payload": &*entry.payload, "run_at": entry.run_at as i64 });
+                (format!("w{id}"), work.to_string())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_leave_when_their_ticket_drops() {
+        let busy = Arc::new(Busy::default());
+        let first = busy.start("default", Arc::from(r#"{"class":"A"}"#));
+        let _second = busy.start("mailers", Arc::from(r#"{"class":"B"}"#));
+        assert_eq!(busy.count(), 2);
+        drop(first);
+        let snapshot = busy.snapshot();
+        assert_eq!(snapshot.len(), 1);
+        let work: serde_json::Value = serde_json::from_str(&snapshot[0].1).unwrap();
+        assert_eq!(work["queue"], "mailers");
+        assert_eq!(work["payload"], r#"{"class":"B"}"#);
+    }
+}
