@@ -35,6 +35,28 @@ fn job_pushed_by_the_ruby_sidekiq_client() {
 }
 
 #[test]
+fn job_scheduled_by_ruby_perform_in_runs_when_due() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    let jid = ruby(
+        &redis,
+        r#"require "sidekiq"
+           Sidekiq.configure_client { |c| c.redis = { url: ENV["REDIS_URL"] } }
+           class WelcomeMailJob
+             include Sidekiq::Worker
+           end
+           puts WelcomeMailJob.perform_in(3, { "email" => "new@example.com", "name" => "Bo" })"#,
+    );
+    let scheduled = redis.sorted_set("schedule");
+    assert_eq!(scheduled.len(), 1, "perform_in puts the job in the schedule set");
+    assert_eq!(scheduled[0]["jid"], jid.as_str());
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(smtp.count(), 0, "not before it is due");
+    let mail = smtp.wait_for(1).remove(0);
+    assert_eq!(mail.rcpt, ["new@example.com"]);
+}
+
+#[test]
 fn active_job_payload_with_ruby_markers_is_unwrapped() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());

@@ -57,6 +57,12 @@ impl Busy {
         self.jobs.lock().expect("busy lock").len()
     }
 
+    /// The JSON of every running job taken from `queue`.
+    pub fn payloads(&self, queue: &str) -> Vec<Arc<str>> {
+        let jobs = self.jobs.lock().expect("busy lock");
+        jobs.values().filter(|entry| entry.queue == queue).map(|entry| entry.payload.clone()).collect()
+    }
+
     /// Every running job as Sidekiq's workers hash holds it: a worker id
     /// and the JSON `{queue, payload, run_at}`.
     pub fn snapshot(&self) -> Vec<(String, String)> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Runs Sidekiq jobs from Redis as sandboxed WebAssembly components.
 #[derive(Parser, Debug)]
-#[command(name = "runner", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(name = "runner", version, about, long_about = None, args_conflicts_with_subcommands = true, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

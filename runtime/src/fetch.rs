@@ -8,12 +8,16 @@
 //!
 //! [`Fetcher::next`] polls Redis, backing off while every queue is empty,
 //! so an idle runner costs Redis a few cheap calls per second and a busy one
-//! gets its next job in a single round trip.
+//! gets its next job in a single round trip. After a failed fetch it first
+//! puts back any job Redis moved without the reply reaching us, so a job
+//! can't sit in the in-progress list of a runner that doesn't know it has it.
 
+use crate::busy::Busy;
 use crate::queue::Queue;
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result, bail};
 use rand::Rng;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The first wait after finding every queue empty; doubled up to [`MAX_IDLE_WAIT`].
@@ -101,16 +105,24 @@ pub struct Fetcher {
     pub identity: String,
     /// Which queues to serve and how.
     pub order: QueueOrder,
+    /// The jobs running now, told apart from lost fetches after an error.
+    pub busy: Arc<Busy>,
 }
 
 impl Fetcher {
     /// Waits for the next job; `None` once the runner is quiet or shutting down.
     pub async fn next(&self, shutdown: &Shutdown) -> Option<(String, String)> {
         let mut wait = MIN_IDLE_WAIT;
+        let mut lost_replies = false;
         loop {
             if shutdown.is_quiet() {
                 return None;
             }
+            if lost_replies && self.rescue().await.is_err() {
+                shutdown.sleep(ERROR_WAIT).await;
+                continue;
+            }
+            lost_replies = false;
             let order = self.order.draw(&mut rand::rng());
             match self.queue.fetch(&self.identity, &order).await {
                 Ok(Some(job)) => return Some(job),
@@ -120,10 +132,29 @@ impl Fetcher {
                 }
                 Err(err) => {
                     tracing::warn!(error = %format!("{err:#}"), "fetching failed; retrying");
+                    lost_replies = true;
                     shutdown.sleep(ERROR_WAIT).await;
                 }
             }
         }
+    }
+
+    /// Puts back jobs whose fetch went through without its reply reaching us.
+    async fn rescue(&self) -> Result<()> {
+        for queue in self.order.names() {
+            let running = self.busy.payloads(queue);
+            match self.queue.rescue(&self.identity, queue, &running).await {
+                Ok(0) => {}
+                Ok(jobs) => {
+                    tracing::warn!(queue, jobs, "jobs fetched while Redis was failing are back in the queue")
+                }
+                Err(err) => {
+                    tracing::warn!(queue, error = %format!("{err:#}"), "checking for lost fetches failed");
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

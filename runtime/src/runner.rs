@@ -84,7 +84,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         identity: process.identity.clone(),
         shutdown: shutdown.clone(),
     });
-    let fetcher = Fetcher { queue: queue.clone(), identity: process.identity.clone(), order };
+    let fetcher =
+        Fetcher { queue: queue.clone(), identity: process.identity.clone(), order, busy: busy.clone() };
     let slots = Arc::new(Semaphore::new(concurrency));
     serve(&fetcher, &worker, &slots, &busy, &shutdown).await;
     if !shutdown.is_started() {
@@ -161,7 +162,7 @@ async fn drain(slots: &Arc<Semaphore>, concurrency: usize, timeout: Duration) {
 /// The mail transport the flags ask for.
 fn mailer(args: &RunArgs) -> Result<Mailer> {
     let mailer = match &args.smtp {
-        Some(url) => Mailer::smtp(url, &args.mail_from)?,
+        Some(url) => Mailer::smtp(url, &args.mail_from, usize::from(args.concurrency))?,
         None => Mailer::outbox(&args.outbox, &args.mail_from)?,
     };
     tracing::info!(mail = %mailer.describe(), "mail transport ready");

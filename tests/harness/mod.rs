@@ -6,6 +6,7 @@
 //! - [`SmtpSink`]: Postfix's `smtp-sink`, writing each message to a file.
 //! - [`Runner`]: the `runner` binary, with a plugins directory of its own.
 //! - [`eventually`]: polling for a condition with a deadline.
+//! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
 
 mod redis_server;
 mod runner;
@@ -59,6 +60,22 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A job's JSON as Sidekiq's client pushes it, with the jid given.
+pub fn job_json(class: &str, args: serde_json::Value, jid: &str) -> String {
+    let now = now();
+    serde_json::json!({"class": class, "args": args, "jid": jid, "queue": "default",
+                       "retry": true, "created_at": now, "enqueued_at": now})
+    .to_string()
+}
+
+/// The time in epoch seconds, as Sidekiq stamps jobs.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs_f64()
 }
 
 /// The default deadline for things that should happen within seconds.

@@ -12,16 +12,29 @@ pub struct Redis {
     dir: TempDir,
     /// The port it listens on.
     port: u16,
+    /// Whether it keeps its data on disk (AOF, fsync on every write).
+    persistent: bool,
     /// `redis://127.0.0.1:<port>`.
     pub url: String,
 }
 
 impl Redis {
+    /// A Redis that keeps its data only in memory.
     pub fn start() -> Redis {
+        Redis::start_with(false)
+    }
+
+    /// A Redis with an append-only file synced on every write, as a
+    /// production Redis holding jobs should run: a restart loses nothing.
+    pub fn start_persistent() -> Redis {
+        Redis::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Redis {
         let dir = tempfile::tempdir().expect("creating Redis's temp dir");
         let port = free_port();
-        let child = spawn(port, &dir);
-        let redis = Redis { child, dir, port, url: format!("redis://127.0.0.1:{port}") };
+        let child = spawn(port, &dir, persistent);
+        let redis = Redis { child, dir, port, persistent, url: format!("redis://127.0.0.1:{port}") };
         redis.wait_ready();
         redis
     }
@@ -32,10 +45,11 @@ impl Redis {
         let _ = self.child.wait();
     }
 
-    /// Starts the server again on the same port, with an empty data set.
+    /// Starts the server again on the same port: with its data if it is
+    /// persistent, with an empty data set otherwise.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(self.port, &self.dir);
+        self.child = spawn(self.port, &self.dir, self.persistent);
         self.wait_ready();
     }
 
@@ -74,6 +88,16 @@ impl Redis {
             .expect("pushing a job");
     }
 
+    /// Pushes many jobs' JSON in one round trip.
+    pub fn push_many(&self, queue: &str, payloads: &[String]) {
+        let mut pipe = redis::pipe();
+        pipe.atomic().sadd("queues", queue).ignore();
+        for payload in payloads {
+            pipe.lpush(format!("queue:{queue}"), payload).ignore();
+        }
+        let _: () = pipe.query(&mut self.conn()).expect("pushing jobs");
+    }
+
     /// Every member of a sorted set (`retry`, `dead`, `schedule`), parsed.
     pub fn sorted_set(&self, key: &str) -> Vec<serde_json::Value> {
         let members: Vec<String> = self.query(&["ZRANGE", key, "0", "-1"]);
@@ -86,9 +110,15 @@ impl Redis {
     }
 }
 
-fn spawn(port: u16, dir: &TempDir) -> Child {
+fn spawn(port: u16, dir: &TempDir, persistent: bool) -> Child {
+    let aof: &[&str] = if persistent {
+        &["--appendonly", "yes", "--appendfsync", "always"]
+    } else {
+        &["--appendonly", "no"]
+    };
     Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(aof)
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())

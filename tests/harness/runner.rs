@@ -147,12 +147,21 @@ impl Runner {
 
     /// SIGTERM, then waits for it to exit on its own.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("the runner is running");
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(60))
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTSTP`) to the runner.
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("the runner is running");
         // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        eventually("the runner to exit after SIGTERM", Duration::from_secs(60), || {
-            child.try_wait().ok().flatten()
-        })
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
+
+    /// Waits up to `timeout` for the runner to exit; returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the runner is running");
+        eventually("the runner to exit", timeout, || child.try_wait().ok().flatten())
     }
 
     /// Starts it again with the same command line and plugins directory.

@@ -13,6 +13,8 @@ pub struct SmtpSink {
     child: Child,
     /// Where messages are written.
     dir: TempDir,
+    /// The port it listens on.
+    port: u16,
     /// `smtp://127.0.0.1:<port>`.
     pub url: String,
 }
@@ -24,6 +26,8 @@ pub struct Mail {
     pub rcpt: Vec<String>,
     /// The Subject header.
     pub subject: String,
+    /// The Message-ID header.
+    pub message_id: String,
     /// Everything after the headers.
     pub body: String,
     /// The whole file.
@@ -41,19 +45,16 @@ impl SmtpSink {
     pub fn start_with(options: &[&str]) -> SmtpSink {
         let dir = tempfile::tempdir().expect("creating smtp-sink's temp dir");
         let port = free_port();
-        let template = format!("{}/%H%M%S.", dir.path().display());
-        let child = Command::new(smtp_sink())
-            .args(["-u", "root", "-d", &template])
-            .args(options)
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("64")
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting smtp-sink (apt-get install postfix)");
-        let sink = SmtpSink { child, dir, url: format!("smtp://127.0.0.1:{port}") };
-        eventually("smtp-sink to accept connections", WAIT, || TcpStream::connect(("127.0.0.1", port)).ok());
-        sink
+        let child = spawn(port, &dir, options);
+        SmtpSink { child, dir, port, url: format!("smtp://127.0.0.1:{port}") }
+    }
+
+    /// Restarts the server on the same port and directory with other
+    /// options, e.g. `[]` to start accepting after a spell of `-r RCPT`.
+    pub fn restart_with(&mut self, options: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.port, &self.dir, options);
     }
 
     /// Every message received so far.
@@ -66,6 +67,11 @@ impl SmtpSink {
         files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).filter_map(|raw| parse(&raw)).collect()
     }
 
+    /// How many messages have arrived, without reading them.
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.dir.path()).expect("listing smtp-sink's directory").count()
+    }
+
     /// Waits until `count` messages have arrived and returns them.
     pub fn wait_for(&self, count: usize) -> Vec<Mail> {
         eventually(&format!("{count} mails at smtp-sink"), crate::WAIT, || {
@@ -73,6 +79,21 @@ impl SmtpSink {
             (messages.len() >= count).then_some(messages)
         })
     }
+}
+
+fn spawn(port: u16, dir: &TempDir, options: &[&str]) -> Child {
+    let template = format!("{}/%H%M%S.", dir.path().display());
+    let child = Command::new(smtp_sink())
+        .args(["-u", "root", "-d", &template])
+        .args(options)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("64")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting smtp-sink (apt-get install postfix)");
+    eventually("smtp-sink to accept connections", WAIT, || TcpStream::connect(("127.0.0.1", port)).ok());
+    child
 }
 
 fn smtp_sink() -> &'static str {
@@ -86,8 +107,9 @@ fn parse(raw: &str) -> Option<Mail> {
         headers.lines().filter_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).collect()
     };
     let subject = header("Subject:").into_iter().next()?;
+    let message_id = header("Message-ID:").into_iter().next().unwrap_or_default();
     let rcpt = header("X-Rcpt-Args:").iter().map(|r| r.trim_matches(['<', '>']).to_string()).collect();
-    Some(Mail { rcpt, subject, body: body.replace("=\n", "").to_string(), raw: raw.to_string() })
+    Some(Mail { rcpt, subject, message_id, body: body.replace("=\n", "").to_string(), raw: raw.to_string() })
 }
 
 impl Drop for SmtpSink {

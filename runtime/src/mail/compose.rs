@@ -33,8 +33,14 @@ fn mailbox(field: &str, address: &str) -> Result<Mailbox, MailError> {
 }
 
 /// Builds the message `email` describes, sent from `default_from` unless it
-/// names its own sender.
-pub fn message(email: &Email, default_from: &Mailbox) -> Result<Message, MailError> {
+/// names its own sender. The message sent by call `seq` of job `jid` gets
+/// a Message-ID made of both, so should it ever be delivered twice the
+/// copies are recognisably the same message; without a key it is random.
+pub fn message(
+    email: &Email,
+    default_from: &Mailbox,
+    key: Option<(&str, u32)>,
+) -> Result<Message, MailError> {
     if email.to.is_empty() && email.cc.is_empty() && email.bcc.is_empty() {
         return Err(invalid("the message has no recipient (to, cc and bcc are empty)".into()));
     }
@@ -42,7 +48,8 @@ pub fn message(email: &Email, default_from: &Mailbox) -> Result<Message, MailErr
         Some(from) => mailbox("from", from)?,
         None => default_from.clone(),
     };
-    let mut builder = Message::builder().from(from).subject(email.subject.clone()).message_id(None);
+    let id = key.map(|(jid, seq)| message_id(jid, seq, &from));
+    let mut builder = Message::builder().from(from).subject(email.subject.clone()).message_id(id);
     for to in &email.to {
         builder = builder.to(mailbox("to", to)?);
     }
@@ -65,6 +72,16 @@ pub fn message(email: &Email, default_from: &Mailbox) -> Result<Message, MailErr
         None => builder.singlepart(SinglePart::plain(email.text_body.clone())),
     };
     built.map_err(|e| invalid(format!("cannot build the message: {e}")))
+}
+
+/// `<jid.seq@sender-domain>`; a jid that isn't plain letters and digits is hashed.
+fn message_id(jid: &str, seq: u32, from: &Mailbox) -> String {
+    let jid = if jid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        jid.to_string()
+    } else {
+        crate::digest::sha256_hex(jid.as_bytes())[..32].to_string()
+    };
+    format!("<{jid}.{seq}@{}>", from.email.domain())
 }
 
 fn header(name: &str, value: &str) -> Result<HeaderValue, MailError> {
@@ -98,7 +115,7 @@ mod tests {
     }
 
     fn error(email: &Email) -> String {
-        match message(email, &"shop@example.com".parse().unwrap()) {
+        match message(email, &"shop@example.com".parse().unwrap(), None) {
             Err(MailError::InvalidInput(msg)) => msg,
             other => panic!("expected invalid input, got {:?}", other.map(|_| ())),
         }
@@ -106,11 +123,22 @@ mod tests {
 
     #[test]
     fn builds_a_valid_message_with_default_sender() {
-        let msg = message(&email(), &"shop@example.com".parse().unwrap()).unwrap();
+        let msg = message(&email(), &"shop@example.com".parse().unwrap(), None).unwrap();
         let text = String::from_utf8(msg.formatted()).unwrap();
         assert!(text.contains("From: shop@example.com"));
         assert!(text.contains("X-Order-Id: 42"));
         assert!(text.contains("Message-ID: <"));
+    }
+
+    #[test]
+    fn a_jobs_mail_is_named_by_jid_and_call() {
+        let from = "shop@example.com".parse().unwrap();
+        let msg = message(&email(), &from, Some(("abc123", 2))).unwrap();
+        let text = String::from_utf8(msg.formatted()).unwrap();
+        assert!(text.contains("Message-ID: <abc123.2@example.com>"), "{text}");
+        let odd = message(&email(), &from, Some(("a b>", 0))).unwrap();
+        let text = String::from_utf8(odd.formatted()).unwrap();
+        assert!(!text.contains("a b>"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Mail delivery behind the plugins' `send-mail` capability.
 //!
-//! [`Mailer`] sends through a pooled SMTP connection when an `--smtp` URL is
+//! [`Mailer`] sends through pooled SMTP connections when an `--smtp` URL is
 //! configured, and otherwise writes each message as an `.eml` file into the
 //! outbox directory. Every failure is sorted into what a plugin can act on:
 //! a message that is wrong ([`MailError::InvalidInput`]), a server that
@@ -10,6 +10,7 @@
 
 mod compose;
 pub mod ledger;
+mod smtp;
 
 pub use ledger::Ledger;
 
@@ -21,8 +22,10 @@ use std::path::{Path, PathBuf};
 
 /// Where messages go.
 enum Transport {
-    /// A pooled SMTP connection.
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// Our pool of SMTP connections (plain or STARTTLS).
+    Smtp(smtp::SmtpPool),
+    /// lettre's pooled transport, for implicit TLS.
+    Smtps(AsyncSmtpTransport<Tokio1Executor>),
     /// One `.eml` file per message in a directory.
     Outbox(AsyncFileTransport<Tokio1Executor>, PathBuf),
 }
@@ -47,19 +50,23 @@ pub enum Delivery {
 }
 
 impl Mailer {
-    /// Sends through the SMTP server at `url`: `smtp://user:pass@host:port`
-    /// (STARTTLS when the server offers it; add `?tls=required` to insist),
-    /// or `smtps://...` for implicit TLS.
-    pub fn smtp(url: &str, default_from: &str) -> Result<Mailer> {
-        let url = with_default_tls(url);
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
-            .with_context(|| format!("invalid SMTP URL {}", redact(&url)))?
-            .build();
-        Ok(Mailer {
-            transport: Transport::Smtp(transport),
-            default_from: parse_from(default_from)?,
-            ledger: None,
-        })
+    /// Sends through the SMTP server at `url`, over at most
+    /// `max_connections` connections: `smtp://user:pass@host:port` (STARTTLS
+    /// when the server offers it; `?tls=required` to insist, `?tls=none` to
+    /// never), or `smtps://...` for implicit TLS.
+    pub fn smtp(url: &str, default_from: &str, max_connections: usize) -> Result<Mailer> {
+        let invalid = || format!("invalid SMTP URL {}", redact(url));
+        let transport = if url.starts_with("smtps://") {
+            let pool = lettre::transport::smtp::PoolConfig::new().max_size(max_connections as u32);
+            let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).with_context(invalid)?;
+            Transport::Smtps(builder.pool_config(pool).build())
+        } else {
+            Transport::Smtp(smtp::SmtpPool::new(
+                smtp::Server::from_url(url).with_context(invalid)?,
+                max_connections,
+            ))
+        };
+        Ok(Mailer { transport, default_from: parse_from(default_from)?, ledger: None })
     }
 
     /// Writes every message into `dir` as an `.eml` file.
@@ -83,6 +90,7 @@ impl Mailer {
     pub fn describe(&self) -> String {
         match &self.transport {
             Transport::Smtp(_) => "SMTP".to_string(),
+            Transport::Smtps(_) => "SMTP over TLS".to_string(),
             Transport::Outbox(_, dir) => format!("outbox {}", dir.display()),
         }
     }
@@ -90,28 +98,33 @@ impl Mailer {
     /// Sends `email` as call `seq` of job `jid`, unless an earlier run of
     /// the job sent it already. Without a jid (or a ledger) it just sends.
     pub async fn send_for_job(&self, email: &Email, jid: &str, seq: u32) -> Result<Delivery, MailError> {
-        let Some(ledger) = self.ledger.as_ref().filter(|_| !jid.is_empty()) else {
-            return self.send(email).await.map(Delivery::Sent);
+        if jid.is_empty() {
+            return self.send(email, None).await.map(Delivery::Sent);
+        }
+        let Some(ledger) = &self.ledger else {
+            return self.send(email, Some((jid, seq))).await.map(Delivery::Sent);
         };
         // Not knowing whether it went out, sending could duplicate it: wait.
         let sent = ledger.recall(jid, seq).await.map_err(|e| MailError::Transient(format!("{e:#}")))?;
         if let Some(id) = sent {
             return Ok(Delivery::Remembered(id));
         }
-        let id = self.send(email).await?;
+        let id = self.send(email, Some((jid, seq))).await?;
         if let Err(err) = ledger.remember(jid, seq, &id).await {
             tracing::warn!(jid, error = %format!("{err:#}"), "mail sent but not noted; a rerun of this job would send it again");
         }
         Ok(Delivery::Sent(id))
     }
 
-    /// Sends `email`; returns its Message-ID.
-    pub async fn send(&self, email: &Email) -> Result<String, MailError> {
-        let message = compose::message(email, &self.default_from)?;
+    /// Sends `email`, as call `seq` of job `jid` when `key` says so;
+    /// returns its Message-ID.
+    async fn send(&self, email: &Email, key: Option<(&str, u32)>) -> Result<String, MailError> {
+        let message = compose::message(email, &self.default_from, key)?;
         let id = message.headers().get_raw("Message-ID").unwrap_or_default().to_string();
         match &self.transport {
-            Transport::Smtp(smtp) => {
-                smtp.send(message).await.map_err(classify_smtp)?;
+            Transport::Smtp(pool) => pool.send(message.envelope(), &message.formatted()).await?,
+            Transport::Smtps(smtps) => {
+                smtps.send(message).await.map_err(classify_smtp)?;
             }
             Transport::Outbox(outbox, dir) => {
                 outbox.send(message).await.map_err(|e| {
@@ -125,16 +138,6 @@ impl Mailer {
 
 fn parse_from(from: &str) -> Result<Mailbox> {
     from.parse().with_context(|| format!("invalid --mail-from address {from:?}"))
-}
-
-/// `smtp://` URLs without a `tls=` setting use STARTTLS when it is offered.
-fn with_default_tls(url: &str) -> String {
-    if url.starts_with("smtp://") && !url.contains("tls=") {
-        let joiner = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{joiner}tls=opportunistic")
-    } else {
-        url.to_string()
-    }
 }
 
 /// The URL with its password hidden, for error messages.
@@ -167,13 +170,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn smtp_urls_default_to_opportunistic_starttls() {
-        assert_eq!(with_default_tls("smtp://h:25"), "smtp://h:25?tls=opportunistic");
-        assert_eq!(with_default_tls("smtp://h:25?tls=required"), "smtp://h:25?tls=required");
-        assert_eq!(with_default_tls("smtps://h:465"), "smtps://h:465");
-    }
 
     #[test]
     fn passwords_are_redacted() {

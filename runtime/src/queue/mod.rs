@@ -195,6 +195,22 @@ impl Queue {
         Ok(u64::try_from(moved).ok())
     }
 
+    /// Puts back in `queue` the jobs in `identity`'s in-progress list for it
+    /// that aren't among `running` (whose fetch reply was lost). Returns how
+    /// many were put back.
+    pub async fn rescue(&self, identity: &str, queue: &str, running: &[std::sync::Arc<str>]) -> Result<u64> {
+        let mut invocation = scripts::RESCUE.prepare_invoke();
+        invocation.key(keys::inprogress(identity, queue)).key(keys::queue(queue));
+        for job in running {
+            invocation.arg(&**job);
+        }
+        let mut conn = self.conn.clone();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .with_context(|| format!("rescuing lost fetches from queue {queue}"))
+    }
+
     /// Moves due jobs from the `schedule` or `retry` set to their queues.
     pub async fn enqueue_due(&self, set: &str, limit: u32) -> Result<u64> {
         let mut conn = self.conn.clone();

@@ -52,6 +52,34 @@ return moved
     )
 });
 
+/// Puts back at the front of the queue every job of a live runner's
+/// in-progress list that none of its workers is running: a job whose fetch
+/// Redis carried out but whose reply was lost (Redis died or the connection
+/// broke just then). Running jobs are matched by their JSON, counting
+/// duplicates.
+/// KEYS: the in-progress list, the queue list. ARGV: the running jobs' JSON.
+/// Returns the number of jobs put back.
+pub static RESCUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local running = {}
+for i = 1, #ARGV do running[ARGV[i]] = (running[ARGV[i]] or 0) + 1 end
+local moved = 0
+for _, job in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local n = running[job]
+  if n and n > 0 then
+    running[job] = n - 1
+  else
+    redis.call('LREM', KEYS[1], 1, job)
+    redis.call('RPUSH', KEYS[2], job)
+    moved = moved + 1
+  end
+end
+return moved
+",
+    )
+});
+
 /// Moves due jobs of a sorted set (`schedule` or `retry`) to their queues,
 /// as Sidekiq's scheduler does: a job is pushed only if this caller's ZREM
 /// removed it. A member that isn't JSON goes to `queue:default`, where the

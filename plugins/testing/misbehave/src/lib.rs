@@ -8,6 +8,9 @@
 //! - `TrapJob`: panics, which traps the instance.
 //! - `EchoJob`: mails `args[0]` a message whose subject is `args[1]`.
 //! - `ChattyJob`: writes 1 MiB to stderr, then mails like `EchoJob`.
+//! - `MailThenSleepJob`: mails like `EchoJob`, then sleeps `args[2]` ms.
+//! - `MailThenFailJob`: mails like `EchoJob`, then fails retryably on its
+//!   first run and succeeds on the next.
 //! - `SlowJob`: sleeps `args[0]` milliseconds, then mails like `EchoJob`
 //!   with `args[1]` and `args[2]`.
 
@@ -17,8 +20,18 @@ struct Misbehave;
 
 impl Guest for Misbehave {
     fn describe() -> PluginInfo {
-        let classes =
-            ["SpinJob", "HogJob", "FlakyJob", "BrokenJob", "TrapJob", "EchoJob", "SlowJob", "ChattyJob"];
+        let classes = [
+            "SpinJob",
+            "HogJob",
+            "FlakyJob",
+            "BrokenJob",
+            "TrapJob",
+            "EchoJob",
+            "SlowJob",
+            "ChattyJob",
+            "MailThenSleepJob",
+            "MailThenFailJob",
+        ];
         plugin_info("misbehave", env!("CARGO_PKG_VERSION"), &classes)
     }
 
@@ -41,6 +54,19 @@ impl Guest for Misbehave {
                 let millis: u64 = args.required("millis", 0)?;
                 std::thread::sleep(std::time::Duration::from_millis(millis));
                 echo(&args, 1)
+            }
+            "MailThenSleepJob" => {
+                echo(&args, 0)?;
+                let millis: u64 = args.required("millis", 2)?;
+                std::thread::sleep(std::time::Duration::from_millis(millis));
+                Ok(())
+            }
+            "MailThenFailJob" => {
+                echo(&args, 0)?;
+                match job.retry_count {
+                    0 => Err(JobError::Retryable("failing after the mail, once".into())),
+                    _ => Ok(()),
+                }
             }
             other => Err(JobError::Permanent(format!("misbehave does not handle {other}"))),
         }

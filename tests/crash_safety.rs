@@ -1,0 +1,192 @@
+//! Crash safety beyond Sidekiq's free version: runners killed at random,
+//! Redis restarted mid-run, and no mail sent twice when a job runs again.
+
+use jobrunner_tests::{Mail, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, now};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// A number in `lo..hi` that differs from run to run.
+fn random_between(lo: u64, hi: u64) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    lo + u64::from(nanos.wrapping_mul(2_654_435_761)) % (hi - lo)
+}
+
+/// Jobs held in progress by any runner.
+fn inprogress_jobs(redis: &Redis) -> usize {
+    let keys: Vec<String> = redis.query(&["KEYS", "jobrunner:inprogress:*:default"]);
+    keys.iter().map(|k| redis.llen(k)).sum()
+}
+
+/// Waits until nothing is queued, in progress, retrying or dead.
+fn wait_settled(redis: &Redis) {
+    eventually("queue, in-progress lists, retry and dead sets empty", WAIT, || {
+        let empty = redis.llen("queue:default") == 0 && inprogress_jobs(redis) == 0;
+        (empty && redis.sorted_set("retry").is_empty() && redis.sorted_set("dead").is_empty()).then_some(())
+    });
+}
+
+/// The X-Order-Id of an order confirmation.
+fn order_id(mail: &Mail) -> u64 {
+    let line = mail.raw.lines().find_map(|l| l.strip_prefix("X-Order-Id:")).expect("an X-Order-Id header");
+    line.trim().parse().expect("a numeric order id")
+}
+
+#[test]
+fn five_sigkills_lose_no_order_and_mail_none_twice() {
+    const ORDERS: usize = 5000;
+    let (redis, smtp) = (Redis::start_persistent(), SmtpSink::start());
+    let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["-c", "10"]));
+    let jobs: Vec<String> = (0..ORDERS)
+        .map(|i| {
+            job_json("OrderCreateJob", json!([i, format!("buyer{i}@example.com")]), &format!("{i:024x}"))
+        })
+        .collect();
+    redis.push_many("default", &jobs);
+
+    // Five kills at random points of the run, one in each fifth of 4,000
+    // orders, so each lands while orders remain however fast they go.
+    for fifth in 0..5 {
+        let at = fifth * 800 + random_between(50, 750) as usize;
+        eventually("orders to be mailed", WAIT, || (smtp.count() >= at).then_some(()));
+        runner.kill();
+        runner.restart();
+    }
+    eventually("every order's mail", Duration::from_secs(300), || (smtp.count() >= ORDERS).then_some(()));
+    wait_settled(&redis);
+
+    let mut by_order: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for mail in smtp.messages() {
+        by_order.entry(order_id(&mail)).or_default().push(mail.message_id);
+    }
+    assert_eq!(by_order.len(), ORDERS, "every order was mailed");
+    // A job rerun after a kill never sends a second mail, with one exception
+    // no runner can close: killed in the instant after the server accepted
+    // the message and before the ledger noted it. Such a repeat is the same
+    // message, with the same Message-ID, which receiving systems drop.
+    let repeated: Vec<_> = by_order.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    for (order, ids) in &repeated {
+        assert!(ids.iter().all(|id| id == &ids[0]), "order {order} got two different mails: {ids:?}");
+    }
+    println!("orders repeated by a kill in the send-to-ledger instant: {}", repeated.len());
+    // Each kill can catch each of its 10 running jobs in that instant at most.
+    assert!(repeated.len() <= 5 * 10, "more repeats than the kills can explain: {repeated:?}");
+    assert_eq!(runner.logs().matches("runner is gone").count(), 5, "each kill was recovered");
+}
+
+#[test]
+fn a_survivor_recovers_a_killed_runners_jobs_within_15_seconds() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let defaults = ["--heartbeat", "2", "--process-timeout", "10"];
+    let mut doomed =
+        Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&defaults).args(&["-c", "4"]));
+    let identity: Vec<String> = redis.query(&["SMEMBERS", "processes"]);
+    let doomed_list = format!("jobrunner:inprogress:{}:default", identity[0]);
+    let _survivor =
+        Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&defaults).args(&["-c", "2"]));
+    let jobs: Vec<String> = (0..16)
+        .map(|i| {
+            job_json("SlowJob", json!([1500, "ops@example.com", format!("batch-{i}")]), &format!("{i:024x}"))
+        })
+        .collect();
+    redis.push_many("default", &jobs);
+    eventually("the doomed runner to hold jobs", WAIT, || (redis.llen(&doomed_list) == 4).then_some(()));
+    assert!(redis.llen("queue:default") > 0, "jobs wait for the survivor too");
+
+    doomed.kill();
+    let killed = Instant::now();
+    eventually("the killed runner's jobs back in the queue", Duration::from_secs(15), || {
+        (redis.llen(&doomed_list) == 0).then_some(())
+    });
+    println!("recovered {:.1} s after the kill", killed.elapsed().as_secs_f64());
+    let expected: BTreeSet<String> = (0..16).map(|i| format!("batch-{i}")).collect();
+    eventually("every job's mail", Duration::from_secs(120), || {
+        let got: BTreeSet<String> = smtp.messages().into_iter().map(|m| m.subject).collect();
+        (got == expected).then_some(())
+    });
+}
+
+#[test]
+fn a_silent_runner_on_another_host_is_recovered_within_15_seconds_by_default() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let ghost = "otherhost:4242:0123456789ab";
+    let payload = job_json("EchoJob", json!(["ops@example.com", "rescued"]), "cccccccccccccccccccccccc");
+    let _: () = redis.query(&["SADD", "jobrunner:runners", ghost]);
+    let _: () = redis.query(&["SADD", &format!("jobrunner:inprogress:{ghost}"), "default"]);
+    let _: () = redis.query(&["LPUSH", &format!("jobrunner:inprogress:{ghost}:default"), &payload]);
+    // Its last beat is now: from here on it is silent, as if killed.
+    let _: () = redis.query(&["HSET", ghost, "beat", &now().to_string()]);
+    let died = Instant::now();
+
+    let defaults = ["--heartbeat", "2", "--process-timeout", "10"];
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&defaults));
+    let mail = eventually("the rescued job's mail", Duration::from_secs(16), || smtp.messages().pop());
+    let after = died.elapsed();
+    assert_eq!(mail.subject, "rescued");
+    assert!(after >= Duration::from_secs(9), "a runner is not declared dead before its timeout ({after:?})");
+    assert!(after <= Duration::from_secs(15), "recovered {after:?} after the last beat");
+}
+
+#[test]
+fn a_redis_restart_mid_run_loses_nothing() {
+    let (mut redis, smtp) = (Redis::start_persistent(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["-c", "10"]));
+    let jobs: Vec<String> = (0..400)
+        .map(|i| {
+            job_json("SlowJob", json!([20, "ops@example.com", format!("job-{i}")]), &format!("{i:024x}"))
+        })
+        .collect();
+    redis.push_many("default", &jobs);
+    eventually("some jobs done", WAIT, || (smtp.count() >= 50).then_some(()));
+
+    redis.restart();
+    let expected: BTreeSet<String> = (0..400).map(|i| format!("job-{i}")).collect();
+    eventually("every job's mail after the restart", Duration::from_secs(120), || {
+        let got: BTreeSet<String> = smtp.messages().into_iter().map(|m| m.subject).collect();
+        expected.is_subset(&got).then_some(())
+    });
+    wait_settled(&redis);
+}
+
+#[test]
+fn a_job_run_again_after_a_crash_does_not_resend_its_mail() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    // Mails at once, then works for 5 s: a kill then lands between the mail
+    // and the job's success.
+    let payload =
+        job_json("MailThenSleepJob", json!(["ops@example.com", "once", 5000]), "dddddddddddddddddddddddd");
+    redis.push("default", &payload);
+    smtp.wait_for(1);
+    runner.kill();
+
+    runner.restart();
+    runner.wait_for_log(&["not sent again", "dddddddddddddddddddddddd"], 1);
+    wait_settled(&redis);
+    assert_eq!(smtp.count(), 1, "the mail went out once");
+    let ledger: Vec<String> = redis.query(&["KEYS", "jobrunner:sent:*"]);
+    assert!(ledger.is_empty(), "a done job's sent-mail record is dropped: {ledger:?}");
+}
+
+#[test]
+fn a_retried_job_does_not_resend_the_mail_it_sent_before_failing() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    let payload = job_json(
+        "MailThenFailJob",
+        json!(["ops@example.com", "before the failure"]),
+        "eeeeeeeeeeeeeeeeeeeeeeee",
+    );
+    redis.push("default", &payload);
+    let retry = eventually("the job in the retry set", WAIT, || redis.sorted_set("retry").pop());
+    assert_eq!(retry["error_message"], "failing after the mail, once");
+
+    // "Retry now", as Sidekiq's Web UI does it.
+    let member: Vec<String> = redis.query(&["ZRANGE", "retry", "0", "0"]);
+    let _: () = redis.query(&["ZADD", "retry", "0", &member[0]]);
+    runner.wait_for_log(&["not sent again", "eeeeeeeeeeeeeeeeeeeeeeee"], 1);
+    wait_settled(&redis);
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1, "one mail: {mails:?}");
+    assert_eq!(mails[0].message_id, "<eeeeeeeeeeeeeeeeeeeeeeee.0@example.com>");
+}

@@ -1,0 +1,193 @@
+//! The job lifecycle at Sidekiq parity: scheduled jobs, retries through
+//! SMTP outages, the dead set's limits, the process record Sidekiq's Web UI
+//! reads, and quiet / stop by signal or from the Web UI.
+
+use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, now, runner_bin};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn echo(subject: &str, jid: &str) -> String {
+    job_json("EchoJob", json!(["ops@example.com", subject]), jid)
+}
+
+/// Subjects delivered, with how often each arrived.
+fn subjects(smtp: &SmtpSink) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for mail in smtp.messages() {
+        *seen.entry(mail.subject).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[test]
+fn scheduled_and_retried_jobs_run_when_due_and_once_with_three_runners() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runners: Vec<Runner> =
+        (0..3).map(|_| Runner::start(&redis.url, &smtp.url, RunnerOptions::default())).collect();
+    let due = now() + 3.0;
+    for i in 0..150 {
+        let _: () = redis.query(&[
+            "ZADD",
+            "schedule",
+            &due.to_string(),
+            &echo(&format!("scheduled-{i}"), &format!("{i:024x}")),
+        ]);
+        let retried = job_json(
+            "EchoJob",
+            json!(["ops@example.com", format!("retried-{i}")]),
+            &format!("{:024x}", 1000 + i),
+        );
+        let mut retried: Value = serde_json::from_str(&retried).unwrap();
+        retried["retry_count"] = json!(0);
+        retried["error_message"] = json!("an earlier failure");
+        let _: () = redis.query(&["ZADD", "retry", &due.to_string(), &retried.to_string()]);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(smtp.count(), 0, "nothing runs before it is due");
+
+    eventually("all 300 mails", WAIT, || (smtp.count() >= 300).then_some(()));
+    eventually("schedule and retry sets empty", WAIT, || {
+        (redis.sorted_set("schedule").is_empty() && redis.sorted_set("retry").is_empty()).then_some(())
+    });
+    // Give a duplicate every chance to show up before counting.
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = subjects(&smtp);
+    assert_eq!(seen.len(), 300);
+    assert!(seen.values().all(|&n| n == 1), "some job ran twice: {seen:?}");
+    assert!(now() >= due);
+    drop(runners);
+}
+
+#[test]
+fn runner_enqueue_in_schedules_a_job() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let output = std::process::Command::new(runner_bin())
+        .args(["enqueue", "EchoJob", r#"["ops@example.com", "later"]"#, "--in", "2s", "--redis", &redis.url])
+        .output()
+        .expect("running runner enqueue");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let scheduled = redis.sorted_set("schedule");
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!(scheduled[0]["class"], "EchoJob");
+    assert!(scheduled[0].get("enqueued_at").is_none(), "not enqueued yet");
+
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    assert_eq!(smtp.wait_for(1)[0].subject, "later");
+}
+
+#[test]
+fn mail_deferred_with_4xx_for_a_while_is_delivered_once_the_server_accepts() {
+    let (redis, mut smtp) = (Redis::start(), SmtpSink::start_with(&["-r", "RCPT"]));
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    for i in 0..10 {
+        let order =
+            job_json("OrderCreateJob", json!([i, format!("buyer{i}@example.com")]), &format!("{i:024x}"));
+        redis.push("default", &order);
+    }
+    let retries = eventually("all ten in the retry set", WAIT, || {
+        let retries = redis.sorted_set("retry");
+        (retries.len() == 10).then_some(retries)
+    });
+    assert!(retries.iter().all(|r| r["error_message"].as_str().unwrap().contains("4")), "{retries:?}");
+
+    smtp.restart_with(&[]);
+    // Sidekiq's first retry comes 15 to 25 s after the failure.
+    eventually("all ten mails after the outage", Duration::from_secs(60), || {
+        (smtp.count() >= 10).then_some(())
+    });
+    eventually("retry set empty", WAIT, || redis.sorted_set("retry").is_empty().then_some(()));
+    assert!(redis.sorted_set("dead").is_empty());
+}
+
+#[test]
+fn the_dead_set_is_trimmed_to_the_configured_size() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner =
+        Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["--dead-max-jobs", "3"]));
+    for i in 0..5 {
+        redis.push("default", &job_json("BrokenJob", json!([format!("broken {i}")]), &format!("{i:024x}")));
+        eventually("the job in the dead set", WAIT, || {
+            let dead = redis.sorted_set("dead");
+            dead.iter().any(|d| d["error_message"] == format!("broken {i}")).then_some(())
+        });
+    }
+    let dead: Vec<String> = redis.sorted_set("dead").iter().map(|d| d["error_message"].to_string()).collect();
+    assert_eq!(dead, [r#""broken 2""#, r#""broken 3""#, r#""broken 4""#], "the oldest were dropped");
+}
+
+#[test]
+fn sidekiqs_web_ui_sees_running_jobs_and_can_quiet_and_stop_the_runner() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    let identity: String = redis.query::<Vec<String>>(&["SMEMBERS", "processes"]).remove(0);
+    redis.push(
+        "default",
+        &job_json("SlowJob", json!([3000, "ops@example.com", "slow"]), "ffffffffffffffffffffffff"),
+    );
+
+    let work = eventually("the job in the workers hash", WAIT, || {
+        let workers: BTreeMap<String, String> = redis.query(&["HGETALL", &format!("{identity}:workers")]);
+        workers.into_values().next()
+    });
+    let work: Value = serde_json::from_str(&work).unwrap();
+    assert_eq!(work["queue"], "default");
+    let payload: Value = serde_json::from_str(work["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["jid"], "ffffffffffffffffffffffff");
+    assert!(work["run_at"].as_i64().unwrap() > 0);
+
+    // "Quiet", as the Web UI sends it: the running job finishes, no new one starts.
+    let _: () = redis.query(&["LPUSH", &format!("{identity}-signals"), "TSTP"]);
+    eventually("the process to report quiet", WAIT, || {
+        let quiet: Option<String> = redis.query(&["HGET", &identity, "quiet"]);
+        (quiet.as_deref() == Some("true")).then_some(())
+    });
+    redis.push("default", &echo("while quiet", "111111111111111111111111"));
+    assert_eq!(smtp.wait_for(1)[0].subject, "slow");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(redis.llen("queue:default"), 1, "a quiet runner takes no new job");
+
+    // "Stop": the runner exits cleanly and the waiting job stays queued.
+    let _: () = redis.query(&["LPUSH", &format!("{identity}-signals"), "TERM"]);
+    let status = runner.wait_exit(WAIT);
+    assert!(status.success(), "exited with {status}");
+    assert_eq!(redis.llen("queue:default"), 1);
+}
+
+#[test]
+fn sigtstp_quiets_and_sigint_then_stops_cleanly() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    runner.signal(libc::SIGTSTP);
+    runner.wait_for_log(&["SIGTSTP received"], 1);
+    redis.push("default", &echo("while quiet", "222222222222222222222222"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(redis.llen("queue:default"), 1, "a quiet runner takes no new job");
+    assert_eq!(smtp.count(), 0);
+    runner.signal(libc::SIGINT);
+    let status = runner.wait_exit(WAIT);
+    assert!(status.success(), "exited with {status}");
+}
+
+#[test]
+fn a_second_sigterm_exits_at_once_and_the_job_is_recovered() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    redis.push(
+        "default",
+        &job_json("SlowJob", json!([4000, "ops@example.com", "interrupted"]), "333333333333333333333333"),
+    );
+    eventually("the job to start", WAIT, || {
+        let held: Vec<String> = redis.query(&["KEYS", "jobrunner:inprogress:*:default"]);
+        held.iter().any(|list| redis.llen(list) == 1).then_some(())
+    });
+    runner.signal(libc::SIGTERM);
+    runner.wait_for_log(&["shutting down"], 1);
+    runner.signal(libc::SIGTERM);
+    let status = runner.wait_exit(Duration::from_secs(2));
+    assert!(!status.success(), "a forced exit is not a clean one");
+    assert_eq!(smtp.count(), 0, "the job was cut short");
+
+    runner.restart();
+    assert_eq!(smtp.wait_for(1)[0].subject, "interrupted");
+}
