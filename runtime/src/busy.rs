@@ -16,7 +16,7 @@ struct Entry {
     /// The queue it came from.
     queue: String,
     /// Its JSON, as fetched.
-    payload: Arc<str>,
+    payload: Arc<[u8]>,
     /// When it started, in epoch seconds.
     run_at: f64,
 }
@@ -45,7 +45,7 @@ impl Drop for Running {
 
 impl Busy {
     /// Enters a job taken from `queue`.
-    pub fn start(self: &Arc<Self>, queue: &str, payload: Arc<str>) -> Running {
+    pub fn start(self: &Arc<Self>, queue: &str, payload: Arc<[u8]>) -> Running {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let entry = Entry { queue: queue.to_string(), payload, run_at: clock::now() };
         self.jobs.lock().expect("busy lock").insert(id, entry);
@@ -58,7 +58,7 @@ impl Busy {
     }
 
     /// The JSON of every running job taken from `queue`.
-    pub fn payloads(&self, queue: &str) -> Vec<Arc<str>> {
+    pub fn payloads(&self, queue: &str) -> Vec<Arc<[u8]>> {
         let jobs = self.jobs.lock().expect("busy lock");
         jobs.values().filter(|entry| entry.queue == queue).map(|entry| entry.payload.clone()).collect()
     }
@@ -69,7 +69,8 @@ impl Busy {
         let jobs = self.jobs.lock().expect("busy lock");
         jobs.iter()
             .map(|(id, entry)| {
-                let work = json!({ "queue": entry.queue, "payload": &*entry.payload, "run_at": entry.run_at as i64 });
+                let payload = String::from_utf8_lossy(&entry.payload);
+                let work = json!({ "queue": entry.queue, "payload": payload, "run_at": entry.run_at as i64 });
                 (format!("w{id}"), work.to_string())
             })
             .collect()
@@ -83,8 +84,8 @@ mod tests {
     #[test]
     fn jobs_leave_when_their_ticket_drops() {
         let busy = Arc::new(Busy::default());
-        let first = busy.start("default", Arc::from(r#"{"class":"A"}"#));
-        let _second = busy.start("mailers", Arc::from(r#"{"class":"B"}"#));
+        let first = busy.start("default", Arc::from(&br#"{"class":"A"}"#[..]));
+        let _second = busy.start("mailers", Arc::from(&br#"{"class":"B"}"#[..]));
         assert_eq!(busy.count(), 2);
         drop(first);
         let snapshot = busy.snapshot();

@@ -117,6 +117,10 @@ pub struct RunArgs {
     /// they are put back in their queues.
     #[arg(short = 't', long, default_value_t = 25.0, value_name = "SECONDS")]
     pub shutdown_timeout: f64,
+    /// The largest job payload accepted, in bytes; a larger one goes to the
+    /// dead set unread.
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub max_payload: usize,
     /// The most jobs kept in the dead set; the oldest are dropped first.
     #[arg(long, default_value_t = 10_000, value_name = "JOBS")]
     pub dead_max_jobs: u32,

@@ -111,7 +111,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     /// Waits for the next job; `None` once the runner is quiet or shutting down.
-    pub async fn next(&self, shutdown: &Shutdown) -> Option<(String, String)> {
+    pub async fn next(&self, shutdown: &Shutdown) -> Option<(String, Vec<u8>)> {
         let mut wait = MIN_IDLE_WAIT;
         let mut lost_replies = false;
         loop {

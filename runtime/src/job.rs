@@ -31,8 +31,9 @@ pub struct Job {
 impl Job {
     /// Parses a payload taken from `queue`. Fails with the reason when it is
     /// not a Sidekiq job.
-    pub fn parse(raw: &str, queue: &str) -> Result<Job> {
-        let value: Value = serde_json::from_str(raw).context("the payload is not valid JSON")?;
+    pub fn parse(raw: &[u8], queue: &str) -> Result<Job> {
+        let text = std::str::from_utf8(raw).context("the payload is not valid UTF-8")?;
+        let value: Value = serde_json::from_str(text).context("the payload is not valid JSON")?;
         let Value::Object(payload) = value else {
             bail!("the payload is not a JSON object");
         };
@@ -43,7 +44,12 @@ impl Job {
         let Some(Value::Array(args)) = payload.get("args") else {
             bail!("the payload has no `args` array");
         };
-        let jid = payload.get("jid").and_then(Value::as_str).unwrap_or_default().to_string();
+        check_retry(payload.get("retry"))?;
+        let jid = match payload.get("jid") {
+            None => String::new(),
+            Some(Value::String(jid)) => jid.clone(),
+            Some(other) => bail!("the payload's `jid` is {other}, not a string"),
+        };
         let (class, args) = if ACTIVE_JOB_WRAPPERS.contains(&class.as_str()) {
             unwrap_active_job(args).context("malformed ActiveJob payload")?
         } else {
@@ -72,6 +78,16 @@ impl Job {
             enqueued_at: float("enqueued_at"),
             created_at: float("created_at"),
         }
+    }
+}
+
+/// Sidekiq's `retry` is true, false or a number of retries; anything else
+/// is a client's mistake that would otherwise be silently reinterpreted.
+fn check_retry(retry: Option<&Value>) -> Result<()> {
+    match retry {
+        None | Some(Value::Bool(_)) => Ok(()),
+        Some(Value::Number(n)) if n.is_u64() => Ok(()),
+        Some(other) => bail!("the payload's `retry` is {other}; expected true, false or a number of retries"),
     }
 }
 
@@ -120,7 +136,7 @@ mod tests {
     #[test]
     fn plain_sidekiq_job() {
         let raw = r#"{"class":"OrderCreateJob","args":[42,"a@example.com"],"jid":"abc","queue":"default","retry_count":2}"#;
-        let job = Job::parse(raw, "default").unwrap();
+        let job = Job::parse(raw.as_bytes(), "default").unwrap();
         assert_eq!(job.class, "OrderCreateJob");
         assert_eq!(job.args, json!([42, "a@example.com"]));
         assert_eq!(job.to_wit().retry_count, 3);
@@ -138,7 +154,7 @@ mod tests {
                 {"_aj_globalid": "gid://app/Order/42"}
             ]}]
         });
-        let job = Job::parse(&raw.to_string(), "default").unwrap();
+        let job = Job::parse(raw.to_string().as_bytes(), "default").unwrap();
         assert_eq!(job.class, "OrderCreateJob");
         assert_eq!(
             job.args,
@@ -148,8 +164,16 @@ mod tests {
 
     #[test]
     fn bad_payloads_say_why() {
-        let reason = |raw: &str| format!("{:#}", Job::parse(raw, "q").unwrap_err());
+        let reason = |raw: &str| format!("{:#}", Job::parse(raw.as_bytes(), "q").unwrap_err());
         assert!(reason("{nope").contains("not valid JSON"));
+        assert!(format!("{:#}", Job::parse(b"{\"class\":\"\xff\"}", "q").unwrap_err()).contains("UTF-8"));
+        assert!(reason(r#"{"class":5,"args":[]}"#).contains("`class`"));
+        assert!(reason(r#"{"class":"X","args":{}}"#).contains("`args`"));
+        assert!(reason(r#"{"class":"X","args":[],"retry":"yes"}"#).contains("`retry`"));
+        assert!(reason(r#"{"class":"X","args":[],"retry":-1}"#).contains("`retry`"));
+        assert!(reason(r#"{"class":"X","args":[],"jid":7}"#).contains("`jid`"));
+        let deep = format!("{{\"class\":\"X\",\"args\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(reason(&deep).contains("not valid JSON"));
         assert!(reason("[1]").contains("not a JSON object"));
         assert!(reason(r#"{"args":[]}"#).contains("`class`"));
         assert!(reason(r#"{"class":"X"}"#).contains("`args`"));

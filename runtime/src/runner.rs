@@ -83,6 +83,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         registry,
         identity: process.identity.clone(),
         shutdown: shutdown.clone(),
+        max_payload: args.max_payload,
     });
     let fetcher =
         Fetcher { queue: queue.clone(), identity: process.identity.clone(), order, busy: busy.clone() };
@@ -139,7 +140,7 @@ async fn serve(
         let Some((queue, raw)) = fetcher.next(shutdown).await else {
             return;
         };
-        let running = busy.start(&queue, Arc::from(raw.as_str()));
+        let running = busy.start(&queue, Arc::from(raw.as_slice()));
         let worker = worker.clone();
         tokio::spawn(async move {
             worker.process(queue, raw).await;

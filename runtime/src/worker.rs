@@ -28,14 +28,21 @@ pub struct Worker {
     pub identity: String,
     /// Lets outcome recording give up waiting for Redis at shutdown.
     pub shutdown: Shutdown,
+    /// The largest payload accepted, in bytes; larger ones go to the dead set.
+    pub max_payload: usize,
 }
 
 impl Worker {
     /// Performs the job `raw` taken from `queue` and records its outcome.
-    pub async fn process(&self, queue: String, raw: String) {
+    pub async fn process(&self, queue: String, raw: Vec<u8>) {
         let span = tracing::info_span!("job", queue = %queue, class = tracing::field::Empty, jid = tracing::field::Empty);
         async {
-            let (jid, outcome) = match Job::parse(&raw, &queue) {
+            let parsed = if raw.len() > self.max_payload {
+                Err(anyhow::anyhow!("the payload is {} bytes, more than the limit of {} (--max-payload)", raw.len(), self.max_payload))
+            } else {
+                Job::parse(&raw, &queue)
+            };
+            let (jid, outcome) = match parsed {
                 Ok(job) => {
                     let span = tracing::Span::current();
                     span.record("class", job.class.as_str());
@@ -91,7 +98,7 @@ impl Worker {
 
     /// Records `outcome`, retrying while Redis is unreachable. Gives up only
     /// at shutdown, leaving the job in the in-progress list to be recovered.
-    async fn record(&self, queue: &str, raw: &str, jid: &str, outcome: &Outcome) {
+    async fn record(&self, queue: &str, raw: &[u8], jid: &str, outcome: &Outcome) {
         let mut wait = Duration::from_millis(100);
         loop {
             match self.queue.finish(&self.identity, queue, raw, jid, outcome).await {
@@ -121,17 +128,25 @@ fn host_failure(err: &CallError) -> Failure {
     Failure::retryable(class, err.to_string())
 }
 
+/// The most of an invalid payload kept in its dead-set entry.
+const KEEP_INVALID: usize = 64 * 1024;
+
 /// The dead-set entry for a payload that isn't a job: Sidekiq's fields
-/// around the original text, so it can be inspected and fixed by hand.
-fn invalid_payload(raw: &str, queue: &str, reason: &str) -> String {
+/// around the original text (bytes that aren't UTF-8 replaced, a huge one
+/// cut), so it can be inspected and fixed by hand.
+fn invalid_payload(raw: &[u8], queue: &str, reason: &str) -> String {
     let now = clock::now();
+    let mut text = String::from_utf8_lossy(&raw[..raw.len().min(KEEP_INVALID)]).into_owned();
+    if raw.len() > KEEP_INVALID {
+        text.push_str("… (cut)");
+    }
     json!({
         "class": "InvalidJob",
         "args": [],
         "jid": hex::encode(rand::random::<[u8; 12]>()),
         "queue": queue,
         "retry": false,
-        "payload": raw,
+        "payload": text,
         "error_class": "InvalidJobError",
         "error_message": format!("invalid job payload: {reason}"),
         "failed_at": now,

@@ -107,8 +107,9 @@ impl Queue {
     }
 
     /// Takes the next job, trying `queues` in order, into `identity`'s
-    /// in-progress list. Returns `(queue, job JSON)`.
-    pub async fn fetch(&self, identity: &str, queues: &[&str]) -> Result<Option<(String, String)>> {
+    /// in-progress list. Returns `(queue, job JSON)`; the JSON is bytes, as
+    /// a client may have pushed anything.
+    pub async fn fetch(&self, identity: &str, queues: &[&str]) -> Result<Option<(String, Vec<u8>)>> {
         let mut invocation = scripts::FETCH.prepare_invoke();
         for queue in queues {
             invocation.key(keys::queue(queue)).key(keys::inprogress(identity, queue)).arg(*queue);
@@ -124,7 +125,7 @@ impl Queue {
         &self,
         identity: &str,
         queue: &str,
-        raw: &str,
+        raw: &[u8],
         jid: &str,
         outcome: &Outcome,
     ) -> Result<()> {
@@ -198,7 +199,7 @@ impl Queue {
     /// Puts back in `queue` the jobs in `identity`'s in-progress list for it
     /// that aren't among `running` (whose fetch reply was lost). Returns how
     /// many were put back.
-    pub async fn rescue(&self, identity: &str, queue: &str, running: &[std::sync::Arc<str>]) -> Result<u64> {
+    pub async fn rescue(&self, identity: &str, queue: &str, running: &[std::sync::Arc<[u8]>]) -> Result<u64> {
         let mut invocation = scripts::RESCUE.prepare_invoke();
         invocation.key(keys::inprogress(identity, queue)).key(keys::queue(queue));
         for job in running {
