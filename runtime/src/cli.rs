@@ -100,6 +100,11 @@ pub struct RunArgs {
     /// Directory that receives one .eml file per message when no --smtp is set.
     #[arg(long, default_value = "outbox")]
     pub outbox: PathBuf,
+    /// A TOML file of limits on what plugins may do with send-mail and log
+    /// (senders, recipient domains, sizes, rates), by default and per
+    /// plugin. Without it, safe defaults apply (see the README).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// The sender of mail whose plugin names none.
     #[arg(long, default_value = "jobrunner <jobrunner@localhost>")]
     pub mail_from: String,

@@ -13,6 +13,7 @@
 //! - [`retry`]: Sidekiq's retry policy and backoff.
 //! - [`registry`]: which plugin serves which class; swapped atomically.
 //! - [`plugin`]: compiling, linking and running one component under limits.
+//! - [`policy`]: what each plugin may do with `send-mail` and `log`.
 //! - [`engine`]: the wasmtime engine, pooling allocator and epoch ticker.
 //! - [`mail`]: `send-mail`, over SMTP or into an outbox directory, sent
 //!   once per job even when the job runs again.
@@ -35,6 +36,7 @@ pub mod heartbeat;
 pub mod job;
 pub mod mail;
 pub mod plugin;
+pub mod policy;
 pub mod queue;
 pub mod registry;
 pub mod retry;

@@ -27,12 +27,21 @@ pub struct Failure {
 
 impl Failure {
     pub fn retryable(error_class: &'static str, message: impl Into<String>) -> Failure {
-        Failure { retryable: true, error_class, message: message.into() }
+        Failure { retryable: true, error_class, message: cut(message.into()) }
     }
 
     pub fn permanent(error_class: &'static str, message: impl Into<String>) -> Failure {
-        Failure { retryable: false, error_class, message: message.into() }
+        Failure { retryable: false, error_class, message: cut(message.into()) }
     }
+}
+
+/// Sidekiq keeps 10,000 characters of an error message; so do the logs,
+/// whatever size of message a plugin returns.
+fn cut(mut message: String) -> String {
+    if let Some((at, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        message.truncate(at);
+    }
+    message
 }
 
 /// Where a failed job goes.
@@ -49,8 +58,7 @@ pub enum Disposition {
 /// Records `failure` on `payload` and decides where the job goes.
 /// `jitter` is a number in `0..10` (Sidekiq's `rand(10)`).
 pub fn decide(payload: &mut Map<String, Value>, failure: &Failure, now: f64, jitter: u64) -> Disposition {
-    let message: String = failure.message.chars().take(MAX_MESSAGE_CHARS).collect();
-    payload.insert("error_message".into(), json!(message));
+    payload.insert("error_message".into(), json!(failure.message));
     payload.insert("error_class".into(), json!(failure.error_class));
     let count = match payload.get("retry_count").and_then(Value::as_u64) {
         Some(previous) => {

@@ -12,6 +12,7 @@ use crate::fetch::{Fetcher, QueueOrder};
 use crate::heartbeat::{self, Process, Timing};
 use crate::mail::{Ledger, Mailer};
 use crate::plugin::{self, CodeCache, Limits, Loader};
+use crate::policy::Policy;
 use crate::queue::{DeadLimits, Queue};
 use crate::registry::{self, Registry};
 use crate::shutdown::{self, Shutdown};
@@ -44,14 +45,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
     let dead = DeadLimits { max_jobs: args.dead_max_jobs, max_age_secs: days(args.dead_timeout)? };
     let concurrency = usize::from(args.concurrency);
+    let limits = Limits {
+        timeout: secs(args.timeout, "--timeout")?,
+        memory_bytes: args.memory as usize * 1024 * 1024,
+    };
     let plugins_dir = std::fs::canonicalize(&args.plugins)
         .with_context(|| format!("the plugins directory {} is not usable", args.plugins.display()))?;
     let mailer = mailer(&args)?;
+    let policy = Arc::new(match &args.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    });
     // Everything is checked; only now wait for Redis, which may be starting.
     let queue = connect(&args.redis.redis).await?.with_dead_limits(dead);
     let mailer = Arc::new(mailer.with_ledger(Ledger::new(queue.connection())));
     let (trigger, shutdown) = shutdown::channel();
-    let registry = Arc::new(registry(&args, concurrency, &plugins_dir, mailer)?);
+    let registry = Arc::new(registry(&args, concurrency, limits, &plugins_dir, (mailer, policy))?);
     // Watch before the first scan, so a file dropped meanwhile isn't missed.
     if args.watch {
         registry::watch::spawn(registry.clone(), shutdown.clone())?;
@@ -171,12 +180,16 @@ fn mailer(args: &RunArgs) -> Result<Mailer> {
 }
 
 /// The registry, with its engine and code cache; no plugin loaded yet.
-fn registry(args: &RunArgs, concurrency: usize, dir: &Path, mailer: Arc<Mailer>) -> Result<Registry> {
-    let memory_bytes = args.memory as usize * 1024 * 1024;
-    let limits = Limits { timeout: secs(args.timeout, "--timeout")?, memory_bytes };
-    let engine = engine::build(engine::EngineLimits { concurrency, memory_bytes })?;
+fn registry(
+    args: &RunArgs,
+    concurrency: usize,
+    limits: Limits,
+    dir: &Path,
+    (mailer, policy): (Arc<Mailer>, Arc<Policy>),
+) -> Result<Registry> {
+    let engine = engine::build(engine::EngineLimits { concurrency, memory_bytes: limits.memory_bytes })?;
     let cache = Arc::new(CodeCache::new(args.code_cache_dir().as_deref(), &engine)?);
-    let loader = Loader { linker: plugin::linker(&engine)?, mailer, limits, cache };
+    let loader = Loader { linker: plugin::linker(&engine)?, mailer, policy, limits, cache };
     Ok(Registry::new(dir, loader))
 }
 

@@ -88,6 +88,16 @@ impl Redis {
             .expect("pushing a job");
     }
 
+    /// Pushes a payload that may not even be UTF-8.
+    pub fn push_bytes(&self, queue: &str, payload: &[u8]) {
+        let _: () = redis::pipe()
+            .atomic()
+            .sadd("queues", queue)
+            .lpush(format!("queue:{queue}"), payload)
+            .query(&mut self.conn())
+            .expect("pushing a payload");
+    }
+
     /// Pushes many jobs' JSON in one round trip.
     pub fn push_many(&self, queue: &str, payloads: &[String]) {
         let mut pipe = redis::pipe();

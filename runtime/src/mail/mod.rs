@@ -86,6 +86,11 @@ impl Mailer {
         Mailer { ledger: Some(ledger), ..self }
     }
 
+    /// The sender of mail whose plugin names none.
+    pub fn default_from(&self) -> &Mailbox {
+        &self.default_from
+    }
+
     /// Where mail goes, for the start-up log line.
     pub fn describe(&self) -> String {
         match &self.transport {

@@ -3,12 +3,15 @@
 //! A [`HostState`] lives exactly as long as one instance (one job, or one
 //! `describe` call). It holds an empty WASI context (no files, no environment,
 //! no sockets: Rust's standard library imports WASI, so it must be present),
-//! the memory cap, the mailer behind `send-mail`, and the names that tag the
-//! plugin's log lines.
+//! the memory cap, the [`Capabilities`] behind `send-mail` and `log` with the
+//! plugin's policy, and the names that tag the plugin's log lines. A policy
+//! violation is remembered, so the job fails permanently whatever the
+//! plugin makes of the error.
 
 use super::stderr::TailPipe;
 use super::wit::jobrunner::plugin::{logging, mail, types};
 use crate::mail::{Delivery, Mailer};
+use crate::policy::Guard;
 use std::fmt;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -33,6 +36,15 @@ pub struct LogTags {
     pub jid: String,
 }
 
+/// What the host hands a plugin's instances.
+#[derive(Clone)]
+pub struct Capabilities {
+    /// Delivers what the guest passes to `send-mail`.
+    pub mailer: Arc<Mailer>,
+    /// The plugin's policy, with the rate buckets its instances share.
+    pub guard: Arc<Guard>,
+}
+
 /// The store data of one plugin instance.
 pub struct HostState {
     /// WASI with nothing granted.
@@ -43,17 +55,21 @@ pub struct HostState {
     stderr: TailPipe,
     /// Enforces the memory cap.
     pub(super) limiter: MemoryCap,
-    /// Delivers what the guest passes to `send-mail`.
-    mailer: Arc<Mailer>,
+    /// `send-mail` and the policy.
+    caps: Capabilities,
     /// Tags for the guest's log lines.
     tags: LogTags,
+    /// The first policy rule the guest broke, if any.
+    pub(super) violation: Option<String>,
+    /// Log lines dropped by the log rate limit.
+    pub(super) dropped_logs: u64,
     /// How many `send-mail` calls this instance has made; numbers each call
     /// so a rerun of the job can tell which mail it already sent.
     mail_calls: u32,
 }
 
 impl HostState {
-    pub fn new(mailer: Arc<Mailer>, memory_bytes: usize, tags: LogTags) -> HostState {
+    pub fn new(caps: Capabilities, memory_bytes: usize, tags: LogTags) -> HostState {
         let stderr = TailPipe::new(STDERR_CAPACITY);
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -66,8 +82,10 @@ impl HostState {
             table: ResourceTable::new(),
             stderr,
             limiter: MemoryCap { limit: memory_bytes },
-            mailer,
+            caps,
             tags,
+            violation: None,
+            dropped_logs: 0,
             mail_calls: 0,
         }
     }
@@ -94,7 +112,12 @@ impl mail::Host for HostState {
         let seq = self.mail_calls;
         self.mail_calls += 1;
         let tags = &self.tags;
-        match self.mailer.send_for_job(&message, &tags.jid, seq).await {
+        if let Err(rule) = self.caps.guard.check_mail(&message, seq) {
+            tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, rule = %rule, "mail refused by policy");
+            self.violation.get_or_insert_with(|| rule.clone());
+            return Err(mail::MailError::Rejected(format!("policy: {rule}")));
+        }
+        match self.caps.mailer.send_for_job(&message, &tags.jid, seq).await {
             Ok(Delivery::Sent(id)) => {
                 tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
                     to = ?message.to, subject = %message.subject, message_id = %id, "mail sent");
@@ -117,6 +140,10 @@ impl mail::Host for HostState {
 impl logging::Host for HostState {
     fn log(&mut self, level: logging::Level, mut message: String) {
         use logging::Level;
+        if !self.caps.guard.allow_log() {
+            self.dropped_logs += 1;
+            return;
+        }
         if message.len() > MAX_LOG_LINE {
             let cut = (0..=MAX_LOG_LINE).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
             message.truncate(cut);

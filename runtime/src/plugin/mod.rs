@@ -14,10 +14,11 @@ mod run;
 mod stderr;
 
 pub use cache::{CodeCache, CodeSource};
-pub use host::{HostState, LogTags, MemoryExceeded};
+pub use host::{Capabilities, HostState, LogTags, MemoryExceeded};
 pub use run::{CallError, Limits, Timeout};
 
 use crate::mail::Mailer;
+use crate::policy::{Guard, Policy};
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,8 +78,8 @@ pub struct Plugin {
     pub meta: PluginMeta,
     /// The component, pre-linked and type-checked against the world.
     pre: wit::JobPluginPre<HostState>,
-    /// Delivers its mail.
-    mailer: Arc<Mailer>,
+    /// Its mail and its policy.
+    caps: Capabilities,
     /// Per-instance limits.
     limits: Limits,
 }
@@ -89,6 +90,8 @@ pub struct Loader {
     pub linker: Linker<HostState>,
     /// Delivers the plugins' mail.
     pub mailer: Arc<Mailer>,
+    /// What each plugin may do with its capabilities.
+    pub policy: Arc<Policy>,
     /// Per-instance limits.
     pub limits: Limits,
     /// Compiled code kept across loads and restarts.
@@ -112,7 +115,7 @@ impl Loader {
         let pre = wit::JobPluginPre::new(instance_pre)
             .context("it doesn't export the jobrunner:plugin/job-plugin world")?;
         let file_name = path.display().to_string();
-        let info = run::describe(&pre, &self.mailer, self.limits, &file_name)
+        let info = run::describe(&pre, self.capabilities(&file_name), self.limits, &file_name)
             .await
             .map_err(|err| anyhow::anyhow!("describe() failed: {err}"))?;
         if info.classes.is_empty() {
@@ -128,7 +131,15 @@ impl Loader {
             code_source,
             loaded_at: SystemTime::now(),
         };
-        Ok(Plugin { meta, pre, mailer: self.mailer.clone(), limits: self.limits })
+        let caps = self.capabilities(&meta.name);
+        Ok(Plugin { meta, pre, caps, limits: self.limits })
+    }
+
+    /// The mailer and a fresh guard with the policy for plugin `name`.
+    fn capabilities(&self, name: &str) -> Capabilities {
+        let rules = self.policy.rules_for(name).clone();
+        let guard = Arc::new(Guard::new(rules, self.mailer.default_from()));
+        Capabilities { mailer: self.mailer.clone(), guard }
     }
 }
 
@@ -140,6 +151,6 @@ impl Plugin {
             class: job.class.clone(),
             jid: job.jid.clone(),
         };
-        run::perform(&self.pre, &self.mailer, self.limits, tags, job).await
+        run::perform(&self.pre, self.caps.clone(), self.limits, tags, job).await
     }
 }

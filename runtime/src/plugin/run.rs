@@ -8,10 +8,11 @@
 //! carries the panic message the guest printed, when there is one. Each
 //! way a call can fail on the host's side is a [`CallError`].
 
-use super::host::{HostState, LogTags, MemoryExceeded};
+use super::host::{Capabilities, HostState, LogTags, MemoryExceeded};
 use super::wit;
-use crate::mail::Mailer;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{Store, UpdateDeadline};
@@ -39,12 +40,30 @@ impl CallError {
         if let Some(exceeded) = err.downcast_ref::<MemoryExceeded>() {
             return CallError::Memory(MemoryExceeded(exceeded.0));
         }
-        match state.panic_message() {
-            Some(panic) => CallError::Trap(format!("{panic} ({err:#})")),
-            None => CallError::Trap(format!("{err:#}")),
+        // What trapped, then where: the guest's panic message if it printed
+        // one, the trap's kind, and the innermost frames of the backtrace
+        // (a stack overflow's full backtrace runs to thousands of lines).
+        let trap = match err.downcast_ref::<wasmtime::Trap>() {
+            Some(trap) => trap.to_string(),
+            None => err.root_cause().to_string(),
+        };
+        let what = match state.panic_message() {
+            Some(panic) => format!("{panic} ({trap})"),
+            None => trap,
+        };
+        match err.downcast_ref::<wasmtime::WasmBacktrace>() {
+            Some(backtrace) => {
+                let frames: Vec<String> =
+                    backtrace.to_string().lines().take(BACKTRACE_LINES).map(str::to_string).collect();
+                CallError::Trap(format!("{what}\n{}", frames.join("\n")))
+            }
+            None => CallError::Trap(what),
         }
     }
 }
+
+/// How much of a trap's backtrace an error message keeps.
+const BACKTRACE_LINES: usize = 8;
 
 /// Limits applied to every instance.
 #[derive(Clone, Copy, Debug)]
@@ -78,16 +97,31 @@ const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 fn new_store(pre: &wit::JobPluginPre<HostState>, state: HostState, limits: Limits) -> Store<HostState> {
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| &mut state.limiter);
-    let deadline = Instant::now() + limits.timeout;
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return Err(wasmtime::Error::new(Timeout(limits.timeout)));
         }
-        Ok(UpdateDeadline::Yield(1))
+        // tokio's yield_now, unlike a plain self-wake, sends the task behind
+        // pending I/O, so a busy guest can't delay the other jobs' replies.
+        // Past its first moments a guest also pauses for as long as it ran,
+        // so jobs that compute for long (or spin) take at most half of the
+        // machine and never starve Redis, the mail server or short jobs.
+        let pause: Pin<Box<dyn Future<Output = ()> + Send>> = if now - started < THROTTLE_AFTER {
+            Box::pin(tokio::task::yield_now())
+        } else {
+            Box::pin(tokio::time::sleep(crate::engine::EPOCH_TICK))
+        };
+        Ok(UpdateDeadline::YieldCustom(1, pause))
     });
     store
 }
+
+/// How long a call runs at full speed before it is paced to half.
+const THROTTLE_AFTER: Duration = Duration::from_millis(50);
 
 /// Runs `call` against a fresh instance, turning a hang into a timeout.
 async fn with_instance<R>(
@@ -111,24 +145,36 @@ async fn with_instance<R>(
 /// Asks a freshly compiled plugin to describe itself.
 pub async fn describe(
     pre: &wit::JobPluginPre<HostState>,
-    mailer: &Arc<Mailer>,
+    caps: Capabilities,
     limits: Limits,
     file: &str,
 ) -> Result<wit::PluginInfo, CallError> {
     let tags = LogTags { plugin: Arc::from(file), ..LogTags::default() };
-    let state = HostState::new(mailer.clone(), limits.memory_bytes, tags);
+    let state = HostState::new(caps, limits.memory_bytes, tags);
     with_instance(pre, state, limits, async |instance, store| instance.call_describe(store).await).await
 }
 
 /// Performs one job. The outer `Result` is the host's view (trap, timeout,
-/// memory cap); the inner one is what the plugin returned.
+/// memory cap); the inner one is what the plugin returned, except that a
+/// broken policy rule fails the job permanently whatever the plugin said.
 pub async fn perform(
     pre: &wit::JobPluginPre<HostState>,
-    mailer: &Arc<Mailer>,
+    caps: Capabilities,
     limits: Limits,
     tags: LogTags,
     job: &wit::Job,
 ) -> Result<Result<(), wit::JobError>, CallError> {
-    let state = HostState::new(mailer.clone(), limits.memory_bytes, tags);
-    with_instance(pre, state, limits, async |instance, store| instance.call_perform(store, job).await).await
+    let state = HostState::new(caps, limits.memory_bytes, tags);
+    with_instance(pre, state, limits, async |instance, store| {
+        let result = instance.call_perform(&mut *store, job).await?;
+        let state = store.data();
+        if state.dropped_logs > 0 {
+            tracing::warn!(dropped = state.dropped_logs, "log lines dropped by the plugin's log rate limit");
+        }
+        Ok(match &state.violation {
+            Some(rule) => Err(wit::JobError::Permanent(format!("policy violation: {rule}"))),
+            None => result,
+        })
+    })
+    .await
 }

@@ -126,9 +126,11 @@ impl Registry {
     }
 }
 
-/// Whether `path` looks like a plugin: a `*.wasm` file that isn't hidden
-/// (editors and copy tools write temporary files as `.name.wasm.xyz`).
+/// Whether `path` looks like a plugin: a `*.wasm` entry that isn't hidden
+/// (editors and copy tools write temporary files as `.name.wasm.xyz`) or a
+/// directory. One that can't be read (a dangling link, no permission) still
+/// counts, so that it is refused with the reason rather than ignored.
 pub fn is_plugin_file(path: &Path) -> bool {
     let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
-    !hidden && path.extension().is_some_and(|ext| ext == "wasm") && path.is_file()
+    !hidden && path.extension().is_some_and(|ext| ext == "wasm") && !path.is_dir()
 }

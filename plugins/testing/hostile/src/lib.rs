@@ -1,0 +1,126 @@
+//! A plugin for the runner's tests that attacks its sandbox and its
+//! capabilities on purpose. Never deploy it.
+//!
+//! - `RecurseJob`: recurses without end (a stack overflow).
+//! - `ProbeJob`: tries what `args[0]` names (`file`, `dir`, `env`,
+//!   `socket` to the address in `args[1]`) and fails permanently with
+//!   "sandbox held: ..." if it got nothing, "SANDBOX BROKEN: ..." if it did.
+//! - `ClockSpinJob`: busy-waits on the clock for a minute.
+//! - `LogFloodJob`: writes `args[0]` log lines.
+//! - `BigErrorJob`: fails with a message of `args[0]` bytes.
+//! - `MailLoopJob`: mails `args[0]` `args[1]` times in a row.
+//! - `MailBlastJob`: one mail to `args[0]` recipients.
+//! - `HugeMailJob`: one mail with a body of `args[0]` MiB.
+//! - `SenderJob`: one mail from the address `args[0]` to `args[1]`.
+
+use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, Level, PluginInfo, log, mail, plugin_info};
+
+struct Hostile;
+
+const CLASSES: &[&str] = &[
+    "RecurseJob",
+    "ProbeJob",
+    "ClockSpinJob",
+    "LogFloodJob",
+    "BigErrorJob",
+    "MailLoopJob",
+    "MailBlastJob",
+    "HugeMailJob",
+    "SenderJob",
+];
+
+impl Guest for Hostile {
+    fn describe() -> PluginInfo {
+        plugin_info("hostile", env!("CARGO_PKG_VERSION"), CLASSES)
+    }
+
+    fn perform(job: Job) -> Result<(), JobError> {
+        let args = Args::parse(&job.args)?;
+        match job.class.as_str() {
+            "RecurseJob" => {
+                recurse(std::hint::black_box(1));
+                Ok(())
+            }
+            "ProbeJob" => probe(&args),
+            "ClockSpinJob" => {
+                let start = std::time::SystemTime::now();
+                while start.elapsed().unwrap_or_default().as_secs() < 60 {}
+                Ok(())
+            }
+            "LogFloodJob" => {
+                let lines: u64 = args.required("lines", 0)?;
+                for i in 0..lines {
+                    log(Level::Info, &format!("flood line {i}"));
+                }
+                Ok(())
+            }
+            "BigErrorJob" => {
+                let bytes: usize = args.required("bytes", 0)?;
+                Err(JobError::Retryable("e".repeat(bytes)))
+            }
+            "MailLoopJob" => {
+                let to: String = args.required("to", 0)?;
+                let times: u32 = args.required("times", 1)?;
+                for i in 0..times {
+                    mail::send(&mail::Email::new(&to, format!("loop {i}"), "again\n"))?;
+                }
+                Ok(())
+            }
+            "MailBlastJob" => {
+                let count: usize = args.required("recipients", 0)?;
+                let mut email = mail::Email::new("first@example.com", "blast", "to everyone\n");
+                email.to = (0..count).map(|i| format!("r{i}@example.com")).collect();
+                mail::send(&email)?;
+                Ok(())
+            }
+            "HugeMailJob" => {
+                let mib: usize = args.required("mib", 0)?;
+                mail::send(&mail::Email::new("big@example.com", "huge", "x".repeat(mib << 20)))?;
+                Ok(())
+            }
+            "SenderJob" => {
+                let mut email = mail::Email::new(&args.required::<String>("to", 1)?, "spoofed", "hi\n");
+                email.from = Some(args.required("from", 0)?);
+                mail::send(&email)?;
+                Ok(())
+            }
+            other => Err(JobError::Permanent(format!("hostile does not handle {other}"))),
+        }
+    }
+}
+
+#[allow(unconditional_recursion)] // the point: a stack overflow
+fn recurse(depth: u64) -> u64 {
+    recurse(std::hint::black_box(depth + 1)) + 1
+}
+
+/// Tries one thing the sandbox must not allow.
+fn probe(args: &Args) -> Result<(), JobError> {
+    let what: String = args.required("what", 0)?;
+    let outcome: Result<String, String> = match what.as_str() {
+        "file" => std::fs::read_to_string("/etc/passwd")
+            .map(|t| format!("read {} bytes", t.len()))
+            .map_err(|e| e.to_string()),
+        "dir" => std::fs::read_dir("/")
+            .or_else(|_| std::fs::read_dir("."))
+            .map(|d| format!("listed {} entries", d.count()))
+            .map_err(|e| e.to_string()),
+        "env" => {
+            let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+            if vars.is_empty() { Err("no environment variables".into()) } else { Ok(format!("saw {vars:?}")) }
+        }
+        "socket" => {
+            let address: String = args.required("address", 1)?;
+            std::net::TcpStream::connect(address.as_str())
+                .map(|_| format!("connected to {address}"))
+                .map_err(|e| e.to_string())
+        }
+        other => return Err(JobError::Permanent(format!("unknown probe {other}"))),
+    };
+    Err(JobError::Permanent(match outcome {
+        Ok(got) => format!("SANDBOX BROKEN: {what}: {got}"),
+        Err(denied) => format!("sandbox held: {what}: {denied}"),
+    }))
+}
+
+jobrunner_plugin_sdk::export_plugin!(Hostile);

@@ -1,0 +1,182 @@
+//! One plugin's rules, applied to each `send-mail` and `log` call.
+
+use super::Rules;
+use super::rate::Rate;
+use crate::plugin::wit::Email;
+use lettre::message::Mailbox;
+
+/// Applies a plugin's [`Rules`]; shared by all its instances.
+pub struct Guard {
+    /// The limits.
+    rules: Rules,
+    /// The runner's default sender, always allowed.
+    default_sender: String,
+    /// Paces `send-mail` across the plugin's jobs.
+    mail_rate: Rate,
+    /// Paces `log` across the plugin's jobs.
+    log_rate: Rate,
+}
+
+impl Guard {
+    pub fn new(rules: Rules, default_sender: &Mailbox) -> Guard {
+        Guard {
+            mail_rate: Rate::new(rules.mail_per_second),
+            log_rate: Rate::new(rules.log_lines_per_second),
+            default_sender: default_sender.email.to_string().to_lowercase(),
+            rules,
+        }
+    }
+
+    /// Checks call `seq` (0 for a job's first) of `send-mail`; the error
+    /// says which rule the message breaks.
+    pub fn check_mail(&self, email: &Email, seq: u32) -> Result<(), String> {
+        let rules = &self.rules;
+        if seq >= rules.max_mails_per_job {
+            return Err(format!(
+                "a job may send at most {} mails (max_mails_per_job)",
+                rules.max_mails_per_job
+            ));
+        }
+        let recipients = email.to.len() + email.cc.len() + email.bcc.len();
+        if recipients > rules.max_recipients {
+            return Err(format!(
+                "{recipients} recipients, more than the {} allowed (max_recipients)",
+                rules.max_recipients
+            ));
+        }
+        let size = size_of(email);
+        if size > rules.max_message_bytes {
+            return Err(format!(
+                "the message is {size} bytes, more than the {} allowed (max_message_bytes)",
+                rules.max_message_bytes
+            ));
+        }
+        if let Some(from) = &email.from {
+            self.check_sender(from)?;
+        }
+        if !rules.allowed_recipient_domains.is_empty() {
+            for address in email.to.iter().chain(&email.cc).chain(&email.bcc) {
+                self.check_recipient(address)?;
+            }
+        }
+        if !self.mail_rate.try_take() {
+            return Err(format!("more than {} mails per second (mail_per_second)", rules.mail_per_second));
+        }
+        Ok(())
+    }
+
+    /// Whether a log line may be written now.
+    pub fn allow_log(&self) -> bool {
+        self.log_rate.try_take()
+    }
+
+    /// The log rate, for the note about dropped lines.
+    pub fn log_lines_per_second(&self) -> u32 {
+        self.rules.log_lines_per_second
+    }
+
+    fn check_sender(&self, from: &str) -> Result<(), String> {
+        // An unparsable address is reported as invalid input later.
+        let Ok(mailbox) = from.parse::<Mailbox>() else { return Ok(()) };
+        let address = mailbox.email.to_string().to_lowercase();
+        let domain = format!("@{}", mailbox.email.domain().to_lowercase());
+        let allowed = address == self.default_sender
+            || self
+                .rules
+                .allowed_senders
+                .iter()
+                .any(|a| a.to_lowercase() == address || a.to_lowercase() == domain);
+        if allowed { Ok(()) } else { Err(format!("sender {address} is not allowed (allowed_senders)")) }
+    }
+
+    fn check_recipient(&self, address: &str) -> Result<(), String> {
+        let Ok(mailbox) = address.parse::<Mailbox>() else { return Ok(()) };
+        let domain = mailbox.email.domain().to_lowercase();
+        if self
+            .rules
+            .allowed_recipient_domains
+            .iter()
+            .any(|d| d.trim_start_matches('@').to_lowercase() == domain)
+        {
+            Ok(())
+        } else {
+            Err(format!("recipient domain {domain} is not allowed (allowed_recipient_domains)"))
+        }
+    }
+}
+
+/// The bytes a message's content takes: subject, bodies and headers.
+fn size_of(email: &Email) -> usize {
+    let headers: usize = email.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+    email.subject.len() + email.text_body.len() + email.html_body.as_ref().map_or(0, String::len) + headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(to: &[&str]) -> Email {
+        Email {
+            from: None,
+            to: to.iter().map(|s| s.to_string()).collect(),
+            cc: vec![],
+            bcc: vec![],
+            reply_to: None,
+            subject: "Hi".into(),
+            text_body: "body".into(),
+            html_body: None,
+            headers: vec![],
+        }
+    }
+
+    fn guard(rules: Rules) -> Guard {
+        Guard::new(rules, &"Shop <shop@example.com>".parse().unwrap())
+    }
+
+    #[test]
+    fn each_rule_names_itself() {
+        let g = guard(Rules {
+            max_recipients: 2,
+            max_message_bytes: 100,
+            max_mails_per_job: 3,
+            ..Rules::default()
+        });
+        assert!(g.check_mail(&email(&["a@x.org"]), 0).is_ok());
+        assert!(g.check_mail(&email(&["a@x.org"]), 3).unwrap_err().contains("max_mails_per_job"));
+        assert!(
+            g.check_mail(&email(&["a@x.org", "b@x.org", "c@x.org"]), 0)
+                .unwrap_err()
+                .contains("max_recipients")
+        );
+        let mut big = email(&["a@x.org"]);
+        big.text_body = "x".repeat(200);
+        assert!(g.check_mail(&big, 0).unwrap_err().contains("max_message_bytes"));
+    }
+
+    #[test]
+    fn senders_and_recipient_domains() {
+        let g = guard(Rules {
+            allowed_senders: vec!["@news.example.com".into()],
+            allowed_recipient_domains: vec!["customers.org".into()],
+            ..Rules::default()
+        });
+        let mut mail = email(&["a@customers.org"]);
+        mail.from = Some("shop@example.com".into());
+        assert!(g.check_mail(&mail, 0).is_ok(), "the default sender is always allowed");
+        mail.from = Some("Letters <hello@news.example.com>".into());
+        assert!(g.check_mail(&mail, 0).is_ok());
+        mail.from = Some("ceo@evil.example".into());
+        assert!(g.check_mail(&mail, 0).unwrap_err().contains("allowed_senders"));
+        mail.from = None;
+        mail.to.push("b@elsewhere.net".into());
+        assert!(g.check_mail(&mail, 0).unwrap_err().contains("elsewhere.net"));
+    }
+
+    #[test]
+    fn the_mail_rate_is_shared() {
+        let g = guard(Rules { mail_per_second: 2, ..Rules::default() });
+        assert!(g.check_mail(&email(&["a@x.org"]), 0).is_ok());
+        assert!(g.check_mail(&email(&["a@x.org"]), 0).is_ok());
+        assert!(g.check_mail(&email(&["a@x.org"]), 0).unwrap_err().contains("mail_per_second"));
+    }
+}

@@ -1,0 +1,150 @@
+//! The capability policy: what each plugin may do with what the host gives
+//! it, beyond the sandbox itself.
+//!
+//! [`Rules`] hold the limits on `send-mail` (senders, recipient domains,
+//! recipients per message, message size, mails per job, mails per second)
+//! and on `log` (lines per second). A [`Policy`] holds the defaults and the
+//! overrides per plugin name, read from `--policy FILE` (TOML):
+//!
+//! ```toml
+//! [default]
+//! allowed_senders = ["orders@shop.example", "@shop.example"]
+//! max_recipients = 20
+//!
+//! [plugins.order_created]
+//! mail_per_second = 2000
+//! ```
+//!
+//! A [`Guard`] applies one plugin's rules while it runs, with the rate
+//! buckets its instances share.
+
+mod guard;
+mod rate;
+
+pub use guard::Guard;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The limits on one plugin's capabilities.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rules {
+    /// Sender addresses (`orders@shop.example`) or domains (`@shop.example`)
+    /// a plugin may put in `from`. The runner's `--mail-from` is always
+    /// allowed; with the default (empty) list it is the only sender.
+    pub allowed_senders: Vec<String>,
+    /// Domains every recipient must be in; empty allows any domain.
+    pub allowed_recipient_domains: Vec<String>,
+    /// The most recipients (to, cc and bcc together) of one message.
+    pub max_recipients: usize,
+    /// The largest message (subject, bodies and headers), in bytes.
+    pub max_message_bytes: usize,
+    /// The most `send-mail` calls one job may make.
+    pub max_mails_per_job: u32,
+    /// `send-mail` calls per second across all of the plugin's jobs.
+    pub mail_per_second: u32,
+    /// `log` lines per second across all of the plugin's jobs; the rest are
+    /// dropped and counted.
+    pub log_lines_per_second: u32,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            allowed_senders: Vec::new(),
+            allowed_recipient_domains: Vec::new(),
+            max_recipients: 50,
+            max_message_bytes: 10 * 1024 * 1024,
+            max_mails_per_job: 100,
+            mail_per_second: 5000,
+            log_lines_per_second: 100,
+        }
+    }
+}
+
+/// The policy file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    /// Rules for every plugin.
+    #[serde(default)]
+    default: toml::Table,
+    /// Changes to the defaults for plugins by name.
+    #[serde(default)]
+    plugins: HashMap<String, toml::Table>,
+}
+
+/// The defaults and the per-plugin rules.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// Rules for plugins without their own section.
+    default: Rules,
+    /// Rules per plugin name: the defaults with the section's changes.
+    plugins: HashMap<String, Rules>,
+}
+
+impl Policy {
+    /// Reads a policy file; every mistake names the file and the setting.
+    pub fn load(path: &Path) -> Result<Policy> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+        Policy::parse(&text).with_context(|| format!("invalid policy file {}", path.display()))
+    }
+
+    fn parse(text: &str) -> Result<Policy> {
+        let file: PolicyFile = toml::from_str(text)?;
+        let default = rules(file.default.clone()).context("in [default]")?;
+        let mut plugins = HashMap::new();
+        for (name, changes) in file.plugins {
+            let mut table = file.default.clone();
+            table.extend(changes);
+            plugins.insert(name.clone(), rules(table).with_context(|| format!("in [plugins.{name}]"))?);
+        }
+        Ok(Policy { default, plugins })
+    }
+
+    /// The rules for the plugin called `name`.
+    pub fn rules_for(&self, name: &str) -> &Rules {
+        self.plugins.get(name).unwrap_or(&self.default)
+    }
+
+    /// Plugins named in the file, to warn about names no plugin has.
+    pub fn named_plugins(&self) -> impl Iterator<Item = &str> {
+        self.plugins.keys().map(String::as_str)
+    }
+}
+
+fn rules(table: toml::Table) -> Result<Rules> {
+    let rules: Rules = table.try_into()?;
+    anyhow::ensure!(rules.mail_per_second > 0, "mail_per_second must be positive");
+    anyhow::ensure!(rules.log_lines_per_second > 0, "log_lines_per_second must be positive");
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_sections_change_the_defaults() {
+        let policy =
+            Policy::parse("[default]\nmax_recipients = 5\n[plugins.order_created]\nmail_per_second = 10\n")
+                .unwrap();
+        assert_eq!(policy.rules_for("other").max_recipients, 5);
+        let order = policy.rules_for("order_created");
+        assert_eq!((order.max_recipients, order.mail_per_second), (5, 10));
+        assert_eq!(order.max_mails_per_job, Rules::default().max_mails_per_job);
+    }
+
+    #[test]
+    fn mistakes_name_the_setting() {
+        let err = format!("{:#}", Policy::parse("[default]\nmax_recipient = 5\n").unwrap_err());
+        assert!(err.contains("max_recipient"), "{err}");
+        let err = format!("{:#}", Policy::parse("[plugins.x]\nmail_per_second = 0\n").unwrap_err());
+        assert!(err.contains("plugins.x") && err.contains("mail_per_second"), "{err}");
+        assert!(Policy::parse("[defaults]\n").is_err());
+    }
+}

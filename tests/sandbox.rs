@@ -1,0 +1,245 @@
+//! Hostile plugins and hostile jobs: each fails only itself, with an error
+//! that says what happened; the sandbox gives nothing that wasn't granted;
+//! the capability policy holds; the runner stays up and keeps serving.
+
+use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A job that goes straight to the dead set when it fails, with its error.
+fn one_shot(class: &str, args: Value, jid: &str) -> String {
+    let mut job: Value = serde_json::from_str(&job_json(class, args, jid)).unwrap();
+    job["retry"] = json!(0);
+    job.to_string()
+}
+
+/// Dead jobs' error messages by jid, once `count` are there.
+fn dead_errors(redis: &Redis, count: usize) -> BTreeMap<String, String> {
+    eventually(&format!("{count} jobs in the dead set"), Duration::from_secs(60), || {
+        let dead = redis.sorted_set("dead");
+        (dead.len() >= count).then(|| {
+            dead.iter()
+                .map(|d| {
+                    (
+                        d["jid"].as_str().unwrap_or_default().to_string(),
+                        d["error_message"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+    })
+}
+
+/// Pushes `count` EchoJobs and returns how long they took to be mailed.
+fn echo_batch(redis: &Redis, smtp: &SmtpSink, tag: &str, count: usize) -> Duration {
+    let before = smtp.count();
+    let started = Instant::now();
+    let jobs: Vec<String> = (0..count)
+        .map(|i| {
+            job_json("EchoJob", json!(["ops@example.com", format!("{tag}-{i}")]), &format!("{tag}{i:020}"))
+        })
+        .collect();
+    redis.push_many("default", &jobs);
+    eventually("the echo batch", Duration::from_secs(120), || (smtp.count() >= before + count).then_some(()));
+    started.elapsed()
+}
+
+#[test]
+fn hostile_plugins_fail_only_their_own_jobs_and_the_rest_keep_flowing() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = RunnerOptions { plugins: vec!["misbehave", "hostile"], args: vec![] };
+    let mut runner = Runner::start(&redis.url, &smtp.url, options.args(&["--timeout", "3", "-c", "10"]));
+    let alone = echo_batch(&redis, &smtp, "alone", 1000);
+
+    let socket = redis.url.trim_start_matches("redis://").to_string();
+    let attacks = [
+        ("SpinJob", json!([]), "timed out after 3s"),
+        ("ClockSpinJob", json!([]), "timed out after 3s"),
+        ("HogJob", json!([]), "memory limit of 64 MiB exceeded"),
+        ("RecurseJob", json!([]), "call stack exhausted"),
+        ("TrapJob", json!([]), "TrapJob panics on purpose"),
+        ("ProbeJob", json!(["file"]), "sandbox held: file"),
+        ("ProbeJob", json!(["dir"]), "sandbox held: dir"),
+        ("ProbeJob", json!(["env"]), "sandbox held: env"),
+        ("ProbeJob", json!(["socket", socket]), "sandbox held: socket"),
+        ("BigErrorJob", json!([5 << 20]), "eeeeeeeeee"),
+        (
+            "MailLoopJob",
+            json!(["loop@example.com", 1000]),
+            "policy violation: a job may send at most 100 mails",
+        ),
+        ("MailBlastJob", json!([10_000]), "policy violation: 10000 recipients, more than the 50 allowed"),
+        ("HugeMailJob", json!([12]), "policy violation: the message is"),
+        (
+            "SenderJob",
+            json!(["ceo@evil.example", "x@example.com"]),
+            "policy violation: sender ceo@evil.example is not allowed",
+        ),
+    ];
+    for (i, (class, args, _)) in attacks.iter().enumerate() {
+        redis.push("default", &one_shot(class, args.clone(), &format!("attack{i:018}")));
+    }
+    redis.push("default", &one_shot("LogFloodJob", json!([100_000]), "flood0000000000000000000"));
+    let amid = echo_batch(&redis, &smtp, "amid", 1000);
+
+    let errors = dead_errors(&redis, attacks.len());
+    for (i, (class, _, expected)) in attacks.iter().enumerate() {
+        let error = &errors[&format!("attack{i:018}")];
+        assert!(
+            error.contains(expected),
+            "{class}: expected {expected:?} in {:?}",
+            &error[..error.len().min(300)]
+        );
+        assert!(!error.contains("SANDBOX BROKEN"), "{class}: {error}");
+    }
+    assert_eq!(errors["attack000000000000000009"].len(), 10_000, "a huge error message is cut");
+    let looped = smtp.messages().iter().filter(|m| m.rcpt == ["loop@example.com"]).count();
+    assert_eq!(looped, 100, "the mail loop was stopped at the per-job limit");
+    runner.wait_for_log(&["log lines dropped", "flood0000000000000000000"], 1);
+    let flood_lines = runner.logs().matches("flood line").count();
+    assert!(flood_lines < 1000, "the log flood was rate-limited ({flood_lines} lines written)");
+
+    assert!(runner.is_running(), "the runner survived them all");
+    println!("1000 echo jobs: {alone:?} alone, {amid:?} amid the attacks");
+    assert!(
+        amid <= alone * 2,
+        "well-behaved jobs kept less than half their throughput: {alone:?} alone, {amid:?} amid the attacks"
+    );
+}
+
+#[test]
+fn a_policy_file_sets_limits_per_plugin() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"
+[default]
+max_recipients = 10
+
+[plugins.hostile]
+allowed_senders = ["@shop.example"]
+allowed_recipient_domains = ["example.com"]
+max_recipients = 3
+mail_per_second = 5
+"#,
+    )
+    .unwrap();
+    let options = RunnerOptions { plugins: vec!["hostile"], args: vec![] };
+    let policy_arg = policy.display().to_string();
+    let _runner =
+        Runner::start(&redis.url, &smtp.url, options.args(&["--policy", &policy_arg, "--memory", "512"]));
+
+    let jobs = [
+        ("SenderJob", json!(["news@shop.example", "x@example.com"]), None),
+        (
+            "SenderJob",
+            json!(["news@shop.example", "x@elsewhere.org"]),
+            Some("recipient domain elsewhere.org is not allowed"),
+        ),
+        ("MailBlastJob", json!([4]), Some("4 recipients, more than the 3 allowed (max_recipients)")),
+        (
+            "MailLoopJob",
+            json!(["loop@example.com", 20]),
+            Some("more than 5 mails per second (mail_per_second)"),
+        ),
+        ("HugeMailJob", json!([50]), Some("more than the 10485760 allowed (max_message_bytes)")),
+    ];
+    for (i, (class, args, _)) in jobs.iter().enumerate() {
+        redis.push("default", &one_shot(class, args.clone(), &format!("policy{i:018}")));
+    }
+    let errors = dead_errors(&redis, 4);
+    for (i, (class, _, expected)) in jobs.iter().enumerate() {
+        match (expected, errors.get(&format!("policy{i:018}"))) {
+            (Some(expected), Some(error)) => assert!(error.contains(expected), "{class}: {error}"),
+            (None, None) => {}
+            (expected, error) => panic!("{class}: expected {expected:?}, got {error:?}"),
+        }
+    }
+    let spoofed = smtp.wait_for(1);
+    assert!(spoofed.iter().any(|m| m.raw.contains("From: news@shop.example")));
+}
+
+#[test]
+fn malformed_jobs_go_to_the_dead_set_with_the_reason_and_never_block_the_queue() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner =
+        Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["--max-payload", "100000"]));
+    let nested = format!(r#"{{"class":"EchoJob","args":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+    let big =
+        job_json("EchoJob", json!(["ops@example.com", "x".repeat(200_000)]), "bigbigbigbigbigbigbigbig");
+    let bad: Vec<(Vec<u8>, &str)> = vec![
+        (b"{\"class\":\"EchoJob\",\"args\":[\"\xff\xfe\"]}".to_vec(), "not valid UTF-8"),
+        (br#"{"args":[]}"#.to_vec(), "no `class` string"),
+        (br#"{"class":42,"args":[]}"#.to_vec(), "no `class` string"),
+        (br#"{"class":"EchoJob","args":{"to":"x"}}"#.to_vec(), "no `args` array"),
+        (big.into_bytes(), "more than the limit of 100000 (--max-payload)"),
+        (br#"{"class":"Sidekiq::ActiveJob::Wrapper","args":[{"arguments":[]}]}"#.to_vec(), "no `job_class`"),
+        (br#"{"class":"EchoJob","args":[],"retry":"yes"}"#.to_vec(), "`retry` is \"yes\""),
+        (nested.into_bytes(), "not valid JSON"),
+    ];
+    for (payload, _) in &bad {
+        redis.push_bytes("default", payload);
+    }
+    redis.push(
+        "default",
+        &job_json("EchoJob", json!(["ops@example.com", "after the garbage"]), "okokokokokokokokokokokok"),
+    );
+    assert_eq!(smtp.wait_for(1)[0].subject, "after the garbage");
+
+    let dead = eventually("every bad payload in the dead set", WAIT, || {
+        let dead = redis.sorted_set("dead");
+        (dead.len() == bad.len()).then_some(dead)
+    });
+    let errors: Vec<String> = dead.iter().map(|d| d["error_message"].as_str().unwrap().to_string()).collect();
+    for (_, reason) in &bad {
+        assert!(errors.iter().any(|e| e.contains(reason)), "no dead job says {reason:?}: {errors:?}");
+    }
+    assert!(dead.iter().all(|d| d["class"] == "InvalidJob" && d["payload"].is_string()));
+    assert_eq!(redis.llen("queue:default"), 0);
+}
+
+#[test]
+fn configuration_mistakes_stop_the_runner_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().display().to_string();
+    let bad_policy = dir.path().join("policy.toml");
+    std::fs::write(&bad_policy, "[default]\nmax_recipient = 3\n").unwrap();
+    let bad_policy = bad_policy.display().to_string();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--redis", "nonsense://x"], "--redis \"nonsense://x\" is not a valid Redis URL"),
+        (&["--smtp", "http://mail.example.com"], "invalid SMTP URL http://mail.example.com"),
+        (&["--plugins", "/no/such/dir"], "the plugins directory /no/such/dir is not usable"),
+        (&["--concurency", "3"], "unexpected argument '--concurency'"),
+        (&["--policy", &bad_policy], "max_recipient"),
+        (&["--timeout", "0"], "--timeout must be a positive number of seconds"),
+    ];
+    for (args, expected) in cases {
+        let output = std::process::Command::new(jobrunner_tests::runner_bin())
+            .args(["--plugins", &plugins, "--redis", "redis://127.0.0.1:1"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn an_unreadable_plugin_file_is_refused_with_its_name_and_the_others_serve() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    std::os::unix::fs::symlink("/no/such/plugin.wasm", runner.plugins_dir().join("dangling.wasm")).unwrap();
+    runner.restart();
+    let refused = runner.wait_for_log(&["plugin refused", "dangling.wasm"], 1);
+    assert!(refused[0].contains("cannot read it"), "{refused:?}");
+    redis.push(
+        "default",
+        &job_json("EchoJob", json!(["ops@example.com", "still here"]), "abababababababababababab"),
+    );
+    assert_eq!(smtp.wait_for(1)[0].subject, "still here");
+}
