@@ -180,3 +180,58 @@ mod tests {
         assert!(reason(r#"{"class":"Sidekiq::ActiveJob::Wrapper","args":[{}]}"#).contains("job_class"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// JSON values of any shape, a few levels deep.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_or_fail_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Job::parse(&bytes, "default");
+        }
+
+        #[test]
+        fn any_json_decodes_or_fails_with_a_reason(value in any_json()) {
+            if let Err(err) = Job::parse(value.to_string().as_bytes(), "default") {
+                let reason = format!("{err:#}");
+                prop_assert!(!reason.is_empty());
+            }
+        }
+
+        #[test]
+        fn every_sidekiq_job_decodes_with_its_class_and_args(
+            class in "[A-Z][A-Za-z0-9:]{0,30}",
+            args in prop::collection::vec(any_json(), 0..5),
+            jid in "[0-9a-f]{24}",
+            retry in prop_oneof![Just(Value::Bool(true)), Just(Value::Bool(false)), (0u64..30).prop_map(Value::from)],
+        ) {
+            let payload = serde_json::json!({"class": class, "args": args, "jid": jid, "retry": retry});
+            let job = Job::parse(payload.to_string().as_bytes(), "default").unwrap();
+            prop_assert_eq!(&job.class, &class);
+            prop_assert_eq!(&job.jid, &jid);
+            if !ACTIVE_JOB_WRAPPERS.contains(&class.as_str()) {
+                prop_assert_eq!(job.args, Value::Array(args));
+            }
+        }
+    }
+}

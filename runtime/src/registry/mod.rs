@@ -132,5 +132,6 @@ impl Registry {
 /// counts, so that it is refused with the reason rather than ignored.
 pub fn is_plugin_file(path: &Path) -> bool {
     let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
-    !hidden && path.extension().is_some_and(|ext| ext == "wasm") && !path.is_dir()
+    let exists = path.symlink_metadata().is_ok();
+    !hidden && path.extension().is_some_and(|ext| ext == "wasm") && exists && !path.is_dir()
 }
