@@ -40,6 +40,30 @@ build_all() {
     mkdir -p target/variants &&
     cp target/wasm32-wasip2/release/order_created.wasm target/variants/order_created_alt.wasm)
   (cd plugins && cargo build --release --locked --target wasm32-wasip2)
+  build_python_plugin
   cp plugins/target/wasm32-wasip2/release/order_created.wasm \
-     plugins/target/wasm32-wasip2/release/welcome_mail.wasm plugins/
+     plugins/target/wasm32-wasip2/release/welcome_mail.wasm \
+     plugins/target/python/password_reset.wasm plugins/
+}
+
+# The componentize-py release the Python plugin is built with, from PyPI.
+COMPONENTIZE_PY_VERSION=0.25.1
+
+# Builds plugins/password_reset (Python) into plugins/target/python/, with
+# componentize-py installed into a virtualenv under plugins/target/.
+build_python_plugin() {
+  local venv=plugins/target/python-venv
+  if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q "$COMPONENTIZE_PY_VERSION"; then
+    echo "==> installing componentize-py $COMPONENTIZE_PY_VERSION"
+    python3 -m venv "$venv" 2>/dev/null || {
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv "$venv"
+    }
+    "$venv/bin/pip" install -q "componentize-py==$COMPONENTIZE_PY_VERSION"
+  fi
+  echo "==> building the Python plugin"
+  mkdir -p plugins/target/python
+  "$venv/bin/componentize-py" -d wit -w job-plugin componentize -p plugins/password_reset app \
+    -o plugins/target/python/password_reset.wasm >/dev/null
 }

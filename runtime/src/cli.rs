@@ -18,6 +18,52 @@ pub enum Command {
     /// Pushes a job onto a queue (or into the schedule with --in / --at), as
     /// Sidekiq's client would, and prints its jid.
     Enqueue(EnqueueArgs),
+    /// Loads a plugin as the runner would and prints what it declares (name,
+    /// version, classes, contract version) or exactly why it is refused.
+    Check {
+        /// The component, e.g. plugins/order_created.wasm.
+        file: PathBuf,
+    },
+    /// Performs one job with a plugin, without Redis or a mail server, and
+    /// prints the mail it would send. Exits 0 when the job is done, 1 when it
+    /// would be retried, 2 when it failed for good, 3 when the plugin or the
+    /// command is unusable.
+    Try(TryArgs),
+    /// Creates a new Rust plugin crate, <DIR>/<NAME>, that builds as is.
+    NewPlugin {
+        /// The plugin's name, e.g. hello_mail (it handles HelloMailJob).
+        name: String,
+        /// Where to create it.
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+        /// The plugin SDK crate. [default: <DIR>/sdk]
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TryArgs {
+    /// The component, e.g. plugins/order_created.wasm.
+    pub file: PathBuf,
+    /// The job class to perform.
+    #[arg(long)]
+    pub class: String,
+    /// The job's arguments as a JSON array.
+    #[arg(long, default_value = "[]")]
+    pub args: String,
+    /// The sender of mail whose plugin names none.
+    #[arg(long, default_value = "jobrunner <jobrunner@localhost>")]
+    pub mail_from: String,
+    /// A policy file, as for the runner.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Wall-clock time the job may run, in seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// Linear memory the job may use, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub memory: u32,
 }
 
 /// Where Redis is; shared by every command.

@@ -22,9 +22,11 @@
 //! - [`busy`]: the jobs running now, as the heartbeat reports them.
 //! - [`scheduler`]: moves due scheduled jobs and retries back to queues.
 //! - [`client`]: pushing jobs (`runner enqueue`).
+//! - [`author`]: `runner check`, `runner try` and `runner new-plugin`.
 //! - [`shutdown`]: quiet and graceful shutdown on signals.
 //! - [`clock`], [`digest`]: small shared pieces.
 
+pub mod author;
 pub mod busy;
 pub mod cli;
 pub mod client;

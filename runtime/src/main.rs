@@ -2,10 +2,12 @@
 
 use anyhow::Result;
 use clap::Parser;
-use jobrunner::cli::{Cli, Command};
-use jobrunner::{client, queue::Queue, runner};
+use jobrunner::cli::{Cli, Command, TryArgs};
+use jobrunner::plugin::Limits;
+use jobrunner::{author, client, queue::Queue, runner};
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -15,13 +17,39 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check { file }) => return author::check(&file).await,
+        Some(Command::Try(args)) => return try_job(args).await,
+        _ => {}
+    }
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn try_job(args: TryArgs) -> ExitCode {
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        eprintln!("error: --timeout must be a positive number of seconds, not {}", args.timeout);
+        return ExitCode::from(author::exit::UNUSABLE);
+    }
+    let limits = Limits {
+        timeout: Duration::from_secs_f64(args.timeout),
+        memory_bytes: args.memory as usize * 1024 * 1024,
+    };
+    author::try_job(author::Trial {
+        file: &args.file,
+        class: &args.class,
+        args: &args.args,
+        mail_from: &args.mail_from,
+        policy: args.policy.as_deref(),
+        limits,
+    })
+    .await
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -34,6 +62,14 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{jid}");
             Ok(())
         }
+        Some(Command::NewPlugin { name, dir, sdk }) => {
+            let sdk = sdk.unwrap_or_else(|| dir.join("sdk"));
+            let root = author::new_plugin(&name, &dir, &sdk)?;
+            println!("created {}", root.display());
+            println!("build it:  (cd {} && cargo build --release --target wasm32-wasip2)", root.display());
+            Ok(())
+        }
+        Some(Command::Check { .. } | Command::Try(_)) => unreachable!("handled before"),
         None => runner::run(cli.run).await,
     }
 }

@@ -31,6 +31,7 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
     let built = repo_root().join("plugins/target");
     let path = match name {
         "order_created_alt" => built.join("variants/order_created_alt.wasm"),
+        "password_reset" => built.join("python/password_reset.wasm"),
         _ => built.join("wasm32-wasip2/release").join(format!("{name}.wasm")),
     };
     assert!(

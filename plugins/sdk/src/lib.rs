@@ -47,6 +47,11 @@ pub fn plugin_info(name: &str, version: &str, classes: &[&str]) -> PluginInfo {
     }
 }
 
+/// Whether a message at `level` would be written.
+pub fn log_enabled(level: Level) -> bool {
+    bindings::jobrunner::plugin::logging::enabled(level)
+}
+
 /// Writes `message` to the host's log, tagged with this plugin and the job.
 pub fn log(level: Level, message: &str) {
     bindings::jobrunner::plugin::logging::log(level, message);

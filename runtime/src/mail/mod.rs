@@ -26,6 +26,8 @@ enum Transport {
     Smtp(smtp::SmtpPool),
     /// lettre's pooled transport, for implicit TLS.
     Smtps(AsyncSmtpTransport<Tokio1Executor>),
+    /// Kept in memory, for `runner try`.
+    Capture(std::sync::Mutex<Vec<String>>),
     /// One `.eml` file per message in a directory.
     Outbox(AsyncFileTransport<Tokio1Executor>, PathBuf),
 }
@@ -81,6 +83,20 @@ impl Mailer {
         })
     }
 
+    /// Keeps every message in memory instead of sending it; see [`Mailer::captured`].
+    pub fn capture(default_from: &str) -> Result<Mailer> {
+        let transport = Transport::Capture(std::sync::Mutex::new(Vec::new()));
+        Ok(Mailer { transport, default_from: parse_from(default_from)?, ledger: None })
+    }
+
+    /// The messages a capturing mailer kept, as they would have been sent.
+    pub fn captured(&self) -> Vec<String> {
+        match &self.transport {
+            Transport::Capture(kept) => kept.lock().expect("capture lock").clone(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Remembers each job's sent mail in `ledger`.
     pub fn with_ledger(self, ledger: Ledger) -> Mailer {
         Mailer { ledger: Some(ledger), ..self }
@@ -96,6 +112,7 @@ impl Mailer {
         match &self.transport {
             Transport::Smtp(_) => "SMTP".to_string(),
             Transport::Smtps(_) => "SMTP over TLS".to_string(),
+            Transport::Capture(_) => "memory".to_string(),
             Transport::Outbox(_, dir) => format!("outbox {}", dir.display()),
         }
     }
@@ -130,6 +147,10 @@ impl Mailer {
             Transport::Smtp(pool) => pool.send(message.envelope(), &message.formatted()).await?,
             Transport::Smtps(smtps) => {
                 smtps.send(message).await.map_err(classify_smtp)?;
+            }
+            Transport::Capture(kept) => {
+                let text = String::from_utf8_lossy(&message.formatted()).into_owned();
+                kept.lock().expect("capture lock").push(text);
             }
             Transport::Outbox(outbox, dir) => {
                 outbox.send(message).await.map_err(|e| {

@@ -138,6 +138,17 @@ impl mail::Host for HostState {
 }
 
 impl logging::Host for HostState {
+    fn enabled(&mut self, level: logging::Level) -> bool {
+        use logging::Level;
+        match level {
+            Level::Trace => tracing::enabled!(target: "plugin", tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(target: "plugin", tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(target: "plugin", tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(target: "plugin", tracing::Level::WARN),
+            Level::Error => tracing::enabled!(target: "plugin", tracing::Level::ERROR),
+        }
+    }
+
     fn log(&mut self, level: logging::Level, mut message: String) {
         use logging::Level;
         if !self.caps.guard.allow_log() {

@@ -9,6 +9,7 @@
 //! the job's time limit and memory cap.
 
 mod cache;
+pub mod contract;
 mod host;
 mod run;
 mod stderr;
@@ -70,6 +71,8 @@ pub struct PluginMeta {
     pub code_source: CodeSource,
     /// When it was loaded.
     pub loaded_at: SystemTime,
+    /// The `jobrunner:plugin` version it was built against, if it imports any of it.
+    pub contract: Option<String>,
 }
 
 /// A loaded plugin, ready to perform jobs.
@@ -108,6 +111,8 @@ impl Loader {
         let (component, code_source) =
             tokio::task::spawn_blocking(move || cache.component(&engine, &sha, &bytes)).await??;
         let compile_time = started.elapsed();
+        contract::check(&component, self.linker.engine())?;
+        let contract = contract::version_of(&component, self.linker.engine());
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -130,6 +135,7 @@ impl Loader {
             compile_time,
             code_source,
             loaded_at: SystemTime::now(),
+            contract,
         };
         let caps = self.capabilities(&meta.name);
         Ok(Plugin { meta, pre, caps, limits: self.limits })
@@ -140,6 +146,14 @@ impl Loader {
         let rules = self.policy.rules_for(name).clone();
         let guard = Arc::new(Guard::new(rules, self.mailer.default_from()));
         Capabilities { mailer: self.mailer.clone(), guard }
+    }
+}
+
+/// `jobrunner:plugin@0.1.0`, or a note that the plugin imports nothing of ours.
+pub fn contract_of(plugin: &Plugin) -> String {
+    match &plugin.meta.contract {
+        Some(version) => format!("{}@{version}", contract::PACKAGE),
+        None => format!("{} (imports none of it)", contract::PACKAGE),
     }
 }
 
