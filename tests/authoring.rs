@@ -81,8 +81,7 @@ fn a_new_plugin_from_the_template_builds_passes_try_and_hot_loads() {
     assert!(text(&tried).contains("Subject: Hello, Ann!"));
 
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let running =
-        Runner::start(&redis.url, &smtp.url, RunnerOptions { plugins: vec!["order_created"], args: vec![] });
+    let running = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["order_created"]));
     std::fs::copy(&wasm, running.plugins_dir().join("hello_mail.wasm")).unwrap();
     running.wait_for_log(&["plugin loaded", "hello_mail"], 1);
     redis.push(
@@ -100,7 +99,7 @@ fn a_new_plugin_from_the_template_builds_passes_try_and_hot_loads() {
 #[test]
 fn a_plugin_built_against_an_older_contract_loads_and_a_newer_one_is_refused_naming_both() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let options = RunnerOptions { plugins: vec!["old_contract", "future_contract"], args: vec![] };
+    let options = RunnerOptions::plugins(&["old_contract", "future_contract"]);
     let running = Runner::start(&redis.url, &smtp.url, options);
     let refused = running.wait_for_log(&["plugin refused", "future_contract.wasm"], 1);
     assert!(
@@ -119,8 +118,7 @@ fn a_plugin_built_against_an_older_contract_loads_and_a_newer_one_is_refused_nam
 #[test]
 fn the_python_plugin_mails_a_password_reset() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let _running =
-        Runner::start(&redis.url, &smtp.url, RunnerOptions { plugins: vec!["password_reset"], args: vec![] });
+    let _running = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["password_reset"]));
     redis.push(
         "default",
         &job_json(

@@ -20,7 +20,7 @@ fn order_job(id: u64) -> String {
 }
 
 fn only_order_created() -> RunnerOptions {
-    RunnerOptions { plugins: vec!["order_created"], args: Vec::new() }
+    RunnerOptions::plugins(&["order_created"])
 }
 
 /// Rewrites `target` in place, in two halves with a pause, like a slow copy.

@@ -48,7 +48,7 @@ fn echo_batch(redis: &Redis, smtp: &SmtpSink, tag: &str, count: usize) -> Durati
 #[test]
 fn hostile_plugins_fail_only_their_own_jobs_and_the_rest_keep_flowing() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let options = RunnerOptions { plugins: vec!["misbehave", "hostile"], args: vec![] };
+    let options = RunnerOptions::plugins(&["misbehave", "hostile"]);
     let mut runner = Runner::start(&redis.url, &smtp.url, options.args(&["--timeout", "3", "-c", "10"]));
     let alone = echo_batch(&redis, &smtp, "alone", 1000);
 
@@ -127,7 +127,7 @@ mail_per_second = 5
 "#,
     )
     .unwrap();
-    let options = RunnerOptions { plugins: vec!["hostile"], args: vec![] };
+    let options = RunnerOptions::plugins(&["hostile"]);
     let policy_arg = policy.display().to_string();
     let _runner =
         Runner::start(&redis.url, &smtp.url, options.args(&["--policy", &policy_arg, "--memory", "512"]));

@@ -29,6 +29,16 @@ pub enum Command {
     /// would be retried, 2 when it failed for good, 3 when the plugin or the
     /// command is unusable.
     Try(TryArgs),
+    /// Times a job in fresh instances of a plugin against a native handler
+    /// (for the benchmark).
+    #[command(hide = true)]
+    MeasureSandbox {
+        file: PathBuf,
+        #[arg(long, default_value = "NoopJob")]
+        class: String,
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
     /// Creates a new Rust plugin crate, <DIR>/<NAME>, that builds as is.
     NewPlugin {
         /// The plugin's name, e.g. hello_mail (it handles HelloMailJob).

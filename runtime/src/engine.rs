@@ -15,6 +15,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// and has its deadline checked once per tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// Bytes of each memory and table slot kept resident between instances.
+const KEEP_RESIDENT: usize = 64 << 10;
+
 /// What the engine is sized for.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineLimits {
@@ -50,6 +53,11 @@ fn pooling(limits: EngineLimits) -> PoolingAllocationConfig {
     pool.total_tables(instances * 16);
     pool.total_stacks(instances);
     pool.max_memory_size(limits.memory_bytes);
+    // Reset the first pages of a freed slot by hand rather than handing
+    // them back to the kernel: a job touches few pages, and faulting them in
+    // again for the next job costs more than clearing them.
+    pool.linear_memory_keep_resident(KEEP_RESIDENT);
+    pool.table_keep_resident(KEEP_RESIDENT);
     pool
 }
 

@@ -58,6 +58,11 @@ impl Job {
         Ok(Job { payload, class, jid, queue: queue.to_string(), args })
     }
 
+    /// When the job was pushed to its queue, in epoch seconds.
+    pub fn enqueued_at(&self) -> Option<f64> {
+        self.payload.get("enqueued_at").and_then(Value::as_f64)
+    }
+
     /// How many times the job has failed before this run.
     pub fn previous_failures(&self) -> u32 {
         match self.payload.get("retry_count").and_then(Value::as_u64) {

@@ -32,6 +32,10 @@ async fn main() -> ExitCode {
     }
 }
 
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
 async fn try_job(args: TryArgs) -> ExitCode {
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         eprintln!("error: --timeout must be a positive number of seconds, not {}", args.timeout);
@@ -67,6 +71,13 @@ async fn run(cli: Cli) -> Result<()> {
             let root = author::new_plugin(&name, &dir, &sdk)?;
             println!("created {}", root.display());
             println!("build it:  (cd {} && cargo build --release --target wasm32-wasip2)", root.display());
+            Ok(())
+        }
+        Some(Command::MeasureSandbox { file, class, iterations }) => {
+            let (sandboxed, native) = author::sandbox_overhead(&file, &class, iterations).await?;
+            for (what, t) in [("sandbox", sandboxed), ("native", native)] {
+                println!("{what} p50_us={:.1} p99_us={:.1}", micros(t.p50), micros(t.p99));
+            }
             Ok(())
         }
         Some(Command::Check { .. } | Command::Try(_)) => unreachable!("handled before"),

@@ -62,16 +62,20 @@ impl Worker {
 
     async fn perform(&self, job: Job) -> Outcome {
         let started = Instant::now();
+        // How long the job waited in its queue, for the latency benchmark.
+        let wait_us = job.enqueued_at().map(|at| ((clock::now() - at).max(0.0) * 1e6) as u64);
         let Some(plugin) = self.registry.lookup(&job.class) else {
             let failure =
                 Failure::retryable("NoPluginError", format!("no plugin handles class {}", job.class));
             return self.failed(job, failure);
         };
         let result = plugin.perform(&job.to_wit()).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed_us = started.elapsed().as_micros() as u64;
         match result {
             Ok(Ok(())) => {
-                tracing::info!(plugin = %plugin.meta.name, sha256 = %&plugin.meta.sha256[..12], elapsed_ms, "job done");
+                // Per-job success lines are debug: at thousands of jobs per
+                // second they would cost more than the jobs.
+                tracing::debug!(plugin = %plugin.meta.name, sha256 = %&plugin.meta.sha256[..12], elapsed_us, wait_us, "job done");
                 Outcome::Done
             }
             Ok(Err(wit::JobError::Retryable(message))) => {

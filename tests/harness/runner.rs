@@ -14,15 +14,26 @@ pub struct RunnerOptions {
     pub plugins: Vec<&'static str>,
     /// Extra command-line arguments.
     pub args: Vec<String>,
+    /// `RUST_LOG`; per-job success lines are debug, and tests read them.
+    pub log: &'static str,
 }
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        RunnerOptions { plugins: vec!["order_created", "welcome_mail", "misbehave"], args: Vec::new() }
+        RunnerOptions {
+            plugins: vec!["order_created", "welcome_mail", "misbehave"],
+            args: Vec::new(),
+            log: "info,jobrunner::worker=debug",
+        }
     }
 }
 
 impl RunnerOptions {
+    /// Only these plugins, by crate name.
+    pub fn plugins(plugins: &[&'static str]) -> Self {
+        RunnerOptions { plugins: plugins.to_vec(), ..RunnerOptions::default() }
+    }
+
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
@@ -42,6 +53,8 @@ pub struct Runner {
     dir: TempDir,
     /// The command line it was started with, to restart it.
     command: Vec<String>,
+    /// Its `RUST_LOG`.
+    log: &'static str,
 }
 
 /// The runner binary, built by `cargo build --release`.
@@ -80,7 +93,7 @@ impl Runner {
             dir.path().join("cache").display().to_string(),
         ];
         command.extend(options.args);
-        let mut runner = Runner { child: None, dir, command };
+        let mut runner = Runner { child: None, dir, command, log: options.log };
         runner.spawn();
         runner
     }
@@ -90,7 +103,7 @@ impl Runner {
             File::options().create(true).append(true).open(self.log_path()).expect("opening the runner log");
         let child = Command::new(runner_bin())
             .args(&self.command)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.log)
             .env("NO_COLOR", "1")
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log)
@@ -102,6 +115,11 @@ impl Runner {
             assert!(self.is_running(), "the runner exited during start-up:\n{}", self.logs());
             (self.logs().matches("runner started").count() >= started).then_some(())
         });
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// The plugins directory it loads from.

@@ -2,9 +2,12 @@
 //! `runner new-plugin`. They use the same loader and limits as the runner,
 //! without Redis: `check` loads a component and says what it declares or
 //! what is wrong; `try` performs one job and shows the mail it would send.
+//! `measure-sandbox` (hidden, for the benchmark) times fresh instances.
 
+mod measure;
 mod template;
 
+pub use measure::sandbox_overhead;
 pub use template::new_plugin;
 
 use crate::engine::{self, EngineLimits};

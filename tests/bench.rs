@@ -1,0 +1,213 @@
+//! The benchmark: `cargo run --release -p jobrunner-tests --bin bench -- [options]`.
+//!
+//! Starts its own redis-server and smtp-sink on free ports, runs the
+//! runner against them, and prints a table: drain throughput for the no-op
+//! plugin and for `order_created` over SMTP, enqueue-to-start latency at a
+//! fixed rate, the per-job cost of a fresh sandboxed instance next to a
+//! native handler, and peak RSS at two concurrencies. Needs the runner and
+//! plugins built (`scripts/test` or `scripts/demo` build them).
+
+use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, eventually, now, plugin_wasm, runner_bin};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// What to run, from the command line.
+struct Options {
+    /// Jobs per drain.
+    jobs: usize,
+    /// Concurrency of the drains and the latency run.
+    concurrency: u16,
+    /// The plugin drained besides order_created: `noop` by default.
+    plugin: String,
+    /// Jobs per second offered in the latency run.
+    rate: u32,
+    /// Seconds the latency run offers jobs for.
+    seconds: u32,
+}
+
+fn options() -> Options {
+    let mut options =
+        Options { jobs: 50_000, concurrency: 10, plugin: "noop".into(), rate: 1000, seconds: 5 };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--jobs" => options.jobs = value().parse().expect("--jobs N"),
+            "--concurrency" | "-c" => options.concurrency = value().parse().expect("--concurrency N"),
+            "--plugin" => options.plugin = value(),
+            "--rate" => options.rate = value().parse().expect("--rate JOBS_PER_SECOND"),
+            "--seconds" => options.seconds = value().parse().expect("--seconds N"),
+            "--help" | "-h" => {
+                println!("bench [--jobs N] [--concurrency N] [--plugin noop] [--rate N] [--seconds N]");
+                std::process::exit(0);
+            }
+            other => panic!("unknown option {other}; see --help"),
+        }
+    }
+    options
+}
+
+/// The class a benchmark plugin handles and the arguments of job `i`.
+fn job_for(plugin: &str, i: usize) -> (&'static str, serde_json::Value) {
+    match plugin {
+        "noop" => ("NoopJob", json!([])),
+        "order_created" => ("OrderCreateJob", json!([i, format!("buyer{i}@example.com")])),
+        other => panic!("no benchmark job for plugin {other}"),
+    }
+}
+
+fn payload(class: &str, args: serde_json::Value, i: usize) -> String {
+    json!({"class": class, "args": args, "jid": format!("{i:024x}"), "queue": "default",
+           "retry": true, "created_at": now(), "enqueued_at": now()})
+    .to_string()
+}
+
+/// One drain: time until `jobs` pre-enqueued jobs are processed.
+struct Drain {
+    seconds: f64,
+    cpu_us_per_job: f64,
+    peak_rss_mib: f64,
+}
+
+fn drain(plugin: &str, jobs: usize, concurrency: u16) -> Drain {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let payloads: Vec<String> = (0..jobs)
+        .map(|i| {
+            let (class, args) = job_for(plugin, i);
+            payload(class, args, i)
+        })
+        .collect();
+    for chunk in payloads.chunks(10_000) {
+        redis.push_many("default", chunk);
+    }
+    let plugins = match plugin {
+        "noop" => ["noop"],
+        _ => ["order_created"],
+    };
+    let options = RunnerOptions { log: "info", ..RunnerOptions::plugins(&plugins) }
+        .args(&["-c", &concurrency.to_string()]);
+    // Timed from the first job done, so start-up doesn't count.
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    let pid = runner.pid().expect("the runner runs");
+    let cpu_before = cpu_seconds(pid);
+    let started =
+        eventually("the first job", Duration::from_secs(120), || (processed(&redis) > 0).then(Instant::now));
+    let done = eventually("every job processed", Duration::from_secs(600), || {
+        (processed(&redis) >= jobs).then(Instant::now)
+    });
+    let cpu = cpu_seconds(pid) - cpu_before;
+    Drain {
+        seconds: (done - started).as_secs_f64(),
+        cpu_us_per_job: cpu * 1e6 / jobs as f64,
+        peak_rss_mib: peak_rss_kib(pid) / 1024.0,
+    }
+}
+
+fn processed(redis: &Redis) -> usize {
+    let value: Option<String> = redis.query(&["GET", "stat:processed"]);
+    value.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// User plus system CPU time of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
+/// The most resident memory a process has had, in KiB.
+fn peak_rss_kib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Enqueue-to-start latency of no-op jobs offered at `rate` per second.
+fn latency(rate: u32, seconds: u32, concurrency: u16) -> (f64, f64, f64, usize) {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = RunnerOptions { log: "info,jobrunner::worker=debug", ..RunnerOptions::plugins(&["noop"]) }
+        .args(&["-c", &concurrency.to_string()]);
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    let mut conn = redis.conn();
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let start = Instant::now();
+    for i in 0..total {
+        let due = start + interval * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let _: () = redis::cmd("LPUSH")
+            .arg("queue:default")
+            .arg(payload("NoopJob", json!([]), i))
+            .query(&mut conn)
+            .expect("pushing a job");
+    }
+    eventually("every job processed", Duration::from_secs(60), || (processed(&redis) >= total).then_some(()));
+    let mut waits: Vec<f64> = runner
+        .logs()
+        .lines()
+        .filter_map(|l| l.split("wait_us=").nth(1)?.split_whitespace().next()?.parse::<f64>().ok())
+        .collect();
+    waits.sort_by(f64::total_cmp);
+    let at = |q: f64| waits[((waits.len() - 1) as f64 * q) as usize] / 1000.0;
+    (at(0.5), at(0.99), at(1.0), waits.len())
+}
+
+/// `runner measure-sandbox` on the no-op plugin.
+fn sandbox() -> String {
+    let output = std::process::Command::new(runner_bin())
+        .args(["measure-sandbox", plugin_wasm("noop").to_str().unwrap(), "--iterations", "20000"])
+        .output()
+        .expect("running runner measure-sandbox");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn main() {
+    let o = options();
+    println!(
+        "jobrunner benchmark: {} jobs per drain, concurrency {}, {} cores",
+        o.jobs,
+        o.concurrency,
+        cores()
+    );
+    println!();
+    println!("{:<44} {:>10} {:>12} {:>14} {:>10}", "drain", "seconds", "jobs/s", "CPU µs/job", "peak RSS");
+    let runs = [
+        (o.plugin.as_str(), o.jobs, o.concurrency),
+        ("order_created", o.jobs / 5, o.concurrency),
+        (o.plugin.as_str(), o.jobs, 100),
+    ];
+    for (plugin, jobs, concurrency) in runs {
+        let d = drain(plugin, jobs, concurrency);
+        let what = format!("{jobs} {plugin} jobs, concurrency {concurrency}");
+        println!(
+            "{:<44} {:>10.2} {:>12.0} {:>14.0} {:>7.1} MiB",
+            what,
+            d.seconds,
+            jobs as f64 / d.seconds,
+            d.cpu_us_per_job,
+            d.peak_rss_mib
+        );
+    }
+    println!();
+    let (p50, p99, max, n) = latency(o.rate, o.seconds, o.concurrency);
+    println!(
+        "enqueue to start, {n} no-op jobs at {}/s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
+        o.rate
+    );
+    println!();
+    println!("fresh instance + call, per job (µs):");
+    for line in sandbox().lines() {
+        println!("  {line}");
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
