@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The first wait after finding every queue empty; doubled up to [`MAX_IDLE_WAIT`].
-const MIN_IDLE_WAIT: Duration = Duration::from_millis(10);
+const MIN_IDLE_WAIT: Duration = Duration::from_millis(1);
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(200);
 /// The wait after Redis failed to answer.
 const ERROR_WAIT: Duration = Duration::from_secs(1);
@@ -110,8 +110,9 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// Waits for the next job; `None` once the runner is quiet or shutting down.
-    pub async fn next(&self, shutdown: &Shutdown) -> Option<(String, Vec<u8>)> {
+    /// Waits for jobs and takes up to `max` of them; `None` once the
+    /// runner is quiet or shutting down.
+    pub async fn next(&self, shutdown: &Shutdown, max: usize) -> Option<Vec<(String, Vec<u8>)>> {
         let mut wait = MIN_IDLE_WAIT;
         let mut lost_replies = false;
         loop {
@@ -124,11 +125,21 @@ impl Fetcher {
             }
             lost_replies = false;
             let order = self.order.draw(&mut rand::rng());
-            match self.queue.fetch(&self.identity, &order).await {
-                Ok(Some(job)) => return Some(job),
-                Ok(None) => {
-                    shutdown.sleep(wait).await;
-                    wait = (wait * 2).min(MAX_IDLE_WAIT);
+            match self.queue.fetch(&self.identity, &order, max).await {
+                Ok(jobs) if !jobs.is_empty() => return Some(jobs),
+                Ok(_) => {
+                    // Every queue is empty: wait on the first one, so a job
+                    // pushed there starts at once; the others are looked at
+                    // again after `wait`.
+                    match self.queue.wait_for_job(&self.identity, order[0], wait).await {
+                        Ok(Some(job)) => return Some(vec![job]),
+                        Ok(None) => wait = (wait * 2).min(MAX_IDLE_WAIT),
+                        Err(err) => {
+                            tracing::warn!(error = %format!("{err:#}"), "waiting for jobs failed; retrying");
+                            lost_replies = true;
+                            shutdown.sleep(ERROR_WAIT).await;
+                        }
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(error = %format!("{err:#}"), "fetching failed; retrying");

@@ -13,6 +13,7 @@ use crate::heartbeat::{self, Process, Timing};
 use crate::mail::{Ledger, Mailer};
 use crate::plugin::{self, CodeCache, Limits, Loader};
 use crate::policy::Policy;
+use crate::queue::ack::Acker;
 use crate::queue::{DeadLimits, Queue};
 use crate::registry::{self, Registry};
 use crate::shutdown::{self, Shutdown};
@@ -88,9 +89,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     scheduler::spawn(queue.clone(), poll_interval, shutdown.clone());
 
     let worker = Arc::new(Worker {
-        queue: queue.clone(),
+        acker: Acker::spawn(queue.clone(), process.identity.clone()),
         registry,
-        identity: process.identity.clone(),
         shutdown: shutdown.clone(),
         max_payload: args.max_payload,
     });
@@ -142,19 +142,26 @@ async fn serve(
     shutdown: &Shutdown,
 ) {
     loop {
-        let permit = tokio::select! {
+        let first = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
             _ = shutdown.wait_quiet() => return,
         };
-        let Some((queue, raw)) = fetcher.next(shutdown).await else {
+        // Take as many jobs as there are free slots, in one round trip.
+        let mut permits = vec![first];
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
+            permits.push(permit);
+        }
+        let Some(jobs) = fetcher.next(shutdown, permits.len()).await else {
             return;
         };
-        let running = busy.start(&queue, Arc::from(raw.as_slice()));
-        let worker = worker.clone();
-        tokio::spawn(async move {
-            worker.process(queue, raw).await;
-            drop((running, permit));
-        });
+        for ((queue, raw), permit) in jobs.into_iter().zip(permits) {
+            let running = busy.start(&queue, Arc::from(raw.as_slice()));
+            let worker = worker.clone();
+            tokio::spawn(async move {
+                worker.process(queue, raw).await;
+                drop((running, permit));
+            });
+        }
     }
 }
 

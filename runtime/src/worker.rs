@@ -9,7 +9,8 @@
 
 use crate::job::Job;
 use crate::plugin::{CallError, wit};
-use crate::queue::{Outcome, Queue};
+use crate::queue::Outcome;
+use crate::queue::ack::Acker;
 use crate::registry::Registry;
 use crate::retry::{self, Disposition, Failure};
 use crate::{clock, shutdown::Shutdown};
@@ -20,12 +21,10 @@ use tracing::Instrument;
 
 /// Everything a job needs besides itself; shared by all running jobs.
 pub struct Worker {
-    /// Where jobs come from and their outcomes go.
-    pub queue: Queue,
+    /// Records outcomes in Redis, in batches.
+    pub acker: Acker,
     /// Which plugin performs which class.
     pub registry: Arc<Registry>,
-    /// This runner's identity, which names its in-progress lists.
-    pub identity: String,
     /// Lets outcome recording give up waiting for Redis at shutdown.
     pub shutdown: Shutdown,
     /// The largest payload accepted, in bytes; larger ones go to the dead set.
@@ -105,7 +104,7 @@ impl Worker {
     async fn record(&self, queue: &str, raw: &[u8], jid: &str, outcome: &Outcome) {
         let mut wait = Duration::from_millis(100);
         loop {
-            match self.queue.finish(&self.identity, queue, raw, jid, outcome).await {
+            match self.acker.finish(queue, raw, jid, outcome).await {
                 Ok(()) => return,
                 Err(err) if self.shutdown.is_started() => {
                     tracing::error!(error = %format!("{err:#}"), "cannot record the job's outcome; it stays in progress and will run again");

@@ -7,13 +7,15 @@
 //! final place. When a runner dies, [`Queue::recover`] puts its in-progress
 //! jobs back at the front of their queues.
 
+pub mod ack;
 pub mod keys;
 mod scripts;
 
 use crate::clock;
 use anyhow::{Context, Result};
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How the dead set is trimmed whenever a job is added to it.
@@ -45,7 +47,7 @@ fn reconnect_policy() -> ConnectionManagerConfig {
 }
 
 /// Where a finished job goes.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Outcome {
     /// Done: the job is simply removed.
     Done,
@@ -57,11 +59,28 @@ pub enum Outcome {
     Discard,
 }
 
+/// A finished job, as [`Queue::finish`] records it.
+pub struct Finished<'a> {
+    /// The queue it was taken from.
+    pub queue: &'a str,
+    /// Its JSON exactly as fetched, to find it in the in-progress list.
+    pub raw: &'a [u8],
+    /// Its jid, empty if it had none.
+    pub jid: &'a str,
+    /// How it ended.
+    pub outcome: &'a Outcome,
+}
+
 /// A handle on the queue; cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
     /// Reconnects by itself after Redis restarts.
     conn: ConnectionManager,
+    /// Opens the connection that waits for jobs.
+    client: redis::Client,
+    /// A connection of its own for blocking waits, which would hold up
+    /// every other command on the shared one; opened on first use.
+    waiter: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
     /// How the dead set is trimmed.
     dead: DeadLimits,
 }
@@ -74,7 +93,7 @@ impl Queue {
             .get_connection_manager_with_config(reconnect_policy())
             .await
             .with_context(|| format!("connecting to Redis at {url}"))?;
-        Ok(Queue { conn, dead: DeadLimits::default() })
+        Ok(Queue { conn, client, waiter: Arc::default(), dead: DeadLimits::default() })
     }
 
     /// Trims the dead set to `limits` instead of Sidekiq's defaults.
@@ -106,43 +125,84 @@ impl Queue {
         conn.zadd::<_, _, _, ()>(keys::SCHEDULE, payload, at).await.context("scheduling a job")
     }
 
-    /// Takes the next job, trying `queues` in order, into `identity`'s
-    /// in-progress list. Returns `(queue, job JSON)`; the JSON is bytes, as
-    /// a client may have pushed anything.
-    pub async fn fetch(&self, identity: &str, queues: &[&str]) -> Result<Option<(String, Vec<u8>)>> {
+    /// Takes up to `max` jobs, trying `queues` in order, into `identity`'s
+    /// in-progress lists, in one round trip. Returns `(queue, job JSON)`
+    /// pairs; the JSON is bytes, as a client may have pushed anything.
+    pub async fn fetch(&self, identity: &str, queues: &[&str], max: usize) -> Result<Vec<(String, Vec<u8>)>> {
         let mut invocation = scripts::FETCH.prepare_invoke();
+        invocation.arg(max);
         for queue in queues {
             invocation.key(keys::queue(queue)).key(keys::inprogress(identity, queue)).arg(*queue);
         }
         let mut conn = self.conn.clone();
-        invocation.invoke_async(&mut conn).await.context("fetching a job")
+        invocation.invoke_async(&mut conn).await.context("fetching jobs")
     }
 
-    /// Records a job's outcome and removes it from the in-progress list,
-    /// in one transaction; counts it in Sidekiq's stats. A job that won't
-    /// run again (done or discarded) has its sent-mail record dropped.
-    pub async fn finish(
+    /// Waits up to `timeout` for a job on `queue` and moves it into
+    /// `identity`'s in-progress list (BLMOVE), so an idle runner starts a
+    /// job the moment it is pushed.
+    pub async fn wait_for_job(
         &self,
         identity: &str,
         queue: &str,
-        raw: &[u8],
-        jid: &str,
-        outcome: &Outcome,
-    ) -> Result<()> {
+        timeout: Duration,
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        let mut waiter = self.waiter.lock().await;
+        if waiter.is_none() {
+            let conn = self
+                .client
+                .get_multiplexed_async_connection()
+                .await
+                .context("connecting to wait for jobs")?;
+            *waiter = Some(conn);
+        }
+        let conn = waiter.as_mut().expect("connected above");
+        let job: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("BLMOVE")
+            .arg(keys::queue(queue))
+            .arg(keys::inprogress(identity, queue))
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(timeout.as_secs_f64())
+            .query_async(conn)
+            .await;
+        match job {
+            Ok(job) => Ok(job.map(|raw| (queue.to_string(), raw))),
+            Err(err) => {
+                // Reconnect next time.
+                *waiter = None;
+                Err(err).with_context(|| format!("waiting for a job on queue {queue}"))
+            }
+        }
+    }
+
+    /// Records the outcomes of finished jobs and removes them from the
+    /// in-progress lists, in one transaction; counts them in Sidekiq's
+    /// stats. A job that won't run again (done or discarded) has its
+    /// sent-mail record dropped.
+    pub async fn finish(&self, identity: &str, jobs: &[Finished<'_>]) -> Result<()> {
         let now = clock::now();
         let date = clock::utc_date(now);
+        let failed = jobs.iter().filter(|job| !matches!(job.outcome, Outcome::Done)).count();
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .lrem(keys::inprogress(identity, queue), 1, raw)
-            .incr("stat:processed", 1)
-            .incr(keys::daily_stat("processed", &date), 1);
-        if !matches!(outcome, Outcome::Done) {
-            pipe.incr("stat:failed", 1).incr(keys::daily_stat("failed", &date), 1);
+            .incr("stat:processed", jobs.len())
+            .incr(keys::daily_stat("processed", &date), jobs.len());
+        if failed > 0 {
+            pipe.incr("stat:failed", failed).incr(keys::daily_stat("failed", &date), failed);
         }
-        match outcome {
+        for job in jobs {
+            pipe.lrem(keys::inprogress(identity, job.queue), 1, job.raw);
+            self.record(&mut pipe, job, now);
+        }
+        let mut conn = self.conn.clone();
+        pipe.exec_async(&mut conn).await.context("recording outcomes of jobs")
+    }
+
+    fn record(&self, pipe: &mut redis::Pipeline, job: &Finished<'_>, now: f64) {
+        match job.outcome {
             Outcome::Done | Outcome::Discard => {
-                if !jid.is_empty() {
-                    pipe.del(keys::sent_mail(jid));
+                if !job.jid.is_empty() {
+                    pipe.del(keys::sent_mail(job.jid));
                 }
             }
             Outcome::Retry { payload, at } => {
@@ -154,8 +214,6 @@ impl Queue {
                     .zremrangebyrank(keys::DEAD, 0, -(self.dead.max_jobs as isize) - 1);
             }
         }
-        let mut conn = self.conn.clone();
-        pipe.exec_async(&mut conn).await.context("recording the job's outcome")
     }
 
     /// Declares the queues `identity` fetches from, so a recovery knows

@@ -6,18 +6,24 @@
 use redis::Script;
 use std::sync::LazyLock;
 
-/// Moves the first job found, trying queues in the order given, from its
+/// Moves up to ARGV[1] jobs, trying queues in the order given, from their
 /// queue into this runner's in-progress list for that queue.
-/// KEYS: pairs of (queue list, in-progress list). ARGV: the queue names.
-/// Returns `{queue name, job}` or nil.
+/// KEYS: pairs of (queue list, in-progress list). ARGV: the most jobs, then
+/// the queue names. Returns `{queue name, job, queue name, job, ...}`.
 pub static FETCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-for i = 1, #ARGV do
-  local job = redis.call('LMOVE', KEYS[2 * i - 1], KEYS[2 * i], 'RIGHT', 'LEFT')
-  if job then return {ARGV[i], job} end
+local taken = {}
+local want = tonumber(ARGV[1])
+for i = 1, #ARGV - 1 do
+  while #taken < 2 * want do
+    local job = redis.call('LMOVE', KEYS[2 * i - 1], KEYS[2 * i], 'RIGHT', 'LEFT')
+    if not job then break end
+    taken[#taken + 1] = ARGV[i + 1]
+    taken[#taken + 1] = job
+  end
 end
-return false
+return taken
 ",
     )
 });

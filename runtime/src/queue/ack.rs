@@ -1,0 +1,67 @@
+//! Acknowledging finished jobs in batches.
+//!
+//! Every worker hands its job's outcome to the [`Acker`] and waits until
+//! Redis has recorded it (so its slot isn't reused before the job has left
+//! the in-progress list). One task records whatever outcomes are waiting
+//! in a single transaction: under load that is dozens of jobs per round
+//! trip instead of one, and an idle runner still records each job at once.
+
+use super::{Finished, Outcome, Queue};
+use anyhow::{Result, anyhow};
+use tokio::sync::{mpsc, oneshot};
+
+/// The most outcomes recorded in one transaction.
+const BATCH: usize = 256;
+
+/// One outcome waiting to be recorded.
+struct Request {
+    queue: String,
+    raw: Vec<u8>,
+    jid: String,
+    outcome: Outcome,
+    /// Told whether Redis recorded it.
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Hands outcomes to the recording task; cheap to clone.
+#[derive(Clone)]
+pub struct Acker {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Acker {
+    /// Starts the task recording `identity`'s outcomes.
+    pub fn spawn(queue: Queue, identity: String) -> Acker {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(record_batches(queue, identity, rx));
+        Acker { tx }
+    }
+
+    /// Records a job's outcome; returns once Redis has, or failed to.
+    pub async fn finish(&self, queue: &str, raw: &[u8], jid: &str, outcome: &Outcome) -> Result<()> {
+        let (done, recorded) = oneshot::channel();
+        let (queue, raw, jid, outcome) = (queue.to_string(), raw.to_vec(), jid.to_string(), outcome.clone());
+        let request = Request { queue, raw, jid, outcome, done };
+        self.tx.send(request).map_err(|_| anyhow!("the outcome recorder has stopped"))?;
+        match recorded.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(anyhow!(reason)),
+            Err(_) => Err(anyhow!("the outcome recorder has stopped")),
+        }
+    }
+}
+
+async fn record_batches(queue: Queue, identity: String, mut rx: mpsc::UnboundedReceiver<Request>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let jobs: Vec<Finished<'_>> = batch
+            .iter()
+            .map(|r| Finished { queue: &r.queue, raw: &r.raw, jid: &r.jid, outcome: &r.outcome })
+            .collect();
+        let result = queue.finish(&identity, &jobs).await.map_err(|e| format!("{e:#}"));
+        drop(jobs);
+        for request in batch.drain(..) {
+            let _ = request.done.send(result.clone());
+        }
+    }
+}
