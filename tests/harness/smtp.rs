@@ -49,6 +49,22 @@ impl SmtpSink {
         SmtpSink { child, dir, port, url: format!("smtp://127.0.0.1:{port}") }
     }
 
+    /// A sink that accepts everything and keeps nothing, for the benchmark:
+    /// writing each message to a file would measure the disk, not the runner.
+    pub fn start_discarding() -> SmtpSink {
+        let dir = tempfile::tempdir().expect("creating smtp-sink's temp dir");
+        let port = free_port();
+        let child = Command::new(smtp_sink())
+            .args(["-u", "root"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting smtp-sink (apt-get install postfix)");
+        eventually("smtp-sink to accept connections", WAIT, || TcpStream::connect(("127.0.0.1", port)).ok());
+        SmtpSink { child, dir, port, url: format!("smtp://127.0.0.1:{port}") }
+    }
+
     /// Restarts the server on the same port and directory with other
     /// options, e.g. `[]` to start accepting after a spell of `-r RCPT`.
     pub fn restart_with(&mut self, options: &[&str]) {

@@ -112,10 +112,15 @@ impl mail::Host for HostState {
         let seq = self.mail_calls;
         self.mail_calls += 1;
         let tags = &self.tags;
-        if let Err(rule) = self.caps.guard.check_mail(&message, seq) {
-            tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, rule = %rule, "mail refused by policy");
-            self.violation.get_or_insert_with(|| rule.clone());
-            return Err(mail::MailError::Rejected(format!("policy: {rule}")));
+        match self.caps.guard.check_mail(&message, seq) {
+            Ok(wait) if wait.is_zero() => {}
+            // Keeping to the plugin's mail rate; the job's time limit still runs.
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(rule) => {
+                tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, rule = %rule, "mail refused by policy");
+                self.violation.get_or_insert_with(|| rule.clone());
+                return Err(mail::MailError::Rejected(format!("policy: {rule}")));
+            }
         }
         match self.caps.mailer.send_for_job(&message, &tags.jid, seq).await {
             Ok(Delivery::Sent(id)) => {

@@ -11,6 +11,7 @@
 mod cache;
 pub mod contract;
 mod host;
+mod pace;
 mod run;
 mod stderr;
 

@@ -9,10 +9,9 @@
 //! way a call can fail on the host's side is a [`CallError`].
 
 use super::host::{Capabilities, HostState, LogTags, MemoryExceeded};
+use super::pace::Pace;
 use super::wit;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{Store, UpdateDeadline};
@@ -97,31 +96,17 @@ const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 fn new_store(pre: &wit::JobPluginPre<HostState>, state: HostState, limits: Limits) -> Store<HostState> {
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| &mut state.limiter);
-    let started = Instant::now();
-    let deadline = started + limits.timeout;
+    let deadline = Instant::now() + limits.timeout;
+    let mut pace = Pace::new();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
             return Err(wasmtime::Error::new(Timeout(limits.timeout)));
         }
-        // tokio's yield_now, unlike a plain self-wake, sends the task behind
-        // pending I/O, so a busy guest can't delay the other jobs' replies.
-        // Past its first moments a guest also pauses for as long as it ran,
-        // so jobs that compute for long (or spin) take at most half of the
-        // machine and never starve Redis, the mail server or short jobs.
-        let pause: Pin<Box<dyn Future<Output = ()> + Send>> = if now - started < THROTTLE_AFTER {
-            Box::pin(tokio::task::yield_now())
-        } else {
-            Box::pin(tokio::time::sleep(crate::engine::EPOCH_TICK))
-        };
-        Ok(UpdateDeadline::YieldCustom(1, pause))
+        Ok(UpdateDeadline::YieldCustom(1, pace.tick(crate::engine::EPOCH_TICK)))
     });
     store
 }
-
-/// How long a call runs at full speed before it is paced to half.
-const THROTTLE_AFTER: Duration = Duration::from_millis(50);
 
 /// Runs `call` against a fresh instance, turning a hang into a timeout.
 async fn with_instance<R>(

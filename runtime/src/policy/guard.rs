@@ -4,6 +4,7 @@ use super::Rules;
 use super::rate::Rate;
 use crate::plugin::wit::Email;
 use lettre::message::Mailbox;
+use std::time::Duration;
 
 /// Applies a plugin's [`Rules`]; shared by all its instances.
 pub struct Guard {
@@ -28,8 +29,9 @@ impl Guard {
     }
 
     /// Checks call `seq` (0 for a job's first) of `send-mail`; the error
-    /// says which rule the message breaks.
-    pub fn check_mail(&self, email: &Email, seq: u32) -> Result<(), String> {
+    /// says which rule the message breaks. A message within the rules gets
+    /// how long to wait first, so the plugin keeps to its mail rate.
+    pub fn check_mail(&self, email: &Email, seq: u32) -> Result<Duration, String> {
         let rules = &self.rules;
         if seq >= rules.max_mails_per_job {
             return Err(format!(
@@ -59,10 +61,7 @@ impl Guard {
                 self.check_recipient(address)?;
             }
         }
-        if !self.mail_rate.try_take() {
-            return Err(format!("more than {} mails per second (mail_per_second)", rules.mail_per_second));
-        }
-        Ok(())
+        Ok(self.mail_rate.reserve())
     }
 
     /// Whether a log line may be written now.
@@ -173,10 +172,10 @@ mod tests {
     }
 
     #[test]
-    fn the_mail_rate_is_shared() {
+    fn past_the_mail_rate_calls_wait() {
         let g = guard(Rules { mail_per_second: 2, ..Rules::default() });
-        assert!(g.check_mail(&email(&["a@x.org"]), 0).is_ok());
-        assert!(g.check_mail(&email(&["a@x.org"]), 0).is_ok());
-        assert!(g.check_mail(&email(&["a@x.org"]), 0).unwrap_err().contains("mail_per_second"));
+        assert_eq!(g.check_mail(&email(&["a@x.org"]), 0), Ok(Duration::ZERO));
+        assert_eq!(g.check_mail(&email(&["a@x.org"]), 1), Ok(Duration::ZERO));
+        assert!(g.check_mail(&email(&["a@x.org"]), 2).unwrap() > Duration::from_millis(400));
     }
 }

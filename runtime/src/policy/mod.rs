@@ -44,7 +44,8 @@ pub struct Rules {
     pub max_message_bytes: usize,
     /// The most `send-mail` calls one job may make.
     pub max_mails_per_job: u32,
-    /// `send-mail` calls per second across all of the plugin's jobs.
+    /// `send-mail` calls per second across all of the plugin's jobs; a call
+    /// beyond it waits its turn (within the job's time limit).
     pub mail_per_second: u32,
     /// `log` lines per second across all of the plugin's jobs; the rest are
     /// dropped and counted.
