@@ -5,10 +5,13 @@ use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink};
 use serde_json::json;
 use std::process::Command;
 
-/// Runs Ruby code with `REDIS_URL` pointing at the test Redis.
+/// Runs Ruby code with Sidekiq's client loaded and pointed at the test Redis.
 fn ruby(redis: &Redis, code: &str) -> String {
+    let code = format!(
+        "require \"sidekiq\"\nSidekiq.configure_client {{ |c| c.redis = {{ url: ENV[\"REDIS_URL\"] }} }}\n{code}"
+    );
     let output = Command::new("ruby")
-        .args(["-e", code])
+        .args(["-e", &code])
         .env("REDIS_URL", &redis.url)
         .output()
         .expect("running ruby (apt-get install ruby-sidekiq)");
@@ -22,9 +25,7 @@ fn job_pushed_by_the_ruby_sidekiq_client() {
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
     let jid = ruby(
         &redis,
-        r#"require "sidekiq"
-           Sidekiq.configure_client { |c| c.redis = { url: ENV["REDIS_URL"] } }
-           puts Sidekiq::Client.push("class" => "OrderCreateJob",
+        r#"puts Sidekiq::Client.push("class" => "OrderCreateJob",
              "args" => [{ "id" => 42, "email" => "buyer@example.com", "name" => "Ann" }])"#,
     );
     assert_eq!(jid.len(), 24, "jid {jid:?}");
@@ -40,9 +41,7 @@ fn job_scheduled_by_ruby_perform_in_runs_when_due() {
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
     let jid = ruby(
         &redis,
-        r#"require "sidekiq"
-           Sidekiq.configure_client { |c| c.redis = { url: ENV["REDIS_URL"] } }
-           class WelcomeMailJob
+        r#"class WelcomeMailJob
              include Sidekiq::Worker
            end
            puts WelcomeMailJob.perform_in(3, { "email" => "new@example.com", "name" => "Bo" })"#,
@@ -87,9 +86,7 @@ fn job_enqueued_by_rails_active_job() {
     ruby(
         &redis,
         r#"require "active_job"
-           require "sidekiq"
            require "active_job/queue_adapters/sidekiq_adapter"
-           Sidekiq.configure_client { |c| c.redis = { url: ENV["REDIS_URL"] } }
            ActiveJob::Base.queue_adapter = :sidekiq
            ActiveJob::Base.logger = Logger.new(nil)
            class WelcomeMailJob < ActiveJob::Base

@@ -12,16 +12,10 @@ fn random_between(lo: u64, hi: u64) -> u64 {
     lo + u64::from(nanos.wrapping_mul(2_654_435_761)) % (hi - lo)
 }
 
-/// Jobs held in progress by any runner.
-fn inprogress_jobs(redis: &Redis) -> usize {
-    let keys: Vec<String> = redis.query(&["KEYS", "jobrunner:inprogress:*:default"]);
-    keys.iter().map(|k| redis.llen(k)).sum()
-}
-
 /// Waits until nothing is queued, in progress, retrying or dead.
 fn wait_settled(redis: &Redis) {
     eventually("queue, in-progress lists, retry and dead sets empty", WAIT, || {
-        let empty = redis.llen("queue:default") == 0 && inprogress_jobs(redis) == 0;
+        let empty = redis.llen("queue:default") == 0 && redis.inprogress_jobs() == 0;
         (empty && redis.sorted_set("retry").is_empty() && redis.sorted_set("dead").is_empty()).then_some(())
     });
 }

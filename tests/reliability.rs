@@ -27,24 +27,19 @@ fn wait_all_delivered(smtp: &SmtpSink, expected: &BTreeSet<String>) {
     });
 }
 
-fn inprogress_jobs(redis: &Redis) -> usize {
-    let keys: Vec<String> = redis.query(&["KEYS", "jobrunner:inprogress:*:default"]);
-    keys.iter().map(|k| redis.llen(k)).sum()
-}
-
 #[test]
 fn sigkill_mid_job_then_restart_runs_every_job() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["-c", "4"]));
     let expected = push_slow_jobs(&redis, 12, 700);
-    eventually("jobs in flight", WAIT, || (inprogress_jobs(&redis) > 0).then_some(()));
+    eventually("jobs in flight", WAIT, || (redis.inprogress_jobs() > 0).then_some(()));
     runner.kill();
-    assert!(inprogress_jobs(&redis) > 0, "the killed runner's jobs are held in progress");
+    assert!(redis.inprogress_jobs() > 0, "the killed runner's jobs are held in progress");
 
     runner.restart();
     wait_all_delivered(&smtp, &expected);
     eventually("queue and in-progress lists empty", WAIT, || {
-        (redis.llen("queue:default") == 0 && inprogress_jobs(&redis) == 0).then_some(())
+        (redis.llen("queue:default") == 0 && redis.inprogress_jobs() == 0).then_some(())
     });
     assert!(runner.logs().contains("runner is gone"), "recovery was logged");
 }
@@ -54,7 +49,7 @@ fn a_live_runner_recovers_the_jobs_of_a_killed_one() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let mut doomed = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["-c", "4"]));
     let expected = push_slow_jobs(&redis, 8, 1500);
-    eventually("jobs in flight", WAIT, || (inprogress_jobs(&redis) >= 4).then_some(()));
+    eventually("jobs in flight", WAIT, || (redis.inprogress_jobs() >= 4).then_some(()));
     doomed.kill();
 
     let survivor = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["-c", "8"]));
@@ -97,10 +92,10 @@ fn sigterm_finishes_or_requeues_running_jobs() {
     let args = ["-c", "2", "--shutdown-timeout", "1"];
     let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&args));
     let expected = push_slow_jobs(&redis, 4, 3000);
-    eventually("jobs in flight", WAIT, || (inprogress_jobs(&redis) == 2).then_some(()));
+    eventually("jobs in flight", WAIT, || (redis.inprogress_jobs() == 2).then_some(()));
     let status = runner.terminate();
     assert!(status.success(), "runner exited with {status}");
-    assert_eq!(inprogress_jobs(&redis), 0, "nothing is left in progress");
+    assert_eq!(redis.inprogress_jobs(), 0, "nothing is left in progress");
     assert_eq!(redis.llen("queue:default"), 4, "the unfinished jobs are back in the queue");
     assert!(runner.logs().contains("unfinished jobs put back"));
 

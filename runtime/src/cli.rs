@@ -205,3 +205,11 @@ impl RunArgs {
         Some(base.join("jobrunner"))
     }
 }
+
+/// A duration flag's value: a positive, finite number of seconds.
+pub fn seconds(value: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+    if !(value.is_finite() && value > 0.0) {
+        anyhow::bail!("{flag} must be a positive number of seconds, not {value}");
+    }
+    Ok(std::time::Duration::from_secs_f64(value))
+}

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use jobrunner::cli::{Cli, Command, TryArgs};
+use jobrunner::cli::{self, Cli, Command, TryArgs};
 use jobrunner::plugin::Limits;
 use jobrunner::{author, client, queue::Queue, runner};
 use std::io::IsTerminal;
@@ -37,14 +37,14 @@ fn micros(d: Duration) -> f64 {
 }
 
 async fn try_job(args: TryArgs) -> ExitCode {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        eprintln!("error: --timeout must be a positive number of seconds, not {}", args.timeout);
-        return ExitCode::from(author::exit::UNUSABLE);
-    }
-    let limits = Limits {
-        timeout: Duration::from_secs_f64(args.timeout),
-        memory_bytes: args.memory as usize * 1024 * 1024,
+    let timeout = match cli::seconds(args.timeout, "--timeout") {
+        Ok(timeout) => timeout,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(author::exit::UNUSABLE);
+        }
     };
+    let limits = Limits { timeout, memory_bytes: args.memory as usize * 1024 * 1024 };
     author::try_job(author::Trial {
         file: &args.file,
         class: &args.class,

@@ -7,7 +7,7 @@
 //! still in progress goes back to the front of its queue.
 
 use crate::busy::Busy;
-use crate::cli::RunArgs;
+use crate::cli::{self, RunArgs};
 use crate::fetch::{Fetcher, QueueOrder};
 use crate::heartbeat::{self, Process, Timing};
 use crate::mail::{Ledger, Mailer};
@@ -36,18 +36,20 @@ pub async fn run(args: RunArgs) -> Result<()> {
         args.queues.clone()
     };
     let order = QueueOrder::parse(&specs)?;
-    let timing =
-        Timing::new(secs(args.heartbeat, "--heartbeat")?, secs(args.process_timeout, "--process-timeout")?)?;
-    let poll_interval = secs(args.poll_interval, "--poll-interval")?;
+    let timing = Timing::new(
+        cli::seconds(args.heartbeat, "--heartbeat")?,
+        cli::seconds(args.process_timeout, "--process-timeout")?,
+    )?;
+    let poll_interval = cli::seconds(args.poll_interval, "--poll-interval")?;
     // Zero is fine here: requeue running jobs at once.
     let shutdown_timeout = match args.shutdown_timeout {
         0.0 => Duration::ZERO,
-        value => secs(value, "--shutdown-timeout")?,
+        value => cli::seconds(value, "--shutdown-timeout")?,
     };
     let dead = DeadLimits { max_jobs: args.dead_max_jobs, max_age_secs: days(args.dead_timeout)? };
     let concurrency = usize::from(args.concurrency);
     let limits = Limits {
-        timeout: secs(args.timeout, "--timeout")?,
+        timeout: cli::seconds(args.timeout, "--timeout")?,
         memory_bytes: args.memory as usize * 1024 * 1024,
     };
     let plugins_dir = std::fs::canonicalize(&args.plugins)
@@ -205,11 +207,4 @@ fn days(value: f64) -> Result<f64> {
         bail!("--dead-timeout must be a positive number of days, not {value}");
     }
     Ok(value * 24.0 * 3600.0)
-}
-
-fn secs(value: f64, flag: &str) -> Result<Duration> {
-    if !(value.is_finite() && value > 0.0) {
-        bail!("{flag} must be a positive number of seconds, not {value}");
-    }
-    Ok(Duration::from_secs_f64(value))
 }

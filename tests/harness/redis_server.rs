@@ -80,12 +80,7 @@ impl Redis {
 
     /// Pushes a job's JSON as Sidekiq's client does.
     pub fn push(&self, queue: &str, payload: &str) {
-        let _: () = redis::pipe()
-            .atomic()
-            .sadd("queues", queue)
-            .lpush(format!("queue:{queue}"), payload)
-            .query(&mut self.conn())
-            .expect("pushing a job");
+        self.push_bytes(queue, payload.as_bytes());
     }
 
     /// Pushes a payload that may not even be UTF-8.
@@ -112,6 +107,12 @@ impl Redis {
     pub fn sorted_set(&self, key: &str) -> Vec<serde_json::Value> {
         let members: Vec<String> = self.query(&["ZRANGE", key, "0", "-1"]);
         members.iter().map(|m| serde_json::from_str(m).expect("a JSON member")).collect()
+    }
+
+    /// Jobs held in progress by any runner, taken from `queue:default`.
+    pub fn inprogress_jobs(&self) -> usize {
+        let keys: Vec<String> = self.query(&["KEYS", "jobrunner:inprogress:*:default"]);
+        keys.iter().map(|k| self.llen(k)).sum()
     }
 
     /// The length of a list.
