@@ -16,6 +16,8 @@ install_packages() {
   [ -x /usr/sbin/smtp-sink ] || command -v smtp-sink >/dev/null || missing+=(postfix)
   ruby -e 'require "sidekiq"' 2>/dev/null || missing+=(ruby-sidekiq)
   ruby -e 'require "active_job"' 2>/dev/null || missing+=(ruby-activejob)
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]}"
     as_root apt-get update -qq

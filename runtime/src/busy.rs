@@ -19,6 +19,8 @@ struct Entry {
     payload: Arc<[u8]>,
     /// When it started, in epoch seconds.
     run_at: f64,
+    /// The plugin performing it, as `name version`, once known.
+    plugin: Option<Arc<str>>,
 }
 
 /// The running jobs of this process.
@@ -37,6 +39,15 @@ pub struct Running {
     id: u64,
 }
 
+impl Running {
+    /// Notes which plugin (`name version`) performs the job.
+    pub fn set_plugin(&self, plugin: Arc<str>) {
+        if let Some(entry) = self.busy.jobs.lock().expect("busy lock").get_mut(&self.id) {
+            entry.plugin = Some(plugin);
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.busy.jobs.lock().expect("busy lock").remove(&self.id);
@@ -47,7 +58,7 @@ impl Busy {
     /// Enters a job taken from `queue`.
     pub fn start(self: &Arc<Self>, queue: &str, payload: Arc<[u8]>) -> Running {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let entry = Entry { queue: queue.to_string(), payload, run_at: clock::now() };
+        let entry = Entry { queue: queue.to_string(), payload, run_at: clock::now(), plugin: None };
         self.jobs.lock().expect("busy lock").insert(id, entry);
         Running { busy: self.clone(), id }
     }
@@ -64,13 +75,15 @@ impl Busy {
     }
 
     /// Every running job as Sidekiq's workers hash holds it: a worker id
-    /// and the JSON `{queue, payload, run_at}`.
+    /// and the JSON `{queue, payload, run_at}`, plus the plugin performing
+    /// it (Sidekiq ignores the extra field; our dashboard shows it).
     pub fn snapshot(&self) -> Vec<(String, String)> {
         let jobs = self.jobs.lock().expect("busy lock");
         jobs.iter()
             .map(|(id, entry)| {
                 let payload = String::from_utf8_lossy(&entry.payload);
-                let work = json!({ "queue": entry.queue, "payload": payload, "run_at": entry.run_at as i64 });
+                let work = json!({ "queue": entry.queue, "payload": payload, "run_at": entry.run_at as i64,
+                    "plugin": entry.plugin.as_deref() });
                 (format!("w{id}"), work.to_string())
             })
             .collect()
@@ -85,7 +98,8 @@ mod tests {
     fn jobs_leave_when_their_ticket_drops() {
         let busy = Arc::new(Busy::default());
         let first = busy.start("default", Arc::from(&br#"{"class":"A"}"#[..]));
-        let _second = busy.start("mailers", Arc::from(&br#"{"class":"B"}"#[..]));
+        let second = busy.start("mailers", Arc::from(&br#"{"class":"B"}"#[..]));
+        second.set_plugin(Arc::from("b_plugin 1.0.0"));
         assert_eq!(busy.count(), 2);
         drop(first);
         let snapshot = busy.snapshot();
@@ -93,5 +107,6 @@ mod tests {
         let work: serde_json::Value = serde_json::from_str(&snapshot[0].1).unwrap();
         assert_eq!(work["queue"], "mailers");
         assert_eq!(work["payload"], r#"{"class":"B"}"#);
+        assert_eq!(work["plugin"], "b_plugin 1.0.0");
     }
 }

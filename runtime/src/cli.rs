@@ -9,8 +9,19 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// How log lines are written to stderr: human-readable, or one JSON
+    /// object per line with every field (for log shippers).
+    #[arg(long, global = true, value_enum, env = "JOBRUNNER_LOG_FORMAT", default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// The `--log-format` choices.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -188,6 +199,20 @@ pub struct RunArgs {
     /// Days a job is kept in the dead set.
     #[arg(long, default_value_t = 180.0, value_name = "DAYS")]
     pub dead_timeout: f64,
+    /// Where the web dashboard and /metrics listen. An address other than
+    /// loopback needs --http-auth or --http-token.
+    #[arg(long, env = "JOBRUNNER_HTTP", default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    pub http: std::net::SocketAddr,
+    /// Don't serve the dashboard and /metrics.
+    #[arg(long)]
+    pub no_http: bool,
+    /// USER:PASSWORD that the dashboard asks for (HTTP basic auth).
+    #[arg(long, env = "JOBRUNNER_HTTP_AUTH", value_name = "USER:PASSWORD", hide_env_values = true)]
+    pub http_auth: Option<String>,
+    /// A bearer token the dashboard and /metrics accept
+    /// (`Authorization: Bearer TOKEN`), for scrapers and scripts.
+    #[arg(long, env = "JOBRUNNER_HTTP_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
 }
 
 impl RunArgs {

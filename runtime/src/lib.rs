@@ -23,6 +23,8 @@
 //! - [`scheduler`]: moves due scheduled jobs and retries back to queues.
 //! - [`client`]: pushing jobs (`runner enqueue`).
 //! - [`author`]: `runner check`, `runner try` and `runner new-plugin`.
+//! - [`web`]: the dashboard, its JSON API and `/metrics`.
+//! - [`metrics`]: this process's counters and histograms.
 //! - [`shutdown`]: quiet and graceful shutdown on signals.
 //! - [`clock`], [`digest`]: small shared pieces.
 
@@ -37,6 +39,7 @@ pub mod fetch;
 pub mod heartbeat;
 pub mod job;
 pub mod mail;
+pub mod metrics;
 pub mod plugin;
 pub mod policy;
 pub mod queue;
@@ -45,4 +48,5 @@ pub mod retry;
 pub mod runner;
 pub mod scheduler;
 pub mod shutdown;
+pub mod web;
 pub mod worker;

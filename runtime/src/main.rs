@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use jobrunner::cli::{self, Cli, Command, TryArgs};
+use jobrunner::cli::{self, Cli, Command, LogFormat, TryArgs};
 use jobrunner::plugin::Limits;
 use jobrunner::{author, client, queue::Queue, runner};
 use std::io::IsTerminal;
@@ -12,12 +12,8 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match cli.command {
         Some(Command::Check { file }) => return author::check(&file).await,
         Some(Command::Try(args)) => return try_job(args).await,
@@ -29,6 +25,16 @@ async fn main() -> ExitCode {
             tracing::error!("{err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr at `RUST_LOG` (default `info`), as text or JSON lines.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).init(),
     }
 }
 

@@ -60,10 +60,11 @@ pub enum Disposition {
 pub fn decide(payload: &mut Map<String, Value>, failure: &Failure, now: f64, jitter: u64) -> Disposition {
     payload.insert("error_message".into(), json!(failure.message));
     payload.insert("error_class".into(), json!(failure.error_class));
-    let count = match payload.get("retry_count").and_then(Value::as_u64) {
+    // A "retry now" from the Web UI leaves -1 after a first failure.
+    let count = match payload.get("retry_count").and_then(Value::as_i64) {
         Some(previous) => {
             payload.insert("retried_at".into(), json!(now));
-            previous + 1
+            (previous + 1).max(0) as u64
         }
         None => {
             payload.insert("failed_at".into(), json!(now));

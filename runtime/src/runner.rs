@@ -11,12 +11,14 @@ use crate::cli::{self, RunArgs};
 use crate::fetch::{Fetcher, QueueOrder};
 use crate::heartbeat::{self, Process, Timing};
 use crate::mail::{Ledger, Mailer};
+use crate::metrics::Metrics;
 use crate::plugin::{self, CodeCache, Limits, Loader};
 use crate::policy::Policy;
 use crate::queue::ack::Acker;
 use crate::queue::{DeadLimits, Queue};
 use crate::registry::{self, Registry};
 use crate::shutdown::{self, Shutdown};
+use crate::web::{self, Credentials, Dashboard};
 use crate::worker::Worker;
 use crate::{engine, scheduler};
 use anyhow::{Context, Result, bail};
@@ -59,11 +61,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Some(path) => Policy::load(path)?,
         None => Policy::default(),
     });
+    let http = (!args.no_http)
+        .then(|| Credentials::new(args.http, args.http_auth.clone(), args.http_token.clone()))
+        .transpose()?;
+    let metrics = Arc::new(Metrics::new());
     // Everything is checked; only now wait for Redis, which may be starting.
     let queue = connect(&args.redis.redis).await?.with_dead_limits(dead);
     let mailer = Arc::new(mailer.with_ledger(Ledger::new(queue.connection())));
     let (trigger, shutdown) = shutdown::channel();
-    let registry = Arc::new(registry(&args, concurrency, limits, &plugins_dir, (mailer, policy))?);
+    let registry =
+        Arc::new(registry(&args, concurrency, limits, &plugins_dir, (mailer, policy, metrics.clone()))?);
     // Watch before the first scan, so a file dropped meanwhile isn't missed.
     if args.watch {
         registry::watch::spawn(registry.clone(), shutdown.clone())?;
@@ -77,6 +84,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // Announce ourselves before the first fetch, then pick up what dead
     // runners left; should Redis fail here, the heartbeat task tries again.
     let busy = Arc::new(Busy::default());
+    let dashboard = match http {
+        Some(credentials) => {
+            let dashboard = Dashboard {
+                queue: queue.clone(),
+                metrics: metrics.clone(),
+                registry: registry.clone(),
+                busy: busy.clone(),
+            };
+            web::spawn(args.http, credentials, dashboard).await
+        }
+        None => None,
+    };
     if let Err(err) = heartbeat::beat(&queue, &process, timing, &busy, false).await {
         tracing::warn!(error = %format!("{err:#}"), "first heartbeat failed");
     }
@@ -95,6 +114,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         registry,
         shutdown: shutdown.clone(),
         max_payload: args.max_payload,
+        metrics,
     });
     let fetcher =
         Fetcher { queue: queue.clone(), identity: process.identity.clone(), order, busy: busy.clone() };
@@ -107,6 +127,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     drain(&slots, concurrency, shutdown_timeout).await;
     heartbeat.abort();
+    if let Some(dashboard) = dashboard {
+        dashboard.abort();
+    }
     match queue.recover(&process.identity, 0.0, true).await {
         Ok(Some(n)) if n > 0 => {
             tracing::warn!(jobs = n, "unfinished jobs put back at the front of their queues")
@@ -160,7 +183,7 @@ async fn serve(
             let running = busy.start(&queue, Arc::from(raw.as_slice()));
             let worker = worker.clone();
             tokio::spawn(async move {
-                worker.process(queue, raw).await;
+                worker.process(queue, raw, &running).await;
                 drop((running, permit));
             });
         }
@@ -194,11 +217,11 @@ fn registry(
     concurrency: usize,
     limits: Limits,
     dir: &Path,
-    (mailer, policy): (Arc<Mailer>, Arc<Policy>),
+    (mailer, policy, metrics): (Arc<Mailer>, Arc<Policy>, Arc<Metrics>),
 ) -> Result<Registry> {
     let engine = engine::build(engine::EngineLimits { concurrency, memory_bytes: limits.memory_bytes })?;
     let cache = Arc::new(CodeCache::new(args.code_cache_dir().as_deref(), &engine)?);
-    let loader = Loader { linker: plugin::linker(&engine)?, mailer, policy, limits, cache };
+    let loader = Loader { linker: plugin::linker(&engine)?, mailer, policy, limits, cache, metrics };
     Ok(Registry::new(dir, loader))
 }
 

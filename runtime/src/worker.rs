@@ -7,7 +7,9 @@
 //! until Redis accepts it; if the runner dies first, the job is recovered
 //! and runs again (at least once, never lost).
 
+use crate::busy::Running;
 use crate::job::Job;
+use crate::metrics::{Metrics, NO_PLUGIN};
 use crate::plugin::{CallError, wit};
 use crate::queue::Outcome;
 use crate::queue::ack::Acker;
@@ -29,11 +31,13 @@ pub struct Worker {
     pub shutdown: Shutdown,
     /// The largest payload accepted, in bytes; larger ones go to the dead set.
     pub max_payload: usize,
+    /// Counts jobs and their durations.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Worker {
     /// Performs the job `raw` taken from `queue` and records its outcome.
-    pub async fn process(&self, queue: String, raw: Vec<u8>) {
+    pub async fn process(&self, queue: String, raw: Vec<u8>, running: &Running) {
         let span = tracing::info_span!("job", queue = %queue, class = tracing::field::Empty, jid = tracing::field::Empty);
         async {
             let parsed = if raw.len() > self.max_payload {
@@ -46,10 +50,11 @@ impl Worker {
                     let span = tracing::Span::current();
                     span.record("class", job.class.as_str());
                     span.record("jid", job.jid.as_str());
-                    (job.jid.clone(), self.perform(job).await)
+                    (job.jid.clone(), self.perform(job, running).await)
                 }
                 Err(err) => {
                     tracing::error!(error = %format!("{err:#}"), "invalid job payload; moved to the dead set");
+                    self.metrics.job_finished("InvalidJob", NO_PLUGIN, true, 0.0);
                     (String::new(), Outcome::Dead { payload: invalid_payload(&raw, &queue, &format!("{err:#}")) })
                 }
             };
@@ -59,17 +64,22 @@ impl Worker {
         .await
     }
 
-    async fn perform(&self, job: Job) -> Outcome {
+    async fn perform(&self, job: Job, running: &Running) -> Outcome {
         let started = Instant::now();
         // How long the job waited in its queue, for the latency benchmark.
         let wait_us = job.enqueued_at().map(|at| ((clock::now() - at).max(0.0) * 1e6) as u64);
         let Some(plugin) = self.registry.lookup(&job.class) else {
+            self.metrics.job_finished(&job.class, NO_PLUGIN, true, 0.0);
             let failure =
                 Failure::retryable("NoPluginError", format!("no plugin handles class {}", job.class));
             return self.failed(job, failure);
         };
+        running.set_plugin(plugin.meta.label.clone());
         let result = plugin.perform(&job.to_wit()).await;
-        let elapsed_us = started.elapsed().as_micros() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_us = elapsed.as_micros() as u64;
+        let succeeded = matches!(result, Ok(Ok(())));
+        self.metrics.job_finished(&job.class, &plugin.meta.name, !succeeded, elapsed.as_secs_f64());
         match result {
             Ok(Ok(())) => {
                 // Per-job success lines are debug: at thousands of jobs per

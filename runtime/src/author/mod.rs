@@ -42,6 +42,7 @@ async fn load(file: &Path, mailer: Arc<Mailer>, policy: Policy, limits: Limits) 
         policy: Arc::new(policy),
         limits,
         cache: Arc::new(CodeCache::new(None, &engine)?),
+        metrics: Arc::default(),
     };
     let sha256 = crate::digest::sha256_hex(&bytes);
     loader

@@ -11,6 +11,7 @@
 use super::stderr::TailPipe;
 use super::wit::jobrunner::plugin::{logging, mail, types};
 use crate::mail::{Delivery, Mailer};
+use crate::metrics::Metrics;
 use crate::policy::Guard;
 use std::fmt;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct Capabilities {
     pub mailer: Arc<Mailer>,
     /// The plugin's policy, with the rate buckets its instances share.
     pub guard: Arc<Guard>,
+    /// Counts mail sent and failed.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The store data of one plugin instance.
@@ -119,6 +122,7 @@ impl mail::Host for HostState {
             Err(rule) => {
                 tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, rule = %rule, "mail refused by policy");
                 self.violation.get_or_insert_with(|| rule.clone());
+                self.caps.metrics.mail_failed(&tags.plugin, "policy");
                 return Err(mail::MailError::Rejected(format!("policy: {rule}")));
             }
         }
@@ -126,6 +130,7 @@ impl mail::Host for HostState {
             Ok(Delivery::Sent(id)) => {
                 tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
                     to = ?message.to, subject = %message.subject, message_id = %id, "mail sent");
+                self.caps.metrics.mail_sent(&tags.plugin);
                 Ok(id)
             }
             Ok(Delivery::Remembered(id)) => {
@@ -136,6 +141,12 @@ impl mail::Host for HostState {
             Err(err) => {
                 tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
                     to = ?message.to, error = ?err, "mail not sent");
+                let kind = match err {
+                    mail::MailError::InvalidInput(_) => "invalid",
+                    mail::MailError::Rejected(_) => "rejected",
+                    mail::MailError::Transient(_) => "transient",
+                };
+                self.caps.metrics.mail_failed(&tags.plugin, kind);
                 Err(err)
             }
         }

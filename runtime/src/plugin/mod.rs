@@ -20,6 +20,7 @@ pub use host::{Capabilities, HostState, LogTags, MemoryExceeded};
 pub use run::{CallError, Limits, Timeout};
 
 use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use crate::policy::{Guard, Policy};
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
@@ -74,6 +75,8 @@ pub struct PluginMeta {
     pub loaded_at: SystemTime,
     /// The `jobrunner:plugin` version it was built against, if it imports any of it.
     pub contract: Option<String>,
+    /// `name version`, as the busy list shows it.
+    pub label: Arc<str>,
 }
 
 /// A loaded plugin, ready to perform jobs.
@@ -100,6 +103,8 @@ pub struct Loader {
     pub limits: Limits,
     /// Compiled code kept across loads and restarts.
     pub cache: Arc<CodeCache>,
+    /// Where mail outcomes are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Loader {
@@ -128,6 +133,7 @@ impl Loader {
             bail!("describe() names no job classes");
         }
         let meta = PluginMeta {
+            label: Arc::from(format!("{} {}", info.name, info.version)),
             name: info.name,
             version: info.version,
             classes: info.classes,
@@ -146,7 +152,7 @@ impl Loader {
     fn capabilities(&self, name: &str) -> Capabilities {
         let rules = self.policy.rules_for(name).clone();
         let guard = Arc::new(Guard::new(rules, self.mailer.default_from()));
-        Capabilities { mailer: self.mailer.clone(), guard }
+        Capabilities { mailer: self.mailer.clone(), guard, metrics: self.metrics.clone() }
     }
 }
 

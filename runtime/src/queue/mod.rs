@@ -8,8 +8,15 @@
 //! jobs back at the front of their queues.
 
 pub mod ack;
+mod admin;
+mod browse;
 pub mod keys;
 mod scripts;
+
+pub use admin::SetAction;
+pub use browse::{
+    Day, Entry, JobView, PAGE_SIZE, Page, ProcessView, QueueSummary, RedisInfo, Stats, WorkView,
+};
 
 use crate::clock;
 use anyhow::{Context, Result};
@@ -99,6 +106,11 @@ impl Queue {
     /// Trims the dead set to `limits` instead of Sidekiq's defaults.
     pub fn with_dead_limits(self, limits: DeadLimits) -> Queue {
         Queue { dead: limits, ..self }
+    }
+
+    /// How the dead set is trimmed.
+    pub fn dead_limits(&self) -> DeadLimits {
+        self.dead
     }
 
     /// The underlying connection, for the process heartbeat.

@@ -6,14 +6,17 @@
 //! Changes (a file loaded, replaced or removed) are serialized by a mutex,
 //! build a new set, and swap it in whole.
 
+mod history;
 mod set;
 pub mod watch;
 
+pub use history::Change;
 pub use set::{PluginSet, PluginStatus};
 
 use crate::plugin::{Loader, Plugin};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
+use history::History;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -29,6 +32,8 @@ pub struct Registry {
     changing: Mutex<()>,
     /// Compiles and checks plugin files.
     loader: Loader,
+    /// Recent loads, refusals and removals.
+    history: History,
 }
 
 impl Registry {
@@ -38,6 +43,7 @@ impl Registry {
             current: ArcSwap::from_pointee(PluginSet::default()),
             changing: Mutex::new(()),
             loader,
+            history: History::default(),
         }
     }
 
@@ -49,6 +55,11 @@ impl Registry {
     /// The plugin that performs `class`, if any.
     pub fn lookup(&self, class: &str) -> Option<Arc<Plugin>> {
         self.current.load().plugin_for(class)
+    }
+
+    /// Recent loads, refusals and removals, newest first.
+    pub fn history(&self) -> Vec<Change> {
+        self.history.recent()
     }
 
     /// The current set, for status reporting.
@@ -96,6 +107,11 @@ impl Registry {
         tracing::info!(plugin = %m.name, version = %m.version, file = %path.display(), sha256 = %m.sha256,
             classes = ?m.classes, code = %m.code_source.as_str(), compile_ms = m.compile_time.as_millis() as u64,
             replaced = %replaced, "plugin loaded");
+        self.loader.metrics.plugin_loaded(&m.name);
+        let kind = if replaced == "none" { "loaded" } else { "replaced" };
+        let detail = if replaced == "none" { String::new() } else { format!("replaced sha256 {replaced}") };
+        let label = Some(format!("{} {}", m.name, m.version));
+        self.history.record(change(path, kind, label, Some(m.sha256.clone()), detail));
         self.current.store(Arc::new(self.current.load().with_plugin(plugin)));
     }
 
@@ -116,14 +132,31 @@ impl Registry {
         if let Some(plugin) = current.by_file(path) {
             tracing::info!(plugin = %plugin.meta.name, file = %path.display(), classes = ?plugin.meta.classes,
                 "plugin removed");
+            let name = Some(format!("{} {}", plugin.meta.name, plugin.meta.version));
+            self.history.record(change(path, "removed", name, None, "the file is gone".into()));
         }
         self.current.store(Arc::new(current.without_file(path)));
     }
 
     fn refuse(&self, path: &Path, reason: String) {
         tracing::error!(file = %path.display(), reason = %reason, "plugin refused");
+        let file = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        self.loader.metrics.plugin_refused(&file);
+        self.history.record(change(path, "refused", None, None, reason.clone()));
         self.current.rcu(|set| set.with_error(path, &reason));
     }
+}
+
+/// A history entry for `path`, now.
+fn change(
+    path: &Path,
+    kind: &'static str,
+    plugin: Option<String>,
+    sha256: Option<String>,
+    detail: String,
+) -> Change {
+    let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Change { at: crate::clock::now(), file, kind, plugin, sha256, detail }
 }
 
 /// Whether `path` looks like a plugin: a `*.wasm` entry that isn't hidden

@@ -1,0 +1,82 @@
+//! The queue pages' actions (delete one waiting job, clear a queue) and the
+//! form decoding every action shares. Forms repeat fields (one `key` per
+//! checked row), so they are decoded by hand rather than into a struct.
+
+use super::access::{CsrfToken, check_form};
+use super::{Shared, WebError};
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+
+/// A submitted `application/x-www-form-urlencoded` form.
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub fn parse(body: &str) -> Form {
+        Form(url::form_urlencoded::parse(body.as_bytes()).into_owned().collect())
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+pub async fn delete_queued(
+    State(dashboard): State<Shared>,
+    Extension(csrf): Extension<CsrfToken>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let form = Form::parse(&body);
+    if let Err(refused) = check_form(&csrf, &headers, form.get("csrf")) {
+        return refused.into_response();
+    }
+    let payload = form.get("payload").unwrap_or_default();
+    match dashboard.queue.delete_queued(&name, payload).await {
+        Ok(_) => Redirect::to(&format!("/queues/{}", encode(&name))).into_response(),
+        Err(err) => WebError::from(err).into_response(),
+    }
+}
+
+pub async fn clear_queue(
+    State(dashboard): State<Shared>,
+    Extension(csrf): Extension<CsrfToken>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let form = Form::parse(&body);
+    if let Err(refused) = check_form(&csrf, &headers, form.get("csrf")) {
+        return refused.into_response();
+    }
+    match dashboard.queue.clear_queue(&name).await {
+        Ok(()) => Redirect::to("/queues").into_response(),
+        Err(err) => WebError::from(err).into_response(),
+    }
+}
+
+/// A queue name as a path segment.
+pub fn encode(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Form;
+
+    #[test]
+    fn repeated_fields() {
+        let form = Form::parse("csrf=abc&key=1.5%7Cj1&key=2%7Cj2&checked=retry");
+        assert_eq!(form.get("csrf"), Some("abc"));
+        assert_eq!(form.all("key").collect::<Vec<_>>(), ["1.5|j1", "2|j2"]);
+        assert_eq!(form.get("missing"), None);
+    }
+}

@@ -1,0 +1,65 @@
+//! The JSON views under `/api/` (the same data as the pages) and the
+//! Prometheus text at `/metrics`.
+
+use super::pages::PageQuery;
+use super::{Shared, WebResult};
+use crate::queue::{Day, JobView, Page, ProcessView, QueueSummary, RedisInfo, Stats, keys};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// `/api/stats`: the overview's numbers and Redis's.
+#[derive(Serialize)]
+pub struct Overview {
+    pub stats: Stats,
+    pub redis: RedisInfo,
+}
+
+pub async fn stats(State(dashboard): State<Shared>) -> WebResult<Json<Overview>> {
+    let (stats, redis) = tokio::try_join!(dashboard.queue.stats(), dashboard.queue.redis_info())?;
+    Ok(Json(Overview { stats, redis }))
+}
+
+#[derive(Deserialize)]
+pub struct DaysQuery {
+    days: Option<usize>,
+}
+
+/// `/api/history?days=30`: Sidekiq's daily counters, oldest first.
+pub async fn history(
+    State(dashboard): State<Shared>,
+    Query(query): Query<DaysQuery>,
+) -> WebResult<Json<Vec<Day>>> {
+    let days = query.days.unwrap_or(30).clamp(1, 365);
+    Ok(Json(dashboard.queue.history(days).await?))
+}
+
+pub async fn queues(State(dashboard): State<Shared>) -> WebResult<Json<Vec<QueueSummary>>> {
+    Ok(Json(dashboard.queue.queues().await?))
+}
+
+pub async fn queue(
+    State(dashboard): State<Shared>,
+    Path(name): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> WebResult<Json<Page<JobView>>> {
+    Ok(Json(dashboard.queue.queue_page(&name, query.page.unwrap_or(1)).await?))
+}
+
+pub async fn busy(State(dashboard): State<Shared>) -> WebResult<Json<Vec<ProcessView>>> {
+    Ok(Json(dashboard.queue.processes(true).await?))
+}
+
+/// `/metrics`: this process's counters, with queue sizes and latencies read
+/// from Redis now.
+pub async fn metrics(State(dashboard): State<Shared>) -> WebResult<Response> {
+    let queues = dashboard.queue.queues().await?;
+    let stats = dashboard.queue.stats().await?;
+    let queues: Vec<(String, u64, f64)> = queues.into_iter().map(|q| (q.name, q.size, q.latency)).collect();
+    let sets = [(keys::RETRY, stats.retries), (keys::SCHEDULE, stats.scheduled), (keys::DEAD, stats.dead)];
+    dashboard.metrics.set_redis_view(&queues, &sets, dashboard.busy.count());
+    let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
+    Ok((content_type, dashboard.metrics.encode()).into_response())
+}

@@ -1,0 +1,130 @@
+//! The web dashboard: Sidekiq's Web UI views over the same Redis data
+//! (overview, queues, busy, retries, scheduled, dead), a Plugins page with
+//! what only this runner knows, every view as JSON under `/api/`, and
+//! Prometheus text at `/metrics`.
+//!
+//! Pages are rendered on the server by maud, which escapes every value it
+//! interpolates, so job content shows as text. A little JavaScript, served
+//! from `/assets/`, draws the live graph; a Content-Security-Policy allows
+//! no other script. Actions are POST forms checked against a CSRF token
+//! ([`access`]). The dashboard reads and changes Redis through the queue
+//! module's browse and admin methods; it holds no job state of its own.
+
+mod access;
+mod actions;
+mod api;
+mod format;
+mod pages;
+mod plugins;
+mod sets;
+
+pub use access::Credentials;
+
+use crate::busy::Busy;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::registry::Registry;
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// What the dashboard reads.
+pub struct Dashboard {
+    /// Sidekiq's data in Redis.
+    pub queue: Queue,
+    /// This process's counters.
+    pub metrics: Arc<Metrics>,
+    /// The plugins loaded here, and their history.
+    pub registry: Arc<Registry>,
+    /// The jobs running here.
+    pub busy: Arc<Busy>,
+}
+
+/// The handlers' shared state.
+type Shared = Arc<Dashboard>;
+
+/// Serves the dashboard on `addr` in the background. A dashboard that can't
+/// bind (another runner on this host has the port) is logged and skipped:
+/// the runner's job is running jobs.
+pub async fn spawn(
+    addr: SocketAddr,
+    credentials: Credentials,
+    dashboard: Dashboard,
+) -> Option<JoinHandle<()>> {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::warn!(addr = %addr, error = %err, "dashboard not served: cannot listen on --http");
+            return None;
+        }
+    };
+    let url = format!("http://{}/", listener.local_addr().unwrap_or(addr));
+    tracing::info!(url = %url, auth = credentials.describe(), "dashboard listening");
+    let app = router(Arc::new(dashboard), Arc::new(credentials));
+    Some(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "the dashboard stopped");
+        }
+    }))
+}
+
+fn router(dashboard: Shared, credentials: Arc<Credentials>) -> Router {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/queues", get(pages::queues))
+        .route("/queues/{name}", get(pages::queue))
+        .route("/queues/{name}/delete", post(actions::delete_queued))
+        .route("/queues/{name}/clear", post(actions::clear_queue))
+        .route("/busy", get(pages::busy))
+        .route("/plugins", get(plugins::page))
+        .merge(sets::routes())
+        .route("/metrics", get(api::metrics))
+        .route("/api/stats", get(api::stats))
+        .route("/api/history", get(api::history))
+        .route("/api/queues", get(api::queues))
+        .route("/api/queues/{name}", get(api::queue))
+        .route("/api/busy", get(api::busy))
+        .route("/api/plugins", get(plugins::api))
+        .route("/assets/dashboard.js", get(script))
+        .route("/assets/dashboard.css", get(style))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(credentials, access::guard))
+        .with_state(dashboard)
+}
+
+async fn script() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("assets/dashboard.js"))
+        .into_response()
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("assets/dashboard.css"))
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+/// A handler's failure: logged, and shown as a 500 with the reason.
+pub struct WebError(anyhow::Error);
+
+impl<E: Into<anyhow::Error>> From<E> for WebError {
+    fn from(err: E) -> Self {
+        WebError(err.into())
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %format!("{:#}", self.0), "dashboard request failed");
+        (StatusCode::INTERNAL_SERVER_ERROR, format!("{:#}", self.0)).into_response()
+    }
+}
+
+/// What a handler returns.
+type WebResult<T> = Result<T, WebError>;

@@ -1,0 +1,189 @@
+//! The Retries, Scheduled and Dead pages, their JSON, and their actions:
+//! per job ("Retry now", "Add to queue", "Kill", "Delete"), on the checked
+//! jobs, or on all of them, as Sidekiq's Web UI offers.
+
+use super::access::{CsrfToken, check_form};
+use super::format::{self, relative, utc};
+use super::pages::{PageQuery, csrf_field, layout, pager};
+use super::{Shared, WebResult, actions};
+use crate::queue::{Entry, Page, SetAction, keys};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use maud::{Markup, html};
+
+/// One of the three sorted-set pages.
+#[derive(Clone, Copy, Debug)]
+struct SetPage {
+    /// Its path: `/retries`, `/scheduled`, `/dead`.
+    path: &'static str,
+    /// Its Redis key.
+    key: &'static str,
+    title: &'static str,
+    /// What the time column means.
+    when: &'static str,
+    /// The actions offered: (action, button label).
+    actions: &'static [(&'static str, &'static str)],
+}
+
+const RETRIES: SetPage = SetPage {
+    path: "/retries",
+    key: keys::RETRY,
+    title: "Retries",
+    when: "Next retry",
+    actions: &[("retry", "Retry now"), ("kill", "Kill"), ("delete", "Delete")],
+};
+const SCHEDULED: SetPage = SetPage {
+    path: "/scheduled",
+    key: keys::SCHEDULE,
+    title: "Scheduled",
+    when: "Due",
+    actions: &[("enqueue", "Add to queue"), ("delete", "Delete")],
+};
+const DEAD: SetPage = SetPage {
+    path: "/dead",
+    key: keys::DEAD,
+    title: "Dead",
+    when: "Died",
+    actions: &[("retry", "Retry now"), ("delete", "Delete")],
+};
+
+/// The routes of all three pages.
+pub fn routes() -> Router<Shared> {
+    let mut router = Router::new();
+    for set in [RETRIES, SCHEDULED, DEAD] {
+        router = router
+            .route(set.path, get(move |state, csrf, query| page(state, csrf, query, set)))
+            .route(&format!("/api{}", set.path), get(move |state, query| api(state, query, set)))
+            .route(
+                &format!("{}/act", set.path),
+                post(move |state, csrf, headers, body| act(state, csrf, headers, body, set)),
+            );
+    }
+    router
+}
+
+async fn page(
+    State(dashboard): State<Shared>,
+    Extension(csrf): Extension<CsrfToken>,
+    Query(query): Query<PageQuery>,
+    set: SetPage,
+) -> WebResult<Markup> {
+    let page = dashboard.queue.set_page(set.key, query.page.unwrap_or(1)).await?;
+    Ok(layout(set.title, set.path, entries(&page, &csrf, set)))
+}
+
+async fn api(
+    State(dashboard): State<Shared>,
+    Query(query): Query<PageQuery>,
+    set: SetPage,
+) -> WebResult<Json<Page<Entry>>> {
+    Ok(Json(dashboard.queue.set_page(set.key, query.page.unwrap_or(1)).await?))
+}
+
+/// The list, in one form: a row's button acts on that row (`one` =
+/// `action|key`), the bulk buttons on the checked rows or on all.
+fn entries(page: &Page<Entry>, csrf: &CsrfToken, set: SetPage) -> Markup {
+    html! {
+        form method="post" action={ (set.path) "/act" } {
+            (csrf_field(csrf))
+            div.bulk {
+                @for (action, label) in set.actions {
+                    button type="submit" name="checked" value=(action) { (label) " checked" }
+                }
+                @for (action, label) in set.actions {
+                    button.danger type="submit" name="all" value=(action)
+                        data-confirm={ (label) " all " (page.total) " jobs?" } { (label) " all" }
+                }
+            }
+            (pager(set.path, page))
+            table.jobs {
+                thead { tr {
+                    th {} th { (set.when) } th { "Class" } th { "Arguments" } th { "Queue" } th.num { "Retries" }
+                    th { "Error" } th {}
+                } }
+                tbody {
+                    @for entry in &page.items { (row(entry, set)) }
+                    @if page.items.is_empty() { tr { td colspan="8" { "No jobs." } } }
+                }
+            }
+        }
+    }
+}
+
+fn row(entry: &Entry, set: SetPage) -> Markup {
+    let job = &entry.job;
+    html! {
+        tr data-jid=(job.jid) {
+            td { input type="checkbox" name="key" value=(entry.key) aria-label="select"; }
+            td title=(utc(entry.at)) { (relative(entry.at)) }
+            td.class { (job.class) }
+            td.args { code { (format::args(&job.args)) } }
+            td { (job.queue) }
+            td.num { (job.retry_count.map(|c| c.to_string()).unwrap_or_default()) }
+            td.error {
+                @if let Some(message) = &job.error_message {
+                    details {
+                        summary { (job.error_class.as_deref().unwrap_or("Error")) ": " (format::cut(message, 160)) }
+                        pre { (message) }
+                        @if let Some(backtrace) = &job.error_backtrace {
+                            pre.backtrace { (backtrace_text(backtrace)) }
+                        }
+                    }
+                }
+            }
+            td.actions {
+                @for (action, label) in set.actions {
+                    button type="submit" name="one" value={ (action) "|" (entry.key) } { (label) }
+                }
+            }
+        }
+    }
+}
+
+/// Sidekiq keeps a backtrace as an array of lines (7.x compresses it; shown as is).
+fn backtrace_text(backtrace: &serde_json::Value) -> String {
+    match backtrace {
+        serde_json::Value::Array(lines) => lines
+            .iter()
+            .map(|l| l.as_str().map(str::to_string).unwrap_or_else(|| l.to_string()))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn act(
+    State(dashboard): State<Shared>,
+    Extension(csrf): Extension<CsrfToken>,
+    headers: HeaderMap,
+    body: String,
+    set: SetPage,
+) -> Response {
+    let form = actions::Form::parse(&body);
+    if let Err(refused) = check_form(&csrf, &headers, form.get("csrf")) {
+        return refused.into_response();
+    }
+    let result = async {
+        if let Some((action, key)) = form.get("one").and_then(|v| v.split_once('|')) {
+            dashboard.queue.act_on_entry(set.key, key, SetAction::parse(action)?).await?;
+        } else if let Some(action) = form.get("checked") {
+            let action = SetAction::parse(action)?;
+            for key in form.all("key") {
+                dashboard.queue.act_on_entry(set.key, key, action).await?;
+            }
+        } else if let Some(action) = form.get("all") {
+            dashboard.queue.act_on_all(set.key, SetAction::parse(action)?).await?;
+        }
+        anyhow::Ok(())
+    };
+    match result.await {
+        Ok(()) => Redirect::to(set.path).into_response(),
+        Err(err) => {
+            super::WebError::from(err.context(format!("acting on the {} set", set.key))).into_response()
+        }
+    }
+}
