@@ -5,13 +5,16 @@
 //! - [`Redis`]: a `redis-server`.
 //! - [`SmtpSink`]: Postfix's `smtp-sink`, writing each message to a file.
 //! - [`Runner`]: the `runner` binary, with a plugins directory of its own.
+//! - [`Browser`]: headless Chromium over WebDriver, for the dashboard.
 //! - [`eventually`]: polling for a condition with a deadline.
 //! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
 
+mod browser;
 mod redis_server;
 mod runner;
 mod smtp;
 
+pub use browser::Browser;
 pub use redis_server::Redis;
 pub use runner::{Runner, RunnerOptions, runner_bin};
 pub use smtp::{Mail, SmtpSink};

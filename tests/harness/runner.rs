@@ -91,6 +91,9 @@ impl Runner {
             "1".into(),
             "--cache-dir".into(),
             dir.path().join("cache").display().to_string(),
+            // Each runner's dashboard on a port of its own, which it logs.
+            "--http".into(),
+            "127.0.0.1:0".into(),
         ];
         command.extend(options.args);
         let mut runner = Runner { child: None, dir, command, log: options.log };
@@ -115,6 +118,15 @@ impl Runner {
             assert!(self.is_running(), "the runner exited during start-up:\n{}", self.logs());
             (self.logs().matches("runner started").count() >= started).then_some(())
         });
+    }
+
+    /// The address of its dashboard, e.g. `http://127.0.0.1:40123`, from
+    /// its latest start-up log line.
+    pub fn dashboard_url(&self) -> String {
+        let line = self.wait_for_log(&["dashboard listening"], 1).pop().expect("a dashboard line");
+        let start = line.find("http://").expect("the dashboard line has a URL");
+        let url = line[start..].split(|c: char| c.is_whitespace() || c == '"').next().unwrap_or_default();
+        url.trim_end_matches('/').to_string()
     }
 
     /// The process id, while it runs.

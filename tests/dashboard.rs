@@ -1,0 +1,253 @@
+//! The dashboard as a user sees it, in real headless Chromium: the counts
+//! on the overview, "Retry now" on a dead job, the plugins and their hashes,
+//! job content shown as text; and `/metrics` as Prometheus reads it.
+//!
+//! One scenario feeds every test: an order that dies because the mail
+//! server rejects it, then (server fixed) four orders and two welcome mails
+//! that are delivered, and three jobs nobody handles that wait in the retry
+//! set, one with a `<script>` in its arguments. The runner's scheduler is
+//! slowed down so those retries stay put while the tests look at them.
+
+use fantoccini::{Client, Locator};
+use jobrunner_tests::{Browser, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// The jid of the order that dies.
+const DEAD_JID: &str = "dead0000000000000000beef";
+/// The jid of the job whose arguments carry a script.
+const SCRIPT_JID: &str = "5c41970000000000000000aa";
+/// What the hostile arguments try to run.
+const SCRIPT: &str = "<script>window.__pwned = 1</script>";
+const IMG: &str = "<img src=x onerror=window.__pwned=2>";
+
+struct Scenario {
+    redis: Redis,
+    smtp: SmtpSink,
+    runner: Runner,
+}
+
+fn order(id: u64, jid: &str) -> String {
+    job_json("OrderCreateJob", json!([id, format!("buyer{id}@example.com")]), jid)
+}
+
+/// Runs the scenario and waits until every job has ended where it should.
+fn scenario() -> Scenario {
+    let (redis, mut smtp) = (Redis::start(), SmtpSink::start_with(&["-f", "RCPT"]));
+    let options =
+        RunnerOptions::plugins(&["order_created", "welcome_mail"]).args(&["--poll-interval", "3600"]);
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+
+    redis.push("default", &order(77, DEAD_JID));
+    eventually("the rejected order in the dead set", WAIT, || {
+        (redis.sorted_set("dead").len() == 1).then_some(())
+    });
+
+    smtp.restart_with(&[]);
+    for id in 1..=4 {
+        redis.push("default", &order(id, &format!("{id:024}")));
+    }
+    for (name, jid) in [("Ann", "0000000000000000000000a1"), ("Bob", "0000000000000000000000b2")] {
+        let email = format!("{}@example.com", name.to_lowercase());
+        redis.push("mailers", &job_json("WelcomeMailJob", json!([email, name]), jid));
+    }
+    smtp.wait_for(6);
+
+    redis.push("default", &job_json("GhostJob", json!([1]), "0000000000000000000000c1"));
+    redis.push("default", &job_json("GhostJob", json!([2]), "0000000000000000000000c2"));
+    redis.push("default", &job_json("GhostJob", json!([SCRIPT, IMG]), SCRIPT_JID));
+    eventually("three jobs in the retry set", WAIT, || (redis.sorted_set("retry").len() == 3).then_some(()));
+    Scenario { redis, smtp, runner }
+}
+
+fn sha256_of(plugin: &str) -> String {
+    hex::encode(Sha256::digest(std::fs::read(jobrunner_tests::plugin_wasm(plugin)).unwrap()))
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("finding {css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_chromium() {
+    let Scenario { redis, smtp, runner } = scenario();
+    let url = runner.dashboard_url();
+    let browser = Browser::start();
+    let client = browser.session().await;
+
+    // The overview: 1 dead + 6 delivered + 3 retried = 10 processed, 4 failed.
+    client.goto(&format!("{url}/")).await.unwrap();
+    let expected = [
+        ("processed", 10),
+        ("failed", 4),
+        ("busy", 0),
+        ("enqueued", 0),
+        ("retries", 3),
+        ("scheduled", 0),
+        ("dead", 1),
+    ];
+    for (stat, value) in expected {
+        assert_eq!(text(&client, &format!("#stat-{stat}")).await, value.to_string(), "overview {stat}");
+    }
+    assert!(!text(&client, "#redis-version").await.is_empty());
+
+    // Job content is text: the script shows and never runs.
+    client.goto(&format!("{url}/retries")).await.unwrap();
+    let args = text(&client, &format!("tr[data-jid='{SCRIPT_JID}'] td.args")).await;
+    assert!(args.contains(SCRIPT) && args.contains(IMG), "arguments shown: {args}");
+    let pwned = client.execute("return typeof window.__pwned", vec![]).await.unwrap();
+    assert_eq!(pwned, json!("undefined"), "the job's arguments ran as script");
+
+    // The plugins page lists both plugins with the SHA-256 of their files.
+    client.goto(&format!("{url}/plugins")).await.unwrap();
+    for plugin in ["order_created", "welcome_mail"] {
+        let hash = text(&client, &format!("tr[data-plugin='{plugin}'] td.sha256")).await;
+        assert_eq!(hash, sha256_of(plugin), "{plugin}'s hash");
+    }
+
+    // "Retry now" on the dead order: it leaves the dead set, runs, and mails.
+    client.goto(&format!("{url}/dead")).await.unwrap();
+    let row = client.find(Locator::Css(&format!("tr[data-jid='{DEAD_JID}']"))).await.unwrap();
+    row.find(Locator::Css("button[name='one'][value^='retry|']")).await.unwrap().click().await.unwrap();
+    eventually("the dead order to run and mail", WAIT, || {
+        smtp.messages().into_iter().find(|m| m.rcpt == ["buyer77@example.com"])
+    });
+    assert!(redis.sorted_set("dead").is_empty(), "the order is still dead");
+    client.goto(&format!("{url}/dead")).await.unwrap();
+    assert!(client.find(Locator::Css(&format!("tr[data-jid='{DEAD_JID}']"))).await.is_err());
+    client.goto(&format!("{url}/")).await.unwrap();
+    assert_eq!(text(&client, "#stat-processed").await, "11");
+    assert_eq!(text(&client, "#stat-dead").await, "0");
+    client.close().await.unwrap();
+}
+
+/// Every sample of `/metrics`, parsed as Prometheus parses it, by name and
+/// labels (sorted `k=v` pairs joined by commas).
+fn scrape(url: &str) -> HashMap<(String, String), f64> {
+    let body = ureq::get(&format!("{url}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("valid Prometheus text");
+    scrape
+        .samples
+        .into_iter()
+        .filter_map(|sample| {
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+                prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(h) => h.last().map(|b| b.count)?,
+                prometheus_parse::Value::Summary(_) => return None,
+            };
+            let mut labels: Vec<String> = sample.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            labels.sort();
+            Some(((sample.metric, labels.join(",")), value))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_count_the_jobs_run() {
+    let Scenario { redis: _redis, smtp: _smtp, runner } = scenario();
+    let metrics = scrape(&runner.dashboard_url());
+    let get = |name: &str, labels: &str| metrics.get(&(name.to_string(), labels.to_string())).copied();
+    let order = "class=OrderCreateJob,plugin=order_created";
+    assert_eq!(get("jobrunner_jobs_processed_total", order), Some(5.0));
+    assert_eq!(get("jobrunner_jobs_failed_total", order), Some(1.0));
+    assert_eq!(get("jobrunner_jobs_processed_total", "class=WelcomeMailJob,plugin=welcome_mail"), Some(2.0));
+    assert_eq!(get("jobrunner_jobs_failed_total", "class=GhostJob,plugin=none"), Some(3.0));
+    assert_eq!(get("jobrunner_job_duration_seconds", order), Some(5.0), "histogram count");
+    assert_eq!(get("jobrunner_mails_sent_total", "plugin=order_created"), Some(4.0));
+    assert_eq!(get("jobrunner_mails_sent_total", "plugin=welcome_mail"), Some(2.0));
+    assert_eq!(get("jobrunner_mails_failed_total", "kind=rejected,plugin=order_created"), Some(1.0));
+    assert_eq!(get("jobrunner_plugin_loads_total", "plugin=order_created"), Some(1.0));
+    assert_eq!(get("jobrunner_queue_size", "queue=default"), Some(0.0));
+    assert_eq!(get("jobrunner_set_size", "set=retry"), Some(3.0));
+    assert_eq!(get("jobrunner_set_size", "set=dead"), Some(1.0));
+    assert_eq!(get("jobrunner_jobs_in_flight", ""), Some(0.0));
+}
+
+fn get_json(url: &str) -> Value {
+    let body =
+        ureq::get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}")).into_body().read_to_string();
+    serde_json::from_str(&body.unwrap()).unwrap()
+}
+
+#[test]
+fn every_view_is_json_and_actions_need_the_csrf_token() {
+    let Scenario { redis, smtp: _smtp, runner } = scenario();
+    let url = runner.dashboard_url();
+    let stats = get_json(&format!("{url}/api/stats"));
+    assert_eq!(stats["stats"]["dead"], 1);
+    assert!(stats["redis"]["version"].as_str().is_some_and(|v| !v.is_empty()));
+    let dead = get_json(&format!("{url}/api/dead"));
+    let entry = &dead["items"][0];
+    assert_eq!(entry["job"]["jid"], DEAD_JID);
+    assert!(entry["job"]["error_message"].as_str().unwrap().contains("mail rejected"), "{entry}");
+    let retries = get_json(&format!("{url}/api/retries"));
+    assert_eq!(retries["total"], 3);
+    let script_job =
+        retries["items"].as_array().unwrap().iter().find(|e| e["job"]["jid"] == SCRIPT_JID).unwrap();
+    assert_eq!(script_job["job"]["args"][0], SCRIPT);
+    let plugins = get_json(&format!("{url}/api/plugins"));
+    let names: Vec<&str> =
+        plugins["plugins"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["order_created", "welcome_mail"]);
+    assert_eq!(plugins["plugins"][0]["numbers"]["processed"], 5);
+    assert_eq!(plugins["history"].as_array().unwrap().len(), 2, "two loads");
+    let busy = get_json(&format!("{url}/api/busy"));
+    assert_eq!(busy[0]["tag"], "jobrunner");
+    let queues = get_json(&format!("{url}/api/queues"));
+    assert!(queues.as_array().unwrap().iter().any(|q| q["name"] == "mailers"));
+    let history = get_json(&format!("{url}/api/history?days=7"));
+    assert_eq!(history.as_array().unwrap().last().unwrap()["processed"], 10);
+
+    // A forged form (no token) changes nothing.
+    let key = entry["key"].as_str().unwrap();
+    let forged =
+        ureq::post(&format!("{url}/dead/act")).send_form([("one", format!("delete|{key}").as_str())]);
+    assert!(matches!(forged, Err(ureq::Error::StatusCode(403))), "{forged:?}");
+    assert_eq!(redis.sorted_set("dead").len(), 1);
+}
+
+#[test]
+fn other_addresses_need_credentials() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let plugins = tempfile::tempdir().unwrap();
+    let plugins = plugins.path().to_str().unwrap();
+    let open = std::process::Command::new(jobrunner_tests::runner_bin())
+        .args(["--plugins", plugins, "--redis", &redis.url, "--http", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&open.stderr);
+    assert!(!open.status.success() && stderr.contains("--http-auth"), "{stderr}");
+
+    let token = "a-long-enough-token-for-tests";
+    let options =
+        RunnerOptions::plugins(&["order_created"]).args(&["--http", "0.0.0.0:0", "--http-token", token]);
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    let port = runner.dashboard_url().rsplit(':').next().unwrap().to_string();
+    let url = format!("http://127.0.0.1:{port}/api/stats");
+    assert!(matches!(ureq::get(&url).call(), Err(ureq::Error::StatusCode(401))));
+    let authorized = ureq::get(&url).header("Authorization", &format!("Bearer {token}")).call().unwrap();
+    assert_eq!(authorized.status(), 200);
+}
+
+#[test]
+fn json_logs_carry_the_fields() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = RunnerOptions::plugins(&["order_created"]).args(&["--log-format", "json"]);
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    redis.push("default", &order(5, "000000000000000000000005"));
+    let line = runner.wait_for_log(&["mail sent"], 1).remove(0);
+    let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(event["message"], "mail sent");
+    assert_eq!(event["plugin"], "order_created");
+    assert_eq!(event["jid"], "000000000000000000000005");
+    assert_eq!(event["level"], "INFO");
+}
