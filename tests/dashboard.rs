@@ -251,3 +251,47 @@ fn json_logs_carry_the_fields() {
     assert_eq!(event["jid"], "000000000000000000000005");
     assert_eq!(event["level"], "INFO");
 }
+
+/// The CSRF cookie a page sets, as `(Cookie header, token)`.
+fn csrf(page: &str) -> (String, String) {
+    let response = ureq::get(page).call().unwrap();
+    let cookie = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("a CSRF cookie");
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let token = pair.split_once('=').unwrap().1.to_string();
+    (pair, token)
+}
+
+#[test]
+fn busy_and_queue_pages() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]));
+    let url = runner.dashboard_url();
+
+    // A running job shows with the plugin and version performing it.
+    let slow = "0000000000000000000005e0";
+    redis.push("default", &job_json("SlowJob", json!([8000, "a@example.com", "slow"]), slow));
+    let work = eventually("the slow job on the busy list", WAIT, || {
+        let busy = get_json(&format!("{url}/api/busy"));
+        busy[0]["jobs"].as_array()?.iter().find(|w| w["job"]["jid"] == slow).cloned()
+    });
+    assert_eq!(work["job"]["class"], "SlowJob");
+    assert!(work["plugin"].as_str().unwrap().starts_with("misbehave "), "{work}");
+    let page = ureq::get(&format!("{url}/busy")).call().unwrap().into_body().read_to_string().unwrap();
+    assert!(page.contains("SlowJob") && page.contains("misbehave "), "{page}");
+
+    // A queue nobody serves pages 25 jobs at a time; one can be deleted.
+    let jobs: Vec<String> = (0..30)
+        .map(|i| job_json("EchoJob", json!([format!("p{i}@example.com")]), &format!("{i:024x}")))
+        .collect();
+    redis.push_many("parked", &jobs);
+    let second = get_json(&format!("{url}/api/queues/parked?page=2"));
+    assert_eq!((second["total"].as_u64(), second["items"].as_array().unwrap().len()), (Some(30), 5));
+    let (cookie, token) = csrf(&format!("{url}/queues/parked"));
+    let raw = second["items"][0]["raw"].as_str().unwrap();
+    let deleted = ureq::post(&format!("{url}/queues/parked/delete"))
+        .header("Cookie", &cookie)
+        .send_form([("csrf", token.as_str()), ("payload", raw)])
+        .unwrap();
+    assert_eq!(deleted.status(), 200, "redirected back to the queue");
+    assert_eq!(redis.llen("queue:parked"), 29);
+}
