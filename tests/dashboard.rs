@@ -294,4 +294,15 @@ fn busy_and_queue_pages() {
         .unwrap();
     assert_eq!(deleted.status(), 200, "redirected back to the queue");
     assert_eq!(redis.llen("queue:parked"), 29);
+
+    // The Busy page's Quiet button reaches the runner through Redis.
+    let identity = get_json(&format!("{url}/api/busy"))[0]["identity"].as_str().unwrap().to_string();
+    let (cookie, token) = csrf(&format!("{url}/busy"));
+    ureq::post(&format!("{url}/busy/signal"))
+        .header("Cookie", &cookie)
+        .send_form([("csrf", token.as_str()), ("identity", identity.as_str()), ("signal", "TSTP")])
+        .unwrap();
+    eventually("the runner to report quiet", WAIT, || {
+        (get_json(&format!("{url}/api/busy"))[0]["quiet"] == true).then_some(())
+    });
 }

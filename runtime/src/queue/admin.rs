@@ -111,6 +111,23 @@ impl Queue {
             .with_context(|| format!("clearing queue {queue}"))
     }
 
+    /// Leaves `signal` (`TSTP`: quiet, `TERM`: stop) for the process
+    /// `identity`, which picks it up at its next heartbeat, as the Web UI's
+    /// Quiet and Stop buttons do.
+    pub async fn signal_process(&self, identity: &str, signal: &str) -> Result<()> {
+        if !matches!(signal, "TSTP" | "TERM") {
+            bail!("unknown signal {signal:?}: expected TSTP (quiet) or TERM (stop)");
+        }
+        let key = format!("{identity}-signals");
+        redis::pipe()
+            .atomic()
+            .lpush(&key, signal)
+            .expire(&key, 60)
+            .exec_async(&mut self.connection())
+            .await
+            .with_context(|| format!("signalling process {identity}"))
+    }
+
     /// The stored JSON of the job `key` (`score|jid`) in `set`, if still there.
     async fn find_entry(&self, set: &str, key: &str) -> Result<Option<String>> {
         let Some((score, jid)) = key.split_once('|') else {

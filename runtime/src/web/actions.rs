@@ -63,6 +63,25 @@ pub async fn clear_queue(
     }
 }
 
+/// The Busy page's Quiet and Stop buttons.
+pub async fn signal_process(
+    State(dashboard): State<Shared>,
+    Extension(csrf): Extension<CsrfToken>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let form = Form::parse(&body);
+    if let Err(refused) = check_form(&csrf, &headers, form.get("csrf")) {
+        return refused.into_response();
+    }
+    let (identity, signal) =
+        (form.get("identity").unwrap_or_default(), form.get("signal").unwrap_or_default());
+    match dashboard.queue.signal_process(identity, signal).await {
+        Ok(()) => Redirect::to("/busy").into_response(),
+        Err(err) => WebError::from(err).into_response(),
+    }
+}
+
 /// A queue name as a path segment.
 pub fn encode(name: &str) -> String {
     percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()

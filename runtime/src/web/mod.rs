@@ -80,6 +80,7 @@ fn router(dashboard: Shared, credentials: Arc<Credentials>) -> Router {
         .route("/queues/{name}/delete", post(actions::delete_queued))
         .route("/queues/{name}/clear", post(actions::clear_queue))
         .route("/busy", get(pages::busy))
+        .route("/busy/signal", post(actions::signal_process))
         .route("/plugins", get(plugins::page))
         .merge(sets::routes())
         .route("/metrics", get(api::metrics))

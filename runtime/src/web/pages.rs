@@ -216,7 +216,10 @@ pub async fn queue(
     ))
 }
 
-pub async fn busy(State(dashboard): State<Shared>) -> WebResult<Markup> {
+pub async fn busy(
+    State(dashboard): State<Shared>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> WebResult<Markup> {
     let processes = dashboard.queue.processes(true).await?;
     Ok(layout(
         "Busy",
@@ -226,7 +229,7 @@ pub async fn busy(State(dashboard): State<Shared>) -> WebResult<Markup> {
             table {
                 thead { tr {
                     th { "Host" } th.num { "Pid" } th { "Kind" } th.num { "Busy" } th { "Queues" }
-                    th { "Started" } th { "Last beat" } th { "State" }
+                    th { "Started" } th { "Last beat" } th { "State" } th {}
                 } }
                 tbody {
                     @for p in &processes {
@@ -236,15 +239,30 @@ pub async fn busy(State(dashboard): State<Shared>) -> WebResult<Markup> {
                             td title=(utc(p.started_at)) { (relative(p.started_at)) }
                             td title=(utc(p.beat)) { (relative(p.beat)) }
                             td { @if p.quiet { "quiet" } @else { "running" } }
+                            td { (signal_buttons(p, &csrf)) }
                         }
                     }
-                    @if processes.is_empty() { tr { td colspan="8" { "No live processes." } } }
+                    @if processes.is_empty() { tr { td colspan="9" { "No live processes." } } }
                 }
             }
             h2 { "Running jobs" }
             (running_jobs(&processes))
         },
     ))
+}
+
+/// Quiet (stop taking jobs) and Stop (finish and exit), delivered through
+/// Redis at the process's next heartbeat.
+fn signal_buttons(process: &ProcessView, csrf: &CsrfToken) -> Markup {
+    html! {
+        form method="post" action="/busy/signal" {
+            (csrf_field(csrf))
+            input type="hidden" name="identity" value=(process.identity);
+            @if !process.quiet { button type="submit" name="signal" value="TSTP" { "Quiet" } }
+            button.danger type="submit" name="signal" value="TERM"
+                data-confirm={ "Stop " (process.hostname) ":" (process.pid) "?" } { "Stop" }
+        }
+    }
 }
 
 fn running_jobs(processes: &[ProcessView]) -> Markup {
