@@ -160,7 +160,7 @@ fn metrics_count_the_jobs_run() {
     assert_eq!(get("jobrunner_jobs_processed_total", order), Some(5.0));
     assert_eq!(get("jobrunner_jobs_failed_total", order), Some(1.0));
     assert_eq!(get("jobrunner_jobs_processed_total", "class=WelcomeMailJob,plugin=welcome_mail"), Some(2.0));
-    assert_eq!(get("jobrunner_jobs_failed_total", "class=GhostJob,plugin=none"), Some(3.0));
+    assert_eq!(get("jobrunner_jobs_failed_total", "class=unhandled,plugin=none"), Some(3.0));
     assert_eq!(get("jobrunner_job_duration_seconds", order), Some(5.0), "histogram count");
     assert_eq!(get("jobrunner_mails_sent_total", "plugin=order_created"), Some(4.0));
     assert_eq!(get("jobrunner_mails_sent_total", "plugin=welcome_mail"), Some(2.0));

@@ -15,6 +15,11 @@ use std::collections::BTreeMap;
 /// The plugin label of a job no plugin handled (unknown class, invalid payload).
 pub const NO_PLUGIN: &str = "none";
 
+/// The class label of a job whose class no plugin handles. Its real name
+/// would let whoever can push jobs create unbounded series; the retry set
+/// and the log name it.
+pub const UNHANDLED_CLASS: &str = "unhandled";
+
 /// Upper bounds of the job duration buckets, in seconds: a no-op job takes
 /// tens of microseconds, a mail over SMTP milliseconds, the time limit 30 s.
 const DURATION_BUCKETS: &[f64] = &[

@@ -9,7 +9,7 @@
 
 use crate::busy::Running;
 use crate::job::Job;
-use crate::metrics::{Metrics, NO_PLUGIN};
+use crate::metrics::{Metrics, NO_PLUGIN, UNHANDLED_CLASS};
 use crate::plugin::{CallError, wit};
 use crate::queue::Outcome;
 use crate::queue::ack::Acker;
@@ -69,7 +69,7 @@ impl Worker {
         // How long the job waited in its queue, for the latency benchmark.
         let wait_us = job.enqueued_at().map(|at| ((clock::now() - at).max(0.0) * 1e6) as u64);
         let Some(plugin) = self.registry.lookup(&job.class) else {
-            self.metrics.job_finished(&job.class, NO_PLUGIN, true, 0.0);
+            self.metrics.job_finished(UNHANDLED_CLASS, NO_PLUGIN, true, 0.0);
             let failure =
                 Failure::retryable("NoPluginError", format!("no plugin handles class {}", job.class));
             return self.failed(job, failure);
