@@ -213,6 +213,17 @@ fn every_view_is_json_and_actions_need_the_csrf_token() {
         ureq::post(&format!("{url}/dead/act")).send_form([("one", format!("delete|{key}").as_str())]);
     assert!(matches!(forged, Err(ureq::Error::StatusCode(403))), "{forged:?}");
     assert_eq!(redis.sorted_set("dead").len(), 1);
+
+    // With the token: kill two checked retries, then delete every dead job.
+    let (cookie, token) = csrf(&format!("{url}/retries"));
+    let keys: Vec<&str> =
+        retries["items"].as_array().unwrap()[..2].iter().map(|e| e["key"].as_str().unwrap()).collect();
+    let form = [("csrf", token.as_str()), ("checked", "kill"), ("key", keys[0]), ("key", keys[1])];
+    ureq::post(&format!("{url}/retries/act")).header("Cookie", &cookie).send_form(form).unwrap();
+    assert_eq!((redis.sorted_set("retry").len(), redis.sorted_set("dead").len()), (1, 3));
+    let form = [("csrf", token.as_str()), ("all", "delete")];
+    ureq::post(&format!("{url}/dead/act")).header("Cookie", &cookie).send_form(form).unwrap();
+    assert!(redis.sorted_set("dead").is_empty());
 }
 
 #[test]
