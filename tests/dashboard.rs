@@ -111,6 +111,15 @@ async fn the_dashboard_in_chromium() {
         let hash = text(&client, &format!("tr[data-plugin='{plugin}'] td.sha256")).await;
         assert_eq!(hash, sha256_of(plugin), "{plugin}'s hash");
     }
+    // A refused file shows in the reload history with the reason.
+    std::fs::write(runner.plugins_dir().join("broken.wasm"), b"not wasm").unwrap();
+    runner.wait_for_log(&["plugin refused", "broken.wasm"], 1);
+    client.goto(&format!("{url}/plugins")).await.unwrap();
+    let refusal = text(&client, "table.history tr.refused").await;
+    assert!(
+        refusal.contains("broken.wasm") && refusal.contains("not a valid WebAssembly component"),
+        "{refusal}"
+    );
 
     // "Retry now" on the dead order: it leaves the dead set, runs, and mails.
     client.goto(&format!("{url}/dead")).await.unwrap();
