@@ -165,16 +165,13 @@ fn range(page: usize) -> (isize, isize) {
 impl Queue {
     /// The overview's totals.
     pub async fn stats(&self) -> Result<Stats> {
-        let (processed, failed, retries, scheduled, dead): (Option<u64>, Option<u64>, u64, u64, u64) =
-            redis::pipe()
-                .get("stat:processed")
-                .get("stat:failed")
-                .zcard(keys::RETRY)
-                .zcard(keys::SCHEDULE)
-                .zcard(keys::DEAD)
-                .query_async(&mut self.connection())
-                .await
-                .context("reading the totals")?;
+        let (processed, failed): (Option<u64>, Option<u64>) = redis::pipe()
+            .get("stat:processed")
+            .get("stat:failed")
+            .query_async(&mut self.connection())
+            .await
+            .context("reading the totals")?;
+        let [(_, retries), (_, scheduled), (_, dead)] = self.set_sizes().await?;
         let enqueued = self.queues().await?.iter().map(|q| q.size).sum();
         let processes = self.processes(false).await?;
         Ok(Stats {
@@ -187,6 +184,18 @@ impl Queue {
             busy: processes.iter().map(|p| p.busy).sum(),
             processes: processes.len() as u64,
         })
+    }
+
+    /// The sizes of the `retry`, `schedule` and `dead` sets, by key.
+    pub async fn set_sizes(&self) -> Result<[(&'static str, u64); 3]> {
+        let (retry, schedule, dead): (u64, u64, u64) = redis::pipe()
+            .zcard(keys::RETRY)
+            .zcard(keys::SCHEDULE)
+            .zcard(keys::DEAD)
+            .query_async(&mut self.connection())
+            .await
+            .context("reading the sizes of the retry, schedule and dead sets")?;
+        Ok([(keys::RETRY, retry), (keys::SCHEDULE, schedule), (keys::DEAD, dead)])
     }
 
     /// The daily counters of the last `days` days, oldest first.

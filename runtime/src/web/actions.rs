@@ -3,10 +3,8 @@
 //! checked row), so they are decoded by hand rather than into a struct.
 
 use super::access::{CsrfToken, check_form};
-use super::{Shared, WebError};
-use axum::Extension;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use super::{Shared, WebResult};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
 
 /// A submitted `application/x-www-form-urlencoded` form.
@@ -28,58 +26,50 @@ impl Form {
     }
 }
 
+/// A submitted form whose CSRF token checked out; handlers that change
+/// anything take their fields from this, so none can skip the check.
+pub struct CheckedForm(pub Form);
+
+impl<S: Send + Sync> FromRequest<S> for CheckedForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let token = request.extensions().get::<CsrfToken>().cloned().unwrap_or(CsrfToken(String::new()));
+        let headers = request.headers().clone();
+        let body = String::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        let form = Form::parse(&body);
+        check_form(&token, &headers, form.get("csrf")).map_err(IntoResponse::into_response)?;
+        Ok(CheckedForm(form))
+    }
+}
+
 pub async fn delete_queued(
     State(dashboard): State<Shared>,
-    Extension(csrf): Extension<CsrfToken>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    let form = Form::parse(&body);
-    if let Err(refused) = check_form(&csrf, &headers, form.get("csrf")) {
-        return refused.into_response();
-    }
-    let payload = form.get("payload").unwrap_or_default();
-    match dashboard.queue.delete_queued(&name, payload).await {
-        Ok(_) => Redirect::to(&format!("/queues/{}", encode(&name))).into_response(),
-        Err(err) => WebError::from(err).into_response(),
-    }
+    CheckedForm(form): CheckedForm,
+) -> WebResult<Redirect> {
+    dashboard.queue.delete_queued(&name, form.get("payload").unwrap_or_default()).await?;
+    Ok(Redirect::to(&format!("/queues/{}", encode(&name))))
 }
 
 pub async fn clear_queue(
     State(dashboard): State<Shared>,
-    Extension(csrf): Extension<CsrfToken>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    let form = Form::parse(&body);
-    if let Err(refused) = check_form(&csrf, &headers, form.get("csrf")) {
-        return refused.into_response();
-    }
-    match dashboard.queue.clear_queue(&name).await {
-        Ok(()) => Redirect::to("/queues").into_response(),
-        Err(err) => WebError::from(err).into_response(),
-    }
+    CheckedForm(_): CheckedForm,
+) -> WebResult<Redirect> {
+    dashboard.queue.clear_queue(&name).await?;
+    Ok(Redirect::to("/queues"))
 }
 
 /// The Busy page's Quiet and Stop buttons.
 pub async fn signal_process(
     State(dashboard): State<Shared>,
-    Extension(csrf): Extension<CsrfToken>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    let form = Form::parse(&body);
-    if let Err(refused) = check_form(&csrf, &headers, form.get("csrf")) {
-        return refused.into_response();
-    }
+    CheckedForm(form): CheckedForm,
+) -> WebResult<Redirect> {
     let (identity, signal) =
         (form.get("identity").unwrap_or_default(), form.get("signal").unwrap_or_default());
-    match dashboard.queue.signal_process(identity, signal).await {
-        Ok(()) => Redirect::to("/busy").into_response(),
-        Err(err) => WebError::from(err).into_response(),
-    }
+    dashboard.queue.signal_process(identity, signal).await?;
+    Ok(Redirect::to("/busy"))
 }
 
 /// A queue name as a path segment.

@@ -3,7 +3,7 @@
 
 use super::pages::PageQuery;
 use super::{Shared, WebResult};
-use crate::queue::{Day, JobView, Page, ProcessView, QueueSummary, RedisInfo, Stats, keys};
+use crate::queue::{Day, JobView, Page, ProcessView, QueueSummary, RedisInfo, Stats};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -55,10 +55,8 @@ pub async fn busy(State(dashboard): State<Shared>) -> WebResult<Json<Vec<Process
 /// `/metrics`: this process's counters, with queue sizes and latencies read
 /// from Redis now.
 pub async fn metrics(State(dashboard): State<Shared>) -> WebResult<Response> {
-    let queues = dashboard.queue.queues().await?;
-    let stats = dashboard.queue.stats().await?;
+    let (queues, sets) = tokio::try_join!(dashboard.queue.queues(), dashboard.queue.set_sizes())?;
     let queues: Vec<(String, u64, f64)> = queues.into_iter().map(|q| (q.name, q.size, q.latency)).collect();
-    let sets = [(keys::RETRY, stats.retries), (keys::SCHEDULE, stats.scheduled), (keys::DEAD, stats.dead)];
     dashboard.metrics.set_redis_view(&queues, &sets, dashboard.busy.count());
     let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
     Ok((content_type, dashboard.metrics.encode()).into_response())

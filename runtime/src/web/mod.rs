@@ -90,21 +90,22 @@ fn router(dashboard: Shared, credentials: Arc<Credentials>) -> Router {
         .route("/api/queues/{name}", get(api::queue))
         .route("/api/busy", get(api::busy))
         .route("/api/plugins", get(plugins::api))
-        .route("/assets/dashboard.js", get(script))
-        .route("/assets/dashboard.css", get(style))
+        .route(
+            "/assets/dashboard.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("assets/dashboard.js"))),
+        )
+        .route(
+            "/assets/dashboard.css",
+            get(|| asset("text/css; charset=utf-8", include_str!("assets/dashboard.css"))),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(credentials, access::guard))
         .with_state(dashboard)
 }
 
-async fn script() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("assets/dashboard.js"))
-        .into_response()
-}
-
-async fn style() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("assets/dashboard.css"))
-        .into_response()
+/// One of the files under `assets/`, compiled into the binary.
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn not_found() -> Response {

@@ -2,14 +2,15 @@
 //! per job ("Retry now", "Add to queue", "Kill", "Delete"), on the checked
 //! jobs, or on all of them, as Sidekiq's Web UI offers.
 
-use super::access::{CsrfToken, check_form};
+use super::access::CsrfToken;
+use super::actions::CheckedForm;
 use super::format::{self, relative, utc};
 use super::pages::{PageQuery, csrf_field, layout, pager};
-use super::{Shared, WebResult, actions};
+use super::{Shared, WebResult};
 use crate::queue::{Entry, Page, SetAction, keys};
+use anyhow::Context as _;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use maud::{Markup, html};
@@ -57,10 +58,7 @@ pub fn routes() -> Router<Shared> {
         router = router
             .route(set.path, get(move |state, csrf, query| page(state, csrf, query, set)))
             .route(&format!("/api{}", set.path), get(move |state, query| api(state, query, set)))
-            .route(
-                &format!("{}/act", set.path),
-                post(move |state, csrf, headers, body| act(state, csrf, headers, body, set)),
-            );
+            .route(&format!("{}/act", set.path), post(move |state, form| act(state, form, set)));
     }
     router
 }
@@ -158,32 +156,20 @@ fn backtrace_text(backtrace: &serde_json::Value) -> String {
 
 async fn act(
     State(dashboard): State<Shared>,
-    Extension(csrf): Extension<CsrfToken>,
-    headers: HeaderMap,
-    body: String,
+    CheckedForm(form): CheckedForm,
     set: SetPage,
-) -> Response {
-    let form = actions::Form::parse(&body);
-    if let Err(refused) = check_form(&csrf, &headers, form.get("csrf")) {
-        return refused.into_response();
-    }
-    let result = async {
-        if let Some((action, key)) = form.get("one").and_then(|v| v.split_once('|')) {
-            dashboard.queue.act_on_entry(set.key, key, SetAction::parse(action)?).await?;
-        } else if let Some(action) = form.get("checked") {
-            let action = SetAction::parse(action)?;
-            for key in form.all("key") {
-                dashboard.queue.act_on_entry(set.key, key, action).await?;
-            }
-        } else if let Some(action) = form.get("all") {
-            dashboard.queue.act_on_all(set.key, SetAction::parse(action)?).await?;
+) -> WebResult<Redirect> {
+    let queue = &dashboard.queue;
+    let context = || format!("acting on the {} set", set.key);
+    if let Some((action, key)) = form.get("one").and_then(|v| v.split_once('|')) {
+        queue.act_on_entry(set.key, key, SetAction::parse(action)?).await.with_context(context)?;
+    } else if let Some(action) = form.get("checked") {
+        let action = SetAction::parse(action)?;
+        for key in form.all("key") {
+            queue.act_on_entry(set.key, key, action).await.with_context(context)?;
         }
-        anyhow::Ok(())
-    };
-    match result.await {
-        Ok(()) => Redirect::to(set.path).into_response(),
-        Err(err) => {
-            super::WebError::from(err.context(format!("acting on the {} set", set.key))).into_response()
-        }
+    } else if let Some(action) = form.get("all") {
+        queue.act_on_all(set.key, SetAction::parse(action)?).await.with_context(context)?;
     }
+    Ok(Redirect::to(set.path))
 }
