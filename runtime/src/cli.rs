@@ -79,6 +79,9 @@ pub struct TryArgs {
     /// A policy file, as for the runner.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// The app's database, for plugins that read records, as for the runner.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// Wall-clock time the job may run, in seconds.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub timeout: f64,
@@ -164,6 +167,11 @@ pub struct RunArgs {
     /// Without it, mail is written to --outbox.
     #[arg(long, env = "SMTP_URL")]
     pub smtp: Option<String>,
+    /// The app's database, which plugins read through `records` (read-only):
+    /// sqlite://PATH, postgres://user:pass@host/db or mysql://user:pass@host/db.
+    /// Without it, record reads fail and their jobs are retried.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database: Option<String>,
     /// Directory that receives one .eml file per message when no --smtp is set.
     #[arg(long, default_value = "outbox")]
     pub outbox: PathBuf,

@@ -1,17 +1,15 @@
 //! A job as Sidekiq stores it, and what a plugin sees of it.
 //!
 //! [`Job::parse`] reads Sidekiq's JSON and, for ActiveJob payloads, looks
-//! through the wrapper: the plugin sees the ActiveJob class (`OrderCreateJob`)
-//! and its plain arguments, with ActiveJob's `_aj_*` markers removed. The
-//! full JSON is kept as parsed, to record failures on it the way Sidekiq does.
+//! through the wrapper ([`crate::activejob`]): the plugin sees the ActiveJob
+//! class (`OrderCreateJob`, or `UserMailer#welcome_email` for a
+//! `deliver_later` mail) and its plain arguments. The full JSON is kept as
+//! parsed, to record failures on it the way Sidekiq does.
 
+use crate::activejob;
 use crate::plugin::wit;
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value};
-
-/// The wrapper classes ActiveJob's sidekiq adapter enqueues.
-const ACTIVE_JOB_WRAPPERS: &[&str] =
-    &["ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper", "Sidekiq::ActiveJob::Wrapper"];
 
 /// One job taken off a queue.
 #[derive(Clone, Debug)]
@@ -50,8 +48,8 @@ impl Job {
             Some(Value::String(jid)) => jid.clone(),
             Some(other) => bail!("the payload's `jid` is {other}, not a string"),
         };
-        let (class, args) = if ACTIVE_JOB_WRAPPERS.contains(&class.as_str()) {
-            unwrap_active_job(args).context("malformed ActiveJob payload")?
+        let (class, args) = if activejob::is_wrapper(&class) {
+            activejob::unwrap(args).context("malformed ActiveJob payload")?
         } else {
             (class, Value::Array(args.clone()))
         };
@@ -93,43 +91,6 @@ fn check_retry(retry: Option<&Value>) -> Result<()> {
         None | Some(Value::Bool(_)) => Ok(()),
         Some(Value::Number(n)) if n.is_u64() => Ok(()),
         Some(other) => bail!("the payload's `retry` is {other}; expected true, false or a number of retries"),
-    }
-}
-
-/// `args[0]` of a wrapped job holds ActiveJob's own serialization.
-fn unwrap_active_job(args: &[Value]) -> Result<(String, Value)> {
-    let Some(Value::Object(inner)) = args.first() else {
-        bail!("args[0] is not an object");
-    };
-    let Some(Value::String(class)) = inner.get("job_class") else {
-        bail!("args[0] has no `job_class`");
-    };
-    let Some(Value::Array(arguments)) = inner.get("arguments") else {
-        bail!("args[0] has no `arguments` array");
-    };
-    let plain = arguments.iter().cloned().map(strip_markers).collect();
-    Ok((class.clone(), Value::Array(plain)))
-}
-
-/// Removes ActiveJob's Ruby-specific markers, at any depth: hash key lists
-/// are dropped, a GlobalID becomes its `gid://` string, and a serialized
-/// value (a Symbol, a Duration...) becomes its `value`.
-pub fn strip_markers(value: Value) -> Value {
-    match value {
-        Value::Array(items) => Value::Array(items.into_iter().map(strip_markers).collect()),
-        Value::Object(mut map) => {
-            if let Some(gid) = map.get("_aj_globalid").filter(|_| map.len() == 1) {
-                return gid.clone();
-            }
-            if map.contains_key("_aj_serialized")
-                && let Some(value) = map.remove("value")
-            {
-                return strip_markers(value);
-            }
-            map.retain(|key, _| !key.starts_with("_aj_"));
-            Value::Object(map.into_iter().map(|(k, v)| (k, strip_markers(v))).collect())
-        }
-        other => other,
     }
 }
 
@@ -234,7 +195,7 @@ mod properties {
             let job = Job::parse(payload.to_string().as_bytes(), "default").unwrap();
             prop_assert_eq!(&job.class, &class);
             prop_assert_eq!(&job.jid, &jid);
-            if !ACTIVE_JOB_WRAPPERS.contains(&class.as_str()) {
+            if !activejob::is_wrapper(&class) {
                 prop_assert_eq!(job.args, Value::Array(args));
             }
         }

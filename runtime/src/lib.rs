@@ -8,12 +8,15 @@
 //! - [`fetch`]: picks the queue (strict or weighted) and takes the next job.
 //! - [`queue`]: Sidekiq's Redis layout and the Lua scripts behind reliable
 //!   fetch, outcomes and recovery.
-//! - [`job`]: Sidekiq's job JSON, ActiveJob unwrapped.
+//! - [`job`]: Sidekiq's job JSON.
+//! - [`activejob`]: ActiveJob unwrapped; `deliver_later` mails routed by
+//!   `Mailer#action`.
 //! - [`worker`]: performs one job and records how it ended.
 //! - [`retry`]: Sidekiq's retry policy and backoff.
 //! - [`registry`]: which plugin serves which class; swapped atomically.
 //! - [`plugin`]: compiling, linking and running one component under limits.
-//! - [`policy`]: what each plugin may do with `send-mail` and `log`.
+//! - [`policy`]: what each plugin may do with `send-mail`, `log` and `records`.
+//! - [`records`]: the app's database rows, read-only, for plugins.
 //! - [`engine`]: the wasmtime engine, pooling allocator and epoch ticker.
 //! - [`mail`]: `send-mail`, over SMTP or into an outbox directory, sent
 //!   once per job even when the job runs again.
@@ -28,6 +31,7 @@
 //! - [`shutdown`]: quiet and graceful shutdown on signals.
 //! - [`clock`], [`digest`]: small shared pieces.
 
+pub mod activejob;
 pub mod author;
 pub mod busy;
 pub mod cli;
@@ -43,6 +47,7 @@ pub mod metrics;
 pub mod plugin;
 pub mod policy;
 pub mod queue;
+pub mod records;
 pub mod registry;
 pub mod retry;
 pub mod runner;

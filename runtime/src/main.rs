@@ -57,6 +57,7 @@ async fn try_job(args: TryArgs) -> ExitCode {
         args: &args.args,
         mail_from: &args.mail_from,
         policy: args.policy.as_deref(),
+        database: args.database.as_deref(),
         limits,
     })
     .await

@@ -47,6 +47,8 @@ pub struct Metrics {
     plugin_loads: IntCounterVec,
     /// Plugin files refused, by file name.
     plugin_refusals: IntCounterVec,
+    /// Reads through `records`, by plugin, model and result.
+    record_reads: IntCounterVec,
     /// Jobs waiting in each queue (from Redis at scrape time).
     queue_size: IntGaugeVec,
     /// Age of the oldest job in each queue, in seconds (from Redis at scrape time).
@@ -98,6 +100,11 @@ impl Metrics {
         let plugin_loads =
             counter("jobrunner_plugin_loads_total", "Plugin files loaded or reloaded.", &["plugin"]);
         let plugin_refusals = counter("jobrunner_plugin_refusals_total", "Plugin files refused.", &["file"]);
+        let record_reads = counter(
+            "jobrunner_record_reads_total",
+            "Reads of the app's records, by result (found, not_found, denied, invalid, unavailable).",
+            &["plugin", "model", "result"],
+        );
         let duration = HistogramVec::new(
             HistogramOpts::new("jobrunner_job_duration_seconds", "How long jobs ran.")
                 .buckets(DURATION_BUCKETS.to_vec()),
@@ -138,6 +145,7 @@ impl Metrics {
             mails_failed,
             plugin_loads,
             plugin_refusals,
+            record_reads,
             queue_size,
             queue_latency,
             set_size,
@@ -172,6 +180,12 @@ impl Metrics {
     /// The plugin file `file` was refused.
     pub fn plugin_refused(&self, file: &str) {
         self.plugin_refusals.with_label_values(&[file]).inc();
+    }
+
+    /// `plugin` read records of `model` (`-` when the read was refused
+    /// before the model was found); `result` says how it went.
+    pub fn record_read(&self, plugin: &str, model: &str, result: &str) {
+        self.record_reads.with_label_values(&[plugin, model, result]).inc();
     }
 
     /// Sets what only Redis knows, just before an export: each queue's size

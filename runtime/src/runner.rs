@@ -16,6 +16,7 @@ use crate::plugin::{self, CodeCache, Limits, Loader};
 use crate::policy::Policy;
 use crate::queue::ack::Acker;
 use crate::queue::{DeadLimits, Queue};
+use crate::records::Records;
 use crate::registry::{self, Registry};
 use crate::shutdown::{self, Shutdown};
 use crate::web::{self, Credentials, Dashboard};
@@ -221,7 +222,17 @@ fn registry(
 ) -> Result<Registry> {
     let engine = engine::build(engine::EngineLimits { concurrency, memory_bytes: limits.memory_bytes })?;
     let cache = Arc::new(CodeCache::new(args.code_cache_dir().as_deref(), &engine)?);
-    let loader = Loader { linker: plugin::linker(&engine)?, mailer, policy, limits, cache, metrics };
+    let records =
+        Records::new(args.database.as_deref(), concurrency as u32, policy.models().clone(), metrics.clone())?;
+    let loader = Loader {
+        linker: plugin::linker(&engine)?,
+        mailer,
+        policy,
+        limits,
+        cache,
+        metrics,
+        records: Arc::new(records),
+    };
     Ok(Registry::new(dir, loader))
 }
 

@@ -137,6 +137,7 @@ fn host_failure(err: &CallError) -> Failure {
         CallError::Timeout(_) => "Timeout",
         CallError::Memory(_) => "MemoryLimitExceeded",
         CallError::Trap(_) => "Trap",
+        CallError::MissingRecord(_) => "ActiveJob::DeserializationError",
     };
     Failure::retryable(class, err.to_string())
 }

@@ -5,6 +5,8 @@
 //!   errors that name the missing or malformed field.
 //! - [`mail`]: building a message and sending it through the host, with the
 //!   host's mail errors mapped onto job errors.
+//! - [`records`]: reading the app's database rows through the host.
+//! - [`rails`]: `deliver_later` mail jobs and GlobalIDs.
 //! - [`log`]: writing to the host's log.
 //!
 //! A plugin implements [`Guest`] and calls [`export_plugin!`]:
@@ -20,6 +22,8 @@
 
 pub mod args;
 pub mod mail;
+pub mod rails;
+pub mod records;
 
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)] // generated code
@@ -37,6 +41,7 @@ pub use args::Args;
 pub use bindings::jobrunner::plugin::logging::Level;
 pub use bindings::jobrunner::plugin::types::{Job, JobError, PluginInfo};
 pub use bindings::{Guest, export_plugin};
+pub use rails::MailerJob;
 
 /// Builds the [`PluginInfo`] a plugin returns from `describe`.
 pub fn plugin_info(name: &str, version: &str, classes: &[&str]) -> PluginInfo {

@@ -12,8 +12,10 @@ pub use template::new_plugin;
 
 use crate::engine::{self, EngineLimits};
 use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use crate::plugin::{self, CodeCache, Limits, Loader, Plugin, wit};
 use crate::policy::Policy;
+use crate::records::Records;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::ExitCode;
@@ -32,17 +34,27 @@ pub mod exit {
     pub const UNUSABLE: u8 = 3;
 }
 
-/// Loads `file` as the runner would, with `mailer` behind `send-mail`.
-async fn load(file: &Path, mailer: Arc<Mailer>, policy: Policy, limits: Limits) -> Result<Plugin> {
+/// Loads `file` as the runner would, with `mailer` behind `send-mail` and
+/// the database at `database` behind `records`.
+async fn load(
+    file: &Path,
+    mailer: Arc<Mailer>,
+    policy: Policy,
+    database: Option<&str>,
+    limits: Limits,
+) -> Result<Plugin> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let engine = engine::build(EngineLimits { concurrency: 1, memory_bytes: limits.memory_bytes })?;
+    let metrics = Arc::new(Metrics::new());
+    let records = Records::new(database, 1, policy.models().clone(), metrics.clone())?;
     let loader = Loader {
         linker: plugin::linker(&engine)?,
         mailer,
         policy: Arc::new(policy),
         limits,
         cache: Arc::new(CodeCache::new(None, &engine)?),
-        metrics: Arc::default(),
+        metrics,
+        records: Arc::new(records),
     };
     let sha256 = crate::digest::sha256_hex(&bytes);
     loader
@@ -59,7 +71,7 @@ fn default_limits() -> Limits {
 pub async fn check(file: &Path) -> ExitCode {
     let mailer =
         Arc::new(Mailer::capture("jobrunner <jobrunner@localhost>").expect("a valid default sender"));
-    match load(file, mailer, Policy::default(), default_limits()).await {
+    match load(file, mailer, Policy::default(), None, default_limits()).await {
         Ok(plugin) => {
             let meta = &plugin.meta;
             println!("{}: ok", file.display());
@@ -83,6 +95,8 @@ pub struct Trial<'a> {
     pub args: &'a str,
     pub mail_from: &'a str,
     pub policy: Option<&'a Path>,
+    /// The app's database, for plugins that read records.
+    pub database: Option<&'a str>,
     pub limits: Limits,
 }
 
@@ -106,7 +120,7 @@ async fn run_trial(trial: &Trial<'_>) -> Result<u8> {
         None => Policy::default(),
     };
     let mailer = Arc::new(Mailer::capture(trial.mail_from)?);
-    let plugin = load(trial.file, mailer.clone(), policy, trial.limits).await?;
+    let plugin = load(trial.file, mailer.clone(), policy, trial.database, trial.limits).await?;
     anyhow::ensure!(
         plugin.meta.classes.iter().any(|c| c == trial.class),
         "{} handles {}, not {}",

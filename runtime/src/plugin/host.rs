@@ -13,8 +13,10 @@ use super::wit::jobrunner::plugin::{logging, mail, types};
 use crate::mail::{Delivery, Mailer};
 use crate::metrics::Metrics;
 use crate::policy::Guard;
+use crate::records::Records;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -46,6 +48,8 @@ pub struct Capabilities {
     pub guard: Arc<Guard>,
     /// Counts mail sent and failed.
     pub metrics: Arc<Metrics>,
+    /// The app's database, read-only.
+    pub records: Arc<Records>,
 }
 
 /// The store data of one plugin instance.
@@ -58,10 +62,16 @@ pub struct HostState {
     stderr: TailPipe,
     /// Enforces the memory cap.
     pub(super) limiter: MemoryCap,
-    /// `send-mail` and the policy.
-    caps: Capabilities,
+    /// `send-mail`, `records` and the policy.
+    pub(super) caps: Capabilities,
     /// Tags for the guest's log lines.
-    tags: LogTags,
+    pub(super) tags: LogTags,
+    /// Until when a missing record may be one whose transaction hasn't
+    /// committed yet; `None` when that can't be.
+    pub(super) commit_race_until: Option<Instant>,
+    /// The first record the guest looked for and didn't find, as Rails
+    /// would say it.
+    pub(super) missing_record: Option<String>,
     /// The first policy rule the guest broke, if any.
     pub(super) violation: Option<String>,
     /// Log lines dropped by the log rate limit.
@@ -90,7 +100,15 @@ impl HostState {
             violation: None,
             dropped_logs: 0,
             mail_calls: 0,
+            commit_race_until: None,
+            missing_record: None,
         }
+    }
+
+    /// Lets a missing record be looked for again until `until`.
+    pub fn with_commit_race_until(mut self, until: Option<Instant>) -> HostState {
+        self.commit_race_until = until;
+        self
     }
 
     /// The last line of a Rust panic message the guest printed, if any.

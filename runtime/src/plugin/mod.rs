@@ -12,6 +12,7 @@ mod cache;
 pub mod contract;
 mod host;
 mod pace;
+mod records_host;
 mod run;
 mod stderr;
 
@@ -22,6 +23,7 @@ pub use run::{CallError, Limits, Timeout};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::policy::{Guard, Policy};
+use crate::records::Records;
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +39,9 @@ pub mod wit {
         world: "job-plugin",
         imports: {
             "jobrunner:plugin/mail.send-mail": async,
+            "jobrunner:plugin/records.locate": async,
+            "jobrunner:plugin/records.find": async,
+            "jobrunner:plugin/records.find-all-by": async,
         },
         exports: { default: async },
     });
@@ -105,6 +110,8 @@ pub struct Loader {
     pub cache: Arc<CodeCache>,
     /// Where mail outcomes are counted.
     pub metrics: Arc<Metrics>,
+    /// The app's database, for `records`.
+    pub records: Arc<Records>,
 }
 
 impl Loader {
@@ -152,7 +159,12 @@ impl Loader {
     fn capabilities(&self, name: &str) -> Capabilities {
         let rules = self.policy.rules_for(name).clone();
         let guard = Arc::new(Guard::new(rules, self.mailer.default_from()));
-        Capabilities { mailer: self.mailer.clone(), guard, metrics: self.metrics.clone() }
+        Capabilities {
+            mailer: self.mailer.clone(),
+            guard,
+            metrics: self.metrics.clone(),
+            records: self.records.clone(),
+        }
     }
 }
 

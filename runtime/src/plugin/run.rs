@@ -10,6 +10,7 @@
 
 use super::host::{Capabilities, HostState, LogTags, MemoryExceeded};
 use super::pace::Pace;
+use super::records_host::COMMIT_RACE_WINDOW;
 use super::wit;
 use std::fmt;
 use std::sync::Arc;
@@ -29,6 +30,10 @@ pub enum CallError {
     /// instantiated; the message says which.
     #[error("{0}")]
     Trap(String),
+    /// It failed after a record it looked up wasn't there, as Rails'
+    /// `ActiveJob::DeserializationError`.
+    #[error("Error while trying to deserialize arguments: {0}")]
+    MissingRecord(String),
 }
 
 impl CallError {
@@ -149,17 +154,38 @@ pub async fn perform(
     tags: LogTags,
     job: &wit::Job,
 ) -> Result<Result<(), wit::JobError>, CallError> {
-    let state = HostState::new(caps, limits.memory_bytes, tags);
-    with_instance(pre, state, limits, async |instance, store| {
+    let state = HostState::new(caps, limits.memory_bytes, tags)
+        .with_commit_race_until(commit_race_until(job, limits));
+    let result = with_instance(pre, state, limits, async |instance, store| {
         let result = instance.call_perform(&mut *store, job).await?;
         let state = store.data();
         if state.dropped_logs > 0 {
             tracing::warn!(dropped = state.dropped_logs, "log lines dropped by the plugin's log rate limit");
         }
-        Ok(match &state.violation {
-            Some(rule) => Err(wit::JobError::Permanent(format!("policy violation: {rule}"))),
-            None => result,
+        Ok(match (&state.violation, &state.missing_record) {
+            (Some(rule), _) => Ok(Err(wit::JobError::Permanent(format!("policy violation: {rule}")))),
+            (None, Some(missing)) if result.is_err() => Err(missing.clone()),
+            _ => Ok(result),
         })
     })
-    .await
+    .await?;
+    result.map_err(CallError::MissingRecord)
 }
+
+/// Until when a record missing in `job` may still be uncommitted: a
+/// while after the job was created, on its first run only, and never past
+/// the job's own deadline.
+fn commit_race_until(job: &wit::Job, limits: Limits) -> Option<Instant> {
+    if job.retry_count > 0 {
+        return None;
+    }
+    let created = job.created_at.or(job.enqueued_at)?;
+    let age = crate::clock::now() - created;
+    let left = COMMIT_RACE_WINDOW.as_secs_f64() - age.max(0.0);
+    let budget = limits.timeout.as_secs_f64() - COMMIT_RACE_MARGIN.as_secs_f64();
+    let left = left.min(budget);
+    (left > 0.0).then(|| Instant::now() + Duration::from_secs_f64(left))
+}
+
+/// Time kept for the rest of a job after waiting out the commit race.
+const COMMIT_RACE_MARGIN: Duration = Duration::from_secs(1);

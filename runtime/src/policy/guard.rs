@@ -69,6 +69,11 @@ impl Guard {
         self.log_rate.try_take()
     }
 
+    /// The models and columns the plugin may read.
+    pub fn record_grants(&self) -> &super::Grants {
+        &self.rules.records
+    }
+
     /// The log rate, for the note about dropped lines.
     pub fn log_lines_per_second(&self) -> u32 {
         self.rules.log_lines_per_second

@@ -16,12 +16,15 @@
 //! ```
 //!
 //! A [`Guard`] applies one plugin's rules while it runs, with the rate
-//! buckets its instances share.
+//! buckets its instances share. [`records`] says which of the app's rows a
+//! plugin may read.
 
 mod guard;
 mod rate;
+pub mod records;
 
 pub use guard::Guard;
+pub use records::{Grant, Grants, ModelMapping};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -50,6 +53,10 @@ pub struct Rules {
     /// `log` lines per second across all of the plugin's jobs; the rest are
     /// dropped and counted.
     pub log_lines_per_second: u32,
+    /// The models (and their columns) the plugin may read with `records`.
+    /// Without a policy file every model is readable, sensitive columns
+    /// excepted; with one, only what is granted here.
+    pub records: Grants,
 }
 
 impl Default for Rules {
@@ -62,6 +69,7 @@ impl Default for Rules {
             max_mails_per_job: 100,
             mail_per_second: 5000,
             log_lines_per_second: 100,
+            records: None,
         }
     }
 }
@@ -76,6 +84,9 @@ struct PolicyFile {
     /// Changes to the defaults for plugins by name.
     #[serde(default)]
     plugins: HashMap<String, toml::Table>,
+    /// Tables and primary keys of models that don't follow Rails' naming.
+    #[serde(default)]
+    models: HashMap<String, ModelMapping>,
 }
 
 /// The defaults and the per-plugin rules.
@@ -85,6 +96,8 @@ pub struct Policy {
     default: Rules,
     /// Rules per plugin name: the defaults with the section's changes.
     plugins: HashMap<String, Rules>,
+    /// Tables and primary keys of models that don't follow Rails' naming.
+    models: HashMap<String, ModelMapping>,
 }
 
 impl Policy {
@@ -104,12 +117,17 @@ impl Policy {
             table.extend(changes);
             plugins.insert(name.clone(), rules(table).with_context(|| format!("in [plugins.{name}]"))?);
         }
-        Ok(Policy { default, plugins })
+        Ok(Policy { default, plugins, models: file.models })
     }
 
     /// The rules for the plugin called `name`.
     pub fn rules_for(&self, name: &str) -> &Rules {
         self.plugins.get(name).unwrap_or(&self.default)
+    }
+
+    /// The table and primary key settings of models named in the file.
+    pub fn models(&self) -> &HashMap<String, ModelMapping> {
+        &self.models
     }
 
     /// Plugins named in the file, to warn about names no plugin has.
@@ -118,8 +136,11 @@ impl Policy {
     }
 }
 
+/// The rules of one section of a policy file. A file grants records only
+/// where it says so.
 fn rules(table: toml::Table) -> Result<Rules> {
-    let rules: Rules = table.try_into()?;
+    let mut rules: Rules = table.try_into()?;
+    rules.records.get_or_insert_with(Default::default);
     anyhow::ensure!(rules.mail_per_second > 0, "mail_per_second must be positive");
     anyhow::ensure!(rules.log_lines_per_second > 0, "log_lines_per_second must be positive");
     Ok(rules)
@@ -147,5 +168,20 @@ mod tests {
         let err = format!("{:#}", Policy::parse("[plugins.x]\nmail_per_second = 0\n").unwrap_err());
         assert!(err.contains("plugins.x") && err.contains("mail_per_second"), "{err}");
         assert!(Policy::parse("[defaults]\n").is_err());
+        let err = format!("{:#}", Policy::parse("[default]\nrecords = { User = \"all\" }\n").unwrap_err());
+        assert!(err.contains("records"), "{err}");
+    }
+
+    #[test]
+    fn a_policy_file_grants_records_only_where_it_says_so() {
+        let policy = Policy::parse(
+            "[plugins.shop]\nrecords = { User = [\"email\"], Order = \"*\" }\n[models.Person]\ntable = \"folks\"\n",
+        )
+        .unwrap();
+        assert_eq!(policy.rules_for("other").records, Some(Default::default()));
+        let shop = policy.rules_for("shop").records.as_ref().unwrap();
+        assert_eq!(shop["User"], Grant::Columns(vec!["email".into()]));
+        assert_eq!(policy.models()["Person"].table.as_deref(), Some("folks"));
+        assert_eq!(Policy::default().rules_for("x").records, None);
     }
 }

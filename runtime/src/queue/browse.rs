@@ -124,14 +124,13 @@ impl JobView {
     pub fn parse(raw: &str) -> JobView {
         let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
         let text = |v: &Value| v.as_str().map(str::to_string);
-        let wrapped = value.get("wrapped").and_then(|w| w.as_str());
-        let (class, args) = match (wrapped, value.pointer("/args/0/arguments")) {
-            (Some(class), Some(arguments)) => (class.to_string(), arguments.clone()),
-            _ => (
+        // Shown as the plugin sees it: ActiveJob unwrapped, mail jobs as `Mailer#action`.
+        let (class, args) = crate::activejob::display(&value).unwrap_or_else(|| {
+            (
                 text(&value["class"]).unwrap_or_else(|| "(not a job)".into()),
                 value.get("args").cloned().unwrap_or_else(|| Value::String(raw.to_string())),
-            ),
-        };
+            )
+        });
         JobView {
             jid: text(&value["jid"]).unwrap_or_default(),
             class,

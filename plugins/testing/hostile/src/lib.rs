@@ -12,6 +12,10 @@
 //! - `MailBlastJob`: one mail to `args[0]` recipients.
 //! - `HugeMailJob`: one mail with a body of `args[0]` MiB.
 //! - `SenderJob`: one mail from the address `args[0]` to `args[1]`.
+//! - `RecordsJob`: makes the `records` calls listed in `args[0]` (each
+//!   `{"locate": [gid, columns]}`, `{"find": [model, id, columns]}` or
+//!   `{"find_all_by": [model, column, value, columns, limit]}`, names and
+//!   values as it likes) and logs each outcome as `records N: ...`.
 
 use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, Level, PluginInfo, log, mail, plugin_info};
 
@@ -27,6 +31,7 @@ const CLASSES: &[&str] = &[
     "MailBlastJob",
     "HugeMailJob",
     "SenderJob",
+    "RecordsJob",
 ];
 
 impl Guest for Hostile {
@@ -84,6 +89,13 @@ impl Guest for Hostile {
                 mail::send(&email)?;
                 Ok(())
             }
+            "RecordsJob" => {
+                let calls: Vec<serde_json::Value> = args.required("calls", 0)?;
+                for (i, call) in calls.iter().enumerate() {
+                    log(Level::Info, &format!("records {i}: {}", records_call(call)));
+                }
+                Ok(())
+            }
             other => Err(JobError::Permanent(format!("hostile does not handle {other}"))),
         }
     }
@@ -121,6 +133,32 @@ fn probe(args: &Args) -> Result<(), JobError> {
         Ok(got) => format!("SANDBOX BROKEN: {what}: {got}"),
         Err(denied) => format!("sandbox held: {what}: {denied}"),
     }))
+}
+
+/// Makes one raw `records` call and says how it went.
+fn records_call(call: &serde_json::Value) -> String {
+    use jobrunner_plugin_sdk::bindings::jobrunner::plugin::records as host;
+    let text = |i: usize| call.as_object().and_then(|o| o.values().next()).and_then(|a| a.get(i)).cloned();
+    let string = |i: usize| text(i).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let columns = |i: usize| -> Vec<String> {
+        text(i).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
+    };
+    let outcome = if call.get("locate").is_some() {
+        host::locate(&string(0), &columns(1)).map(|r| r.unwrap_or_else(|| "none".into()))
+    } else if call.get("find").is_some() {
+        host::find(&string(0), &string(1), &columns(2)).map(|r| r.unwrap_or_else(|| "none".into()))
+    } else if call.get("find_all_by").is_some() {
+        let limit = text(4).and_then(|v| v.as_u64()).unwrap_or(10) as u32;
+        host::find_all_by(&string(0), &string(1), &string(2), &columns(3), limit)
+    } else {
+        return format!("unknown call {call}");
+    };
+    match outcome {
+        Ok(json) => format!("ok {json}"),
+        Err(host::RecordError::Denied(m)) => format!("denied: {m}"),
+        Err(host::RecordError::InvalidInput(m)) => format!("invalid: {m}"),
+        Err(host::RecordError::Unavailable(m)) => format!("unavailable: {m}"),
+    }
 }
 
 jobrunner_plugin_sdk::export_plugin!(Hostile);

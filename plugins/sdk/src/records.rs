@@ -1,0 +1,93 @@
+//! Reading the app's records through the host's `records` capability.
+//!
+//! A record comes back as its columns, decoded into any serde type:
+//!
+//! ```ignore
+//! #[derive(serde::Deserialize)]
+//! struct User { email: String, name: Option<String> }
+//! let user: User = records::locate_required("gid://shop/User/1", &["email", "name"])?;
+//! ```
+//!
+//! Errors map onto job errors as the runner treats them: a read the policy
+//! denies or that names nothing is permanent, an unreachable database is
+//! retryable. A record that isn't there is `None` from [`locate`] and
+//! [`find`]; the `_required` forms turn it into a retryable error, as Rails'
+//! `ActiveJob::DeserializationError` is retried (the runner records it
+//! under that name).
+
+use crate::JobError;
+use crate::bindings::jobrunner::plugin::records as host;
+pub use host::RecordError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+impl From<RecordError> for JobError {
+    fn from(err: RecordError) -> JobError {
+        match err {
+            RecordError::Denied(reason) => JobError::Permanent(format!("records: {reason}")),
+            RecordError::InvalidInput(reason) => JobError::Permanent(format!("records: {reason}")),
+            RecordError::Unavailable(reason) => JobError::Retryable(format!("records: {reason}")),
+        }
+    }
+}
+
+fn owned(columns: &[&str]) -> Vec<String> {
+    columns.iter().map(|c| c.to_string()).collect()
+}
+
+fn decode<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, JobError> {
+    serde_json::from_str(json).map_err(|e| JobError::Permanent(format!("records: unexpected {what}: {e}")))
+}
+
+/// The record a GlobalID names (`gid://shop/Order/42`), with `columns`
+/// (empty for every permitted column); `None` when there is no such row.
+pub fn locate<T: DeserializeOwned>(gid: &str, columns: &[&str]) -> Result<Option<T>, JobError> {
+    match host::locate(gid, &owned(columns))? {
+        Some(json) => decode(&json, gid).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Like [`locate`], but a missing record fails the job for a retry.
+pub fn locate_required<T: DeserializeOwned>(gid: &str, columns: &[&str]) -> Result<T, JobError> {
+    locate(gid, columns)?.ok_or_else(|| JobError::Retryable(format!("Couldn't find the record {gid}")))
+}
+
+/// The record of `model` (`Order`) whose primary key is `id`.
+pub fn find<T: DeserializeOwned>(
+    model: &str,
+    id: impl ToString,
+    columns: &[&str],
+) -> Result<Option<T>, JobError> {
+    let id = id.to_string();
+    match host::find(model, &id, &owned(columns))? {
+        Some(json) => decode(&json, &format!("{model} {id}")).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Like [`find`], but a missing record fails the job for a retry.
+pub fn find_required<T: DeserializeOwned>(
+    model: &str,
+    id: impl ToString,
+    columns: &[&str],
+) -> Result<T, JobError> {
+    let id = id.to_string();
+    find(model, &id, columns)?
+        .ok_or_else(|| JobError::Retryable(format!("Couldn't find {model} with id={id}")))
+}
+
+/// Up to `limit` records of `model` whose `column` equals `value`, in
+/// primary key order: `find_all_by("LineItem", "order_id", 42, &[], 100)`.
+pub fn find_all_by<T: DeserializeOwned>(
+    model: &str,
+    column: &str,
+    value: impl Serialize,
+    columns: &[&str],
+    limit: u32,
+) -> Result<Vec<T>, JobError> {
+    let value = serde_json::to_string(&value)
+        .map_err(|e| JobError::Permanent(format!("records: {model}.{column} value: {e}")))?;
+    let json = host::find_all_by(model, column, &value, &owned(columns), limit)?;
+    decode(&json, &format!("{model} rows"))
+}

@@ -1,0 +1,130 @@
+//! `records` as the guest sees it: the host side of the WIT interface.
+//!
+//! Besides mapping the guest's calls onto [`crate::records`], this is where
+//! Rails' commit race is absorbed. An app that enqueues in `after_create`
+//! pushes the job before its transaction commits, and the runner starts
+//! it within a millisecond, so the row is often not visible yet. A record
+//! not found during a job's first run, within [`COMMIT_RACE_WINDOW`] of the
+//! job's creation, is looked for again after 0.5 s, 1 s, 2 s, 4 s... before
+//! "not found" is believed. A record still missing fails the job like
+//! Rails' `ActiveJob::DeserializationError`, with normal retries.
+
+use super::host::HostState;
+use super::wit::jobrunner::plugin::records::{self, RecordError as WitError};
+use crate::records::{Lookup, Reader, RecordError, naming};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// How long after a job was created a missing record may still be an
+/// uncommitted one.
+pub const COMMIT_RACE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The first pause before looking again; it doubles each time.
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+
+impl From<RecordError> for WitError {
+    fn from(err: RecordError) -> WitError {
+        match err {
+            RecordError::Denied(m) => WitError::Denied(m),
+            RecordError::Invalid(m) => WitError::InvalidInput(m),
+            RecordError::Unavailable(m) => WitError::Unavailable(m),
+        }
+    }
+}
+
+impl HostState {
+    /// The record of `model` with primary key `id`, waiting out the commit
+    /// race while the job is young.
+    async fn find_one(
+        &mut self,
+        model: &str,
+        id: &str,
+        columns: &[String],
+    ) -> Result<Option<String>, WitError> {
+        let id_value = Value::String(id.to_string());
+        let lookup = Lookup { model, column: None, value: &id_value, columns, limit: 1 };
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let rows = self.read(&lookup).await?;
+            if let Some(row) = rows.into_iter().next() {
+                return Ok(Some(row));
+            }
+            let remaining =
+                self.commit_race_until.map(|until| until.saturating_duration_since(Instant::now()));
+            match remaining {
+                Some(left) if !left.is_zero() => {
+                    let wait = pause.min(left);
+                    tracing::debug!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
+                        model, id, wait_ms = wait.as_millis() as u64,
+                        "record not found yet (its transaction may not have committed); looking again");
+                    tokio::time::sleep(wait).await;
+                    pause *= 2;
+                }
+                _ => break,
+            }
+        }
+        let what = format!("Couldn't find {model} with id={id}");
+        tracing::info!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid, model, id, "record not found");
+        self.missing_record.get_or_insert(what);
+        Ok(None)
+    }
+
+    /// Reads `lookup` under this plugin's grants. The state itself can't be
+    /// held across an await (it isn't `Sync`), so what is needed is cloned.
+    fn read(
+        &self,
+        lookup: &Lookup<'_>,
+    ) -> impl Future<Output = Result<Vec<String>, RecordError>> + Send + use<> {
+        let (records, guard, tags) = (self.caps.records.clone(), self.caps.guard.clone(), self.tags.clone());
+        let (model, column, value, columns, limit) = (
+            lookup.model.to_string(),
+            lookup.column.map(str::to_string),
+            lookup.value.clone(),
+            lookup.columns.to_vec(),
+            lookup.limit,
+        );
+        async move {
+            let lookup =
+                Lookup { model: &model, column: column.as_deref(), value: &value, columns: &columns, limit };
+            let reader = Reader { plugin: &tags.plugin, grants: guard.record_grants() };
+            let result = records.lookup(reader, &lookup).await;
+            if let Err(err) = &result {
+                tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
+                    model = %naming::cut(&model), error = %err, "record read failed");
+            }
+            result
+        }
+    }
+}
+
+impl records::Host for HostState {
+    async fn locate(&mut self, gid: String, columns: Vec<String>) -> Result<Option<String>, WitError> {
+        let gid = naming::parse_gid(&gid)?;
+        self.find_one(&gid.model, &gid.id, &columns).await
+    }
+
+    async fn find(
+        &mut self,
+        model: String,
+        id: String,
+        columns: Vec<String>,
+    ) -> Result<Option<String>, WitError> {
+        self.find_one(&model, &id, &columns).await
+    }
+
+    async fn find_all_by(
+        &mut self,
+        model: String,
+        column: String,
+        value: String,
+        columns: Vec<String>,
+        limit: u32,
+    ) -> Result<String, WitError> {
+        let value: Value = serde_json::from_str(&value).map_err(|err| {
+            WitError::InvalidInput(format!("the value {:?} is not JSON: {err}", naming::cut(&value)))
+        })?;
+        let lookup = Lookup { model: &model, column: Some(&column), value: &value, columns: &columns, limit };
+        let rows = self.read(&lookup).await?;
+        Ok(format!("[{}]", rows.join(",")))
+    }
+}

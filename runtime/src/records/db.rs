@@ -1,0 +1,248 @@
+//! The connection to the app's database: SQLite, PostgreSQL or MySQL, each
+//! read-only by construction, and the few statements `records` runs.
+//!
+//! SQLite is opened read-only; PostgreSQL sessions start with
+//! `default_transaction_read_only` and a `statement_timeout`; MySQL sessions
+//! with `SET SESSION TRANSACTION READ ONLY` and `max_execution_time`. Every
+//! query also runs under [`QUERY_TIMEOUT`] on our side. Rows come back as
+//! JSON text built by the database itself, so each value keeps the type the
+//! database gave it.
+
+use super::RecordError;
+use super::schema::{Column, Kind, Param, Schema};
+use anyhow::{Context, Result, bail};
+use sqlx::Executor;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The longest one query may take.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a query waits for a free connection, or for a new one.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A pool of read-only connections.
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    MySql(MySqlPool),
+}
+
+/// One query: the columns of one table where one column equals a value.
+pub struct Select<'a> {
+    pub table: &'a str,
+    pub columns: &'a [&'a Column],
+    pub key: &'a Column,
+    pub value: Param,
+    pub order_by: &'a str,
+    pub limit: u32,
+}
+
+/// Runs `query` with `params` bound on whichever pool `$pool` is.
+macro_rules! fetch {
+    ($pool:expr, $query:expr, $params:expr) => {{
+        let mut query = $query;
+        for param in $params {
+            query = match param {
+                Param::Int(v) => query.bind(*v),
+                Param::Float(v) => query.bind(*v),
+                Param::Bool(v) => query.bind(*v),
+                Param::Text(v) => query.bind(v.clone()),
+            };
+        }
+        query.fetch_all($pool).await
+    }};
+}
+
+impl Database {
+    /// A lazily connecting pool of at most `max` connections for `url`
+    /// (`sqlite://PATH`, `postgres://...`, `mysql://...`). Only the URL is
+    /// checked here: an unreachable database fails each query retryably.
+    pub fn connect_lazy(url: &str, max: u32) -> Result<Database> {
+        let shown = super::redact(url);
+        let invalid = || format!("--database {shown} is not a valid database URL");
+        let timeout_ms = QUERY_TIMEOUT.as_millis().to_string();
+        Ok(match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("sqlite") => {
+                let options = SqliteConnectOptions::from_str(url).with_context(invalid)?.read_only(true);
+                let pool = SqlitePoolOptions::new().max_connections(max).acquire_timeout(ACQUIRE_TIMEOUT);
+                Database::Sqlite(pool.connect_lazy_with(options))
+            }
+            Some("postgres" | "postgresql") => {
+                let options = PgConnectOptions::from_str(url).with_context(invalid)?.options([
+                    ("default_transaction_read_only", "on"),
+                    ("statement_timeout", timeout_ms.as_str()),
+                ]);
+                let pool = PgPoolOptions::new().max_connections(max).acquire_timeout(ACQUIRE_TIMEOUT);
+                Database::Postgres(pool.connect_lazy_with(options))
+            }
+            Some("mysql" | "mariadb") => {
+                let options = MySqlConnectOptions::from_str(url).with_context(invalid)?;
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .after_connect(move |conn, _| {
+                        let timeout =
+                            format!("SET SESSION max_execution_time = {}", QUERY_TIMEOUT.as_millis());
+                        Box::pin(async move {
+                            conn.execute("SET SESSION TRANSACTION READ ONLY").await?;
+                            conn.execute(timeout.as_str()).await?;
+                            Ok(())
+                        })
+                    });
+                Database::MySql(pool.connect_lazy_with(options))
+            }
+            _ => bail!("--database {shown}: expected sqlite://PATH, postgres://... or mysql://..."),
+        })
+    }
+
+    /// Which database this is, for the log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+            Database::MySql(_) => "mysql",
+        }
+    }
+
+    /// Reads every table and column the connection may see.
+    pub async fn schema(&self) -> Result<Schema, RecordError> {
+        let rows: Vec<(String, String, String)> = timed(async {
+            match self {
+                Database::Sqlite(pool) => {
+                    sqlx::query_as(
+                        "SELECT m.name, p.name, p.type FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                         WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid",
+                    )
+                    .fetch_all(pool)
+                    .await
+                }
+                Database::Postgres(pool) => {
+                    sqlx::query_as(
+                        "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
+                         WHERE table_schema = ANY (current_schemas(false)) ORDER BY table_name, ordinal_position",
+                    )
+                    .fetch_all(pool)
+                    .await
+                }
+                Database::MySql(pool) => {
+                    sqlx::query_as(
+                        "SELECT CAST(table_name AS CHAR), CAST(column_name AS CHAR), CAST(data_type AS CHAR) \
+                         FROM information_schema.columns WHERE table_schema = DATABASE() \
+                         ORDER BY table_name, ordinal_position",
+                    )
+                    .fetch_all(pool)
+                    .await
+                }
+            }
+        })
+        .await?;
+        Ok(Schema::from_rows(rows))
+    }
+
+    /// Runs `select` and returns each row as the JSON text of an object.
+    pub async fn select(&self, select: &Select<'_>) -> Result<Vec<String>, RecordError> {
+        let sql = self.sql(select);
+        let params = [select.value.clone()];
+        timed(async {
+            match self {
+                Database::Sqlite(pool) => fetch!(pool, sqlx::query_scalar::<_, String>(&sql), &params),
+                Database::Postgres(pool) => fetch!(pool, sqlx::query_scalar::<_, String>(&sql), &params),
+                Database::MySql(pool) => fetch!(pool, sqlx::query_scalar::<_, String>(&sql), &params),
+            }
+        })
+        .await
+    }
+
+    /// The statement for `select`. Every name in it was found in the live
+    /// schema and is quoted besides; the value is always a bound parameter.
+    fn sql(&self, s: &Select<'_>) -> String {
+        let q = |name: &str| self.quote(name);
+        let names: Vec<String> = s.columns.iter().map(|c| q(&c.name)).collect();
+        let key = match (self, s.key.kind) {
+            (Database::Postgres(_), Kind::Other) => format!("CAST({} AS TEXT) = $1", q(&s.key.name)),
+            (Database::Postgres(_), _) => format!("{} = $1", q(&s.key.name)),
+            _ => format!("{} = ?", q(&s.key.name)),
+        };
+        let filter = format!("FROM {} WHERE {key} ORDER BY {} LIMIT {}", q(s.table), q(s.order_by), s.limit);
+        let pairs = |f: &dyn Fn(&str) -> String| {
+            s.columns.iter().map(|c| format!("{}, {}", f(&c.name), q(&c.name))).collect::<Vec<_>>().join(", ")
+        };
+        match self {
+            Database::Postgres(_) => {
+                format!("SELECT row_to_json(r)::text FROM (SELECT {} {filter}) r", names.join(", "))
+            }
+            Database::Sqlite(_) => format!("SELECT json_object({}) {filter}", pairs(&literal)),
+            Database::MySql(_) => {
+                format!(
+                    "SELECT CAST(JSON_OBJECT({}) AS CHAR) {filter}",
+                    pairs(&|n| literal(&n.replace('\\', "\\\\")))
+                )
+            }
+        }
+    }
+
+    /// `name` as a quoted identifier.
+    fn quote(&self, name: &str) -> String {
+        match self {
+            Database::MySql(_) => format!("`{}`", name.replace('`', "``")),
+            _ => format!("\"{}\"", name.replace('"', "\"\"")),
+        }
+    }
+}
+
+/// `text` as an SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Runs a query under [`QUERY_TIMEOUT`]; any failure is worth a retry.
+async fn timed<T>(query: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, RecordError> {
+    match tokio::time::timeout(QUERY_TIMEOUT, query).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(RecordError::Unavailable(format!("the database failed: {err}"))),
+        Err(_) => Err(RecordError::Unavailable(format!(
+            "the database did not answer within {}s",
+            QUERY_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, kind: Kind) -> Column {
+        Column { name: name.to_string(), kind }
+    }
+
+    #[tokio::test]
+    async fn statements_quote_every_name_and_bind_the_value() {
+        let (email, name, id) =
+            (col("email", Kind::Text), col("na\"me", Kind::Text), col("id", Kind::Integer));
+        let columns = [&email, &name];
+        let select = Select {
+            table: "users",
+            columns: &columns,
+            key: &id,
+            value: Param::Int(1),
+            order_by: "id",
+            limit: 1,
+        };
+        let sqlite = Database::connect_lazy("sqlite:///nonexistent.db", 1).unwrap();
+        assert_eq!(
+            sqlite.sql(&select),
+            r#"SELECT json_object('email', "email", 'na"me', "na""me") FROM "users" WHERE "id" = ? ORDER BY "id" LIMIT 1"#
+        );
+        let pg = Database::connect_lazy("postgres://u:secret@127.0.0.1:1/shop", 1).unwrap();
+        assert_eq!(
+            pg.sql(&select),
+            r#"SELECT row_to_json(r)::text FROM (SELECT "email", "na""me" FROM "users" WHERE "id" = $1 ORDER BY "id" LIMIT 1) r"#
+        );
+        let err = format!("{:#}", Database::connect_lazy("oracle://u:secret@h/db", 1).err().unwrap());
+        assert!(err.contains("oracle://") && !err.contains("secret"), "{err}");
+    }
+}

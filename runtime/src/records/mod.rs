@@ -1,0 +1,205 @@
+//! The `records` capability: plugins read the app's own rows, read-only,
+//! under their policy.
+//!
+//! A plugin names a model as Rails does (`Order`, from a GlobalID or by
+//! hand); [`naming`] maps it to its table, the policy says which models and
+//! columns the plugin may read, and [`schema`] checks every name against
+//! the live database before it reaches SQL ([`db`]). Values are always
+//! bound parameters. A row comes back as JSON text with the database's own
+//! types; a missing row is `None`, never an error.
+
+mod db;
+pub mod naming;
+pub mod schema;
+
+use crate::metrics::Metrics;
+use crate::policy::ModelMapping;
+use crate::policy::records::{self as grants, Grants};
+use anyhow::Result;
+use db::{Database, Select};
+use schema::{Column, Schema};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The most rows one `find-all-by` returns.
+pub const MAX_ROWS: u32 = 1000;
+
+/// How often a name the schema lacks may trigger a fresh read of it (a
+/// migration may just have added it), so that a plugin naming missing
+/// tables can't turn every call into a schema read.
+const SCHEMA_REFRESH: Duration = Duration::from_secs(1);
+
+/// Why a read failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RecordError {
+    /// The policy doesn't grant the model or column.
+    #[error("{0}")]
+    Denied(String),
+    /// A GlobalID, model, column or value that can't name anything.
+    #[error("{0}")]
+    Invalid(String),
+    /// No database, or it failed or was too slow; worth a retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Who is reading: the plugin's name and what its policy grants.
+#[derive(Clone, Copy)]
+pub struct Reader<'a> {
+    pub plugin: &'a str,
+    pub grants: &'a Grants,
+}
+
+/// One lookup: rows of `model` whose `column` equals `value`.
+pub struct Lookup<'a> {
+    pub model: &'a str,
+    /// The column to match; `None` for the primary key.
+    pub column: Option<&'a str>,
+    pub value: &'a Value,
+    /// The columns to return; empty for every permitted one.
+    pub columns: &'a [String],
+    pub limit: u32,
+}
+
+/// The app's database as plugins may see it.
+pub struct Records {
+    /// The connection pool; `None` when no `--database` was given.
+    db: Option<Database>,
+    /// The schema as last read, and when.
+    schema: tokio::sync::Mutex<Option<(Arc<Schema>, Instant)>>,
+    /// Tables and primary keys set in the policy file.
+    models: HashMap<String, ModelMapping>,
+    /// Counts reads per plugin and model.
+    metrics: Arc<Metrics>,
+}
+
+impl Records {
+    /// Reads through a pool of at most `max_connections` to `url`, or
+    /// refuses every read (retryably) when there is no URL.
+    pub fn new(
+        url: Option<&str>,
+        max_connections: u32,
+        models: HashMap<String, ModelMapping>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Records> {
+        let db = url.map(|url| Database::connect_lazy(url, max_connections)).transpose()?;
+        if let (Some(db), Some(url)) = (&db, url) {
+            tracing::info!(database = %redact(url), kind = db.kind(), "records read from the app's database");
+        }
+        Ok(Records { db, schema: tokio::sync::Mutex::new(None), models, metrics })
+    }
+
+    /// No database: every read fails retryably, naming the missing flag.
+    pub fn none(metrics: Arc<Metrics>) -> Records {
+        Records { db: None, schema: tokio::sync::Mutex::new(None), models: HashMap::new(), metrics }
+    }
+
+    /// The rows `lookup` asks for, as JSON texts.
+    pub async fn lookup(&self, reader: Reader<'_>, lookup: &Lookup<'_>) -> Result<Vec<String>, RecordError> {
+        let result = self.run(reader, lookup).await;
+        let outcome = match &result {
+            Ok(rows) if rows.is_empty() => "not_found",
+            Ok(_) => "found",
+            Err(RecordError::Denied(_)) => "denied",
+            Err(RecordError::Invalid(_)) => "invalid",
+            Err(RecordError::Unavailable(_)) => "unavailable",
+        };
+        // Only models the database has become label values.
+        let model = if result.is_ok() { lookup.model } else { "-" };
+        self.metrics.record_read(reader.plugin, model, outcome);
+        result
+    }
+
+    async fn run(&self, reader: Reader<'_>, lookup: &Lookup<'_>) -> Result<Vec<String>, RecordError> {
+        let model = lookup.model;
+        naming::check_model(model)?;
+        grants::check_model(reader.grants, reader.plugin, model).map_err(RecordError::Denied)?;
+        let Some(db) = &self.db else {
+            return Err(RecordError::Unavailable(
+                "no database is configured: start the runner with --database URL".into(),
+            ));
+        };
+        let mapping = self.models.get(model).cloned().unwrap_or_default();
+        let table = mapping.table.unwrap_or_else(|| naming::table_for(model));
+        let primary_key = mapping.primary_key.unwrap_or_else(|| "id".into());
+        let schema = self.schema_with(db, &table).await?;
+        let Some(table_columns) = schema.tables.get(&table) else {
+            return Err(RecordError::Invalid(format!(
+                "model {model}: the database has no table {table} it may read"
+            )));
+        };
+        let column = |name: &str| -> Result<&Column, RecordError> {
+            let found = table_columns.iter().find(|c| c.name == name).ok_or_else(|| {
+                RecordError::Invalid(format!("model {model} has no column {:?}", naming::cut(name)))
+            })?;
+            match grants::column_allowed(reader.grants, model, name) {
+                true => Ok(found),
+                false => {
+                    Err(RecordError::Denied(grants::column_denied(reader.grants, reader.plugin, model, name)))
+                }
+            }
+        };
+        let key = column(lookup.column.unwrap_or(&primary_key))?;
+        let columns: Vec<&Column> = if lookup.columns.is_empty() {
+            table_columns.iter().filter(|c| grants::column_allowed(reader.grants, model, &c.name)).collect()
+        } else {
+            lookup.columns.iter().map(|name| column(name)).collect::<Result<_, _>>()?
+        };
+        if columns.is_empty() {
+            return Err(RecordError::Denied(format!(
+                "plugin {} may read no column of model {model}",
+                reader.plugin
+            )));
+        }
+        let value = schema::param(lookup.value, key.kind, &format!("{table}.{}", key.name))?;
+        let order_by =
+            if table_columns.iter().any(|c| c.name == primary_key) { &primary_key } else { &key.name };
+        if lookup.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let select = Select {
+            table: &table,
+            columns: &columns,
+            key,
+            value,
+            order_by,
+            limit: lookup.limit.min(MAX_ROWS),
+        };
+        let rows = db.select(&select).await;
+        if rows.is_err() {
+            // A failed query may mean the schema changed: read it afresh next time.
+            *self.schema.lock().await = None;
+        }
+        rows
+    }
+
+    /// The schema, read now if it wasn't yet, or if it lacks `table` and
+    /// hasn't been read within [`SCHEMA_REFRESH`].
+    async fn schema_with(&self, db: &Database, table: &str) -> Result<Arc<Schema>, RecordError> {
+        let mut cached = self.schema.lock().await;
+        if let Some((schema, read_at)) = cached.as_ref()
+            && (schema.tables.contains_key(table) || read_at.elapsed() < SCHEMA_REFRESH)
+        {
+            return Ok(schema.clone());
+        }
+        let schema = Arc::new(db.schema().await?);
+        tracing::debug!(tables = schema.tables.len(), "read the database schema");
+        *cached = Some((schema.clone(), Instant::now()));
+        Ok(schema)
+    }
+}
+
+/// `url` with its password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) if url.contains('@') => "(a URL that can't be shown)".to_string(),
+        Err(_) => url.to_string(),
+    }
+}

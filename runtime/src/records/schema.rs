@@ -1,0 +1,120 @@
+//! The live schema: which tables and columns the database has, and of
+//! which kind. Table and column names reach SQL only after they are found
+//! here, and values are converted to their column's kind before they are
+//! bound, so that `WHERE order_id = $1` compares like with like.
+
+use super::RecordError;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// How a column's values are compared and bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Integer,
+    Float,
+    Bool,
+    Text,
+    /// Anything else (uuid, timestamps...): compared as text.
+    Other,
+}
+
+impl Kind {
+    /// The kind of a column from its declared type, as any of the three
+    /// databases spells it.
+    pub fn from_type(declared: &str) -> Kind {
+        let t = declared.to_ascii_lowercase();
+        if t.contains("int") {
+            Kind::Integer
+        } else if ["real", "floa", "doub", "numeric", "decimal"].iter().any(|f| t.contains(f)) {
+            Kind::Float
+        } else if t.starts_with("bool") {
+            Kind::Bool
+        } else if t.contains("char") || t.contains("text") || t.contains("clob") || t.is_empty() {
+            Kind::Text
+        } else {
+            Kind::Other
+        }
+    }
+}
+
+/// One column.
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub name: String,
+    pub kind: Kind,
+}
+
+/// Every readable table and its columns, in the database's order.
+#[derive(Debug, Default)]
+pub struct Schema {
+    pub tables: HashMap<String, Vec<Column>>,
+}
+
+impl Schema {
+    /// Builds a schema from (table, column, declared type) rows.
+    pub fn from_rows(rows: impl IntoIterator<Item = (String, String, String)>) -> Schema {
+        let mut tables: HashMap<String, Vec<Column>> = HashMap::new();
+        for (table, name, declared) in rows {
+            tables.entry(table).or_default().push(Column { name, kind: Kind::from_type(&declared) });
+        }
+        Schema { tables }
+    }
+}
+
+/// A value ready to bind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Param {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+/// Converts `value` for comparison with a column of `kind`. Strings of
+/// digits match integer columns, as GlobalID ids are strings.
+pub fn param(value: &Value, kind: Kind, what: &str) -> Result<Param, RecordError> {
+    let mismatch = || RecordError::Invalid(format!("{value} can't be compared with {what} ({kind:?})"));
+    Ok(match (kind, value) {
+        (Kind::Integer, Value::Number(n)) => Param::Int(n.as_i64().ok_or_else(mismatch)?),
+        (Kind::Integer, Value::String(s)) => Param::Int(s.trim().parse().map_err(|_| mismatch())?),
+        (Kind::Float, Value::Number(n)) => Param::Float(n.as_f64().ok_or_else(mismatch)?),
+        (Kind::Float, Value::String(s)) => Param::Float(s.trim().parse().map_err(|_| mismatch())?),
+        (Kind::Bool, Value::Bool(b)) => Param::Bool(*b),
+        (Kind::Text | Kind::Other, Value::String(s)) => Param::Text(s.clone()),
+        (Kind::Text | Kind::Other, Value::Number(n)) => Param::Text(n.to_string()),
+        _ => return Err(mismatch()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kinds_from_declared_types() {
+        for (declared, kind) in [
+            ("INTEGER", Kind::Integer),
+            ("bigint", Kind::Integer),
+            ("decimal(10,2)", Kind::Float),
+            ("numeric", Kind::Float),
+            ("double precision", Kind::Float),
+            ("character varying", Kind::Text),
+            ("varchar", Kind::Text),
+            ("boolean", Kind::Bool),
+            ("uuid", Kind::Other),
+            ("timestamp without time zone", Kind::Other),
+        ] {
+            assert_eq!(Kind::from_type(declared), kind, "{declared}");
+        }
+    }
+
+    #[test]
+    fn values_take_their_columns_kind() {
+        assert_eq!(param(&json!("42"), Kind::Integer, "orders.id").unwrap(), Param::Int(42));
+        assert_eq!(param(&json!(42), Kind::Text, "t.c").unwrap(), Param::Text("42".into()));
+        let err = param(&json!("1 OR 1=1"), Kind::Integer, "orders.id").unwrap_err();
+        assert!(matches!(err, RecordError::Invalid(m) if m.contains("orders.id")));
+        assert!(param(&json!({"a": 1}), Kind::Text, "t.c").is_err());
+    }
+}
