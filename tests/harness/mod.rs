@@ -4,17 +4,23 @@
 //!
 //! - [`Redis`]: a `redis-server`.
 //! - [`SmtpSink`]: Postfix's `smtp-sink`, writing each message to a file.
+//! - [`Postgres`]: a PostgreSQL server, for the app database of the Rails tests.
+//! - [`Shop`]: the example Rails app (`scripts/shop/app.rb`), run by Ruby.
 //! - [`Runner`]: the `runner` binary, with a plugins directory of its own.
 //! - [`Browser`]: headless Chromium over WebDriver, for the dashboard.
 //! - [`eventually`]: polling for a condition with a deadline.
 //! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
 
 mod browser;
+mod postgres;
 mod redis_server;
+mod shop;
 mod runner;
 mod smtp;
 
 pub use browser::Browser;
+pub use postgres::Postgres;
+pub use shop::Shop;
 pub use redis_server::Redis;
 pub use runner::{Runner, RunnerOptions, runner_bin};
 pub use smtp::{Mail, SmtpSink};

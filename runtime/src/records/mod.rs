@@ -134,7 +134,8 @@ impl Records {
             let found = table_columns.iter().find(|c| c.name == name).ok_or_else(|| {
                 RecordError::Invalid(format!("model {model} has no column {:?}", naming::cut(name)))
             })?;
-            match grants::column_allowed(reader.grants, model, name) {
+            // The primary key is in every GlobalID anyway: always readable.
+            match name == primary_key || grants::column_allowed(reader.grants, model, name) {
                 true => Ok(found),
                 false => {
                     Err(RecordError::Denied(grants::column_denied(reader.grants, reader.plugin, model, name)))
@@ -143,7 +144,8 @@ impl Records {
         };
         let key = column(lookup.column.unwrap_or(&primary_key))?;
         let columns: Vec<&Column> = if lookup.columns.is_empty() {
-            table_columns.iter().filter(|c| grants::column_allowed(reader.grants, model, &c.name)).collect()
+            let readable = |c: &&Column| c.name == primary_key || grants::column_allowed(reader.grants, model, &c.name);
+            table_columns.iter().filter(readable).collect()
         } else {
             lookup.columns.iter().map(|name| column(name)).collect::<Result<_, _>>()?
         };
