@@ -16,6 +16,12 @@ install_packages() {
   [ -x /usr/sbin/smtp-sink ] || command -v smtp-sink >/dev/null || missing+=(postfix)
   ruby -e 'require "sidekiq"' 2>/dev/null || missing+=(ruby-sidekiq)
   ruby -e 'require "active_job"' 2>/dev/null || missing+=(ruby-activejob)
+  # The example Rails app (scripts/shop): ActiveRecord over SQLite and
+  # PostgreSQL, ActionMailer, GlobalID; and a PostgreSQL server for the tests.
+  ruby -e 'require "active_record"; require "sqlite3"' 2>/dev/null || missing+=(ruby-activerecord ruby-sqlite3)
+  ruby -e 'require "pg"' 2>/dev/null || missing+=(ruby-pg)
+  ruby -e 'require "action_mailer"; require "global_id"' 2>/dev/null || missing+=(ruby-actionmailer ruby-globalid)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
@@ -44,6 +50,7 @@ build_all() {
   (cd plugins && cargo build --release --locked --target wasm32-wasip2)
   build_python_plugin
   cp plugins/target/wasm32-wasip2/release/order_created.wasm \
+     plugins/target/wasm32-wasip2/release/shop_mailers.wasm \
      plugins/target/wasm32-wasip2/release/welcome_mail.wasm \
      plugins/target/python/password_reset.wasm plugins/
 }

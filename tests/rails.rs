@@ -19,7 +19,10 @@ fn runner(redis: &Redis, smtp: &SmtpSink, shop: &Shop, extra: &[&str]) -> Runner
 }
 
 fn with_subject<'a>(mails: &'a [Mail], part: &str) -> &'a Mail {
-    mails.iter().find(|m| m.subject.contains(part)).unwrap_or_else(|| panic!("no mail about {part:?} in {mails:#?}"))
+    mails
+        .iter()
+        .find(|m| m.subject.contains(part))
+        .unwrap_or_else(|| panic!("no mail about {part:?} in {mails:#?}"))
 }
 
 fn assert_order_mail(mail: &Mail, order_id: &str) {
@@ -150,17 +153,31 @@ fn the_policy_limits_reads_and_sql_in_names_or_values_gets_nothing() {
         {"locate": ["gid://shop/Order/1", ["id", "total"]]},
         {"locate": ["gid://shop/users/1", []]},
     ]);
-    redis.push("default", &jobrunner_tests::job_json("RecordsJob", json!([{"calls": calls}]), "a0a0a0a0a0a0a0a0a0a0a0a0"));
+    redis.push(
+        "default",
+        &jobrunner_tests::job_json("RecordsJob", json!([{"calls": calls}]), "a0a0a0a0a0a0a0a0a0a0a0a0"),
+    );
     let lines = runner.wait_for_log(&["records 8:"], 1);
     let logs = runner.logs();
     let outcome = |i: usize| {
-        let line = logs.lines().find(|l| l.contains(&format!("records {i}:"))).unwrap_or_else(|| panic!("{lines:?}"));
+        let line = logs
+            .lines()
+            .find(|l| l.contains(&format!("records {i}:")))
+            .unwrap_or_else(|| panic!("{lines:?}"));
         line[line.find(&format!("records {i}:")).unwrap()..].to_string()
     };
     assert!(outcome(0).contains(r#"ok {"id":1,"email":"ann@example.com","name":"Ann"}"#), "{}", outcome(0));
-    assert!(outcome(1).contains("denied") && outcome(1).contains("password_digest") && outcome(1).contains("User"));
+    assert!(
+        outcome(1).contains("denied")
+            && outcome(1).contains("password_digest")
+            && outcome(1).contains("User")
+    );
     assert!(outcome(2).contains("denied") && outcome(2).contains("LineItem"), "{}", outcome(2));
-    assert!(outcome(3).contains("invalid") && outcome(3).contains("not a model class name"), "{}", outcome(3));
+    assert!(
+        outcome(3).contains("invalid") && outcome(3).contains("not a model class name"),
+        "{}",
+        outcome(3)
+    );
     assert!(outcome(4).contains("invalid") && outcome(4).contains("no column"), "{}", outcome(4));
     assert!(outcome(5).contains("ok []"), "{}", outcome(5));
     assert!(outcome(6).contains("invalid") && outcome(6).contains("users.id"), "{}", outcome(6));
@@ -188,7 +205,10 @@ fn the_database_stopped_mid_run_then_back_every_job_is_done() {
         let retries = redis.sorted_set("retry");
         (retries.len() == 3).then_some(retries)
     });
-    assert!(failed.iter().all(|job| job["error_message"].as_str().unwrap().contains("records:")), "{failed:?}");
+    assert!(
+        failed.iter().all(|job| job["error_message"].as_str().unwrap().contains("records:")),
+        "{failed:?}"
+    );
     pg.restart();
     let mails = eventually("every welcome mail after the database is back", Duration::from_secs(90), || {
         let mails = smtp.messages();

@@ -14,15 +14,15 @@
 mod browser;
 mod postgres;
 mod redis_server;
-mod shop;
 mod runner;
+mod shop;
 mod smtp;
 
 pub use browser::Browser;
 pub use postgres::Postgres;
-pub use shop::Shop;
 pub use redis_server::Redis;
 pub use runner::{Runner, RunnerOptions, runner_bin};
+pub use shop::Shop;
 pub use smtp::{Mail, SmtpSink};
 
 use std::net::TcpListener;

@@ -53,7 +53,8 @@ impl Postgres {
         }
         let mut pg = Postgres { child: None, dir, port: free_port(), user };
         let data = pg.data_dir();
-        let out = pg.as_server_user(Command::new(bin("initdb")))
+        let out = pg
+            .as_server_user(Command::new(bin("initdb")))
             .args(["-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "-D"])
             .arg(&data)
             .output()

@@ -75,8 +75,14 @@ impl Shop {
             .env("REDIS_URL", &self.redis_url)
             .envs(env.iter().copied())
             .output()
-            .expect("running ruby (apt-get install ruby-activerecord ruby-actionmailer ruby-sqlite3 ruby-pg)");
-        assert!(output.status.success(), "the shop app failed on {code:?}: {}", String::from_utf8_lossy(&output.stderr));
+            .expect(
+                "running ruby (apt-get install ruby-activerecord ruby-actionmailer ruby-sqlite3 ruby-pg)",
+            );
+        assert!(
+            output.status.success(),
+            "the shop app failed on {code:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 }

@@ -144,7 +144,8 @@ impl Records {
         };
         let key = column(lookup.column.unwrap_or(&primary_key))?;
         let columns: Vec<&Column> = if lookup.columns.is_empty() {
-            let readable = |c: &&Column| c.name == primary_key || grants::column_allowed(reader.grants, model, &c.name);
+            let readable =
+                |c: &&Column| c.name == primary_key || grants::column_allowed(reader.grants, model, &c.name);
             table_columns.iter().filter(readable).collect()
         } else {
             lookup.columns.iter().map(|name| column(name)).collect::<Result<_, _>>()?
