@@ -2,12 +2,16 @@
 //!
 //! Starts its own redis-server and smtp-sink on free ports, runs the
 //! runner against them, and prints a table: drain throughput for the no-op
-//! plugin and for `order_created` over SMTP, enqueue-to-start latency at a
+//! plugin and for `order_created` over SMTP (with its arguments in the job,
+//! and by GlobalID, reading three rows per job from PostgreSQL as a Rails
+//! app's `OrderCreateJob.perform_later(order)` asks), enqueue-to-start latency at a
 //! fixed rate, the per-job cost of a fresh sandboxed instance next to a
 //! native handler, and peak RSS at two concurrencies. Needs the runner and
 //! plugins built (`scripts/test` or `scripts/demo` build them).
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, eventually, now, plugin_wasm, runner_bin};
+use jobrunner_tests::{
+    Postgres, Redis, Runner, RunnerOptions, Shop, SmtpSink, eventually, now, plugin_wasm, runner_bin,
+};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -81,8 +85,50 @@ fn drain(plugin: &str, jobs: usize, concurrency: u16) -> Drain {
         "noop" => ["noop"],
         _ => ["order_created"],
     };
-    let options = RunnerOptions { log: "info", ..RunnerOptions::plugins(&plugins) }
-        .args(&["-c", &concurrency.to_string()]);
+    drain_payloads(&redis, &smtp, &plugins, &payloads, &["-c", &concurrency.to_string()])
+}
+
+/// `OrderCreateJob.perform_later(order)` for `jobs` orders in PostgreSQL,
+/// each with its user and two line items: three queries per job.
+fn drain_by_global_id(jobs: usize, concurrency: u16) -> Drain {
+    let (redis, smtp, pg) = (Redis::start(), SmtpSink::start_discarding(), Postgres::start());
+    let shop = Shop::postgres(&redis, &pg);
+    pg.sql(
+        "shop",
+        &format!(
+            "INSERT INTO users (id, email, name) SELECT i, 'buyer' || i || '@example.com', 'Buyer ' || i
+               FROM generate_series(1, {jobs}) i;
+             INSERT INTO orders (id, user_id, total, created_at) SELECT i, i, 7.50, now() FROM generate_series(1, {jobs}) i;
+             INSERT INTO line_items (order_id, name, quantity, price)
+               SELECT i, item, 1, 3.75 FROM generate_series(1, {jobs}) i, unnest(ARRAY['Tea', 'Cake']) item;
+             ANALYZE;"
+        ),
+    );
+    let payloads: Vec<String> = (1..=jobs)
+        .map(|i| {
+            json!({"class": "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper", "wrapped": "OrderCreateJob",
+                   "queue": "default", "retry": true, "jid": format!("{i:024x}"),
+                   "created_at": now(), "enqueued_at": now(),
+                   "args": [{"job_class": "OrderCreateJob", "job_id": format!("{i}"), "queue_name": "default",
+                             "arguments": [{"_aj_globalid": format!("gid://shop/Order/{i}")}],
+                             "executions": 0, "locale": "en"}]})
+            .to_string()
+        })
+        .collect();
+    let args = ["-c", &concurrency.to_string(), "--database", &shop.runner_database];
+    drain_payloads(&redis, &smtp, &["order_created"], &payloads, &args)
+}
+
+/// Drains `payloads` with a runner of `plugins` started with `args`.
+fn drain_payloads(
+    redis: &Redis,
+    smtp: &SmtpSink,
+    plugins: &[&'static str],
+    payloads: &[String],
+    args: &[&str],
+) -> Drain {
+    let jobs = payloads.len();
+    let options = RunnerOptions { log: "info", ..RunnerOptions::plugins(plugins) }.args(args);
     let runner = Runner::start(&redis.url, &smtp.url, options);
     let pid = runner.pid().expect("the runner runs");
     let cpu_before = cpu_seconds(pid);
@@ -92,7 +138,7 @@ fn drain(plugin: &str, jobs: usize, concurrency: u16) -> Drain {
     for chunk in payloads.chunks(10_000) {
         redis.push_many("default", chunk);
     }
-    let done = poll(Duration::from_secs(600), || processed(&redis) >= jobs);
+    let done = poll(Duration::from_secs(600), || processed(redis) >= jobs);
     let cpu = cpu_seconds(pid) - cpu_before;
     Drain {
         seconds: (done - started).as_secs_f64(),
@@ -193,16 +239,11 @@ fn main() {
     ];
     for (plugin, jobs, concurrency) in runs {
         let d = drain(plugin, jobs, concurrency);
-        let what = format!("{jobs} {plugin} jobs, concurrency {concurrency}");
-        println!(
-            "{:<44} {:>10.2} {:>12.0} {:>14.0} {:>7.1} MiB",
-            what,
-            d.seconds,
-            jobs as f64 / d.seconds,
-            d.cpu_us_per_job,
-            d.peak_rss_mib
-        );
+        print_drain(&format!("{jobs} {plugin} jobs, concurrency {concurrency}"), jobs, &d);
     }
+    let jobs = o.jobs / 5;
+    let d = drain_by_global_id(jobs, o.concurrency);
+    print_drain(&format!("{jobs} order_created by GlobalID, PostgreSQL"), jobs, &d);
     println!();
     let (p50, p99, max, n) = latency(o.rate, o.seconds, o.concurrency);
     println!(
@@ -214,6 +255,17 @@ fn main() {
     for line in sandbox().lines() {
         println!("  {line}");
     }
+}
+
+fn print_drain(what: &str, jobs: usize, d: &Drain) {
+    println!(
+        "{:<44} {:>10.2} {:>12.0} {:>14.0} {:>7.1} MiB",
+        what,
+        d.seconds,
+        jobs as f64 / d.seconds,
+        d.cpu_us_per_job,
+        d.peak_rss_mib
+    );
 }
 
 fn cores() -> usize {
