@@ -90,7 +90,8 @@ fn drain(plugin: &str, jobs: usize, concurrency: u16) -> Drain {
 
 /// `OrderCreateJob.perform_later(order)` for `jobs` orders in PostgreSQL,
 /// each with its user and two line items: three queries per job.
-fn drain_by_global_id(jobs: usize, concurrency: u16) -> Drain {
+/// Also returns PostgreSQL's CPU time per job, in µs.
+fn drain_by_global_id(jobs: usize, concurrency: u16) -> (Drain, f64) {
     let (redis, smtp, pg) = (Redis::start(), SmtpSink::start_discarding(), Postgres::start());
     let shop = Shop::postgres(&redis, &pg);
     pg.sql(
@@ -116,7 +117,32 @@ fn drain_by_global_id(jobs: usize, concurrency: u16) -> Drain {
         })
         .collect();
     let args = ["-c", &concurrency.to_string(), "--database", &shop.runner_database];
-    drain_payloads(&redis, &smtp, &["order_created"], &payloads, &args)
+    let server = pg.pid().expect("PostgreSQL runs");
+    let before = process_tree_cpu_seconds(server);
+    let drain = drain_payloads(&redis, &smtp, &["order_created"], &payloads, &args);
+    // The runner has stopped: let the postmaster reap the backends, whose
+    // time it then counts as its children's.
+    std::thread::sleep(Duration::from_millis(500));
+    let db_cpu = process_tree_cpu_seconds(server) - before;
+    (drain, db_cpu * 1e6 / jobs as f64)
+}
+
+/// CPU seconds of a process, its live children and its reaped ones
+/// (PostgreSQL's backends).
+fn process_tree_cpu_seconds(pid: u32) -> f64 {
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| parent_of(child) == Some(pid))
+        .map(cpu_seconds)
+        .sum();
+    cpu_seconds(pid) + children + stat_ticks(pid, 13..15) / 100.0
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Drains `payloads` with a runner of `plugins` started with `args`.
@@ -164,11 +190,17 @@ fn processed(redis: &Redis) -> usize {
 
 /// User plus system CPU time of a process, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
+    stat_ticks(pid, 11..13) / 100.0
+}
+
+/// The sum of some clock-tick fields of `/proc/PID/stat`, counted after the
+/// process name: 11..13 its own user and system time, 13..15 its reaped
+/// children's.
+fn stat_ticks(pid: u32, fields: std::ops::Range<usize>) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-    ticks / 100.0
+    let all: Vec<&str> = after_name.split_whitespace().collect();
+    all.get(fields).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
 }
 
 /// The most resident memory a process has had, in KiB.
@@ -242,8 +274,9 @@ fn main() {
         print_drain(&format!("{jobs} {plugin} jobs, concurrency {concurrency}"), jobs, &d);
     }
     let jobs = o.jobs / 5;
-    let d = drain_by_global_id(jobs, o.concurrency);
+    let (d, db_cpu_us) = drain_by_global_id(jobs, o.concurrency);
     print_drain(&format!("{jobs} order_created by GlobalID, PostgreSQL"), jobs, &d);
+    println!("  (3 queries per job; PostgreSQL's own CPU: {db_cpu_us:.0} µs/job)");
     println!();
     let (p50, p99, max, n) = latency(o.rate, o.seconds, o.concurrency);
     println!(

@@ -95,6 +95,11 @@ impl Postgres {
         });
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `postgres://USER:PASSWORD@127.0.0.1:PORT/shop`.
     pub fn url(&self, user: &str, password: &str) -> String {
         format!("postgres://{user}:{password}@127.0.0.1:{}/shop", self.port)
