@@ -17,11 +17,13 @@ install_packages() {
   ruby -e 'require "sidekiq"' 2>/dev/null || missing+=(ruby-sidekiq)
   ruby -e 'require "active_job"' 2>/dev/null || missing+=(ruby-activejob)
   # The example Rails app (scripts/shop): ActiveRecord over SQLite and
-  # PostgreSQL, ActionMailer, GlobalID; and a PostgreSQL server for the tests.
+  # PostgreSQL, ActionMailer, GlobalID; and PostgreSQL and MariaDB servers
+  # for the tests.
   ruby -e 'require "active_record"; require "sqlite3"' 2>/dev/null || missing+=(ruby-activerecord ruby-sqlite3)
   ruby -e 'require "pg"' 2>/dev/null || missing+=(ruby-pg)
   ruby -e 'require "action_mailer"; require "global_id"' 2>/dev/null || missing+=(ruby-actionmailer ruby-globalid)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v mariadbd >/dev/null || missing+=(mariadb-server)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then

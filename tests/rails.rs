@@ -4,7 +4,9 @@
 //! performed by plugins that read the app's rows through `records`, from
 //! SQLite and from a real PostgreSQL server.
 
-use jobrunner_tests::{Mail, Postgres, Redis, Runner, RunnerOptions, Shop, SmtpSink, WAIT, eventually};
+use jobrunner_tests::{
+    Mail, MariaDb, Postgres, Redis, Runner, RunnerOptions, Shop, SmtpSink, WAIT, eventually,
+};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -231,4 +233,58 @@ fn the_database_stopped_mid_run_then_back_every_job_is_done() {
     to.sort();
     assert_eq!(to, ["ann@example.com", "bo@example.com", "cy@example.com"], "each once");
     assert_eq!(redis.query::<usize>(&["ZCARD", "dead"]), 0);
+}
+
+#[test]
+fn an_order_by_global_id_from_mariadb() {
+    let (redis, smtp, db) = (Redis::start(), SmtpSink::start(), MariaDb::start());
+    // The example schema as Rails' MySQL adapter creates it, and a user that
+    // may only read.
+    db.sql(
+        "USE shop;
+         CREATE TABLE users (id bigint PRIMARY KEY AUTO_INCREMENT, email varchar(255) NOT NULL,
+                             name varchar(255), password_digest varchar(255));
+         CREATE TABLE orders (id bigint PRIMARY KEY AUTO_INCREMENT, user_id bigint NOT NULL,
+                              total decimal(10,2), created_at datetime(6) NOT NULL);
+         CREATE TABLE line_items (id bigint PRIMARY KEY AUTO_INCREMENT, order_id bigint NOT NULL,
+                                  name varchar(255) NOT NULL, quantity int NOT NULL, price decimal(10,2));
+         INSERT INTO users VALUES (1, 'ann@example.com', 'Ann', '$2a$12$secret-hash');
+         INSERT INTO orders VALUES (1, 1, 7.50, NOW(6));
+         INSERT INTO line_items VALUES (1, 1, 'Tea', 2, 2.50), (2, 1, 'Cake', 1, 2.50);
+         CREATE USER 'jobrunner'@'127.0.0.1' IDENTIFIED BY 'runner-secret';
+         GRANT SELECT ON shop.* TO 'jobrunner'@'127.0.0.1';",
+    );
+    let mut options = RunnerOptions::plugins(&["order_created", "hostile"])
+        .args(&["--database", &db.url("jobrunner", "runner-secret")]);
+    options.log = "info";
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    // What Rails writes for `OrderCreateJob.perform_later(order)`.
+    let payload = json!({
+        "class": "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper", "wrapped": "OrderCreateJob",
+        "queue": "default", "retry": true, "jid": "b1b1b1b1b1b1b1b1b1b1b1b1",
+        "created_at": jobrunner_tests::now(), "enqueued_at": jobrunner_tests::now(),
+        "args": [{"job_class": "OrderCreateJob", "job_id": "7d1c", "queue_name": "default", "priority": null,
+                  "arguments": [{"_aj_globalid": "gid://shop/Order/1"}], "executions": 0,
+                  "exception_executions": {}, "locale": "en", "timezone": "UTC",
+                  "enqueued_at": "2026-11-28T12:00:00Z"}]
+    });
+    redis.push("default", &payload.to_string());
+    assert_order_mail(&smtp.wait_for(1)[0], "1");
+    let calls = json!([
+        {"find": ["User", "1", ["password_digest"]]},
+        {"find_all_by": ["User", "email", "\"x' OR '1'='1\"", [], 10]},
+        {"find_all_by": ["User", "email", "\"x\\\\' OR 1=1 -- \"", [], 10]},
+        {"find": ["User", "1 OR 1=1", []]},
+    ]);
+    redis.push(
+        "default",
+        &jobrunner_tests::job_json("RecordsJob", json!([{"calls": calls}]), "c2c2c2c2c2c2c2c2c2c2c2c2"),
+    );
+    runner.wait_for_log(&["records 3:"], 1);
+    let logs = runner.logs();
+    let outcome = |i: usize| logs.lines().find(|l| l.contains(&format!("records {i}:"))).unwrap().to_string();
+    assert!(outcome(0).contains("denied") && outcome(0).contains("sensitive"), "{}", outcome(0));
+    assert!(outcome(1).contains("ok []") && outcome(2).contains("ok []"), "{}\n{}", outcome(1), outcome(2));
+    assert!(outcome(3).contains("invalid"), "{}", outcome(3));
+    assert_eq!(db.sql("SELECT COUNT(*) FROM shop.users"), "1");
 }

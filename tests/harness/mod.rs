@@ -5,6 +5,7 @@
 //! - [`Redis`]: a `redis-server`.
 //! - [`SmtpSink`]: Postfix's `smtp-sink`, writing each message to a file.
 //! - [`Postgres`]: a PostgreSQL server, for the app database of the Rails tests.
+//! - [`MariaDb`]: a MariaDB server, for `records` over MySQL's dialect.
 //! - [`Shop`]: the example Rails app (`scripts/shop/app.rb`), run by Ruby.
 //! - [`Runner`]: the `runner` binary, with a plugins directory of its own.
 //! - [`Browser`]: headless Chromium over WebDriver, for the dashboard.
@@ -12,6 +13,7 @@
 //! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
 
 mod browser;
+mod mariadb;
 mod postgres;
 mod redis_server;
 mod runner;
@@ -19,6 +21,7 @@ mod shop;
 mod smtp;
 
 pub use browser::Browser;
+pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use redis_server::Redis;
 pub use runner::{Runner, RunnerOptions, runner_bin};

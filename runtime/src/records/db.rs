@@ -2,8 +2,9 @@
 //! read-only by construction, and the few statements `records` runs.
 //!
 //! SQLite is opened read-only; PostgreSQL sessions start with
-//! `default_transaction_read_only` and a `statement_timeout`; MySQL sessions
-//! with `SET SESSION TRANSACTION READ ONLY` and `max_execution_time`. Every
+//! `default_transaction_read_only` and a `statement_timeout`; MySQL and
+//! MariaDB sessions with `SET SESSION TRANSACTION READ ONLY` and
+//! `max_execution_time` (MariaDB: `max_statement_time`). Every
 //! query also runs under [`QUERY_TIMEOUT`] on our side. Rows come back as
 //! JSON text built by the database itself, so each value keeps the type the
 //! database gave it.
@@ -85,11 +86,15 @@ impl Database {
                     .max_connections(max)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .after_connect(move |conn, _| {
-                        let timeout =
-                            format!("SET SESSION max_execution_time = {}", QUERY_TIMEOUT.as_millis());
+                        // MySQL calls the statement timeout max_execution_time (ms),
+                        // MariaDB max_statement_time (s).
+                        let mysql = format!("SET SESSION max_execution_time = {}", QUERY_TIMEOUT.as_millis());
+                        let mariadb = format!("SET SESSION max_statement_time = {}", QUERY_TIMEOUT.as_secs());
                         Box::pin(async move {
                             conn.execute("SET SESSION TRANSACTION READ ONLY").await?;
-                            conn.execute(timeout.as_str()).await?;
+                            if conn.execute(mysql.as_str()).await.is_err() {
+                                conn.execute(mariadb.as_str()).await?;
+                            }
                             Ok(())
                         })
                     });
