@@ -230,6 +230,17 @@ fn every_view_is_json_and_actions_need_the_csrf_token() {
     let form = [("csrf", token.as_str()), ("checked", "kill"), ("key", keys[0]), ("key", keys[1])];
     ureq::post(&format!("{url}/retries/act")).header("Cookie", &cookie).send_form(form).unwrap();
     assert_eq!((redis.sorted_set("retry").len(), redis.sorted_set("dead").len()), (1, 3));
+    // Killing every dead job is not offered, and answers at once.
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(10))).build().into();
+    let form = [("csrf", token.as_str()), ("all", "kill")];
+    let refused = agent.post(&format!("{url}/dead/act")).header("Cookie", &cookie).send_form(form);
+    assert!(matches!(refused, Err(ureq::Error::StatusCode(400))), "{refused:?}");
+    assert_eq!(redis.sorted_set("dead").len(), 3);
+    // Killing every retry ends, with each moved once.
+    let form = [("csrf", token.as_str()), ("all", "kill")];
+    agent.post(&format!("{url}/retries/act")).header("Cookie", &cookie).send_form(form).unwrap();
+    assert_eq!((redis.sorted_set("retry").len(), redis.sorted_set("dead").len()), (0, 4));
     let form = [("csrf", token.as_str()), ("all", "delete")];
     ureq::post(&format!("{url}/dead/act")).header("Cookie", &cookie).send_form(form).unwrap();
     assert!(redis.sorted_set("dead").is_empty());

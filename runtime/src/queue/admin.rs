@@ -68,7 +68,9 @@ impl Queue {
         self.act_on_member(set, &member, action).await
     }
 
-    /// Applies `action` to every job of `set`; returns how many.
+    /// Applies `action` to every job `set` holds now; returns how many.
+    /// The jobs are read once, so the work is bounded by what was there
+    /// whatever the action puts back (killing a dead job would re-add it).
     pub async fn act_on_all(&self, set: &str, action: SetAction) -> Result<u64> {
         let mut conn = self.connection();
         if action == SetAction::Delete {
@@ -76,17 +78,13 @@ impl Queue {
             conn.del::<_, ()>(set).await.with_context(|| format!("clearing the {set} set"))?;
             return Ok(count);
         }
+        let snapshot: Vec<String> =
+            conn.zrange(set, 0, -1).await.with_context(|| format!("reading the {set} set"))?;
         let mut done = 0;
-        loop {
-            let members: Vec<String> =
-                conn.zrange(set, 0, 99).await.with_context(|| format!("reading the {set} set"))?;
-            if members.is_empty() {
-                return Ok(done);
-            }
-            for member in &members {
-                done += u64::from(self.act_on_member(set, member, action).await?);
-            }
+        for member in &snapshot {
+            done += u64::from(self.act_on_member(set, member, action).await?);
         }
+        Ok(done)
     }
 
     /// Deletes one waiting job, given exactly as stored, from `queue`.
@@ -144,6 +142,9 @@ impl Queue {
     }
 
     async fn act_on_member(&self, set: &str, member: &str, action: SetAction) -> Result<bool> {
+        if action == SetAction::Kill && set == keys::DEAD {
+            bail!("a job in the dead set is dead already");
+        }
         let mut conn = self.connection();
         if action == SetAction::Delete {
             let removed: u64 =

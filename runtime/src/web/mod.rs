@@ -112,19 +112,29 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found").into_response()
 }
 
-/// A handler's failure: logged, and shown as a 500 with the reason.
-pub struct WebError(anyhow::Error);
+/// A handler's failure: a request that asks for something not offered
+/// (400), or anything else (500, logged); shown with the reason.
+pub struct WebError(StatusCode, anyhow::Error);
+
+impl WebError {
+    /// A request the dashboard won't carry out, with the reason.
+    pub fn bad_request(reason: String) -> WebError {
+        WebError(StatusCode::BAD_REQUEST, anyhow::anyhow!(reason))
+    }
+}
 
 impl<E: Into<anyhow::Error>> From<E> for WebError {
     fn from(err: E) -> Self {
-        WebError(err.into())
+        WebError(StatusCode::INTERNAL_SERVER_ERROR, err.into())
     }
 }
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        tracing::error!(error = %format!("{:#}", self.0), "dashboard request failed");
-        (StatusCode::INTERNAL_SERVER_ERROR, format!("{:#}", self.0)).into_response()
+        if self.0.is_server_error() {
+            tracing::error!(error = %format!("{:#}", self.1), "dashboard request failed");
+        }
+        (self.0, format!("{:#}", self.1)).into_response()
     }
 }
 

@@ -6,7 +6,7 @@ use super::access::CsrfToken;
 use super::actions::CheckedForm;
 use super::format::{self, relative, utc};
 use super::pages::{PageQuery, csrf_field, layout, pager};
-use super::{Shared, WebResult};
+use super::{Shared, WebError, WebResult};
 use crate::queue::{Entry, Page, SetAction, keys};
 use anyhow::Context as _;
 use axum::extract::{Query, State};
@@ -162,14 +162,30 @@ async fn act(
     let queue = &dashboard.queue;
     let context = || format!("acting on the {} set", set.key);
     if let Some((action, key)) = form.get("one").and_then(|v| v.split_once('|')) {
-        queue.act_on_entry(set.key, key, SetAction::parse(action)?).await.with_context(context)?;
+        queue.act_on_entry(set.key, key, set.action(action)?).await.with_context(context)?;
     } else if let Some(action) = form.get("checked") {
-        let action = SetAction::parse(action)?;
+        let action = set.action(action)?;
         for key in form.all("key") {
             queue.act_on_entry(set.key, key, action).await.with_context(context)?;
         }
     } else if let Some(action) = form.get("all") {
-        queue.act_on_all(set.key, SetAction::parse(action)?).await.with_context(context)?;
+        queue.act_on_all(set.key, set.action(action)?).await.with_context(context)?;
     }
     Ok(Redirect::to(set.path))
+}
+
+impl SetPage {
+    /// `name` as an action, if this page offers it: a dead job can't be
+    /// killed again, nor a scheduled one retried.
+    fn action(&self, name: &str) -> Result<SetAction, WebError> {
+        if !self.actions.iter().any(|(offered, _)| *offered == name) {
+            let offered: Vec<&str> = self.actions.iter().map(|(a, _)| *a).collect();
+            return Err(WebError::bad_request(format!(
+                "the {} page offers {}, not {name:?}",
+                self.title,
+                offered.join(", ")
+            )));
+        }
+        Ok(SetAction::parse(name)?)
+    }
 }
