@@ -94,7 +94,7 @@ pub struct TryArgs {
 #[derive(Args, Debug, Clone)]
 pub struct RedisArgs {
     /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
     pub redis: String,
 }
 
@@ -165,7 +165,7 @@ pub struct RunArgs {
     /// SMTP server for send-mail: smtp://user:pass@host:port (STARTTLS when
     /// offered; ?tls=required to insist) or smtps://... (implicit TLS).
     /// Without it, mail is written to --outbox.
-    #[arg(long, env = "SMTP_URL")]
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
     pub smtp: Option<String>,
     /// The app's database, which plugins read through `records` (read-only):
     /// sqlite://PATH, postgres://user:pass@host/db or mysql://user:pass@host/db.

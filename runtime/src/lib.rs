@@ -29,7 +29,7 @@
 //! - [`web`]: the dashboard, its JSON API and `/metrics`.
 //! - [`metrics`]: this process's counters and histograms.
 //! - [`shutdown`]: quiet and graceful shutdown on signals.
-//! - [`clock`], [`digest`]: small shared pieces.
+//! - [`clock`], [`digest`], [`secret`]: small shared pieces.
 
 pub mod activejob;
 pub mod author;
@@ -52,6 +52,7 @@ pub mod registry;
 pub mod retry;
 pub mod runner;
 pub mod scheduler;
+pub mod secret;
 pub mod shutdown;
 pub mod web;
 pub mod worker;

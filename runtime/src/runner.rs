@@ -66,12 +66,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .then(|| Credentials::new(args.http, args.http_auth.clone(), args.http_token.clone()))
         .transpose()?;
     let metrics = Arc::new(Metrics::new());
+    let records =
+        Records::new(args.database.as_deref(), concurrency as u32, policy.models().clone(), metrics.clone())?;
     // Everything is checked; only now wait for Redis, which may be starting.
     let queue = connect(&args.redis.redis).await?.with_dead_limits(dead);
     let mailer = Arc::new(mailer.with_ledger(Ledger::new(queue.connection())));
     let (trigger, shutdown) = shutdown::channel();
-    let registry =
-        Arc::new(registry(&args, concurrency, limits, &plugins_dir, (mailer, policy, metrics.clone()))?);
+    let registry = Arc::new(registry(
+        &args,
+        concurrency,
+        limits,
+        &plugins_dir,
+        (mailer, policy, metrics.clone(), records),
+    )?);
     // Watch before the first scan, so a file dropped meanwhile isn't missed.
     if args.watch {
         registry::watch::spawn(registry.clone(), shutdown.clone())?;
@@ -146,7 +153,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
 /// Connects to Redis, waiting for it to come up if it isn't yet.
 async fn connect(url: &str) -> Result<Queue> {
-    redis::Client::open(url).with_context(|| format!("--redis {url:?} is not a valid Redis URL"))?;
+    redis::Client::open(url)
+        .with_context(|| format!("--redis {} is not a valid Redis URL", crate::secret::redact_url(url)))?;
     let mut wait = Duration::from_millis(500);
     loop {
         match Queue::connect(url).await {
@@ -218,12 +226,10 @@ fn registry(
     concurrency: usize,
     limits: Limits,
     dir: &Path,
-    (mailer, policy, metrics): (Arc<Mailer>, Arc<Policy>, Arc<Metrics>),
+    (mailer, policy, metrics, records): (Arc<Mailer>, Arc<Policy>, Arc<Metrics>, Records),
 ) -> Result<Registry> {
     let engine = engine::build(engine::EngineLimits { concurrency, memory_bytes: limits.memory_bytes })?;
     let cache = Arc::new(CodeCache::new(args.code_cache_dir().as_deref(), &engine)?);
-    let records =
-        Records::new(args.database.as_deref(), concurrency as u32, policy.models().clone(), metrics.clone())?;
     let loader = Loader {
         linker: plugin::linker(&engine)?,
         mailer,

@@ -57,7 +57,7 @@ impl Mailer {
     /// when the server offers it; `?tls=required` to insist, `?tls=none` to
     /// never), or `smtps://...` for implicit TLS.
     pub fn smtp(url: &str, default_from: &str, max_connections: usize) -> Result<Mailer> {
-        let invalid = || format!("invalid SMTP URL {}", redact(url));
+        let invalid = || format!("invalid SMTP URL {}", crate::secret::redact_url(url));
         let transport = if url.starts_with("smtps://") {
             let pool = lettre::transport::smtp::PoolConfig::new().max_size(max_connections as u32);
             let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).with_context(invalid)?;
@@ -166,17 +166,6 @@ fn parse_from(from: &str) -> Result<Mailbox> {
     from.parse().with_context(|| format!("invalid --mail-from address {from:?}"))
 }
 
-/// The URL with its password hidden, for error messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].find(':') {
-            Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
-            None => url.to_string(),
-        },
-        _ => url.to_string(),
-    }
-}
-
 fn classify_smtp(err: lettre::transport::smtp::Error) -> MailError {
     let reason = error_chain(&err);
     if err.is_permanent() { MailError::Rejected(reason) } else { MailError::Transient(reason) }
@@ -191,15 +180,4 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("smtp://user:secret@host:25"), "smtp://user:***@host:25");
-        assert_eq!(redact("smtp://host:25"), "smtp://host:25");
-    }
 }

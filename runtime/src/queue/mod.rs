@@ -13,6 +13,7 @@ mod browse;
 pub mod keys;
 mod scripts;
 
+use crate::secret::redact_url;
 pub use admin::SetAction;
 pub use browse::{
     Day, Entry, JobView, PAGE_SIZE, Page, ProcessView, QueueSummary, RedisInfo, Stats, WorkView,
@@ -95,11 +96,12 @@ pub struct Queue {
 impl Queue {
     /// Connects to the Redis at `url`.
     pub async fn connect(url: &str) -> Result<Queue> {
-        let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
+        let client =
+            redis::Client::open(url).with_context(|| format!("invalid Redis URL {}", redact_url(url)))?;
         let conn = client
             .get_connection_manager_with_config(reconnect_policy())
             .await
-            .with_context(|| format!("connecting to Redis at {url}"))?;
+            .with_context(|| format!("connecting to Redis at {}", redact_url(url)))?;
         Ok(Queue { conn, client, waiter: Arc::default(), dead: DeadLimits::default() })
     }
 

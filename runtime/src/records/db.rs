@@ -63,7 +63,7 @@ impl Database {
     /// (`sqlite://PATH`, `postgres://...`, `mysql://...`). Only the URL is
     /// checked here: an unreachable database fails each query retryably.
     pub fn connect_lazy(url: &str, max: u32) -> Result<Database> {
-        let shown = super::redact(url);
+        let shown = crate::secret::redact_url(url);
         let invalid = || format!("--database {shown} is not a valid database URL");
         let timeout_ms = QUERY_TIMEOUT.as_millis().to_string();
         Ok(match url.split_once("://").map(|(scheme, _)| scheme) {

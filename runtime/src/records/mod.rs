@@ -86,7 +86,7 @@ impl Records {
     ) -> Result<Records> {
         let db = url.map(|url| Database::connect_lazy(url, max_connections)).transpose()?;
         if let (Some(db), Some(url)) = (&db, url) {
-            tracing::info!(database = %redact(url), kind = db.kind(), "records read from the app's database");
+            tracing::info!(database = %crate::secret::redact_url(url), kind = db.kind(), "records read from the app's database");
         }
         Ok(Records { db, schema: tokio::sync::Mutex::new(None), models, metrics })
     }
@@ -191,18 +191,5 @@ impl Records {
         tracing::debug!(tables = schema.tables.len(), "read the database schema");
         *cached = Some((schema.clone(), Instant::now()));
         Ok(schema)
-    }
-}
-
-/// `url` with its password replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_string(),
-        Err(_) if url.contains('@') => "(a URL that can't be shown)".to_string(),
-        Err(_) => url.to_string(),
     }
 }
