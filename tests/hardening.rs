@@ -2,7 +2,9 @@
 //! from the outside: secrets never shown, header names checked, plugin
 //! text escaped in logs, plugin files that aren't regular files refused.
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, runner_bin};
+use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, runner_bin};
+use serde_json::json;
+use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 const REDIS_PW: &str = "redis-pw-4d1e";
@@ -86,4 +88,54 @@ fn the_dashboard_and_metrics_show_no_secret() {
     }
     assert!(runner.logs().contains("jobrunner:***@127.0.0.1:1/shop"), "{}", runner.logs());
     assert_no_secret("the log", &runner.logs());
+}
+
+/// A job that dies on its first failure.
+fn one_shot(class: &str, args: serde_json::Value, jid: &str) -> String {
+    let mut job: serde_json::Value = serde_json::from_str(&job_json(class, args, jid)).unwrap();
+    job["retry"] = json!(0);
+    job.to_string()
+}
+
+/// Dead jobs' error messages by jid, once `count` are there.
+fn dead_errors(redis: &Redis, count: usize) -> BTreeMap<String, String> {
+    eventually(&format!("{count} jobs in the dead set"), WAIT, || {
+        let dead = redis.sorted_set("dead");
+        (dead.len() >= count).then(|| {
+            dead.iter()
+                .map(|d| (d["jid"].as_str().unwrap().to_string(), d["error_message"].as_str().unwrap().to_string()))
+                .collect()
+        })
+    })
+}
+
+#[test]
+fn header_names_cannot_add_headers_and_header_counts_are_capped() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["hostile", "welcome_mail"]));
+    let to = "ann@example.com";
+    let attacks = [
+        ("a1", json!([to, [["X-A\r\nFrom: Bank <billing@bank.example>", "x"]]])),
+        ("a2", json!([to, [["X-B\nBcc: thief@evil.example", "x"]]])),
+        ("a3", json!([to, [["X-C", "v\r\n\r\nforged body"]]])),
+        ("a4", json!([to, [["Content-Type", "text/html"]]])),
+        ("a5", json!([to, [["Resent-From", "billing@bank.example"]]])),
+        ("a6", json!([to, [["X-Many", "v"]], 100_000])),
+    ];
+    for (jid, args) in &attacks {
+        redis.push("default", &one_shot("HeadersJob", args.clone(), &format!("{jid:0>24}")));
+    }
+    let dead = dead_errors(&redis, attacks.len());
+    for (jid, _) in &attacks[..5] {
+        let error = &dead[&format!("{jid:0>24}")];
+        assert!(error.contains("invalid mail: header"), "{jid}: {error}");
+    }
+    assert!(dead[&format!("{:0>24}", "a6")].contains("max_headers"), "{dead:?}");
+    // A plain extra header still goes through, and nothing forged was sent.
+    redis.push("default", &one_shot("HeadersJob", json!([to, [["X-Order-Id", "42"]]]), "b1b1b1b1b1b1b1b1b1b1b1b1"));
+    let mail = smtp.wait_for(1).remove(0);
+    assert!(mail.raw.contains("X-Order-Id: 42"), "{}", mail.raw);
+    assert_eq!(smtp.count(), 1, "no attack produced a mail");
+    let logs = runner.logs();
+    assert!(!logs.lines().any(|l| l.starts_with("From:") || l.starts_with("Bcc:")), "{logs}");
 }

@@ -7,10 +7,12 @@ use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
-/// Headers a plugin may not set through `headers`: the message's structure
-/// and addressing come from the record's own fields.
+/// Headers a plugin may not set through `headers`: the message's structure,
+/// addressing and identity come from the record's own fields. Any name
+/// starting with `Resent-` or `Content-` is refused too.
 const RESERVED: &[&str] = &[
     "from",
+    "sender",
     "to",
     "cc",
     "bcc",
@@ -18,11 +20,12 @@ const RESERVED: &[&str] = &[
     "subject",
     "message-id",
     "date",
-    "content-type",
-    "content-transfer-encoding",
     "mime-version",
-    "sender",
+    "return-path",
 ];
+
+/// The longest header name accepted (RFC 5322 lines are 78 characters).
+const MAX_NAME: usize = 76;
 
 fn invalid(msg: String) -> MailError {
     MailError::InvalidInput(msg)
@@ -85,15 +88,29 @@ fn message_id(jid: &str, seq: u32, from: &Mailbox) -> String {
 }
 
 fn header(name: &str, value: &str) -> Result<HeaderValue, MailError> {
-    if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-        return Err(invalid(format!("header {name:?} is set from the email's own fields")));
-    }
-    if value.contains(['\r', '\n']) {
-        return Err(invalid(format!("header {name:?} has a line break in its value")));
+    check_name(name)?;
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(invalid(format!("header {name:?} has a line break or control character in its value")));
     }
     let name = HeaderName::new_from_ascii(name.to_string())
         .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
     Ok(HeaderValue::new(name, value.to_string()))
+}
+
+/// A header name must be an RFC 5322 field name (printable ASCII, no colon,
+/// no space) and not one the message's own fields set.
+fn check_name(name: &str) -> Result<(), MailError> {
+    let shown: String = name.chars().take(MAX_NAME).collect();
+    if name.is_empty() || name.len() > MAX_NAME || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
+        return Err(invalid(format!(
+            "header name {shown:?} is not a field name (1 to {MAX_NAME} printable ASCII characters, no colon)"
+        )));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RESERVED.contains(&lower.as_str()) || lower.starts_with("resent-") || lower.starts_with("content-") {
+        return Err(invalid(format!("header {name:?} is set from the email's own fields")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -152,5 +169,30 @@ mod tests {
         let mut reserved = email();
         reserved.headers = vec![("Subject".into(), "x".into())];
         assert!(error(&reserved).contains("Subject"));
+    }
+
+    #[test]
+    fn header_names_are_field_names_and_not_reserved() {
+        for name in [
+            "X-A\r\nFrom: Bank <billing@bank.example>",
+            "X-A\nBcc: thief@evil.example",
+            "X A",
+            "X-A:",
+            "",
+            "Résumé",
+            "Resent-From",
+            "Content-Type",
+            "content-disposition",
+            "SENDER",
+            &"X".repeat(77),
+        ] {
+            let mut bad = email();
+            bad.headers = vec![(name.to_string(), "v".into())];
+            let err = error(&bad);
+            assert!(err.contains("header"), "{name:?}: {err}");
+        }
+        let mut control = email();
+        control.headers = vec![("X-A".into(), "a\u{1b}[31m".into())];
+        assert!(error(&control).contains("control"));
     }
 }

@@ -46,6 +46,20 @@ impl Guard {
                 rules.max_recipients
             ));
         }
+        if email.headers.len() > rules.max_headers {
+            return Err(format!(
+                "{} extra headers, more than the {} allowed (max_headers)",
+                email.headers.len(),
+                rules.max_headers
+            ));
+        }
+        let header_bytes: usize = email.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        if header_bytes > rules.max_header_bytes {
+            return Err(format!(
+                "the extra headers are {header_bytes} bytes, more than the {} allowed (max_header_bytes)",
+                rules.max_header_bytes
+            ));
+        }
         let size = size_of(email);
         if size > rules.max_message_bytes {
             return Err(format!(
@@ -155,6 +169,12 @@ mod tests {
         let mut big = email(&["a@x.org"]);
         big.text_body = "x".repeat(200);
         assert!(g.check_mail(&big, 0).unwrap_err().contains("max_message_bytes"));
+        let mut many = email(&["a@x.org"]);
+        many.headers = (0..51).map(|i| (format!("X-{i}"), "v".to_string())).collect();
+        assert!(g.check_mail(&many, 0).unwrap_err().contains("max_headers"));
+        let g = guard(Rules::default());
+        many.headers = vec![("X-Long".into(), "v".repeat(20_000))];
+        assert!(g.check_mail(&many, 0).unwrap_err().contains("max_header_bytes"));
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct Rules {
     pub max_recipients: usize,
     /// The largest message (subject, bodies and headers), in bytes.
     pub max_message_bytes: usize,
+    /// The most extra headers of one message.
+    pub max_headers: usize,
+    /// The most bytes of extra headers (names and values) of one message.
+    pub max_header_bytes: usize,
     /// The most `send-mail` calls one job may make.
     pub max_mails_per_job: u32,
     /// `send-mail` calls per second across all of the plugin's jobs; a call
@@ -66,6 +70,8 @@ impl Default for Rules {
             allowed_recipient_domains: Vec::new(),
             max_recipients: 50,
             max_message_bytes: 10 * 1024 * 1024,
+            max_headers: 50,
+            max_header_bytes: 16 * 1024,
             max_mails_per_job: 100,
             mail_per_second: 5000,
             log_lines_per_second: 100,

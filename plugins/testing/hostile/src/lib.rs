@@ -12,6 +12,8 @@
 //! - `MailBlastJob`: one mail to `args[0]` recipients.
 //! - `HugeMailJob`: one mail with a body of `args[0]` MiB.
 //! - `SenderJob`: one mail from the address `args[0]` to `args[1]`.
+//! - `HeadersJob`: one mail to `args[0]` with the extra headers `args[1]`
+//!   (a list of [name, value] pairs), or `args[2]` copies of one header.
 //! - `RecordsJob`: makes the `records` calls listed in `args[0]` (each
 //!   `{"locate": [gid, columns]}`, `{"find": [model, id, columns]}` or
 //!   `{"find_all_by": [model, column, value, columns, limit]}`, names and
@@ -32,6 +34,7 @@ const CLASSES: &[&str] = &[
     "HugeMailJob",
     "SenderJob",
     "RecordsJob",
+    "HeadersJob",
 ];
 
 impl Guest for Hostile {
@@ -86,6 +89,15 @@ impl Guest for Hostile {
             "SenderJob" => {
                 let mut email = mail::Email::new(&args.required::<String>("to", 1)?, "spoofed", "hi\n");
                 email.from = Some(args.required("from", 0)?);
+                mail::send(&email)?;
+                Ok(())
+            }
+            "HeadersJob" => {
+                let mut email = mail::Email::new(&args.required::<String>("to", 0)?, "headers", "hi\n");
+                email.headers = args.required("headers", 1)?;
+                if let Some(copies) = args.optional::<usize>("copies", 2)? {
+                    email.headers = email.headers.iter().cycle().take(copies).cloned().collect();
+                }
                 mail::send(&email)?;
                 Ok(())
             }
