@@ -103,7 +103,9 @@ fn dead_errors(redis: &Redis, count: usize) -> BTreeMap<String, String> {
         let dead = redis.sorted_set("dead");
         (dead.len() >= count).then(|| {
             dead.iter()
-                .map(|d| (d["jid"].as_str().unwrap().to_string(), d["error_message"].as_str().unwrap().to_string()))
+                .map(|d| {
+                    (d["jid"].as_str().unwrap().to_string(), d["error_message"].as_str().unwrap().to_string())
+                })
                 .collect()
         })
     })
@@ -132,10 +134,37 @@ fn header_names_cannot_add_headers_and_header_counts_are_capped() {
     }
     assert!(dead[&format!("{:0>24}", "a6")].contains("max_headers"), "{dead:?}");
     // A plain extra header still goes through, and nothing forged was sent.
-    redis.push("default", &one_shot("HeadersJob", json!([to, [["X-Order-Id", "42"]]]), "b1b1b1b1b1b1b1b1b1b1b1b1"));
+    redis.push(
+        "default",
+        &one_shot("HeadersJob", json!([to, [["X-Order-Id", "42"]]]), "b1b1b1b1b1b1b1b1b1b1b1b1"),
+    );
     let mail = smtp.wait_for(1).remove(0);
     assert!(mail.raw.contains("X-Order-Id: 42"), "{}", mail.raw);
     assert_eq!(smtp.count(), 1, "no attack produced a mail");
     let logs = runner.logs();
     assert!(!logs.lines().any(|l| l.starts_with("From:") || l.starts_with("Bcc:")), "{logs}");
+}
+
+/// What a plugin writes can't forge a line of the runner's log, in the
+/// human format or the JSON one.
+#[test]
+fn plugin_text_cannot_forge_log_lines() {
+    for format in ["human", "json"] {
+        let (redis, smtp) = (Redis::start(), SmtpSink::start());
+        let options = RunnerOptions::plugins(&["hostile", "odd_describe"]).args(&["--log-format", format]);
+        let runner = Runner::start(&redis.url, &smtp.url, options);
+        redis.push("default", &one_shot("ForgeLogJob", json!([]), "f0f0f0f0f0f0f0f0f0f0f0f0"));
+        runner.wait_for_log(&["job failed", "f0f0f0f0f0f0f0f0f0f0f0f0"], 1);
+        let logs = runner.logs();
+        assert!(logs.contains("odd_describe.wasm") && logs.contains("\\u{1b}[2J"), "{logs}");
+        for line in logs.lines() {
+            assert!(!line.starts_with("1999-09-09"), "a forged line in the {format} log:\n{logs}");
+            assert!(!line.contains('\u{1b}') && !line.contains('\r'), "a raw control character: {line:?}");
+            if format == "json" {
+                serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            }
+        }
+        let kept = if format == "json" { "innocent\\\\n1999-09-09" } else { "innocent\\n1999-09-09" };
+        assert!(logs.contains(kept), "the message is kept, escaped:\n{logs}");
+    }
 }

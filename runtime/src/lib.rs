@@ -29,7 +29,7 @@
 //! - [`web`]: the dashboard, its JSON API and `/metrics`.
 //! - [`metrics`]: this process's counters and histograms.
 //! - [`shutdown`]: quiet and graceful shutdown on signals.
-//! - [`clock`], [`digest`], [`secret`]: small shared pieces.
+//! - [`clock`], [`digest`], [`secret`], [`untrusted`]: small shared pieces.
 
 pub mod activejob;
 pub mod author;
@@ -54,5 +54,6 @@ pub mod runner;
 pub mod scheduler;
 pub mod secret;
 pub mod shutdown;
+pub mod untrusted;
 pub mod web;
 pub mod worker;

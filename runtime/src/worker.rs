@@ -101,7 +101,8 @@ impl Worker {
         let jitter = rand::random_range(0..10);
         let disposition = retry::decide(&mut job.payload, &failure, clock::now(), jitter);
         let payload = Value::Object(job.payload).to_string();
-        tracing::warn!(error_class = failure.error_class, error = %failure.message, next = ?disposition, "job failed");
+        tracing::warn!(error_class = failure.error_class, error = %crate::untrusted::escape(&failure.message),
+            next = ?disposition, "job failed");
         match disposition {
             Disposition::Retry { at } => Outcome::Retry { payload, at },
             Disposition::Dead => Outcome::Dead { payload },

@@ -101,7 +101,8 @@ fn header(name: &str, value: &str) -> Result<HeaderValue, MailError> {
 /// no space) and not one the message's own fields set.
 fn check_name(name: &str) -> Result<(), MailError> {
     let shown: String = name.chars().take(MAX_NAME).collect();
-    if name.is_empty() || name.len() > MAX_NAME || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
+    if name.is_empty() || name.len() > MAX_NAME || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
+    {
         return Err(invalid(format!(
             "header name {shown:?} is not a field name (1 to {MAX_NAME} printable ASCII characters, no colon)"
         )));

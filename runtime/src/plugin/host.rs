@@ -147,7 +147,7 @@ impl mail::Host for HostState {
         match self.caps.mailer.send_for_job(&message, &tags.jid, seq).await {
             Ok(Delivery::Sent(id)) => {
                 tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
-                    to = ?message.to, subject = %message.subject, message_id = %id, "mail sent");
+                    to = ?message.to, subject = %crate::untrusted::escape(&message.subject), message_id = %id, "mail sent");
                 self.caps.metrics.mail_sent(&tags.plugin);
                 Ok(id)
             }
@@ -194,6 +194,7 @@ impl logging::Host for HostState {
             message.truncate(cut);
             message.push_str("… (cut)");
         }
+        let message = crate::untrusted::escape(&message);
         let LogTags { plugin, class, jid } = &self.tags;
         match level {
             Level::Trace => tracing::trace!(target: "plugin", %plugin, %class, %jid, "{message}"),

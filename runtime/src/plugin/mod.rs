@@ -11,6 +11,7 @@
 mod cache;
 pub mod contract;
 mod host;
+mod info;
 mod pace;
 mod records_host;
 mod run;
@@ -24,7 +25,7 @@ use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::policy::{Guard, Policy};
 use crate::records::Records;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -136,9 +137,7 @@ impl Loader {
         let info = run::describe(&pre, self.capabilities(&file_name), self.limits, &file_name)
             .await
             .map_err(|err| anyhow::anyhow!("describe() failed: {err}"))?;
-        if info.classes.is_empty() {
-            bail!("describe() names no job classes");
-        }
+        info::check(&info)?;
         let meta = PluginMeta {
             label: Arc::from(format!("{} {}", info.name, info.version)),
             name: info.name,

@@ -104,7 +104,7 @@ impl Registry {
             };
         let m = &plugin.meta;
         let replaced = self.current.load().file_hash(path).unwrap_or("none").to_string();
-        tracing::info!(plugin = %m.name, version = %m.version, file = %path.display(), sha256 = %m.sha256,
+        tracing::info!(plugin = %m.name, version = %m.version, file = %shown_path(path), sha256 = %m.sha256,
             classes = ?m.classes, code = %m.code_source.as_str(), compile_ms = m.compile_time.as_millis() as u64,
             replaced = %replaced, "plugin loaded");
         self.loader.metrics.plugin_loaded(&m.name);
@@ -130,7 +130,7 @@ impl Registry {
         let _changing = self.changing.lock().await;
         let current = self.current.load();
         if let Some(plugin) = current.by_file(path) {
-            tracing::info!(plugin = %plugin.meta.name, file = %path.display(), classes = ?plugin.meta.classes,
+            tracing::info!(plugin = %plugin.meta.name, file = %shown_path(path), classes = ?plugin.meta.classes,
                 "plugin removed");
             let name = Some(format!("{} {}", plugin.meta.name, plugin.meta.version));
             self.history.record(change(path, "removed", name, None, "the file is gone".into()));
@@ -139,7 +139,7 @@ impl Registry {
     }
 
     fn refuse(&self, path: &Path, reason: String) {
-        tracing::error!(file = %path.display(), reason = %reason, "plugin refused");
+        tracing::error!(file = %shown_path(path), reason = %crate::untrusted::escape(&reason), "plugin refused");
         let file = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         self.loader.metrics.plugin_refused(&file);
         self.history.record(change(path, "refused", None, None, reason.clone()));
@@ -167,4 +167,9 @@ pub fn is_plugin_file(path: &Path) -> bool {
     let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
     let exists = path.symlink_metadata().is_ok();
     !hidden && path.extension().is_some_and(|ext| ext == "wasm") && exists && !path.is_dir()
+}
+
+/// A plugin file's path for the log: file names may hold any character.
+fn shown_path(path: &Path) -> String {
+    crate::untrusted::escape(&path.display().to_string()).into_owned()
 }

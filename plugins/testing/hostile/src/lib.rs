@@ -14,6 +14,8 @@
 //! - `SenderJob`: one mail from the address `args[0]` to `args[1]`.
 //! - `HeadersJob`: one mail to `args[0]` with the extra headers `args[1]`
 //!   (a list of [name, value] pairs), or `args[2]` copies of one header.
+//! - `ForgeLogJob`: logs lines with newlines, a bare CR and ANSI escapes
+//!   that mimic the runner's own lines, then fails with such a message.
 //! - `RecordsJob`: makes the `records` calls listed in `args[0]` (each
 //!   `{"locate": [gid, columns]}`, `{"find": [model, id, columns]}` or
 //!   `{"find_all_by": [model, column, value, columns, limit]}`, names and
@@ -35,6 +37,7 @@ const CLASSES: &[&str] = &[
     "SenderJob",
     "RecordsJob",
     "HeadersJob",
+    "ForgeLogJob",
 ];
 
 impl Guest for Hostile {
@@ -91,6 +94,13 @@ impl Guest for Hostile {
                 email.from = Some(args.required("from", 0)?);
                 mail::send(&email)?;
                 Ok(())
+            }
+            "ForgeLogJob" => {
+                let fake = "1999-09-09T09:09:09.000000Z  INFO jobrunner::runner: runner stopped";
+                log(Level::Info, &format!("innocent\n{fake}"));
+                log(Level::Warn, &format!("innocent\r{fake}"));
+                log(Level::Error, "\u{1b}[2J\u{1b}[31mscreen cleared");
+                Err(JobError::Retryable(format!("failed\r\n{fake}\u{1b}[0m")))
             }
             "HeadersJob" => {
                 let mut email = mail::Email::new(&args.required::<String>("to", 0)?, "headers", "hi\n");
