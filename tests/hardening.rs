@@ -168,3 +168,59 @@ fn plugin_text_cannot_forge_log_lines() {
         assert!(logs.contains(kept), "the message is kept, escaped:\n{logs}");
     }
 }
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &std::path::Path) {
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string naming a path in a temp dir.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+}
+
+/// A FIFO, a huge sparse file and a link to a system file, all named
+/// `*.wasm`, are refused at start-up and when dropped in later, without
+/// blocking anything, reading the huge file or quoting the linked one.
+#[test]
+fn plugin_files_that_are_not_regular_or_too_big_are_refused() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(jobrunner_tests::plugin_wasm("order_created"), dir.path().join("order_created.wasm"))
+        .unwrap();
+    mkfifo(&dir.path().join("fifo.wasm"));
+    let huge = std::fs::File::create(dir.path().join("huge.wasm")).unwrap();
+    huge.set_len(1 << 30).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("passwd.wasm")).unwrap();
+    let options = RunnerOptions::plugins(&[]).args(&[
+        "--plugins",
+        dir.path().to_str().unwrap(),
+        "--max-plugin-size",
+        "32",
+    ]);
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    redis.push(
+        "default",
+        &job_json("OrderCreateJob", json!([1, "ann@example.com"]), "d1d1d1d1d1d1d1d1d1d1d1d1"),
+    );
+    smtp.wait_for(1);
+    let refused = runner.wait_for_log(&["plugin refused"], 3).join("\n");
+    assert!(refused.contains("fifo.wasm") && refused.contains("not a regular file"), "{refused}");
+    assert!(refused.contains("huge.wasm") && refused.contains("--max-plugin-size"), "{refused}");
+    assert!(refused.contains("passwd.wasm") && refused.contains("not WebAssembly"), "{refused}");
+    assert!(!runner.logs().contains("root:"), "the linked file is not quoted");
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", runner.pid().unwrap()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(rss_kib < 512 * 1024, "the huge file was not read: peak RSS {rss_kib} KiB");
+
+    // Dropped in while running: refused, and later loads aren't held up.
+    mkfifo(&dir.path().join("late_fifo.wasm"));
+    runner.wait_for_log(&["plugin refused", "late_fifo.wasm"], 1);
+    std::fs::copy(jobrunner_tests::plugin_wasm("welcome_mail"), dir.path().join("welcome_mail.wasm"))
+        .unwrap();
+    runner.wait_for_log(&["plugin loaded", "welcome_mail"], 1);
+
+    // `runner check` refuses a FIFO at once instead of waiting on it.
+    let out = Command::new(runner_bin()).arg("check").arg(dir.path().join("fifo.wasm")).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not a regular file"));
+}

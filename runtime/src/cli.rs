@@ -201,6 +201,9 @@ pub struct RunArgs {
     /// dead set unread.
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_payload: usize,
+    /// The largest plugin file loaded, in MiB; a larger one is refused unread.
+    #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_plugin_size: u32,
     /// The most jobs kept in the dead set; the oldest are dropped first.
     #[arg(long, default_value_t = 10_000, value_name = "JOBS")]
     pub dead_max_jobs: u32,

@@ -238,6 +238,7 @@ fn registry(
         cache,
         metrics,
         records: Arc::new(records),
+        max_plugin_size: u64::from(args.max_plugin_size) * 1024 * 1024,
     };
     Ok(Registry::new(dir, loader))
 }

@@ -43,7 +43,8 @@ async fn load(
     database: Option<&str>,
     limits: Limits,
 ) -> Result<Plugin> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = plugin::file::read(file, plugin::file::DEFAULT_MAX_SIZE)
+        .with_context(|| format!("{} is not a usable plugin", file.display()))?;
     let engine = engine::build(EngineLimits { concurrency: 1, memory_bytes: limits.memory_bytes })?;
     let metrics = Arc::new(Metrics::new());
     let records = Records::new(database, 1, policy.models().clone(), metrics.clone())?;
@@ -55,6 +56,7 @@ async fn load(
         cache: Arc::new(CodeCache::new(None, &engine)?),
         metrics,
         records: Arc::new(records),
+        max_plugin_size: plugin::file::DEFAULT_MAX_SIZE,
     };
     let sha256 = crate::digest::sha256_hex(&bytes);
     loader

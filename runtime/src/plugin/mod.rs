@@ -10,6 +10,7 @@
 
 mod cache;
 pub mod contract;
+pub mod file;
 mod host;
 mod info;
 mod pace;
@@ -113,6 +114,8 @@ pub struct Loader {
     pub metrics: Arc<Metrics>,
     /// The app's database, for `records`.
     pub records: Arc<Records>,
+    /// The largest plugin file read, in bytes.
+    pub max_plugin_size: u64,
 }
 
 impl Loader {

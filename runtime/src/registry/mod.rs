@@ -85,9 +85,11 @@ impl Registry {
     /// Loads (or reloads) `path`. On failure the file is refused with one
     /// log line and whatever served before keeps serving.
     pub async fn load_file(&self, path: &Path) {
-        let bytes = match tokio::fs::read(path).await {
-            Ok(bytes) => bytes,
-            Err(err) => return self.refuse(path, format!("cannot read it: {err}")),
+        let (file, max) = (path.to_path_buf(), self.loader.max_plugin_size);
+        let bytes = match tokio::task::spawn_blocking(move || crate::plugin::file::read(&file, max)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(err)) => return self.refuse(path, format!("{err:#}")),
+            Err(err) => return self.refuse(path, format!("reading it failed: {err}")),
         };
         let _changing = self.changing.lock().await;
         let sha256 = crate::digest::sha256_hex(&bytes);
