@@ -224,3 +224,28 @@ fn plugin_files_that_are_not_regular_or_too_big_are_refused() {
     let out = Command::new(runner_bin()).arg("check").arg(dir.path().join("fifo.wasm")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("not a regular file"));
 }
+
+/// A panic in the runner while it performs a job (injected by a test-only
+/// variable) records the job as failed; it is not left in progress, and
+/// the other jobs keep flowing.
+#[test]
+fn a_panic_performing_a_job_still_records_its_outcome() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = RunnerOptions::plugins(&["order_created", "welcome_mail"])
+        .env("JOBRUNNER_TEST_PANIC_CLASS", "OrderCreateJob");
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    redis.push(
+        "default",
+        &job_json("OrderCreateJob", json!([1, "ann@example.com"]), "e1e1e1e1e1e1e1e1e1e1e1e1"),
+    );
+    let retry = eventually("the job in the retry set", WAIT, || redis.sorted_set("retry").pop());
+    assert_eq!(retry["error_class"], "RunnerPanic");
+    assert!(retry["error_message"].as_str().unwrap().contains("fault injected"), "{retry}");
+    assert_eq!(redis.inprogress_jobs(), 0, "nothing left in progress");
+    runner.wait_for_log(&["panicked", "e1e1e1e1e1e1e1e1e1e1e1e1"], 1);
+    redis.push(
+        "default",
+        &job_json("WelcomeMailJob", json!(["bo@example.com", "Bo"]), "e2e2e2e2e2e2e2e2e2e2e2e2"),
+    );
+    assert_eq!(smtp.wait_for(1)[0].rcpt, ["bo@example.com"]);
+}

@@ -242,10 +242,16 @@ impl RunArgs {
     }
 }
 
-/// A duration flag's value: a positive, finite number of seconds.
+/// The longest duration a flag accepts: ten years, far beyond any use,
+/// and far from where time arithmetic would overflow.
+const MAX_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+
+/// A duration flag's value: a positive number of seconds, at most ten years.
 pub fn seconds(value: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
-    if !(value.is_finite() && value > 0.0) {
-        anyhow::bail!("{flag} must be a positive number of seconds, not {value}");
+    if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
+        anyhow::bail!(
+            "{flag} must be a positive number of seconds up to {MAX_SECONDS} (ten years), not {value}"
+        );
     }
     Ok(std::time::Duration::from_secs_f64(value))
 }

@@ -64,7 +64,7 @@ impl Job {
     /// How many times the job has failed before this run.
     pub fn previous_failures(&self) -> u32 {
         match self.payload.get("retry_count").and_then(Value::as_u64) {
-            Some(count) => count as u32 + 1,
+            Some(count) => u32::try_from(count).unwrap_or(u32::MAX).saturating_add(1),
             None => 0,
         }
     }
@@ -181,6 +181,18 @@ mod properties {
             if let Err(err) = Job::parse(value.to_string().as_bytes(), "default") {
                 let reason = format!("{err:#}");
                 prop_assert!(!reason.is_empty());
+            }
+        }
+
+        #[test]
+        fn hostile_counts_decode_and_fail_without_overflow(count in any::<u64>(), negative in any::<i64>(), retry in any::<u64>()) {
+            for retry_count in [Value::from(count), Value::from(negative)] {
+                let payload = serde_json::json!({"class": "X", "args": [], "retry_count": retry_count, "retry": retry});
+                let job = Job::parse(payload.to_string().as_bytes(), "default").unwrap();
+                let _ = job.to_wit();
+                let mut fields = job.payload.clone();
+                let failure = crate::retry::Failure::retryable("E", "x");
+                let _ = crate::retry::decide(&mut fields, &failure, 1e9, 9);
             }
         }
 

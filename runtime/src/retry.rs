@@ -64,7 +64,7 @@ pub fn decide(payload: &mut Map<String, Value>, failure: &Failure, now: f64, jit
     let count = match payload.get("retry_count").and_then(Value::as_i64) {
         Some(previous) => {
             payload.insert("retried_at".into(), json!(now));
-            (previous + 1).max(0) as u64
+            previous.saturating_add(1).max(0) as u64
         }
         None => {
             payload.insert("failed_at".into(), json!(now));
@@ -90,7 +90,9 @@ pub fn decide(payload: &mut Map<String, Value>, failure: &Failure, now: f64, jit
 /// Sidekiq's delay before retry number `count` (from 0):
 /// `count**4 + 15 + rand(10) * (count + 1)` seconds.
 pub fn backoff(count: u64, jitter: u64) -> f64 {
-    (count.pow(4) + 15 + jitter * (count + 1)) as f64
+    // In floating point: a hostile `retry_count` can't overflow it.
+    let count = count as f64;
+    count.powi(4) + 15.0 + jitter as f64 * (count + 1.0)
 }
 
 #[cfg(test)]
@@ -140,6 +142,16 @@ mod tests {
         assert_eq!(decide(&mut no_dead, &Failure::retryable("E", "x"), 0.0, 0), Disposition::Discard);
         let mut zero = job(json!({"retry": 0}));
         assert_eq!(decide(&mut zero, &Failure::retryable("E", "x"), 0.0, 0), Disposition::Dead);
+    }
+
+    #[test]
+    fn hostile_counts_neither_overflow_nor_panic() {
+        for (retry_count, retry) in [(i64::MAX, json!(u64::MAX)), (i64::MIN, json!(3)), (-1, json!(true))] {
+            let mut p = job(json!({"retry_count": retry_count, "retry": retry}));
+            let d = decide(&mut p, &Failure::retryable("E", "x"), 1e9, 9);
+            assert!(matches!(d, Disposition::Retry { .. } | Disposition::Dead), "{d:?}");
+        }
+        assert!(backoff(u64::MAX, 9).is_finite());
     }
 
     #[test]

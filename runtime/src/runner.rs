@@ -23,6 +23,8 @@ use crate::web::{self, Credentials, Dashboard};
 use crate::worker::Worker;
 use crate::{engine, scheduler};
 use anyhow::{Context, Result, bail};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -192,10 +194,24 @@ async fn serve(
             let running = busy.start(&queue, Arc::from(raw.as_slice()));
             let worker = worker.clone();
             tokio::spawn(async move {
-                worker.process(queue, raw, &running).await;
+                // A panic, whatever its cause, must not leave the job in
+                // progress with nobody to finish it.
+                let work = AssertUnwindSafe(worker.process(queue.clone(), raw.clone(), &running));
+                if let Err(panic) = work.catch_unwind().await {
+                    worker.panicked(queue, raw, panic_message(&*panic)).await;
+                }
                 drop((running, permit));
             });
         }
+    }
+}
+
+/// What a panic said, if it said it as text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => text.to_string(),
+        (_, Some(text)) => text.clone(),
+        _ => "(no message)".to_string(),
     }
 }
 

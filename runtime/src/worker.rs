@@ -64,7 +64,31 @@ impl Worker {
         .await
     }
 
+    /// Records an outcome for a job whose processing panicked: a retry, as
+    /// for any exception, or the dead set if it can't even be read.
+    pub async fn panicked(&self, queue: String, raw: Vec<u8>, message: String) {
+        let parsed = std::panic::catch_unwind(|| Job::parse(&raw, &queue));
+        let (jid, outcome) = match parsed {
+            Ok(Ok(job)) => {
+                let jid = job.jid.clone();
+                tracing::error!(queue = %queue, class = %job.class, jid = %jid, panic = %message,
+                    "the runner panicked performing this job; it is recorded as failed");
+                let failure = Failure::retryable("RunnerPanic", format!("the runner panicked: {message}"));
+                (jid, self.failed(job, failure))
+            }
+            _ => {
+                tracing::error!(queue = %queue, panic = %message, "the runner panicked reading a job; it goes to the dead set");
+                let reason = format!("the runner panicked reading it: {message}");
+                (String::new(), Outcome::Dead { payload: invalid_payload(&raw, &queue, &reason) })
+            }
+        };
+        self.record(&queue, &raw, &jid, &outcome).await;
+    }
+
     async fn perform(&self, job: Job, running: &Running) -> Outcome {
+        if injected_panic(&job.class) {
+            panic!("a fault injected for class {} (JOBRUNNER_TEST_PANIC_CLASS)", job.class);
+        }
         let started = Instant::now();
         // How long the job waited in its queue, for the latency benchmark.
         let wait_us = job.enqueued_at().map(|at| ((clock::now() - at).max(0.0) * 1e6) as u64);
@@ -141,6 +165,14 @@ fn host_failure(err: &CallError) -> Failure {
         CallError::MissingRecord(_) => "ActiveJob::DeserializationError",
     };
     Failure::retryable(class, err.to_string())
+}
+
+/// Whether the tests asked for jobs of `class` to panic in the runner
+/// (`JOBRUNNER_TEST_PANIC_CLASS`), to show a panic can't lose a job.
+fn injected_panic(class: &str) -> bool {
+    static CLASS: std::sync::LazyLock<Option<String>> =
+        std::sync::LazyLock::new(|| std::env::var("JOBRUNNER_TEST_PANIC_CLASS").ok());
+    CLASS.as_deref() == Some(class)
 }
 
 /// The most of an invalid payload kept in its dead-set entry.

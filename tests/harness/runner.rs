@@ -16,6 +16,8 @@ pub struct RunnerOptions {
     pub args: Vec<String>,
     /// `RUST_LOG`; per-job success lines are debug, and tests read them.
     pub log: &'static str,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for RunnerOptions {
@@ -24,6 +26,7 @@ impl Default for RunnerOptions {
             plugins: vec!["order_created", "welcome_mail", "misbehave"],
             args: Vec::new(),
             log: "info,jobrunner::worker=debug",
+            env: Vec::new(),
         }
     }
 }
@@ -43,6 +46,11 @@ impl RunnerOptions {
         self.args.extend(args.iter().map(|a| a.to_string()));
         self
     }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
 }
 
 /// A running `runner`, killed when dropped.
@@ -55,6 +63,8 @@ pub struct Runner {
     command: Vec<String>,
     /// Its `RUST_LOG`.
     log: &'static str,
+    /// Its extra environment variables.
+    env: Vec<(String, String)>,
 }
 
 /// The runner binary, built by `cargo build --release`.
@@ -96,7 +106,7 @@ impl Runner {
             "127.0.0.1:0".into(),
         ];
         command.extend(options.args);
-        let mut runner = Runner { child: None, dir, command, log: options.log };
+        let mut runner = Runner { child: None, dir, command, log: options.log, env: options.env };
         runner.spawn();
         runner
     }
@@ -107,6 +117,7 @@ impl Runner {
         let child = Command::new(runner_bin())
             .args(&self.command)
             .env("RUST_LOG", self.log)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("NO_COLOR", "1")
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log)

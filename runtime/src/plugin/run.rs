@@ -101,7 +101,7 @@ const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 fn new_store(pre: &wit::JobPluginPre<HostState>, state: HostState, limits: Limits) -> Store<HostState> {
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| &mut state.limiter);
-    let deadline = Instant::now() + limits.timeout;
+    let deadline = Instant::now().checked_add(limits.timeout).unwrap_or_else(far_future);
     let mut pace = Pace::new();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
@@ -111,6 +111,11 @@ fn new_store(pre: &wit::JobPluginPre<HostState>, state: HostState, limits: Limit
         Ok(UpdateDeadline::YieldCustom(1, pace.tick(crate::engine::EPOCH_TICK)))
     });
     store
+}
+
+/// An instant no deadline reaches: a year from now.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 86_400)
 }
 
 /// Runs `call` against a fresh instance, turning a hang into a timeout.
@@ -125,7 +130,7 @@ async fn with_instance<R>(
         let instance = pre.instantiate_async(&mut store).await?;
         call(&instance, &mut store).await
     };
-    match tokio::time::timeout(limits.timeout + HOST_CALL_GRACE, work).await {
+    match tokio::time::timeout(limits.timeout.saturating_add(HOST_CALL_GRACE), work).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(CallError::from_wasmtime(err, store.data())),
         Err(_) => Err(CallError::Timeout(Timeout(limits.timeout))),
