@@ -249,3 +249,20 @@ fn a_panic_performing_a_job_still_records_its_outcome() {
     );
     assert_eq!(smtp.wait_for(1)[0].rcpt, ["bo@example.com"]);
 }
+
+/// A code cache others may write is not used: loading compiled code from
+/// it would run whatever they put there.
+#[test]
+fn a_code_cache_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let options =
+        RunnerOptions::plugins(&["welcome_mail"]).args(&["--cache-dir", cache.path().to_str().unwrap()]);
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    let warning = runner.wait_for_log(&["not using the code cache"], 1).remove(0);
+    assert!(warning.contains("may write it"), "{warning}");
+    assert!(runner.wait_for_log(&["plugin loaded", "welcome_mail"], 1)[0].contains("code=compiled"));
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0, "nothing written there");
+}

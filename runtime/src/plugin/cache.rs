@@ -12,6 +12,12 @@
 //! in its first 32 bytes) matches: what is deserialized is exactly what was
 //! checked, whatever happens to the file afterwards. A missing, stale or
 //! corrupt entry means compiling again and rewriting it, never a failure.
+//!
+//! The checksum proves an entry intact, not harmless: whoever can write the
+//! cache can run native code in the runner. So the directory and every
+//! entry must belong to the runner's user and be writable by nobody else;
+//! a directory that isn't is not used (compiling every plugin instead), an
+//! entry that isn't is compiled again, and the log says why.
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -53,9 +59,22 @@ impl CodeCache {
         if let Some(dir) = dir {
             create_private_dir(dir).with_context(|| format!("creating the code cache {}", dir.display()))?;
         }
+        let dir = dir.filter(|dir| match std::fs::metadata(dir).map_err(anyhow::Error::from).and_then(|m| private(&m)) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(dir = %dir.display(), reason = %format!("{why:#}"),
+                    "not using the code cache: compiled code there could be anyone's; compiling every plugin");
+                false
+            }
+        });
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(CodeCache { dir: dir.map(Path::to_path_buf), engine_key: format!("{:016x}", hasher.finish()) })
+    }
+
+    /// Whether compiled code is kept and loaded at all.
+    pub fn is_enabled(&self) -> bool {
+        self.dir.is_some()
     }
 
     /// The component for `wasm` (whose SHA-256 is `sha256`), from the cache
@@ -84,11 +103,17 @@ impl CodeCache {
 
 /// The cached component at `path`; `None` if there is no entry.
 fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err).context("reading it"),
+        Err(err) => return Err(err).context("opening it"),
     };
+    // The file as opened, not the path: it can't be swapped after the check.
+    let meta = file.metadata().context("reading its owner")?;
+    anyhow::ensure!(meta.is_file(), "it is not a regular file");
+    private(&meta)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::read_to_end(&mut file, &mut bytes).context("reading it")?;
     anyhow::ensure!(bytes.len() > 32, "it is truncated");
     let (digest, code) = bytes.split_at(32);
     anyhow::ensure!(Sha256::digest(code).as_slice() == digest, "its checksum doesn't match");
@@ -108,6 +133,20 @@ fn write_entry(component: &Component, path: &Path) -> Result<()> {
     temp.write_all(&code)?;
     temp.as_file().sync_all()?;
     temp.persist(path)?;
+    Ok(())
+}
+
+/// Refuses a file or directory that isn't this user's alone to write.
+fn private(meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    anyhow::ensure!(meta.uid() == me, "it belongs to uid {}, not to the runner's uid {me}", meta.uid());
+    anyhow::ensure!(
+        meta.mode() & 0o022 == 0,
+        "its group or others may write it (mode {:o})",
+        meta.mode() & 0o777
+    );
     Ok(())
 }
 
@@ -137,6 +176,39 @@ mod tests {
         std::fs::write(&entry, bytes).unwrap();
         assert_eq!(cache.component(&engine, &sha, &wasm).unwrap().1, CodeSource::Compiled);
         assert_eq!(cache.component(&engine, &sha, &wasm).unwrap().1, CodeSource::Cache);
+    }
+
+    #[test]
+    fn caches_and_entries_others_can_write_are_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let engine = Engine::default();
+        let open = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!CodeCache::new(Some(open.path()), &engine).unwrap().is_enabled());
+
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CodeCache::new(Some(dir.path()), &engine).unwrap();
+        assert!(cache.is_enabled());
+        let wasm = wat_component();
+        let sha = crate::digest::sha256_hex(&wasm);
+        assert_eq!(cache.component(&engine, &sha, &wasm).unwrap().1, CodeSource::Compiled);
+        let entry = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(
+            cache.component(&engine, &sha, &wasm).unwrap().1,
+            CodeSource::Compiled,
+            "writable by others"
+        );
+        assert_eq!(cache.component(&engine, &sha, &wasm).unwrap().1, CodeSource::Cache, "rewritten as ours");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&entry, Some(65534), None).unwrap();
+            assert_eq!(
+                cache.component(&engine, &sha, &wasm).unwrap().1,
+                CodeSource::Compiled,
+                "someone else's"
+            );
+        }
     }
 
     /// The smallest valid component: the preamble of the binary format.
