@@ -266,3 +266,31 @@ fn a_code_cache_others_can_write_is_not_used() {
     assert!(runner.wait_for_log(&["plugin loaded", "welcome_mail"], 1)[0].contains("code=compiled"));
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0, "nothing written there");
 }
+
+/// An idle runner doesn't reload its plugins on its own reads, and a
+/// refused file stays refused, once, until its content changes.
+#[test]
+fn plugins_are_loaded_once_and_refused_once_until_they_change() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner =
+        Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["order_created", "not_a_plugin"]));
+    runner.wait_for_log(&["plugin refused", "not_a_plugin.wasm"], 1);
+    // Reading a file the way anyone might doesn't count as a change either.
+    for _ in 0..5 {
+        std::fs::read(runner.plugin_path("order_created.wasm")).unwrap();
+        std::fs::read(runner.plugin_path("not_a_plugin.wasm")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let logs = runner.logs();
+    assert_eq!(logs.matches("plugin refused").count(), 1, "{logs}");
+    assert_eq!(logs.matches("plugin loaded").count(), 1, "{logs}");
+    // The same bytes written again: still the same, nothing happens.
+    let bytes = std::fs::read(runner.plugin_path("not_a_plugin.wasm")).unwrap();
+    std::fs::write(runner.plugin_path("not_a_plugin.wasm"), &bytes).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(runner.logs().matches("plugin refused").count(), 1);
+    // New content is looked at again.
+    runner.install_plugin("welcome_mail", "not_a_plugin.wasm");
+    runner.wait_for_log(&["plugin loaded", "welcome_mail"], 1);
+}

@@ -225,7 +225,7 @@ fn configuration_mistakes_stop_the_runner_with_one_clear_line() {
     std::fs::write(&bad_policy, "[default]\nmax_recipient = 3\n").unwrap();
     let bad_policy = bad_policy.display().to_string();
     let cases: [(&[&str], &str); 6] = [
-        (&["--redis", "nonsense://x"], "--redis \"nonsense://x\" is not a valid Redis URL"),
+        (&["--redis", "nonsense://x"], "--redis nonsense://x is not a valid Redis URL"),
         (&["--smtp", "http://mail.example.com"], "invalid SMTP URL http://mail.example.com"),
         (&["--plugins", "/no/such/dir"], "the plugins directory /no/such/dir is not usable"),
         (&["--concurency", "3"], "unexpected argument '--concurency'"),
@@ -253,7 +253,7 @@ fn an_unreadable_plugin_file_is_refused_with_its_name_and_the_others_serve() {
     std::os::unix::fs::symlink("/no/such/plugin.wasm", runner.plugins_dir().join("dangling.wasm")).unwrap();
     runner.restart();
     let refused = runner.wait_for_log(&["plugin refused", "dangling.wasm"], 1);
-    assert!(refused[0].contains("cannot read it"), "{refused:?}");
+    assert!(refused[0].contains("cannot open it"), "{refused:?}");
     redis.push(
         "default",
         &job_json("EchoJob", json!(["ops@example.com", "still here"]), "abababababababababababab"),

@@ -7,6 +7,7 @@
 //! build a new set, and swap it in whole.
 
 mod history;
+mod seen;
 mod set;
 pub mod watch;
 
@@ -17,6 +18,7 @@ use crate::plugin::{Loader, Plugin};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use history::History;
+use seen::{Seen, Stamp};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -34,6 +36,8 @@ pub struct Registry {
     loader: Loader,
     /// Recent loads, refusals and removals.
     history: History,
+    /// What each file looked like when last loaded or refused.
+    seen: Seen,
 }
 
 impl Registry {
@@ -44,6 +48,7 @@ impl Registry {
             changing: Mutex::new(()),
             loader,
             history: History::default(),
+            seen: Seen::default(),
         }
     }
 
@@ -84,15 +89,29 @@ impl Registry {
 
     /// Loads (or reloads) `path`. On failure the file is refused with one
     /// log line and whatever served before keeps serving.
+    /// A file that hasn't changed since it was last loaded or refused is
+    /// left as it is.
     pub async fn load_file(&self, path: &Path) {
+        let stamp = Stamp::of(path);
+        if self.seen.unchanged(path, stamp) {
+            return;
+        }
         let (file, max) = (path.to_path_buf(), self.loader.max_plugin_size);
         let bytes = match tokio::task::spawn_blocking(move || crate::plugin::file::read(&file, max)).await {
             Ok(Ok(bytes)) => bytes,
-            Ok(Err(err)) => return self.refuse(path, format!("{err:#}")),
+            Ok(Err(err)) => {
+                self.seen.record(path, stamp, None);
+                return self.refuse(path, format!("{err:#}"));
+            }
             Err(err) => return self.refuse(path, format!("reading it failed: {err}")),
         };
         let _changing = self.changing.lock().await;
         let sha256 = crate::digest::sha256_hex(&bytes);
+        if self.seen.same_content(path, &sha256) {
+            self.seen.record(path, stamp, Some(sha256));
+            return;
+        }
+        self.seen.record(path, stamp, Some(sha256.clone()));
         if self.current.load().file_hash(path) == Some(sha256.as_str()) {
             // The serving version is back (say, after a bad copy was refused).
             self.current.rcu(|set| set.without_error(path));
@@ -130,6 +149,7 @@ impl Registry {
     /// Unregisters the plugin loaded from `path`, if any.
     pub async fn remove_file(&self, path: &Path) {
         let _changing = self.changing.lock().await;
+        self.seen.forget(path);
         let current = self.current.load();
         if let Some(plugin) = current.by_file(path) {
             tracing::info!(plugin = %plugin.meta.name, file = %shown_path(path), classes = ?plugin.meta.classes,

@@ -1,7 +1,9 @@
 //! Reloading: watching the plugins directory and applying what changed.
 //!
-//! Every event (created, written, renamed into place, deleted) only marks its
-//! `*.wasm` path as changed. Once a path has been quiet for [`SETTLE`], the
+//! Every event that may change a file's content (created, written, closed
+//! after writing, renamed into place, deleted) only marks its `*.wasm` path
+//! as changed; opening and reading a file (the runner's own reads) are not
+//! changes. Once a path has been quiet for [`SETTLE`], the
 //! registry is brought in line with what is on disk then, so a file still
 //! being written is read only after its writer is done, the atomic-save
 //! pattern (write a temp file, rename it over the old one) is one change,
@@ -11,6 +13,7 @@
 use super::{Registry, is_plugin_file};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,10 +52,11 @@ async fn run(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(Ok(event)) => {
+                Some(Ok(event)) if changes_content(&event.kind) => {
                     let paths = event.paths.into_iter().filter(|p| is_candidate(p));
                     pending.extend(paths.map(|p| (p, Instant::now())));
                 }
+                Some(Ok(_)) => {}
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, "the plugins directory watcher reported an error; rescanning");
                     pending.extend(registry.known_and_present().into_iter().map(|p| (p, Instant::now())));
@@ -68,6 +72,17 @@ async fn run(
             pending.remove(&path);
             registry.sync_file(&path).await;
         }
+    }
+}
+
+/// Whether an event may mean new content: not an open, a read or a
+/// change of permissions or times.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        _ => true,
     }
 }
 
