@@ -294,3 +294,55 @@ fn plugins_are_loaded_once_and_refused_once_until_they_change() {
     runner.install_plugin("welcome_mail", "not_a_plugin.wasm");
     runner.wait_for_log(&["plugin loaded", "welcome_mail"], 1);
 }
+
+/// A file claiming another plugin's class never wins it by its name: at
+/// start-up the class goes to the plugin that served it before (remembered
+/// in Redis) or the one the policy pins it to, and with neither, every
+/// claimant is refused.
+#[test]
+fn a_class_is_never_won_by_file_name_at_restart() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let order = |id: u64| {
+        job_json("OrderCreateJob", json!([id, format!("buyer{id}@example.com")]), &format!("{id:024}"))
+    };
+    let plugins = tempfile::tempdir().unwrap();
+    let dir = plugins.path().to_str().unwrap();
+    std::fs::copy(jobrunner_tests::plugin_wasm("order_created"), plugins.path().join("order_created.wasm"))
+        .unwrap();
+    let options = RunnerOptions::plugins(&[]).args(&["--plugins", dir]);
+    let mut runner = Runner::start(&redis.url, &smtp.url, options.clone());
+    redis.push("default", &order(1));
+    smtp.wait_for(1);
+    std::fs::copy(jobrunner_tests::plugin_wasm("thief"), plugins.path().join("0_collide.wasm")).unwrap();
+    runner.wait_for_log(&["plugin refused", "0_collide.wasm", "already served"], 1);
+
+    runner.restart();
+    let refused =
+        runner.wait_for_log(&["plugin refused", "0_collide.wasm", "last served by plugin order_created"], 1);
+    assert!(refused[0].contains("thief"), "{refused:?}");
+    redis.push("default", &order(2));
+    let mails = smtp.wait_for(2);
+    assert_eq!(mails[1].rcpt, ["buyer2@example.com"], "the order went to its plugin");
+
+    // A Redis with no history: both claimants are refused, naming each other.
+    drop(runner);
+    let fresh = Redis::start();
+    let runner = Runner::start(&fresh.url, &smtp.url, options.clone());
+    let refused = runner.wait_for_log(&["plugin refused", "no plugin served it before"], 2).join("\n");
+    assert!(refused.contains("order_created.wasm") && refused.contains("0_collide.wasm"), "{refused}");
+    fresh.push("default", &order(3));
+    let retry = eventually("the order waiting for its plugin", WAIT, || fresh.sorted_set("retry").pop());
+    assert_eq!(retry["error_class"], "NoPluginError");
+    drop(runner);
+
+    // A pin in the policy settles it.
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(policy.path(), "[classes]\nOrderCreateJob = \"order_created\"\n").unwrap();
+    let pinned = Redis::start();
+    let runner =
+        Runner::start(&pinned.url, &smtp.url, options.args(&["--policy", policy.path().to_str().unwrap()]));
+    runner.wait_for_log(&["plugin refused", "0_collide.wasm", "pins it to plugin order_created"], 1);
+    pinned.push("default", &order(4));
+    assert!(smtp.wait_for(3).iter().any(|m| m.rcpt == ["buyer4@example.com"]));
+    assert!(!smtp.messages().iter().any(|m| m.rcpt == ["thief@evil.example"]), "the thief got nothing");
+}

@@ -17,6 +17,7 @@ use crate::policy::Policy;
 use crate::queue::ack::Acker;
 use crate::queue::{DeadLimits, Queue};
 use crate::records::Records;
+use crate::registry::owners::Owners;
 use crate::registry::{self, Registry};
 use crate::shutdown::{self, Shutdown};
 use crate::web::{self, Credentials, Dashboard};
@@ -80,6 +81,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         limits,
         &plugins_dir,
         (mailer, policy, metrics.clone(), records),
+        &queue,
     )?);
     // Watch before the first scan, so a file dropped meanwhile isn't missed.
     if args.watch {
@@ -243,7 +245,9 @@ fn registry(
     limits: Limits,
     dir: &Path,
     (mailer, policy, metrics, records): (Arc<Mailer>, Arc<Policy>, Arc<Metrics>, Records),
+    queue: &Queue,
 ) -> Result<Registry> {
+    let owners = Owners::new(policy.class_pins().clone(), Some(queue.connection()));
     let engine = engine::build(engine::EngineLimits { concurrency, memory_bytes: limits.memory_bytes })?;
     let cache = Arc::new(CodeCache::new(args.code_cache_dir().as_deref(), &engine)?);
     let loader = Loader {
@@ -256,7 +260,7 @@ fn registry(
         records: Arc::new(records),
         max_plugin_size: u64::from(args.max_plugin_size) * 1024 * 1024,
     };
-    Ok(Registry::new(dir, loader))
+    Ok(Registry::new(dir, loader, owners))
 }
 
 fn days(value: f64) -> Result<f64> {

@@ -93,6 +93,9 @@ struct PolicyFile {
     /// Tables and primary keys of models that don't follow Rails' naming.
     #[serde(default)]
     models: HashMap<String, ModelMapping>,
+    /// Job classes pinned to the plugin (by name) that must serve them.
+    #[serde(default)]
+    classes: HashMap<String, String>,
 }
 
 /// The defaults and the per-plugin rules.
@@ -104,6 +107,8 @@ pub struct Policy {
     plugins: HashMap<String, Rules>,
     /// Tables and primary keys of models that don't follow Rails' naming.
     models: HashMap<String, ModelMapping>,
+    /// Job classes pinned to the plugin (by name) that must serve them.
+    classes: HashMap<String, String>,
 }
 
 impl Policy {
@@ -123,7 +128,7 @@ impl Policy {
             table.extend(changes);
             plugins.insert(name.clone(), rules(table).with_context(|| format!("in [plugins.{name}]"))?);
         }
-        Ok(Policy { default, plugins, models: file.models })
+        Ok(Policy { default, plugins, models: file.models, classes: file.classes })
     }
 
     /// The rules for the plugin called `name`.
@@ -134,6 +139,11 @@ impl Policy {
     /// The table and primary key settings of models named in the file.
     pub fn models(&self) -> &HashMap<String, ModelMapping> {
         &self.models
+    }
+
+    /// Job classes pinned to a plugin name (`[classes]`).
+    pub fn class_pins(&self) -> &HashMap<String, String> {
+        &self.classes
     }
 
     /// Plugins named in the file, to warn about names no plugin has.

@@ -7,6 +7,7 @@
 //! build a new set, and swap it in whole.
 
 mod history;
+pub mod owners;
 mod seen;
 mod set;
 pub mod watch;
@@ -14,10 +15,11 @@ pub mod watch;
 pub use history::Change;
 pub use set::{PluginSet, PluginStatus};
 
-use crate::plugin::{Loader, Plugin};
+use crate::plugin::{Loader, Plugin, PluginMeta};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use history::History;
+use owners::Owners;
 use seen::{Seen, Stamp};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,10 +40,12 @@ pub struct Registry {
     history: History,
     /// What each file looked like when last loaded or refused.
     seen: Seen,
+    /// Who gets a class several files claim.
+    owners: Owners,
 }
 
 impl Registry {
-    pub fn new(dir: &Path, loader: Loader) -> Registry {
+    pub fn new(dir: &Path, loader: Loader, owners: Owners) -> Registry {
         Registry {
             dir: dir.to_path_buf(),
             current: ArcSwap::from_pointee(PluginSet::default()),
@@ -49,6 +53,7 @@ impl Registry {
             loader,
             history: History::default(),
             seen: Seen::default(),
+            owners,
         }
     }
 
@@ -73,7 +78,8 @@ impl Registry {
     }
 
     /// Loads every `*.wasm` file in the directory. A file that fails is
-    /// logged and skipped; the others load.
+    /// logged and skipped; the others load. Classes claimed by more than
+    /// one file are settled by [`Owners::settle`], never by file name.
     pub async fn load_dir(&self) -> Result<()> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .with_context(|| format!("reading the plugins directory {}", self.dir.display()))?
@@ -81,48 +87,83 @@ impl Registry {
             .filter(|path| is_plugin_file(path))
             .collect();
         files.sort();
+        let _changing = self.changing.lock().await;
+        let mut ready = Vec::new();
         for path in files {
-            self.load_file(&path).await;
+            if let Some(plugin) = self.prepare(&path).await {
+                ready.push((path, plugin));
+            }
+        }
+        let claims: Vec<(PathBuf, PluginMeta)> =
+            ready.iter().map(|(p, plugin)| (p.clone(), plugin.meta.clone())).collect();
+        let losers = self.owners.settle(&claims).await;
+        for (path, plugin) in ready {
+            let checked = self.owners.check_pins(&plugin.meta).map(|_| plugin);
+            match (losers.get(&path), checked) {
+                (Some(reason), _) => self.refuse(&path, reason.clone()),
+                (None, Err(err)) => self.refuse(&path, format!("{err:#}")),
+                (None, Ok(plugin)) => self.register(&path, plugin).await,
+            }
         }
         Ok(())
     }
 
     /// Loads (or reloads) `path`. On failure the file is refused with one
-    /// log line and whatever served before keeps serving.
-    /// A file that hasn't changed since it was last loaded or refused is
-    /// left as it is.
+    /// log line and whatever served before keeps serving. A file that
+    /// hasn't changed since it was last loaded or refused is left as it is.
     pub async fn load_file(&self, path: &Path) {
+        let _changing = self.changing.lock().await;
+        let Some(plugin) = self.prepare(path).await else { return };
+        let current = self.current.load();
+        match current.check_classes(&plugin).and_then(|_| self.owners.check_pins(&plugin.meta)) {
+            Ok(()) => self.register(path, plugin).await,
+            Err(err) => self.refuse(path, format!("{err:#}")),
+        }
+    }
+
+    /// Reads, compiles and describes `path`, unless it is unchanged or the
+    /// version already serving; refuses it when that fails.
+    async fn prepare(&self, path: &Path) -> Option<Plugin> {
         let stamp = Stamp::of(path);
         if self.seen.unchanged(path, stamp) {
-            return;
+            return None;
         }
         let (file, max) = (path.to_path_buf(), self.loader.max_plugin_size);
         let bytes = match tokio::task::spawn_blocking(move || crate::plugin::file::read(&file, max)).await {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(err)) => {
                 self.seen.record(path, stamp, None);
-                return self.refuse(path, format!("{err:#}"));
+                self.refuse(path, format!("{err:#}"));
+                return None;
             }
-            Err(err) => return self.refuse(path, format!("reading it failed: {err}")),
+            Err(err) => {
+                self.refuse(path, format!("reading it failed: {err}"));
+                return None;
+            }
         };
-        let _changing = self.changing.lock().await;
         let sha256 = crate::digest::sha256_hex(&bytes);
-        if self.seen.same_content(path, &sha256) {
-            self.seen.record(path, stamp, Some(sha256));
-            return;
-        }
+        let same = self.seen.same_content(path, &sha256);
         self.seen.record(path, stamp, Some(sha256.clone()));
+        if same {
+            return None;
+        }
         if self.current.load().file_hash(path) == Some(sha256.as_str()) {
             // The serving version is back (say, after a bad copy was refused).
             self.current.rcu(|set| set.without_error(path));
-            return;
+            return None;
         }
-        let loaded = self.loader.load(path, bytes, sha256).await;
-        let plugin =
-            match loaded.and_then(|plugin| self.current.load().check_classes(&plugin).map(|_| plugin)) {
-                Ok(plugin) => Arc::new(plugin),
-                Err(err) => return self.refuse(path, format!("{err:#}")),
-            };
+        match self.loader.load(path, bytes, sha256).await {
+            Ok(plugin) => Some(plugin),
+            Err(err) => {
+                self.refuse(path, format!("{err:#}"));
+                None
+            }
+        }
+    }
+
+    /// Serves `plugin`, loaded from `path`, from now on.
+    async fn register(&self, path: &Path, plugin: Plugin) {
+        let plugin = Arc::new(plugin);
         let m = &plugin.meta;
         let replaced = self.current.load().file_hash(path).unwrap_or("none").to_string();
         tracing::info!(plugin = %m.name, version = %m.version, file = %shown_path(path), sha256 = %m.sha256,
@@ -133,6 +174,7 @@ impl Registry {
         let detail = if replaced == "none" { String::new() } else { format!("replaced sha256 {replaced}") };
         let label = Some(format!("{} {}", m.name, m.version));
         self.history.record(change(path, kind, label, Some(m.sha256.clone()), detail));
+        self.owners.remember(m).await;
         self.current.store(Arc::new(self.current.load().with_plugin(plugin)));
     }
 
