@@ -18,6 +18,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Bytes of each memory and table slot kept resident between instances.
 const KEEP_RESIDENT: usize = 2 << 20;
 
+/// The most linear memories one component may hold.
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+/// The most tables one component may hold.
+pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
+
 /// What the engine is sized for.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineLimits {
@@ -49,9 +54,14 @@ fn pooling(limits: EngineLimits) -> PoolingAllocationConfig {
     pool.total_component_instances(instances);
     // A Rust component is its own module plus a handful of adapter shims.
     pool.total_core_instances(instances * 16);
-    pool.total_memories(instances * 4);
-    pool.total_tables(instances * 16);
+    pool.total_memories(instances * MAX_MEMORIES_PER_COMPONENT);
+    pool.total_tables(instances * MAX_TABLES_PER_COMPONENT);
     pool.total_stacks(instances);
+    // A component may not take more than its share of the slots, so one
+    // with dozens of memories is refused instead of starving the others.
+    pool.max_memories_per_component(MAX_MEMORIES_PER_COMPONENT);
+    pool.max_tables_per_component(MAX_TABLES_PER_COMPONENT);
+    pool.table_elements(crate::plugin::MAX_TABLE_ELEMENTS);
     pool.max_memory_size(limits.memory_bytes);
     // Reset the pages a job touched by hand rather than handing them back
     // to the kernel: faulting them in again for the next job, and the TLB

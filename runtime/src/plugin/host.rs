@@ -8,16 +8,15 @@
 //! violation is remembered, so the job fails permanently whatever the
 //! plugin makes of the error.
 
+pub use super::cap::{MemoryCap, MemoryExceeded};
 use super::stderr::TailPipe;
 use super::wit::jobrunner::plugin::{logging, mail, types};
 use crate::mail::{Delivery, Mailer};
 use crate::metrics::Metrics;
 use crate::policy::Guard;
 use crate::records::Records;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
-use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -94,7 +93,7 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            limiter: MemoryCap { limit: memory_bytes },
+            limiter: MemoryCap::new(memory_bytes),
             caps,
             tags,
             violation: None,
@@ -203,48 +202,5 @@ impl logging::Host for HostState {
             Level::Warn => tracing::warn!(target: "plugin", %plugin, %class, %jid, "{message}"),
             Level::Error => tracing::error!(target: "plugin", %plugin, %class, %jid, "{message}"),
         }
-    }
-}
-
-/// Refuses memory growth past the cap. Failing the growth with an error
-/// (rather than letting `memory.grow` return -1) ends the job at once with a
-/// message that says what happened, instead of an allocator abort.
-pub struct MemoryCap {
-    /// Bytes one instance may use across its memories.
-    limit: usize,
-}
-
-/// The error a job fails with when it outgrows its memory cap.
-#[derive(Debug)]
-pub struct MemoryExceeded(pub usize);
-
-impl fmt::Display for MemoryExceeded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "memory limit of {} MiB exceeded", self.0 / (1024 * 1024))
-    }
-}
-
-impl std::error::Error for MemoryExceeded {}
-
-impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            return Err(wasmtime::Error::new(MemoryExceeded(self.limit)));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
     }
 }

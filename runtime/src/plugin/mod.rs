@@ -9,6 +9,7 @@
 //! the job's time limit and memory cap.
 
 mod cache;
+mod cap;
 pub mod contract;
 pub mod file;
 mod host;
@@ -19,6 +20,7 @@ mod run;
 mod stderr;
 
 pub use cache::{CodeCache, CodeSource};
+pub use cap::MAX_TABLE_ELEMENTS;
 pub use host::{Capabilities, HostState, LogTags, MemoryExceeded};
 pub use run::{CallError, Limits, Timeout};
 
