@@ -346,3 +346,25 @@ fn a_class_is_never_won_by_file_name_at_restart() {
     assert!(smtp.wait_for(3).iter().any(|m| m.rcpt == ["buyer4@example.com"]));
     assert!(!smtp.messages().iter().any(|m| m.rcpt == ["thief@evil.example"]), "the thief got nothing");
 }
+
+/// `runner try` shows a job's error as the runner records it: cut to
+/// 10,000 characters, control characters escaped.
+#[test]
+fn runner_try_cuts_and_escapes_a_plugins_error() {
+    let out = Command::new(runner_bin())
+        .arg("try")
+        .arg(jobrunner_tests::plugin_wasm("hostile"))
+        .args(["--class", "BigErrorJob", "--args", r#"[{"bytes": 50000000}]"#])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "retryable");
+    assert!(out.stdout.len() < 20_000, "{} bytes printed", out.stdout.len());
+    let out = Command::new(runner_bin())
+        .arg("try")
+        .arg(jobrunner_tests::plugin_wasm("hostile"))
+        .args(["--class", "ForgeLogJob"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("failed\\r\\n1999") && !stdout.contains('\u{1b}'), "{stdout}");
+}

@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::plugin::{self, CodeCache, Limits, Loader, Plugin, wit};
 use crate::policy::Policy;
 use crate::records::Records;
+use crate::retry::Failure;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::ExitCode;
@@ -134,11 +135,16 @@ async fn run_trial(trial: &Trial<'_>) -> Result<u8> {
     for (i, message) in mailer.captured().iter().enumerate() {
         println!("--- mail {} ---\n{}", i + 1, message.trim_end());
     }
+    // Cut and escaped as the runner's log has them: the message is the plugin's.
+    let shown =
+        |message: String| crate::untrusted::escape(&Failure::retryable("", message).message).into_owned();
     let (code, outcome) = match result {
         Ok(Ok(())) => (exit::DONE, "done".to_string()),
-        Ok(Err(wit::JobError::Retryable(m))) => (exit::RETRYABLE, format!("failed, would be retried: {m}")),
-        Ok(Err(wit::JobError::Permanent(m))) => (exit::PERMANENT, format!("failed for good: {m}")),
-        Err(err) => (exit::RETRYABLE, format!("failed, would be retried: {err}")),
+        Ok(Err(wit::JobError::Retryable(m))) => {
+            (exit::RETRYABLE, format!("failed, would be retried: {}", shown(m)))
+        }
+        Ok(Err(wit::JobError::Permanent(m))) => (exit::PERMANENT, format!("failed for good: {}", shown(m))),
+        Err(err) => (exit::RETRYABLE, format!("failed, would be retried: {}", shown(err.to_string()))),
     };
     println!("--- {} {}: {outcome}", trial.class, job.jid);
     Ok(code)
