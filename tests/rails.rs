@@ -43,6 +43,7 @@ fn after_create_job_and_deliver_later_mails_from_sqlite() {
     let order_id = shop.ruby(
         r#"user, order = place_order
            UserMailer.with(user: user).welcome_email.deliver_later
+           OrderMailer.confirmation(order).deliver_later
            puts order.id"#,
     );
     // Rails 5.2's parameterized DeliveryJob, for apps on old defaults.
@@ -50,8 +51,9 @@ fn after_create_job_and_deliver_later_mails_from_sqlite() {
         r#"UserMailer.with(user: User.create!(email: "bo@example.com", name: "Bo")).welcome_email.deliver_later"#,
         &[("SHOP_DELIVERY_JOB", "old")],
     );
-    let mails = smtp.wait_for(3);
+    let mails = smtp.wait_for(4);
     assert_order_mail(with_subject(&mails, "is confirmed"), &order_id);
+    assert_order_mail(with_subject(&mails, "confirmation"), &order_id);
     let welcome = with_subject(&mails, "Welcome to the shop, Ann!");
     assert_eq!(welcome.rcpt, ["ann@example.com"]);
     assert!(welcome.body.contains("Your account for ann@example.com is ready"));
