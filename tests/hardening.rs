@@ -368,3 +368,23 @@ fn runner_try_cuts_and_escapes_a_plugins_error() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("failed\\r\\n1999") && !stdout.contains('\u{1b}'), "{stdout}");
 }
+
+/// A `describe` that never returns is cut off after its own short
+/// deadline, not a job's, and is refused once.
+#[test]
+fn a_describe_that_never_returns_is_refused_within_seconds() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let started = std::time::Instant::now();
+    let runner =
+        Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["slow_describe", "welcome_mail"]));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "start-up took {:?}", started.elapsed());
+    let refused = runner.wait_for_log(&["plugin refused", "slow_describe.wasm"], 1);
+    assert!(refused[0].contains("timed out after 5s"), "{refused:?}");
+    redis.push(
+        "default",
+        &job_json("WelcomeMailJob", json!(["bo@example.com", "Bo"]), "a7a7a7a7a7a7a7a7a7a7a7a7"),
+    );
+    assert_eq!(smtp.wait_for(1)[0].rcpt, ["bo@example.com"]);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert_eq!(runner.logs().matches("plugin refused").count(), 1, "refused once");
+}

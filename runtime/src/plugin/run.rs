@@ -146,8 +146,14 @@ pub async fn describe(
 ) -> Result<wit::PluginInfo, CallError> {
     let tags = LogTags { plugin: Arc::from(file), ..LogTags::default() };
     let state = HostState::new(caps, limits.memory_bytes, tags);
+    // Describing is a few microseconds of work: a plugin that takes longer
+    // is refused without holding up the loads behind it for a job's time.
+    let limits = Limits { timeout: limits.timeout.min(DESCRIBE_TIMEOUT), ..limits };
     with_instance(pre, state, limits, async |instance, store| instance.call_describe(store).await).await
 }
+
+/// The longest `describe` may take.
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Performs one job. The outer `Result` is the host's view (trap, timeout,
 /// memory cap); the inner one is what the plugin returned, except that a
