@@ -16,10 +16,11 @@ pub struct MariaDb {
     pub port: u16,
 }
 
-/// The user the server runs as: `root` needs saying so explicitly.
-fn server_user() -> &'static str {
+/// `--user=root` when we are root (MariaDB refuses root unless told);
+/// otherwise nothing, and it runs as us.
+fn user_flag() -> Vec<&'static str> {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 { "root" } else { "" }
+    if unsafe { libc::geteuid() } == 0 { vec!["--user=root"] } else { Vec::new() }
 }
 
 impl MariaDb {
@@ -27,9 +28,10 @@ impl MariaDb {
     pub fn start() -> MariaDb {
         let dir = tempfile::tempdir().expect("creating MariaDB's temp dir");
         let data = dir.path().join("data");
-        let user = format!("--user={}", server_user());
         let out = Command::new("mariadb-install-db")
-            .args(["--no-defaults", &user, "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg("--no-defaults")
+            .args(user_flag())
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .arg(format!("--datadir={}", data.display()))
             .output()
             .expect("running mariadb-install-db (apt-get install mariadb-server)");
@@ -37,7 +39,9 @@ impl MariaDb {
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).expect("creating the server log");
         let child = Command::new("mariadbd")
-            .args(["--no-defaults", &user, "--bind-address=127.0.0.1", "--skip-log-bin"])
+            .arg("--no-defaults")
+            .args(user_flag())
+            .args(["--bind-address=127.0.0.1", "--skip-log-bin"])
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--port={port}"))

@@ -91,11 +91,6 @@ impl Records {
         Ok(Records { db, schema: tokio::sync::Mutex::new(None), models, metrics })
     }
 
-    /// No database: every read fails retryably, naming the missing flag.
-    pub fn none(metrics: Arc<Metrics>) -> Records {
-        Records { db: None, schema: tokio::sync::Mutex::new(None), models: HashMap::new(), metrics }
-    }
-
     /// The rows `lookup` asks for, as JSON texts.
     pub async fn lookup(&self, reader: Reader<'_>, lookup: &Lookup<'_>) -> Result<Vec<String>, RecordError> {
         let result = self.run(reader, lookup).await;
