@@ -11,7 +11,7 @@
 
 use crate::busy::Busy;
 use crate::clock;
-use crate::queue::Queue;
+use crate::queue::{Queue, keys};
 use crate::shutdown::{Shutdown, Trigger};
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -123,7 +123,7 @@ pub async fn beat(
     let queues: Vec<&str> = process.queues.iter().map(String::as_str).collect();
     queue.register(&process.identity, &queues).await?;
     let mut conn = queue.connection();
-    let workers = format!("{}:workers", process.identity);
+    let workers = keys::workers(&process.identity);
     let running = busy.snapshot();
     let mut pipe = redis::pipe();
     pipe.atomic().del(&workers).ignore();
@@ -146,7 +146,7 @@ pub async fn beat(
         .ignore()
         .expire(&process.identity, timing.record_ttl_secs())
         .ignore()
-        .rpop(format!("{}-signals", process.identity), None)
+        .rpop(keys::signals(&process.identity), None)
         .query_async(&mut conn)
         .await
         .context("writing the heartbeat")?;

@@ -116,7 +116,7 @@ impl Queue {
         if !matches!(signal, "TSTP" | "TERM") {
             bail!("unknown signal {signal:?}: expected TSTP (quiet) or TERM (stop)");
         }
-        let key = format!("{identity}-signals");
+        let key = keys::signals(identity);
         redis::pipe()
             .atomic()
             .lpush(&key, signal)

@@ -165,8 +165,8 @@ impl Queue {
     /// The overview's totals.
     pub async fn stats(&self) -> Result<Stats> {
         let (processed, failed): (Option<u64>, Option<u64>) = redis::pipe()
-            .get("stat:processed")
-            .get("stat:failed")
+            .get(keys::STAT_PROCESSED)
+            .get(keys::STAT_FAILED)
             .query_async(&mut self.connection())
             .await
             .context("reading the totals")?;
@@ -339,11 +339,11 @@ impl Queue {
 
     /// The jobs `identity` is running, from its `<identity>:workers` hash.
     async fn running(&self, identity: &str) -> Result<Vec<WorkView>> {
-        let workers: Vec<(String, String)> =
-            self.connection()
-                .hgetall(format!("{identity}:workers"))
-                .await
-                .with_context(|| format!("reading the jobs of process {identity}"))?;
+        let workers: Vec<(String, String)> = self
+            .connection()
+            .hgetall(keys::workers(identity))
+            .await
+            .with_context(|| format!("reading the jobs of process {identity}"))?;
         let mut jobs: Vec<WorkView> = workers
             .into_iter()
             .filter_map(|(_, work)| serde_json::from_str::<Value>(&work).ok())

@@ -16,6 +16,20 @@ pub const PROCESSES: &str = "processes";
 /// `processes`, nothing but a recovery removes an identity from it.
 pub const RUNNERS: &str = "jobrunner:runners";
 
+/// Jobs processed, and jobs failed, since the counters were reset (Sidekiq).
+pub const STAT_PROCESSED: &str = "stat:processed";
+pub const STAT_FAILED: &str = "stat:failed";
+
+/// The hash of a process's running jobs, as Sidekiq 6 names it.
+pub fn workers(identity: &str) -> String {
+    format!("{identity}:workers")
+}
+
+/// The list of Web UI commands (`TSTP`, `TERM`) for a process (Sidekiq).
+pub fn signals(identity: &str) -> String {
+    format!("{identity}-signals")
+}
+
 /// The list a queue's jobs wait in (Sidekiq).
 pub fn queue(name: &str) -> String {
     format!("queue:{name}")

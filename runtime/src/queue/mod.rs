@@ -199,10 +199,10 @@ impl Queue {
         let failed = jobs.iter().filter(|job| !matches!(job.outcome, Outcome::Done)).count();
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .incr("stat:processed", jobs.len())
+            .incr(keys::STAT_PROCESSED, jobs.len())
             .incr(keys::daily_stat("processed", &date), jobs.len());
         if failed > 0 {
-            pipe.incr("stat:failed", failed).incr(keys::daily_stat("failed", &date), failed);
+            pipe.incr(keys::STAT_FAILED, failed).incr(keys::daily_stat("failed", &date), failed);
         }
         for job in jobs {
             pipe.lrem(keys::inprogress(identity, job.queue), 1, job.raw);
