@@ -12,6 +12,7 @@
 use super::host::HostState;
 use super::wit::jobrunner::plugin::records::{self, RecordError as WitError};
 use crate::records::{Lookup, Reader, RecordError, naming};
+use crate::untrusted::shown;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -90,7 +91,7 @@ impl HostState {
             let result = records.lookup(reader, &lookup).await;
             if let Err(err) = &result {
                 tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
-                    model = %naming::cut(&model), error = %err, "record read failed");
+                    model = %shown(&model, naming::SHOWN), error = %crate::untrusted::escape(&err.to_string()), "record read failed");
             }
             result
         }
@@ -121,7 +122,10 @@ impl records::Host for HostState {
         limit: u32,
     ) -> Result<String, WitError> {
         let value: Value = serde_json::from_str(&value).map_err(|err| {
-            WitError::InvalidInput(format!("the value {:?} is not JSON: {err}", naming::cut(&value)))
+            WitError::InvalidInput(format!(
+                "the value \"{}\" is not JSON: {err}",
+                shown(&value, naming::SHOWN)
+            ))
         })?;
         let lookup = Lookup { model: &model, column: Some(&column), value: &value, columns: &columns, limit };
         let rows = self.read(&lookup).await?;

@@ -15,6 +15,7 @@ pub mod schema;
 use crate::metrics::Metrics;
 use crate::policy::ModelMapping;
 use crate::policy::records::{self as grants, Grants};
+use crate::untrusted::shown;
 use anyhow::Result;
 use db::{Database, Select};
 use schema::{Column, Schema};
@@ -25,6 +26,9 @@ use std::time::{Duration, Instant};
 
 /// The most rows one `find-all-by` returns.
 pub const MAX_ROWS: u32 = 1000;
+
+/// The most columns one read may name.
+const MAX_COLUMNS: usize = 256;
 
 /// How often a name the schema lacks may trigger a fresh read of it (a
 /// migration may just have added it), so that a plugin naming missing
@@ -110,6 +114,12 @@ impl Records {
     async fn run(&self, reader: Reader<'_>, lookup: &Lookup<'_>) -> Result<Vec<String>, RecordError> {
         let model = lookup.model;
         naming::check_model(model)?;
+        if lookup.columns.len() > MAX_COLUMNS {
+            return Err(RecordError::Invalid(format!(
+                "{} columns named, more than the {MAX_COLUMNS} one read may name",
+                lookup.columns.len()
+            )));
+        }
         grants::check_model(reader.grants, reader.plugin, model).map_err(RecordError::Denied)?;
         let Some(db) = &self.db else {
             return Err(RecordError::Unavailable(
@@ -127,7 +137,10 @@ impl Records {
         };
         let column = |name: &str| -> Result<&Column, RecordError> {
             let found = table_columns.iter().find(|c| c.name == name).ok_or_else(|| {
-                RecordError::Invalid(format!("model {model} has no column {:?}", naming::cut(name)))
+                RecordError::Invalid(format!(
+                    "model {model} has no column \"{}\"",
+                    shown(name, naming::SHOWN)
+                ))
             })?;
             // The primary key is in every GlobalID anyway: always readable.
             match name == primary_key || grants::column_allowed(reader.grants, model, name) {

@@ -8,6 +8,7 @@
 //! comes from the policy file's `[models]`.
 
 use super::RecordError;
+use crate::untrusted::shown;
 use percent_encoding::percent_decode_str;
 
 /// The longest model name accepted.
@@ -25,7 +26,8 @@ pub struct GlobalId {
 /// Parses `gid://app/Model/id`. Composite keys (`.../Order/3/42`) and
 /// malformed ids are refused with the reason.
 pub fn parse_gid(gid: &str) -> Result<GlobalId, RecordError> {
-    let invalid = |why: &str| RecordError::Invalid(format!("{:?} is not a GlobalID: {why}", cut(gid)));
+    let invalid =
+        |why: &str| RecordError::Invalid(format!("\"{}\" is not a GlobalID: {why}", shown(gid, SHOWN)));
     let rest = gid.strip_prefix("gid://").ok_or_else(|| invalid("it doesn't start with gid://"))?;
     let rest = rest.split_once('?').map_or(rest, |(path, _params)| path);
     let mut parts = rest.split('/');
@@ -57,8 +59,8 @@ pub fn check_model(model: &str) -> Result<(), RecordError> {
     };
     if model.len() > MAX_MODEL || !model.split("::").all(constant) {
         return Err(RecordError::Invalid(format!(
-            "{:?} is not a model class name like Order or Admin::User",
-            cut(model)
+            "\"{}\" is not a model class name like Order or Admin::User",
+            shown(model, SHOWN)
         )));
     }
     Ok(())
@@ -69,11 +71,8 @@ pub fn table_for(model: &str) -> String {
     cruet::to_table_case(&model.replace("::", ""))
 }
 
-/// The start of a long input, for messages.
-pub fn cut(text: &str) -> &str {
-    let end = text.char_indices().nth(80).map_or(text.len(), |(i, _)| i);
-    &text[..end]
-}
+/// How much of a refused name or value a message shows.
+pub const SHOWN: usize = 80;
 
 #[cfg(test)]
 mod tests {
