@@ -4,6 +4,7 @@
 
 use crate::plugin::wit::{Email, MailError};
 use lettre::Message;
+use lettre::address::Envelope;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
@@ -75,6 +76,33 @@ pub fn message(
         None => builder.singlepart(SinglePart::plain(email.text_body.clone())),
     };
     built.map_err(|e| invalid(format!("cannot build the message: {e}")))
+}
+
+/// A message ready for any transport.
+pub struct Prepared {
+    /// Who it goes from and to, for SMTP's MAIL and RCPT.
+    pub envelope: Envelope,
+    /// The message as sent.
+    pub raw: Vec<u8>,
+    /// Its Message-ID header.
+    pub id: String,
+}
+
+/// Builds and encodes the message `email` describes (see [`message`]).
+pub fn prepare(
+    email: &Email,
+    default_from: &Mailbox,
+    key: Option<(&str, u32)>,
+) -> Result<Prepared, MailError> {
+    let message = message(email, default_from, key)?;
+    let id = message.headers().get_raw("Message-ID").unwrap_or_default().to_string();
+    Ok(Prepared { envelope: message.envelope().clone(), raw: message.formatted(), id })
+}
+
+/// The bytes a message's content takes: subject, bodies and headers.
+pub fn weight(email: &Email) -> usize {
+    let headers: usize = email.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+    email.subject.len() + email.text_body.len() + email.html_body.as_ref().map_or(0, String::len) + headers
 }
 
 /// `<jid.seq@sender-domain>`; a jid that isn't plain letters and digits is hashed.

@@ -1,15 +1,21 @@
 //! Remembers the mail each job has sent, so that a job run again (after a
-//! crash between sending and recording success, or after a later step
-//! failed) doesn't send the same mail twice.
+//! crash between sending and recording success, after a time-out while a
+//! server was answering, or after a later step failed) doesn't send the
+//! same mail twice.
 //!
 //! Each `send-mail` call of a job is keyed by the job's jid and the call's
 //! number within that run (the first call is 0, the next 1, ...). A job
 //! performs the same calls in the same order when it runs again, so a
-//! repeated call finds its key and gets the remembered Message-ID back
-//! instead of a second delivery. The entries of a job live in one hash,
-//! `jobrunner:sent:<jid>`, dropped when the job is done and expiring after
-//! the retry window otherwise. What remains possible is a crash in the
-//! instant between the server accepting a message and the ledger noting it.
+//! repeated call finds its key instead of sending again. The key is claimed
+//! *before* the message is handed to a transport (marked "sending") and
+//! confirmed with the Message-ID once the server accepted it; a send that
+//! fails with an error (refused, no connection) gives the claim back, so
+//! the retry sends. A run cut off in between (killed, or out of time while
+//! the server was still answering) leaves "sending", and a rerun counts
+//! that as sent: the server may well have the message, and for the mail a
+//! job runner sends a duplicate is the greater harm. The entries of a job
+//! live in one hash, `jobrunner:sent:<jid>`, dropped when the job is done
+//! and expiring after the retry window otherwise.
 
 use crate::queue::keys::sent_mail as key;
 use anyhow::{Context, Result};
@@ -20,6 +26,9 @@ use redis::aio::ConnectionManager;
 /// default policy take about 20 days.
 const REMEMBER_SECS: i64 = 21 * 24 * 3600;
 
+/// What marks a claimed call whose outcome isn't known yet.
+const SENDING: &str = "sending ";
+
 /// The mail sent per job, in Redis.
 #[derive(Clone)]
 pub struct Ledger {
@@ -27,27 +36,57 @@ pub struct Ledger {
     conn: ConnectionManager,
 }
 
+/// What the ledger knew of a call when it was claimed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Nothing: this run sends it.
+    Ours,
+    /// An earlier run sent it, as this Message-ID.
+    Sent(String),
+    /// An earlier run was cut off while sending it, as this Message-ID.
+    Interrupted(String),
+}
+
 impl Ledger {
     pub fn new(conn: ConnectionManager) -> Ledger {
         Ledger { conn }
     }
 
-    /// The Message-ID of call `seq` of job `jid`, if it was sent before.
-    pub async fn recall(&self, jid: &str, seq: u32) -> Result<Option<String>> {
+    /// Claims call `seq` of job `jid`, about to be sent as `message_id`,
+    /// unless an earlier run claimed it. One round trip.
+    pub async fn claim(&self, jid: &str, seq: u32, message_id: &str) -> Result<Claim> {
         let mut conn = self.conn.clone();
-        conn.hget(key(jid), seq)
+        let (claimed, current): (bool, Option<String>) = redis::pipe()
+            .hset_nx(key(jid), seq, format!("{SENDING}{message_id}"))
+            .hget(key(jid), seq)
+            .expire(key(jid), REMEMBER_SECS)
+            .ignore()
+            .query_async(&mut conn)
             .await
-            .with_context(|| format!("looking up mail {seq} of job {jid} in the sent-mail ledger"))
+            .with_context(|| format!("claiming mail {seq} of job {jid} in the sent-mail ledger"))?;
+        Ok(match current {
+            _ if claimed => Claim::Ours,
+            None => Claim::Ours,
+            Some(value) => match value.strip_prefix(SENDING) {
+                Some(id) => Claim::Interrupted(id.to_string()),
+                None => Claim::Sent(value),
+            },
+        })
     }
 
-    /// Notes that call `seq` of job `jid` was sent as `message_id`.
-    pub async fn remember(&self, jid: &str, seq: u32, message_id: &str) -> Result<()> {
+    /// Notes that call `seq` of job `jid` was accepted as `message_id`.
+    pub async fn confirm(&self, jid: &str, seq: u32, message_id: &str) -> Result<()> {
         let mut conn = self.conn.clone();
-        redis::pipe()
-            .hset(key(jid), seq, message_id)
-            .expire(key(jid), REMEMBER_SECS)
-            .exec_async(&mut conn)
+        conn.hset::<_, _, _, ()>(key(jid), seq, message_id)
             .await
             .with_context(|| format!("noting mail {seq} of job {jid} in the sent-mail ledger"))
+    }
+
+    /// Gives back the claim on call `seq` of job `jid`: sending it failed.
+    pub async fn release(&self, jid: &str, seq: u32) -> Result<()> {
+        let mut conn = self.conn.clone();
+        conn.hdel::<_, _, ()>(key(jid), seq)
+            .await
+            .with_context(|| format!("releasing mail {seq} of job {jid} in the sent-mail ledger"))
     }
 }

@@ -12,10 +12,12 @@ mod compose;
 pub mod ledger;
 mod smtp;
 
+pub use compose::weight as message_size;
 pub use ledger::Ledger;
 
 use crate::plugin::wit::{Email, MailError};
 use anyhow::{Context, Result};
+use compose::Prepared;
 use lettre::message::Mailbox;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::path::{Path, PathBuf};
@@ -49,7 +51,15 @@ pub enum Delivery {
     Sent(String),
     /// Sent by an earlier run of the same job, with this Message-ID.
     Remembered(String),
+    /// Being sent by an earlier run that was cut off before it learnt
+    /// whether the server took it; counted as sent, not sent again.
+    Interrupted(String),
 }
+
+/// Messages up to this size are built where the job runs, in microseconds;
+/// larger ones (the policy allows 10 MiB) on a blocking thread, so that
+/// encoding them never holds up other jobs or the heartbeat.
+const BUILD_INLINE_BYTES: usize = 64 * 1024;
 
 impl Mailer {
     /// Sends through the SMTP server at `url`, over at most
@@ -119,46 +129,69 @@ impl Mailer {
 
     /// Sends `email` as call `seq` of job `jid`, unless an earlier run of
     /// the job sent it already. Without a jid (or a ledger) it just sends.
+    /// The call is claimed in the ledger before the message is handed over,
+    /// so a run cut off while sending can't lead to a second copy.
     pub async fn send_for_job(&self, email: &Email, jid: &str, seq: u32) -> Result<Delivery, MailError> {
-        if jid.is_empty() {
-            return self.send(email, None).await.map(Delivery::Sent);
-        }
-        let Some(ledger) = &self.ledger else {
-            return self.send(email, Some((jid, seq))).await.map(Delivery::Sent);
+        let key = (!jid.is_empty()).then_some((jid, seq));
+        let prepared = self.prepare(email, key).await?;
+        let id = prepared.id.clone();
+        let Some(ledger) = self.ledger.as_ref().filter(|_| key.is_some()) else {
+            self.transmit(prepared).await?;
+            return Ok(Delivery::Sent(id));
         };
         // Not knowing whether it went out, sending could duplicate it: wait.
-        let sent = ledger.recall(jid, seq).await.map_err(|e| MailError::Transient(format!("{e:#}")))?;
-        if let Some(id) = sent {
-            return Ok(Delivery::Remembered(id));
+        let claim = ledger.claim(jid, seq, &id).await.map_err(|e| MailError::Transient(format!("{e:#}")))?;
+        match claim {
+            ledger::Claim::Ours => {}
+            ledger::Claim::Sent(id) => return Ok(Delivery::Remembered(id)),
+            ledger::Claim::Interrupted(id) => return Ok(Delivery::Interrupted(id)),
         }
-        let id = self.send(email, Some((jid, seq))).await?;
-        if let Err(err) = ledger.remember(jid, seq, &id).await {
-            tracing::warn!(jid, error = %format!("{err:#}"), "mail sent but not noted; a rerun of this job would send it again");
+        if let Err(err) = self.transmit(prepared).await {
+            if let Err(note) = ledger.release(jid, seq).await {
+                tracing::warn!(jid, error = %format!("{note:#}"), "mail not sent, but still marked as sending; a rerun of this job won't send it");
+            }
+            return Err(err);
+        }
+        if let Err(err) = ledger.confirm(jid, seq, &id).await {
+            tracing::warn!(jid, error = %format!("{err:#}"), "mail sent but not confirmed; it stays marked as sending, which a rerun counts as sent");
         }
         Ok(Delivery::Sent(id))
     }
 
-    /// Sends `email`, as call `seq` of job `jid` when `key` says so;
-    /// returns its Message-ID.
-    async fn send(&self, email: &Email, key: Option<(&str, u32)>) -> Result<String, MailError> {
-        let message = compose::message(email, &self.default_from, key)?;
-        let id = message.headers().get_raw("Message-ID").unwrap_or_default().to_string();
+    /// Builds and encodes `email`, as call `seq` of job `jid` when `key`
+    /// says so; big messages on a blocking thread.
+    async fn prepare(&self, email: &Email, key: Option<(&str, u32)>) -> Result<Prepared, MailError> {
+        if message_size(email) <= BUILD_INLINE_BYTES {
+            return compose::prepare(email, &self.default_from, key);
+        }
+        let (email, from) = (email.clone(), self.default_from.clone());
+        let key = key.map(|(jid, seq)| (jid.to_string(), seq));
+        tokio::task::spawn_blocking(move || {
+            compose::prepare(&email, &from, key.as_ref().map(|(jid, seq)| (jid.as_str(), *seq)))
+        })
+        .await
+        .map_err(|e| MailError::Transient(format!("building the message failed: {e}")))?
+    }
+
+    /// Hands `message` to the transport.
+    async fn transmit(&self, message: Prepared) -> Result<(), MailError> {
+        let Prepared { envelope, raw, .. } = message;
         match &self.transport {
-            Transport::Smtp(pool) => pool.send(message.envelope(), &message.formatted()).await?,
+            Transport::Smtp(pool) => pool.send(&envelope, &raw).await?,
             Transport::Smtps(smtps) => {
-                smtps.send(message).await.map_err(classify_smtp)?;
+                smtps.send_raw(&envelope, &raw).await.map_err(classify_smtp)?;
             }
             Transport::Capture(kept) => {
-                let text = String::from_utf8_lossy(&message.formatted()).into_owned();
+                let text = String::from_utf8_lossy(&raw).into_owned();
                 kept.lock().expect("capture lock").push(text);
             }
             Transport::Outbox(outbox, dir) => {
-                outbox.send(message).await.map_err(|e| {
+                outbox.send_raw(&envelope, &raw).await.map_err(|e| {
                     MailError::Transient(format!("writing to the outbox {}: {e}", dir.display()))
                 })?;
             }
         };
-        Ok(id)
+        Ok(())
     }
 }
 

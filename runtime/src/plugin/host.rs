@@ -78,10 +78,16 @@ pub struct HostState {
     /// How many `send-mail` calls this instance has made; numbers each call
     /// so a rerun of the job can tell which mail it already sent.
     mail_calls: u32,
+    /// When the call into the guest must be over. Host calls stop waiting
+    /// then: the epoch check only runs while guest code does.
+    pub(super) deadline: Instant,
+    /// Whether a host call gave up at the deadline; the call then fails as
+    /// timed out whatever the guest makes of the error it got.
+    pub(super) ran_out: bool,
 }
 
 impl HostState {
-    pub fn new(caps: Capabilities, memory_bytes: usize, tags: LogTags) -> HostState {
+    pub fn new(caps: Capabilities, memory_bytes: usize, tags: LogTags, deadline: Instant) -> HostState {
         let stderr = TailPipe::new(STDERR_CAPACITY);
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -101,6 +107,8 @@ impl HostState {
             mail_calls: 0,
             commit_race_until: None,
             missing_record: None,
+            deadline,
+            ran_out: false,
         }
     }
 
@@ -131,8 +139,27 @@ impl mail::Host for HostState {
     async fn send_mail(&mut self, message: mail::Email) -> Result<String, mail::MailError> {
         let seq = self.mail_calls;
         self.mail_calls += 1;
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        match tokio::time::timeout_at(deadline, self.deliver(&message, seq)).await {
+            Ok(result) => result,
+            Err(_) => {
+                let tags = &self.tags;
+                tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, to = ?message.to,
+                    "the job ran out of time while its mail was being sent; a rerun won't send it again");
+                self.ran_out = true;
+                self.caps.metrics.mail_failed(&tags.plugin, "timeout");
+                Err(mail::MailError::Transient("the job's time limit ran out while sending".into()))
+            }
+        }
+    }
+}
+
+impl HostState {
+    /// Checks `message` against the policy, keeps to the mail rate and
+    /// sends it as call `seq` of the job.
+    async fn deliver(&mut self, message: &mail::Email, seq: u32) -> Result<String, mail::MailError> {
         let tags = &self.tags;
-        match self.caps.guard.check_mail(&message, seq) {
+        match self.caps.guard.check_mail(message, seq) {
             Ok(wait) if wait.is_zero() => {}
             // Keeping to the plugin's mail rate; the job's time limit still runs.
             Ok(wait) => tokio::time::sleep(wait).await,
@@ -143,7 +170,7 @@ impl mail::Host for HostState {
                 return Err(mail::MailError::Rejected(format!("policy: {rule}")));
             }
         }
-        match self.caps.mailer.send_for_job(&message, &tags.jid, seq).await {
+        match self.caps.mailer.send_for_job(message, &tags.jid, seq).await {
             Ok(Delivery::Sent(id)) => {
                 tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
                     to = ?message.to, subject = %crate::untrusted::escape(&message.subject), message_id = %id, "mail sent");
@@ -153,6 +180,11 @@ impl mail::Host for HostState {
             Ok(Delivery::Remembered(id)) => {
                 tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
                     to = ?message.to, message_id = %id, "mail already sent by an earlier run; not sent again");
+                Ok(id)
+            }
+            Ok(Delivery::Interrupted(id)) => {
+                tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, to = ?message.to,
+                    message_id = %id, "an earlier run was cut off while sending this mail; counted as sent, not sent again");
                 Ok(id)
             }
             Err(err) => {

@@ -99,9 +99,9 @@ fn humanize(d: Duration) -> String {
 const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 
 fn new_store(pre: &wit::JobPluginPre<HostState>, state: HostState, limits: Limits) -> Store<HostState> {
+    let deadline = state.deadline;
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| &mut state.limiter);
-    let deadline = Instant::now().checked_add(limits.timeout).unwrap_or_else(far_future);
     let mut pace = Pace::new();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
@@ -111,6 +111,11 @@ fn new_store(pre: &wit::JobPluginPre<HostState>, state: HostState, limits: Limit
         Ok(UpdateDeadline::YieldCustom(1, pace.tick(crate::engine::EPOCH_TICK)))
     });
     store
+}
+
+/// When a call started now under `limits` must be over.
+fn deadline(limits: Limits) -> Instant {
+    Instant::now().checked_add(limits.timeout).unwrap_or_else(far_future)
 }
 
 /// An instant no deadline reaches: a year from now.
@@ -131,6 +136,7 @@ async fn with_instance<R>(
         call(&instance, &mut store).await
     };
     match tokio::time::timeout(limits.timeout.saturating_add(HOST_CALL_GRACE), work).await {
+        _ if store.data().ran_out => Err(CallError::Timeout(Timeout(limits.timeout))),
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(CallError::from_wasmtime(err, store.data())),
         Err(_) => Err(CallError::Timeout(Timeout(limits.timeout))),
@@ -145,10 +151,10 @@ pub async fn describe(
     file: &str,
 ) -> Result<wit::PluginInfo, CallError> {
     let tags = LogTags { plugin: Arc::from(file), ..LogTags::default() };
-    let state = HostState::new(caps, limits.memory_bytes, tags);
     // Describing is a few microseconds of work: a plugin that takes longer
     // is refused without holding up the loads behind it for a job's time.
     let limits = Limits { timeout: limits.timeout.min(DESCRIBE_TIMEOUT), ..limits };
+    let state = HostState::new(caps, limits.memory_bytes, tags, deadline(limits));
     with_instance(pre, state, limits, async |instance, store| instance.call_describe(store).await).await
 }
 
@@ -165,7 +171,7 @@ pub async fn perform(
     tags: LogTags,
     job: &wit::Job,
 ) -> Result<Result<(), wit::JobError>, CallError> {
-    let state = HostState::new(caps, limits.memory_bytes, tags)
+    let state = HostState::new(caps, limits.memory_bytes, tags, deadline(limits))
         .with_commit_race_until(commit_race_until(job, limits));
     let result = with_instance(pre, state, limits, async |instance, store| {
         let result = instance.call_perform(&mut *store, job).await?;

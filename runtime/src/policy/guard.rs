@@ -60,7 +60,7 @@ impl Guard {
                 rules.max_header_bytes
             ));
         }
-        let size = size_of(email);
+        let size = crate::mail::message_size(email);
         if size > rules.max_message_bytes {
             return Err(format!(
                 "the message is {size} bytes, more than the {} allowed (max_message_bytes)",
@@ -121,12 +121,6 @@ impl Guard {
             Err(format!("recipient domain {domain} is not allowed (allowed_recipient_domains)"))
         }
     }
-}
-
-/// The bytes a message's content takes: subject, bodies and headers.
-fn size_of(email: &Email) -> usize {
-    let headers: usize = email.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
-    email.subject.len() + email.text_body.len() + email.html_body.as_ref().map_or(0, String::len) + headers
 }
 
 #[cfg(test)]
