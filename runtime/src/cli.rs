@@ -50,6 +50,15 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
     },
+    /// Compiles a component read on stdin for an engine with these
+    /// settings and writes the code on stdout (the runner's own child).
+    #[command(hide = true)]
+    CompilePlugin {
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long)]
+        memory_bytes: usize,
+    },
     /// Creates a new Rust plugin crate, <DIR>/<NAME>, that builds as is.
     NewPlugin {
         /// The plugin's name, e.g. hello_mail (it handles HelloMailJob).
@@ -201,6 +210,12 @@ pub struct RunArgs {
     /// dead set unread.
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_payload: usize,
+    /// Seconds compiling one plugin may take; a plugin that takes longer is refused.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub compile_timeout: f64,
+    /// Memory compiling one plugin may use, in MiB; a plugin that needs more is refused.
+    #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u32).range(64..=65536))]
+    pub compile_memory: u32,
     /// The largest plugin file loaded, in MiB; a larger one is refused unread.
     #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_plugin_size: u32,
@@ -227,6 +242,14 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The bounds on compiling one plugin.
+    pub fn compile_limits(&self) -> anyhow::Result<crate::plugin::CompileLimits> {
+        Ok(crate::plugin::CompileLimits {
+            budget: seconds(self.compile_timeout, "--compile-timeout")?,
+            memory_bytes: u64::from(self.compile_memory) * 1024 * 1024,
+        })
+    }
+
     /// The code cache directory, unless caching is off.
     pub fn code_cache_dir(&self) -> Option<PathBuf> {
         if self.no_cache {

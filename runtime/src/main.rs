@@ -13,6 +13,16 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::CompilePlugin { concurrency, memory_bytes }) = cli.command {
+        let engine = jobrunner::engine::EngineLimits { concurrency, memory_bytes };
+        return match jobrunner::plugin::compile::compile_stdin(engine) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("{err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(cli.log_format);
     match cli.command {
         Some(Command::Check { file }) => return author::check(&file).await,
@@ -87,7 +97,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Some(Command::Check { .. } | Command::Try(_)) => unreachable!("handled before"),
+        Some(Command::Check { .. } | Command::Try(_) | Command::CompilePlugin { .. }) => {
+            unreachable!("handled before")
+        }
         None => runner::run(cli.run).await,
     }
 }

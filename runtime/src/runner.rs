@@ -12,7 +12,7 @@ use crate::fetch::{Fetcher, QueueOrder};
 use crate::heartbeat::{self, Process, Timing};
 use crate::mail::{Ledger, Mailer};
 use crate::metrics::Metrics;
-use crate::plugin::{self, CodeCache, Limits, Loader};
+use crate::plugin::{self, CodeCache, Compiler, Limits, Loader};
 use crate::policy::Policy;
 use crate::queue::ack::Acker;
 use crate::queue::{DeadLimits, Queue};
@@ -248,9 +248,11 @@ fn registry(
     queue: &Queue,
 ) -> Result<Registry> {
     let owners = Owners::new(policy.class_pins().clone(), Some(queue.connection()));
-    let engine = engine::build(engine::EngineLimits { concurrency, memory_bytes: limits.memory_bytes })?;
+    let engine_limits = engine::EngineLimits { concurrency, memory_bytes: limits.memory_bytes };
+    let engine = engine::build(engine_limits)?;
     let cache = Arc::new(CodeCache::new(args.code_cache_dir().as_deref(), &engine)?);
     let loader = Loader {
+        compiler: Arc::new(Compiler::new(engine_limits, args.compile_limits()?)),
         linker: plugin::linker(&engine)?,
         mailer,
         policy,

@@ -13,7 +13,7 @@ pub use template::new_plugin;
 use crate::engine::{self, EngineLimits};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
-use crate::plugin::{self, CodeCache, Limits, Loader, Plugin, wit};
+use crate::plugin::{self, CodeCache, CompileLimits, Compiler, Limits, Loader, Plugin, wit};
 use crate::policy::Policy;
 use crate::records::Records;
 use crate::retry::Failure;
@@ -46,7 +46,8 @@ async fn load(
 ) -> Result<Plugin> {
     let bytes = plugin::file::read(file, plugin::file::DEFAULT_MAX_SIZE)
         .with_context(|| format!("{} is not a usable plugin", file.display()))?;
-    let engine = engine::build(EngineLimits { concurrency: 1, memory_bytes: limits.memory_bytes })?;
+    let engine_limits = EngineLimits { concurrency: 1, memory_bytes: limits.memory_bytes };
+    let engine = engine::build(engine_limits)?;
     let metrics = Arc::new(Metrics::new());
     let records = Records::new(database, 1, policy.models().clone(), metrics.clone())?;
     let loader = Loader {
@@ -55,6 +56,7 @@ async fn load(
         policy: Arc::new(policy),
         limits,
         cache: Arc::new(CodeCache::new(None, &engine)?),
+        compiler: Arc::new(Compiler::new(engine_limits, CompileLimits::default())),
         metrics,
         records: Arc::new(records),
         max_plugin_size: plugin::file::DEFAULT_MAX_SIZE,

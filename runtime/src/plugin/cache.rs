@@ -77,27 +77,32 @@ impl CodeCache {
         self.dir.is_some()
     }
 
-    /// The component for `wasm` (whose SHA-256 is `sha256`), from the cache
-    /// when possible. Blocking: call it off the async runtime.
-    pub fn component(&self, engine: &Engine, sha256: &str, wasm: &[u8]) -> Result<(Component, CodeSource)> {
-        let entry = self.dir.as_ref().map(|dir| dir.join(format!("{sha256}-{}.cwasm", self.engine_key)));
-        if let Some(entry) = &entry {
-            match read_entry(engine, entry) {
-                Ok(Some(component)) => return Ok((component, CodeSource::Cache)),
-                Ok(None) => {}
-                Err(err) => tracing::warn!(entry = %entry.display(), error = %format!("{err:#}"),
-                    "ignoring a bad code cache entry; compiling again"),
+    /// The cached component for the `.wasm` file whose SHA-256 is
+    /// `sha256`, if there is a usable entry. Blocking: call it off the
+    /// async runtime.
+    pub fn lookup(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let entry = self.entry(sha256)?;
+        match read_entry(engine, &entry) {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::warn!(entry = %entry.display(), error = %format!("{err:#}"),
+                    "ignoring a bad code cache entry; compiling again");
+                None
             }
         }
-        let component = Component::new(engine, wasm)
-            .map_err(anyhow::Error::from)
-            .context("not a valid WebAssembly component")?;
-        if let Some(entry) = &entry
-            && let Err(err) = write_entry(&component, entry)
-        {
+    }
+
+    /// Keeps `code`, compiled for this engine from the file whose SHA-256 is
+    /// `sha256`. Blocking; a failure is logged, the next load compiles again.
+    pub fn store(&self, sha256: &str, code: &[u8]) {
+        let Some(entry) = self.entry(sha256) else { return };
+        if let Err(err) = write_entry(code, &entry) {
             tracing::warn!(entry = %entry.display(), error = %format!("{err:#}"), "could not write the code cache");
         }
-        Ok((component, CodeSource::Compiled))
+    }
+
+    fn entry(&self, sha256: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|dir| dir.join(format!("{sha256}-{}.cwasm", self.engine_key)))
     }
 }
 
@@ -124,13 +129,12 @@ fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>> {
     Ok(Some(component))
 }
 
-/// Writes `component` to `path` atomically: a temp file, then a rename.
-fn write_entry(component: &Component, path: &Path) -> Result<()> {
-    let code = component.serialize()?;
+/// Writes `code` to `path` atomically: a temp file, then a rename.
+fn write_entry(code: &[u8], path: &Path) -> Result<()> {
     let dir = path.parent().context("the entry has no directory")?;
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(&Sha256::digest(&code))?;
-    temp.write_all(&code)?;
+    temp.write_all(&Sha256::digest(code))?;
+    temp.write_all(code)?;
     temp.as_file().sync_all()?;
     temp.persist(path)?;
     Ok(())
@@ -165,17 +169,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = CodeCache::new(Some(dir.path()), &engine).unwrap();
         let wasm = wat_component();
-        let sha = crate::digest::sha256_hex(&wasm);
-        assert_eq!(cache.component(&engine, &sha, &wasm).unwrap().1, CodeSource::Compiled);
-        assert_eq!(cache.component(&engine, &sha, &wasm).unwrap().1, CodeSource::Cache);
+        assert_eq!(load(&cache, &engine, &wasm), CodeSource::Compiled);
+        assert_eq!(load(&cache, &engine, &wasm), CodeSource::Cache);
 
         let entry = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
         let mut bytes = std::fs::read(&entry).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&entry, bytes).unwrap();
-        assert_eq!(cache.component(&engine, &sha, &wasm).unwrap().1, CodeSource::Compiled);
-        assert_eq!(cache.component(&engine, &sha, &wasm).unwrap().1, CodeSource::Cache);
+        assert_eq!(load(&cache, &engine, &wasm), CodeSource::Compiled);
+        assert_eq!(load(&cache, &engine, &wasm), CodeSource::Cache);
     }
 
     #[test]
@@ -190,25 +193,34 @@ mod tests {
         let cache = CodeCache::new(Some(dir.path()), &engine).unwrap();
         assert!(cache.is_enabled());
         let wasm = wat_component();
-        let sha = crate::digest::sha256_hex(&wasm);
-        assert_eq!(cache.component(&engine, &sha, &wasm).unwrap().1, CodeSource::Compiled);
+        assert_eq!(load(&cache, &engine, &wasm), CodeSource::Compiled);
         let entry = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
         std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
         assert_eq!(
-            cache.component(&engine, &sha, &wasm).unwrap().1,
+            load(&cache, &engine, &wasm),
             CodeSource::Compiled,
             "writable by others"
         );
-        assert_eq!(cache.component(&engine, &sha, &wasm).unwrap().1, CodeSource::Cache, "rewritten as ours");
+        assert_eq!(load(&cache, &engine, &wasm), CodeSource::Cache, "rewritten as ours");
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             std::os::unix::fs::chown(&entry, Some(65534), None).unwrap();
             assert_eq!(
-                cache.component(&engine, &sha, &wasm).unwrap().1,
+                load(&cache, &engine, &wasm),
                 CodeSource::Compiled,
                 "someone else's"
             );
         }
+    }
+
+    /// Where the code came from, compiling it in-process on a miss.
+    fn load(cache: &CodeCache, engine: &Engine, wasm: &[u8]) -> CodeSource {
+        let sha = crate::digest::sha256_hex(wasm);
+        if cache.lookup(engine, &sha).is_some() {
+            return CodeSource::Cache;
+        }
+        cache.store(&sha, &engine.precompile_component(wasm).unwrap());
+        CodeSource::Compiled
     }
 
     /// The smallest valid component: the preamble of the binary format.

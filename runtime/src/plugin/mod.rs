@@ -10,6 +10,7 @@
 
 mod cache;
 mod cap;
+pub mod compile;
 pub mod contract;
 pub mod file;
 mod host;
@@ -21,6 +22,7 @@ mod stderr;
 
 pub use cache::{CodeCache, CodeSource};
 pub use cap::MAX_TABLE_ELEMENTS;
+pub use compile::{CompileLimits, Compiler};
 pub use host::{Capabilities, HostState, LogTags, MemoryExceeded};
 pub use run::{CallError, Limits, Timeout};
 
@@ -33,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use wasmtime::Engine;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::error::Context as _;
 
 /// The Rust side of `wit/plugin.wit`.
@@ -112,6 +114,8 @@ pub struct Loader {
     pub limits: Limits,
     /// Compiled code kept across loads and restarts.
     pub cache: Arc<CodeCache>,
+    /// Compiles what the cache doesn't have, within bounds.
+    pub compiler: Arc<Compiler>,
     /// Where mail outcomes are counted.
     pub metrics: Arc<Metrics>,
     /// The app's database, for `records`.
@@ -122,14 +126,14 @@ pub struct Loader {
 
 impl Loader {
     /// Compiles `bytes` (the contents of `path`, whose SHA-256 is `sha256`), checks it against the
-    /// `job-plugin` world and asks it to describe itself. Compilation runs on
-    /// a blocking thread so the async runtime keeps serving jobs.
+    /// `job-plugin` world and the instance limits and asks it to describe
+    /// itself. Compilation runs in a child process (see [`compile`]) and
+    /// loading its code on a blocking thread, so the runtime keeps serving jobs.
     pub async fn load(&self, path: &Path, bytes: Vec<u8>, sha256: String) -> Result<Plugin> {
         let started = Instant::now();
-        let (engine, cache, sha) = (self.linker.engine().clone(), self.cache.clone(), sha256.clone());
-        let (component, code_source) =
-            tokio::task::spawn_blocking(move || cache.component(&engine, &sha, &bytes)).await??;
+        let (component, code_source) = self.component(&sha256, &bytes).await?;
         let compile_time = started.elapsed();
+        cap::check_component(&component, self.limits.memory_bytes)?;
         contract::check(&component, self.linker.engine())?;
         let contract = contract::version_of(&component, self.linker.engine());
         let instance_pre = self
@@ -157,6 +161,28 @@ impl Loader {
         };
         let caps = self.capabilities(&meta.name);
         Ok(Plugin { meta, pre, caps, limits: self.limits })
+    }
+
+    /// The compiled component for `wasm`: from the cache, or compiled now.
+    async fn component(&self, sha256: &str, wasm: &[u8]) -> Result<(Component, CodeSource)> {
+        let (engine, cache, sha) = (self.linker.engine().clone(), self.cache.clone(), sha256.to_string());
+        let cached = tokio::task::spawn_blocking(move || cache.lookup(&engine, &sha)).await?;
+        if let Some(component) = cached {
+            return Ok((component, CodeSource::Cache));
+        }
+        let code = self.compiler.compile(wasm).await?;
+        let (engine, cache, sha) = (self.linker.engine().clone(), self.cache.clone(), sha256.to_string());
+        let component = tokio::task::spawn_blocking(move || {
+            // SAFETY: `code` is what our own `compile-plugin` child made of
+            // the file, for an engine built with the same settings; loading
+            // it is what compiling in this process would have led to.
+            let component = unsafe { Component::deserialize(&engine, &code) };
+            let component = component.context("loading the compiled code")?;
+            cache.store(&sha, &code);
+            anyhow::Ok(component)
+        })
+        .await??;
+        Ok((component, CodeSource::Compiled))
     }
 
     /// The mailer and a fresh guard with the policy for plugin `name`.
