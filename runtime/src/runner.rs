@@ -87,10 +87,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if args.watch {
         registry::watch::spawn(registry.clone(), shutdown.clone())?;
     }
-    registry.load_dir().await?;
-    if registry.snapshot().is_empty() {
-        tracing::warn!(dir = %registry.dir().display(), "no plugin loaded; jobs wait in the retry set until one is");
-    }
+    // Each plugin serves as soon as it is ready; jobs start meanwhile.
+    let files = registry.plugin_files()?;
+    tokio::spawn({
+        let registry = registry.clone();
+        async move { registry.load_all(files).await }
+    });
 
     let process = Arc::new(Process::new(concurrency, order.names().iter().map(|q| q.to_string()).collect()));
     // Announce ourselves before the first fetch, then pick up what dead

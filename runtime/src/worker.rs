@@ -92,7 +92,7 @@ impl Worker {
         let started = Instant::now();
         // How long the job waited in its queue, for the latency benchmark.
         let wait_us = job.enqueued_at().map(|at| ((clock::now() - at).max(0.0) * 1e6) as u64);
-        let Some(plugin) = self.registry.lookup(&job.class) else {
+        let Some(plugin) = self.registry.serving(&job.class).await else {
             self.metrics.job_finished(UNHANDLED_CLASS, NO_PLUGIN, true, 0.0);
             let failure =
                 Failure::retryable("NoPluginError", format!("no plugin handles class {}", job.class));

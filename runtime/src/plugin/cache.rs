@@ -196,20 +196,12 @@ mod tests {
         assert_eq!(load(&cache, &engine, &wasm), CodeSource::Compiled);
         let entry = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
         std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert_eq!(
-            load(&cache, &engine, &wasm),
-            CodeSource::Compiled,
-            "writable by others"
-        );
+        assert_eq!(load(&cache, &engine, &wasm), CodeSource::Compiled, "writable by others");
         assert_eq!(load(&cache, &engine, &wasm), CodeSource::Cache, "rewritten as ours");
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             std::os::unix::fs::chown(&entry, Some(65534), None).unwrap();
-            assert_eq!(
-                load(&cache, &engine, &wasm),
-                CodeSource::Compiled,
-                "someone else's"
-            );
+            assert_eq!(load(&cache, &engine, &wasm), CodeSource::Compiled, "someone else's");
         }
     }
 

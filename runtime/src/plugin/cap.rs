@@ -4,48 +4,12 @@
 //! engine also refuses components with more memories or tables than
 //! [`crate::engine`] allows, so none can empty the shared pool.
 
-use crate::engine::{MAX_MEMORIES_PER_COMPONENT, MAX_TABLES_PER_COMPONENT};
-use anyhow::{Result, bail};
 use std::fmt;
 use wasmtime::ResourceLimiter;
-use wasmtime::component::Component;
 
 /// The most table elements an instance may grow a table to; the pooling
 /// allocator reserves this many per table slot and enforces it too.
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
-
-/// The size of a WebAssembly page, in bytes.
-const PAGE: u64 = 64 * 1024;
-
-/// Refuses, at load, a component no instance of which could run within the
-/// limits: more memories or tables than one instance may have, or a memory
-/// or table that starts out larger than allowed.
-pub fn check_component(component: &Component, memory_bytes: usize) -> Result<()> {
-    // `None`: it instantiates core modules it imports, which the host never
-    // provides, so linking it fails with its own reason.
-    let Some(needs) = component.resources_required() else { return Ok(()) };
-    if needs.num_memories > MAX_MEMORIES_PER_COMPONENT {
-        bail!(
-            "it has {} linear memories; an instance may have at most {MAX_MEMORIES_PER_COMPONENT}",
-            needs.num_memories
-        );
-    }
-    if needs.num_tables > MAX_TABLES_PER_COMPONENT {
-        bail!("it has {} tables; an instance may have at most {MAX_TABLES_PER_COMPONENT}", needs.num_tables);
-    }
-    let initial = needs.max_initial_memory_size.unwrap_or(0).saturating_mul(PAGE);
-    if initial > memory_bytes as u64 {
-        bail!(
-            "a memory of it starts at {} MiB, more than the {} MiB an instance may use (--memory)",
-            initial / (1024 * 1024),
-            memory_bytes / (1024 * 1024)
-        );
-    }
-    if let Some(elements) = needs.max_initial_table_size.filter(|&n| n > MAX_TABLE_ELEMENTS as u64) {
-        bail!("a table of it starts with {elements} elements; at most {MAX_TABLE_ELEMENTS} are allowed");
-    }
-    Ok(())
-}
 
 /// Refuses memory growth past the cap. Failing the growth with an error
 /// (rather than letting `memory.grow` return -1) ends the job at once with a

@@ -96,11 +96,8 @@ impl Compiler {
                 let _ = stdin.write_all(wasm).await;
                 drop(stdin);
             };
-            let (_, read, _) = tokio::join!(
-                feed,
-                stdout.read_to_end(&mut code),
-                stderr.read_to_end(&mut error)
-            );
+            let (_, read, _) =
+                tokio::join!(feed, stdout.read_to_end(&mut code), stderr.read_to_end(&mut error));
             read.context("reading the compiled code")?;
             let status = child.wait().await.context("waiting for the compiling process")?;
             anyhow::Ok((status, code, error))

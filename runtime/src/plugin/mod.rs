@@ -126,14 +126,13 @@ pub struct Loader {
 
 impl Loader {
     /// Compiles `bytes` (the contents of `path`, whose SHA-256 is `sha256`), checks it against the
-    /// `job-plugin` world and the instance limits and asks it to describe
-    /// itself. Compilation runs in a child process (see [`compile`]) and
+    /// `job-plugin` world and asks it to describe itself (the engine refuses
+    /// one needing more memories or tables than an instance may have). Compilation runs in a child process (see [`compile`]) and
     /// loading its code on a blocking thread, so the runtime keeps serving jobs.
     pub async fn load(&self, path: &Path, bytes: Vec<u8>, sha256: String) -> Result<Plugin> {
         let started = Instant::now();
         let (component, code_source) = self.component(&sha256, &bytes).await?;
         let compile_time = started.elapsed();
-        cap::check_component(&component, self.limits.memory_bytes)?;
         contract::check(&component, self.linker.engine())?;
         let contract = contract::version_of(&component, self.linker.engine());
         let instance_pre = self

@@ -3,27 +3,30 @@
 //! The current [`PluginSet`] sits behind an [`ArcSwap`]: a job looks its
 //! class up without locking and keeps the `Arc<Plugin>` it got for as long
 //! as it runs, so replacing a plugin never disturbs a job already running.
-//! Changes (a file loaded, replaced or removed) are serialized by a mutex,
-//! build a new set, and swap it in whole.
+//! Files are read, compiled and described independently of each other (a
+//! lock per path keeps two loads of one file in order); only deciding and
+//! swapping in the new set is serialized, so a slow compile holds up
+//! nobody else's change.
 
 mod history;
 pub mod owners;
 mod seen;
 mod set;
+mod startup;
 pub mod watch;
 
 pub use history::Change;
 pub use set::{PluginSet, PluginStatus};
 
-use crate::plugin::{Loader, Plugin, PluginMeta};
-use anyhow::{Context, Result};
+use crate::plugin::{Loader, Plugin};
 use arc_swap::ArcSwap;
 use history::History;
 use owners::Owners;
 use seen::{Seen, Stamp};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// The plugins a runner serves.
 pub struct Registry {
@@ -34,6 +37,11 @@ pub struct Registry {
     /// Serializes changes, so two loads can't each swap in a set missing
     /// the other's plugin.
     changing: Mutex<()>,
+    /// One lock per file, held while it is loaded or removed.
+    paths: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    /// Whether start-up loading is still going on; also signalled at
+    /// every plugin served, for jobs waiting for their class meanwhile.
+    starting: tokio::sync::watch::Sender<bool>,
     /// Compiles and checks plugin files.
     loader: Loader,
     /// Recent loads, refusals and removals.
@@ -50,6 +58,8 @@ impl Registry {
             dir: dir.to_path_buf(),
             current: ArcSwap::from_pointee(PluginSet::default()),
             changing: Mutex::new(()),
+            paths: std::sync::Mutex::new(HashMap::new()),
+            starting: tokio::sync::watch::Sender::new(true),
             loader,
             history: History::default(),
             seen: Seen::default(),
@@ -77,48 +87,24 @@ impl Registry {
         self.current.load_full()
     }
 
-    /// Loads every `*.wasm` file in the directory. A file that fails is
-    /// logged and skipped; the others load. Classes claimed by more than
-    /// one file are settled by [`Owners::settle`], never by file name.
-    pub async fn load_dir(&self) -> Result<()> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .with_context(|| format!("reading the plugins directory {}", self.dir.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| is_plugin_file(path))
-            .collect();
-        files.sort();
-        let _changing = self.changing.lock().await;
-        let mut ready = Vec::new();
-        for path in files {
-            if let Some(plugin) = self.prepare(&path).await {
-                ready.push((path, plugin));
-            }
-        }
-        let claims: Vec<(PathBuf, PluginMeta)> =
-            ready.iter().map(|(p, plugin)| (p.clone(), plugin.meta.clone())).collect();
-        let losers = self.owners.settle(&claims).await;
-        for (path, plugin) in ready {
-            let checked = self.owners.check_pins(&plugin.meta).map(|_| plugin);
-            match (losers.get(&path), checked) {
-                (Some(reason), _) => self.refuse(&path, reason.clone()),
-                (None, Err(err)) => self.refuse(&path, format!("{err:#}")),
-                (None, Ok(plugin)) => self.register(&path, plugin).await,
-            }
-        }
-        Ok(())
-    }
-
     /// Loads (or reloads) `path`. On failure the file is refused with one
     /// log line and whatever served before keeps serving. A file that
     /// hasn't changed since it was last loaded or refused is left as it is.
     pub async fn load_file(&self, path: &Path) {
-        let _changing = self.changing.lock().await;
+        let _path = self.path_lock(path).await;
         let Some(plugin) = self.prepare(path).await else { return };
+        let _changing = self.changing.lock().await;
         let current = self.current.load();
         match current.check_classes(&plugin).and_then(|_| self.owners.check_pins(&plugin.meta)) {
             Ok(()) => self.register(path, plugin).await,
             Err(err) => self.refuse(path, format!("{err:#}")),
         }
+    }
+
+    /// The lock that keeps loads and removals of `path` in order.
+    async fn path_lock(&self, path: &Path) -> OwnedMutexGuard<()> {
+        let lock = self.paths.lock().expect("path locks").entry(path.to_path_buf()).or_default().clone();
+        lock.lock_owned().await
     }
 
     /// Reads, compiles and describes `path`, unless it is unchanged or the
@@ -176,6 +162,7 @@ impl Registry {
         self.history.record(change(path, kind, label, Some(m.sha256.clone()), detail));
         self.owners.remember(m).await;
         self.current.store(Arc::new(self.current.load().with_plugin(plugin)));
+        self.starting.send_modify(|_| {});
     }
 
     /// Brings the registry in line with `path` as it is on disk now: loads
@@ -190,6 +177,7 @@ impl Registry {
 
     /// Unregisters the plugin loaded from `path`, if any.
     pub async fn remove_file(&self, path: &Path) {
+        let _path = self.path_lock(path).await;
         let _changing = self.changing.lock().await;
         self.seen.forget(path);
         let current = self.current.load();

@@ -41,6 +41,17 @@ impl Owners {
         Ok(())
     }
 
+    /// Whether `plugin` may serve at start-up before every file has loaded:
+    /// each of its classes is pinned to it or was last served by it.
+    pub async fn serves_early(&self, plugin: &PluginMeta) -> bool {
+        let classes: Vec<&String> = plugin.classes.iter().collect();
+        let remembered = self.remembered(&classes).await;
+        plugin.classes.iter().all(|class| match self.pins.get(class) {
+            Some(pin) => *pin == plugin.name,
+            None => remembered.get(class) == Some(&plugin.name),
+        })
+    }
+
     /// Remembers `plugin` as the owner of its classes. Best effort: without
     /// Redis, a later start-up conflict refuses every claimant instead.
     pub async fn remember(&self, plugin: &PluginMeta) {
@@ -54,7 +65,7 @@ impl Owners {
 
     /// The remembered owners of `classes`.
     async fn remembered(&self, classes: &[&String]) -> HashMap<String, String> {
-        let Some(redis) = &self.redis else { return HashMap::new() };
+        let Some(redis) = self.redis.as_ref().filter(|_| !classes.is_empty()) else { return HashMap::new() };
         let owners: redis::RedisResult<Vec<Option<String>>> =
             redis::cmd("HMGET").arg(CLASS_OWNERS).arg(classes).query_async(&mut redis.clone()).await;
         match owners {

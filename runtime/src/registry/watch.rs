@@ -7,8 +7,9 @@
 //! registry is brought in line with what is on disk then, so a file still
 //! being written is read only after its writer is done, the atomic-save
 //! pattern (write a temp file, rename it over the old one) is one change,
-//! and hidden temp files are never looked at. Should the watcher report an
-//! error (e.g. its event queue overflowed), every file is checked again.
+//! and hidden temp files are never looked at. Files load side by side; the
+//! registry keeps the loads of one file in order. Should the watcher report
+//! an error (e.g. its event queue overflowed), every file is checked again.
 
 use super::{Registry, is_plugin_file};
 use crate::shutdown::Shutdown;
@@ -70,7 +71,9 @@ async fn run(
             pending.iter().filter(|(_, at)| at.elapsed() >= SETTLE).map(|(p, _)| p.clone()).collect();
         for path in settled {
             pending.remove(&path);
-            registry.sync_file(&path).await;
+            // Each file on its own task: a slow compile holds up no other file.
+            let registry = registry.clone();
+            tokio::spawn(async move { registry.sync_file(&path).await });
         }
     }
 }
