@@ -341,7 +341,7 @@ fn a_class_is_never_won_by_file_name_at_restart() {
     let pinned = Redis::start();
     let runner =
         Runner::start(&pinned.url, &smtp.url, options.args(&["--policy", policy.path().to_str().unwrap()]));
-    runner.wait_for_log(&["plugin refused", "0_collide.wasm", "pins it to plugin order_created"], 1);
+    runner.wait_for_log(&["plugin refused", "0_collide.wasm", "pinned to plugin order_created"], 1);
     pinned.push("default", &order(4));
     assert!(smtp.wait_for(3).iter().any(|m| m.rcpt == ["buyer4@example.com"]));
     assert!(!smtp.messages().iter().any(|m| m.rcpt == ["thief@evil.example"]), "the thief got nothing");
