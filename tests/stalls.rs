@@ -30,7 +30,7 @@ fn a_mail_handed_over_before_a_time_out_is_not_sent_again() {
     // "Retry now": the rerun finds the mail marked as being sent.
     let member: Vec<String> = redis.query(&["ZRANGE", "retry", "0", "0"]);
     let _: () = redis.query(&["ZADD", "retry", "0", &member[0]]);
-    runner.wait_for_log(&["cut off while sending this mail", jid], 1);
+    runner.wait_for_log(&["ran out of time while sending this mail", jid], 1);
     eventually("the job done", WAIT, || settled(&redis).then_some(()));
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1, "one copy: {mails:?}");

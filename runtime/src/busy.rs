@@ -1,5 +1,5 @@
 //! The jobs running right now, for the heartbeat: Sidekiq's `busy` count
-//! and its `<identity>:workers` hash, which Sidekiq's Web UI lists on its
+//! and its `<identity>:work` hash, which Sidekiq's Web UI lists on its
 //! Busy page (and our dashboard too).
 //!
 //! A job is entered by [`Busy::start`] and leaves when the returned
@@ -87,6 +87,40 @@ impl Busy {
                 (format!("w{id}"), work.to_string())
             })
             .collect()
+    }
+}
+
+/// A running job, as SIGTTIN logs it.
+pub struct RunningJob {
+    pub queue: String,
+    pub class: String,
+    pub jid: String,
+    pub plugin: Option<String>,
+    /// How long it has been running.
+    pub seconds: f64,
+}
+
+impl Busy {
+    /// Every running job, longest-running first.
+    pub fn describe(&self) -> Vec<RunningJob> {
+        let jobs = self.jobs.lock().expect("busy lock");
+        let now = clock::now();
+        let mut running: Vec<RunningJob> = jobs
+            .values()
+            .map(|entry| {
+                let payload: serde_json::Value = serde_json::from_slice(&entry.payload).unwrap_or_default();
+                let field = |key: &str| payload[key].as_str().unwrap_or("?").to_string();
+                RunningJob {
+                    queue: entry.queue.clone(),
+                    class: field("class"),
+                    jid: field("jid"),
+                    plugin: entry.plugin.as_deref().map(str::to_string),
+                    seconds: now - entry.run_at,
+                }
+            })
+            .collect();
+        running.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        running
     }
 }
 

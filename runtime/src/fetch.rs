@@ -69,6 +69,12 @@ impl QueueOrder {
         self.queues.iter().map(|(n, _)| n.as_str()).collect()
     }
 
+    /// Every queue with its weight as Sidekiq reports it: 0 when none was given.
+    pub fn weights(&self) -> Vec<(String, u32)> {
+        let weight = |w: u32| if self.strict { 0 } else { w };
+        self.queues.iter().map(|(n, w)| (n.clone(), weight(*w))).collect()
+    }
+
     /// The order to try queues in for one fetch.
     pub fn draw(&self, rng: &mut impl Rng) -> Vec<&str> {
         if self.strict {

@@ -1,9 +1,10 @@
 //! The runner's heartbeat, and the recovery of runners that stopped beating.
 //!
-//! Every interval the runner writes Sidekiq's process record (the
-//! `processes` set, a hash that expires unless refreshed, and the
-//! `<identity>:workers` hash of running jobs), so Sidekiq's Web UI lists it
-//! and its jobs, and picks up the Web UI's "Quiet" and "Stop" commands. It then looks at every other runner that may hold
+//! Every interval the runner writes Sidekiq's process record (see
+//! [`crate::queue::Beat`]), so the Web UI of Sidekiq 6, 7 or 8 lists it and
+//! its jobs, and picks up the Web UI's "Quiet" and "Stop" commands and the
+//! API's `TTIN` (log the running jobs, as SIGTTIN does). It then looks at
+//! every other runner that may hold
 //! in-progress jobs: one whose last beat is older than the process timeout,
 //! or whose pid no longer exists on this host, is dead, and its jobs go back
 //! to their queues. At start-up the same check runs before the first fetch,
@@ -11,15 +12,16 @@
 
 use crate::busy::Busy;
 use crate::clock;
-use crate::queue::{Queue, keys};
+use crate::queue::{Beat, Queue};
 use crate::shutdown::{Shutdown, Trigger};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// How this process shows up in Redis.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Process {
     /// `hostname:pid:nonce`, as Sidekiq names processes.
     pub identity: String,
@@ -31,12 +33,14 @@ pub struct Process {
     pub started_at: f64,
     /// The most jobs it runs at once.
     pub concurrency: usize,
-    /// The queues it serves.
-    pub queues: Vec<String>,
+    /// The queues it serves, with their weights (0 for none, as Sidekiq).
+    pub queues: Vec<(String, u32)>,
+    /// The round trip of the last heartbeat, in microseconds.
+    rtt_us: AtomicU64,
 }
 
 impl Process {
-    pub fn new(concurrency: usize, queues: Vec<String>) -> Process {
+    pub fn new(concurrency: usize, queues: Vec<(String, u32)>) -> Process {
         let hostname =
             hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
         let pid = std::process::id();
@@ -48,6 +52,7 @@ impl Process {
             started_at: clock::now(),
             concurrency,
             queues,
+            rtt_us: AtomicU64::new(0),
         }
     }
 
@@ -101,7 +106,7 @@ impl Timing {
 }
 
 /// Writes one heartbeat; returns the command the Web UI left for this
-/// process (`TSTP` or `TERM`), if any.
+/// process (`TSTP`, `TERM` or `TTIN`), if any.
 pub async fn beat(
     queue: &Queue,
     process: &Process,
@@ -109,48 +114,47 @@ pub async fn beat(
     busy: &Busy,
     quiet: bool,
 ) -> Result<Option<String>> {
-    let info = json!({
+    let queues: Vec<&str> = process.queues.iter().map(|(q, _)| q.as_str()).collect();
+    queue.register(&process.identity, &queues).await?;
+    let running = busy.snapshot();
+    let started = Instant::now();
+    let command = queue
+        .beat(&Beat {
+            identity: &process.identity,
+            info: info(process).to_string(),
+            concurrency: process.concurrency,
+            running: &running,
+            beat: clock::now(),
+            quiet,
+            rss_kb: rss_kb(),
+            rtt_us: process.rtt_us.load(Ordering::Relaxed),
+            ttl_secs: timing.record_ttl_secs(),
+        })
+        .await?;
+    process.rtt_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    Ok(command)
+}
+
+/// The `info` JSON: every field a Sidekiq 6.4 to 8.x Web UI shows.
+fn info(process: &Process) -> serde_json::Value {
+    let names: Vec<&str> = process.queues.iter().map(|(q, _)| q.as_str()).collect();
+    let weights: serde_json::Map<String, serde_json::Value> =
+        process.queues.iter().map(|(q, w)| (q.clone(), json!(w))).collect();
+    let mode = if process.queues.iter().all(|(_, w)| *w == 0) { "strict" } else { "weighted" };
+    json!({
         "hostname": process.hostname,
         "started_at": process.started_at,
         "pid": process.pid,
         "tag": "jobrunner",
         "concurrency": process.concurrency,
-        "queues": process.queues,
+        "queues": names,
+        "weights": [weights],
+        "capsules": {"default": {"concurrency": process.concurrency, "mode": mode, "weights": weights}},
         "labels": ["jobrunner"],
         "identity": process.identity,
         "version": env!("CARGO_PKG_VERSION"),
-    });
-    let queues: Vec<&str> = process.queues.iter().map(String::as_str).collect();
-    queue.register(&process.identity, &queues).await?;
-    let mut conn = queue.connection();
-    let workers = keys::workers(&process.identity);
-    let running = busy.snapshot();
-    let mut pipe = redis::pipe();
-    pipe.atomic().del(&workers).ignore();
-    if !running.is_empty() {
-        pipe.hset_multiple(&workers, &running).ignore().expire(&workers, timing.record_ttl_secs()).ignore();
-    }
-    let (command,): (Option<String>,) = pipe
-        .sadd(crate::queue::keys::PROCESSES, &process.identity)
-        .ignore()
-        .hset_multiple(
-            &process.identity,
-            &[
-                ("info", info.to_string()),
-                ("busy", running.len().to_string()),
-                ("beat", clock::now().to_string()),
-                ("quiet", quiet.to_string()),
-                ("rss", rss_kb().to_string()),
-            ],
-        )
-        .ignore()
-        .expire(&process.identity, timing.record_ttl_secs())
-        .ignore()
-        .rpop(keys::signals(&process.identity), None)
-        .query_async(&mut conn)
-        .await
-        .context("writing the heartbeat")?;
-    Ok(command)
+        "embedded": false,
+    })
 }
 
 /// Requeues the jobs of every runner that is dead.
@@ -182,7 +186,7 @@ pub fn spawn(
         loop {
             tokio::time::sleep(timing.interval).await;
             match beat(&queue, &process, timing, &busy, shutdown.is_quiet()).await {
-                Ok(Some(command)) => obey(&command, &trigger),
+                Ok(Some(command)) => obey(&command, &trigger, &busy),
                 Ok(None) => {}
                 Err(err) => tracing::warn!(error = %format!("{err:#}"), "heartbeat failed"),
             }
@@ -197,7 +201,7 @@ pub fn spawn(
 }
 
 /// Acts on a command from Sidekiq's Web UI, as Sidekiq does.
-fn obey(command: &str, trigger: &Trigger) {
+fn obey(command: &str, trigger: &Trigger, busy: &Busy) {
     match command {
         "TSTP" => {
             tracing::info!("quiet requested from the Web UI; no new jobs");
@@ -207,8 +211,34 @@ fn obey(command: &str, trigger: &Trigger) {
             tracing::info!("stop requested from the Web UI; shutting down");
             trigger.fire();
         }
+        "TTIN" => log_running(busy),
         other => tracing::warn!(command = other, "ignoring an unknown command from the Web UI"),
     }
+}
+
+/// Logs every running job, for SIGTTIN and the API's `TTIN`: what
+/// Sidekiq's thread dump is for, whether a job is stuck and where.
+pub fn log_running(busy: &Busy) {
+    let running = busy.describe();
+    tracing::info!(running = running.len(), "running jobs (TTIN)");
+    for job in running {
+        tracing::info!(queue = %job.queue, class = %crate::untrusted::escape(&job.class), jid = %crate::untrusted::escape(&job.jid),
+            plugin = job.plugin.as_deref().unwrap_or("-"), running_s = format!("{:.1}", job.seconds), "running job");
+    }
+}
+
+/// Logs the running jobs at every SIGTTIN, as Sidekiq dumps its threads.
+pub fn on_ttin(busy: Arc<Busy>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut ttin) = signal(SignalKind::from_raw(libc::SIGTTIN)) else {
+            tracing::warn!("cannot listen for SIGTTIN; the running jobs are on the dashboard's Busy page");
+            return;
+        };
+        while ttin.recv().await.is_some() {
+            log_running(&busy);
+        }
+    });
 }
 
 /// Resident memory of this process in KiB, as Sidekiq reports `rss`.
@@ -223,8 +253,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn info_lists_queues_weights_and_capsules_for_every_web_ui() {
+        let process = Process::new(5, vec![("critical".into(), 3), ("default".into(), 1)]);
+        let info = info(&process);
+        for key in
+            ["hostname", "started_at", "pid", "tag", "concurrency", "queues", "labels", "identity", "version"]
+        {
+            assert!(!info[key].is_null(), "{key}");
+        }
+        assert!(info["started_at"].is_f64());
+        assert_eq!(info["queues"], json!(["critical", "default"]));
+        assert_eq!(info["weights"], json!([{"critical": 3, "default": 1}]));
+        assert_eq!(
+            info["capsules"]["default"],
+            json!({"concurrency": 5, "mode": "weighted", "weights": {"critical": 3, "default": 1}})
+        );
+        assert_eq!(info["embedded"], false);
+    }
+
+    #[test]
     fn local_identities_with_our_pid_or_no_process_are_dead() {
-        let me = Process::new(1, vec!["default".into()]);
+        let me = Process::new(1, vec![("default".into(), 0)]);
         let host = &me.hostname;
         assert!(!me.is_dead_local(&me.identity));
         assert!(me.is_dead_local(&format!("{host}:{}:abc", me.pid)));

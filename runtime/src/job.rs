@@ -58,7 +58,12 @@ impl Job {
 
     /// When the job was pushed to its queue, in epoch seconds.
     pub fn enqueued_at(&self) -> Option<f64> {
-        self.payload.get("enqueued_at").and_then(Value::as_f64)
+        self.timestamp("enqueued_at")
+    }
+
+    /// The payload's timestamp `key` in epoch seconds, whichever Sidekiq wrote it.
+    fn timestamp(&self, key: &str) -> Option<f64> {
+        self.payload.get(key).and_then(crate::clock::epoch_seconds)
     }
 
     /// How many times the job has failed before this run.
@@ -71,15 +76,14 @@ impl Job {
 
     /// The job as the plugin sees it.
     pub fn to_wit(&self) -> wit::Job {
-        let float = |key: &str| self.payload.get(key).and_then(Value::as_f64);
         wit::Job {
             jid: self.jid.clone(),
             class: self.class.clone(),
             queue: self.queue.clone(),
             args: self.args.to_string(),
             retry_count: self.previous_failures(),
-            enqueued_at: float("enqueued_at"),
-            created_at: float("created_at"),
+            enqueued_at: self.enqueued_at(),
+            created_at: self.timestamp("created_at"),
         }
     }
 }

@@ -78,13 +78,30 @@ pub fn decide(payload: &mut Map<String, Value>, failure: &Failure, now: f64, jit
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
         _ => DEFAULT_MAX_RETRIES,
     };
-    if failure.retryable && count < max_retries {
+    if failure.retryable && within_retries(payload, count, max_retries, now) {
+        // Sidekiq sends retries to `retry_queue` when the job names one.
+        if let Some(queue) = payload.get("retry_queue").filter(|q| q.is_string()).cloned() {
+            payload.insert("queue".into(), queue);
+        }
         return Disposition::Retry { at: now + backoff(count, jitter) };
     }
     if payload.get("dead") == Some(&Value::Bool(false)) {
         return Disposition::Discard;
     }
     Disposition::Dead
+}
+
+/// Whether a job that failed `count + 1` times may be retried: within
+/// `retry_for` seconds of its first failure when it has that (Sidekiq
+/// 7.1.3+; only time counts then, as in 8.1), else within its retry count.
+fn within_retries(payload: &Map<String, Value>, count: u64, max_retries: u64, now: f64) -> bool {
+    match payload.get("retry_for").and_then(Value::as_f64) {
+        Some(window) => {
+            let first = payload.get("failed_at").and_then(crate::clock::epoch_seconds).unwrap_or(now);
+            now < first + window
+        }
+        None => count < max_retries,
+    }
 }
 
 /// Sidekiq's delay before retry number `count` (from 0):
@@ -152,6 +169,30 @@ mod tests {
             assert!(matches!(d, Disposition::Retry { .. } | Disposition::Dead), "{d:?}");
         }
         assert!(backoff(u64::MAX, 9).is_finite());
+    }
+
+    #[test]
+    fn retry_for_counts_time_from_the_first_failure_in_either_unit() {
+        // Failed first at t=1000 s, written by Sidekiq 8 in milliseconds.
+        let mut p = job(json!({"retry_for": 3600, "retry_count": 40, "failed_at": 1_000_000}));
+        let d = decide(&mut p, &Failure::retryable("E", "x"), 4000.0, 0);
+        assert!(matches!(d, Disposition::Retry { .. }), "inside the hour, whatever the count: {d:?}");
+        assert_eq!(p["failed_at"], 1_000_000, "kept as it came");
+        assert_eq!(decide(&mut p, &Failure::retryable("E", "x"), 4601.0, 0), Disposition::Dead);
+        let mut seconds = job(json!({"retry_for": 60, "retry_count": 0, "failed_at": 1000.5}));
+        assert_eq!(decide(&mut seconds, &Failure::retryable("E", "x"), 1061.0, 0), Disposition::Dead);
+        let mut first = job(json!({"retry_for": 60}));
+        assert!(matches!(
+            decide(&mut first, &Failure::retryable("E", "x"), 1e9, 0),
+            Disposition::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn retries_go_to_the_retry_queue() {
+        let mut p = job(json!({"queue": "default", "retry_queue": "low"}));
+        assert!(matches!(decide(&mut p, &Failure::retryable("E", "x"), 0.0, 0), Disposition::Retry { .. }));
+        assert_eq!(p["queue"], "low");
     }
 
     #[test]

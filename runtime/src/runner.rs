@@ -94,7 +94,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         async move { registry.load_all(files).await }
     });
 
-    let process = Arc::new(Process::new(concurrency, order.names().iter().map(|q| q.to_string()).collect()));
+    let process = Arc::new(Process::new(concurrency, order.weights()));
     // Announce ourselves before the first fetch, then pick up what dead
     // runners left; should Redis fail here, the heartbeat task tries again.
     let busy = Arc::new(Busy::default());
@@ -119,6 +119,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     tracing::info!(identity = %process.identity, queues = ?order.names(), concurrency, "runner started");
 
     shutdown::on_signals(trigger.clone());
+    heartbeat::on_ttin(busy.clone());
     let heartbeat =
         heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, (shutdown.clone(), trigger));
     scheduler::spawn(queue.clone(), poll_interval, shutdown.clone());
@@ -141,6 +142,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     drain(&slots, concurrency, shutdown_timeout).await;
     heartbeat.abort();
+    if let Err(err) = queue.retire(&process.identity).await {
+        tracing::warn!(error = %format!("{err:#}"), "could not leave the process set; the entry expires by itself");
+    }
     if let Some(dashboard) = dashboard {
         dashboard.abort();
     }

@@ -10,17 +10,22 @@
 //! *before* the message is handed to a transport (marked "sending") and
 //! confirmed with the Message-ID once the server accepted it; a send that
 //! fails with an error (refused, no connection) gives the claim back, so
-//! the retry sends. A run cut off in between (killed, or out of time while
-//! the server was still answering) leaves "sending", and a rerun counts
-//! that as sent: the server may well have the message, and for the mail a
-//! job runner sends a duplicate is the greater harm. The entries of a job
-//! live in one hash, `jobrunner:sent:<jid>`, dropped when the job is done
-//! and expiring after the retry window otherwise.
+//! the retry sends. A run that ran out of time while the server was still
+//! answering marks the call "interrupted", and a rerun counts that as sent:
+//! the server most likely has the message, and every rerun would otherwise
+//! time out the same way and send it again. A run killed mid-send can mark
+//! nothing; its "sending" is sent again by the rerun, with the same
+//! Message-ID, because the kill most likely came before the server had it
+//! and a lost mail is the greater harm there. The entries of a job live in
+//! one hash, `jobrunner:sent:<jid>`, dropped when the job is done and
+//! expiring after the retry window otherwise.
 
 use crate::queue::keys::sent_mail as key;
 use anyhow::{Context, Result};
 use redis::AsyncCommands;
+use redis::Script;
 use redis::aio::ConnectionManager;
+use std::sync::LazyLock;
 
 /// How long a job's sent mail is remembered: the 25 retries of Sidekiq's
 /// default policy take about 20 days.
@@ -28,6 +33,21 @@ const REMEMBER_SECS: i64 = 21 * 24 * 3600;
 
 /// What marks a claimed call whose outcome isn't known yet.
 const SENDING: &str = "sending ";
+/// What marks a call cut off by the job's deadline while being sent.
+const INTERRUPTED: &str = "interrupted ";
+
+/// Turns a call's "sending" mark into "interrupted", leaving any other
+/// value alone. KEYS: the job's hash. ARGV: the call's number.
+static INTERRUPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and string.sub(v, 1, 8) == 'sending ' then
+  redis.call('HSET', KEYS[1], ARGV[1], 'interrupted ' .. string.sub(v, 9))
+end
+return 0",
+    )
+});
 
 /// The mail sent per job, in Redis.
 #[derive(Clone)]
@@ -43,8 +63,11 @@ pub enum Claim {
     Ours,
     /// An earlier run sent it, as this Message-ID.
     Sent(String),
-    /// An earlier run was cut off while sending it, as this Message-ID.
+    /// An earlier run ran out of time while sending it, as this Message-ID.
     Interrupted(String),
+    /// An earlier run was killed while sending it, as this Message-ID: this
+    /// run sends it again.
+    Unfinished(String),
 }
 
 impl Ledger {
@@ -67,10 +90,15 @@ impl Ledger {
         Ok(match current {
             _ if claimed => Claim::Ours,
             None => Claim::Ours,
-            Some(value) => match value.strip_prefix(SENDING) {
-                Some(id) => Claim::Interrupted(id.to_string()),
-                None => Claim::Sent(value),
-            },
+            Some(value) => {
+                if let Some(id) = value.strip_prefix(INTERRUPTED) {
+                    Claim::Interrupted(id.to_string())
+                } else if let Some(id) = value.strip_prefix(SENDING) {
+                    Claim::Unfinished(id.to_string())
+                } else {
+                    Claim::Sent(value)
+                }
+            }
         })
     }
 
@@ -80,6 +108,17 @@ impl Ledger {
         conn.hset::<_, _, _, ()>(key(jid), seq, message_id)
             .await
             .with_context(|| format!("noting mail {seq} of job {jid} in the sent-mail ledger"))
+    }
+
+    /// Notes that call `seq` of job `jid` ran out of time while being sent.
+    pub async fn interrupt(&self, jid: &str, seq: u32) -> Result<()> {
+        let mut conn = self.conn.clone();
+        INTERRUPT
+            .key(key(jid))
+            .arg(seq)
+            .invoke_async::<()>(&mut conn)
+            .await
+            .with_context(|| format!("marking mail {seq} of job {jid} interrupted in the sent-mail ledger"))
     }
 
     /// Gives back the claim on call `seq` of job `jid`: sending it failed.

@@ -51,7 +51,7 @@ pub enum Delivery {
     Sent(String),
     /// Sent by an earlier run of the same job, with this Message-ID.
     Remembered(String),
-    /// Being sent by an earlier run that was cut off before it learnt
+    /// Being sent by an earlier run that ran out of time before it learnt
     /// whether the server took it; counted as sent, not sent again.
     Interrupted(String),
 }
@@ -130,7 +130,8 @@ impl Mailer {
     /// Sends `email` as call `seq` of job `jid`, unless an earlier run of
     /// the job sent it already. Without a jid (or a ledger) it just sends.
     /// The call is claimed in the ledger before the message is handed over,
-    /// so a run cut off while sending can't lead to a second copy.
+    /// so a run that runs out of time while sending can't lead to a second
+    /// copy (see [`Mailer::interrupted`] and the [`ledger`]).
     pub async fn send_for_job(&self, email: &Email, jid: &str, seq: u32) -> Result<Delivery, MailError> {
         let key = (!jid.is_empty()).then_some((jid, seq));
         let prepared = self.prepare(email, key).await?;
@@ -145,6 +146,8 @@ impl Mailer {
             ledger::Claim::Ours => {}
             ledger::Claim::Sent(id) => return Ok(Delivery::Remembered(id)),
             ledger::Claim::Interrupted(id) => return Ok(Delivery::Interrupted(id)),
+            ledger::Claim::Unfinished(id) => tracing::warn!(jid, message_id = %id,
+                "an earlier run was killed while sending this mail; sending it again with the same Message-ID"),
         }
         if let Err(err) = self.transmit(prepared).await {
             if let Err(note) = ledger.release(jid, seq).await {
@@ -156,6 +159,15 @@ impl Mailer {
             tracing::warn!(jid, error = %format!("{err:#}"), "mail sent but not confirmed; it stays marked as sending, which a rerun counts as sent");
         }
         Ok(Delivery::Sent(id))
+    }
+
+    /// Notes that call `seq` of job `jid` ran out of time while being sent,
+    /// so that a rerun doesn't send it again.
+    pub async fn interrupted(&self, jid: &str, seq: u32) {
+        let Some(ledger) = self.ledger.as_ref().filter(|_| !jid.is_empty()) else { return };
+        if let Err(err) = ledger.interrupt(jid, seq).await {
+            tracing::warn!(jid, error = %format!("{err:#}"), "could not mark an interrupted mail; a rerun will send it again");
+        }
     }
 
     /// Builds and encodes `email`, as call `seq` of job `jid` when `key`

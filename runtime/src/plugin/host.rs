@@ -143,6 +143,7 @@ impl mail::Host for HostState {
         match tokio::time::timeout_at(deadline, self.deliver(&message, seq)).await {
             Ok(result) => result,
             Err(_) => {
+                self.caps.mailer.interrupted(&self.tags.jid, seq).await;
                 let tags = &self.tags;
                 tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, to = ?message.to,
                     "the job ran out of time while its mail was being sent; a rerun won't send it again");
@@ -184,7 +185,7 @@ impl HostState {
             }
             Ok(Delivery::Interrupted(id)) => {
                 tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, to = ?message.to,
-                    message_id = %id, "an earlier run was cut off while sending this mail; counted as sent, not sent again");
+                    message_id = %id, "an earlier run ran out of time while sending this mail; counted as sent, not sent again");
                 Ok(id)
             }
             Err(err) => {

@@ -148,11 +148,12 @@ impl JobView {
     }
 }
 
-/// Epoch seconds from Sidekiq's float seconds (6.x, 7.x) or integer
-/// milliseconds (8.x).
+/// A process's running jobs as Redis holds them: worker id and JSON.
+type WorkHash = Vec<(String, String)>;
+
+/// A job timestamp in epoch seconds, whichever Sidekiq wrote it.
 fn timestamp(value: &Value) -> Option<f64> {
-    let n = value.as_f64()?;
-    Some(if n > 1e11 { n / 1000.0 } else { n })
+    crate::clock::epoch_seconds(value)
 }
 
 /// `page` (1-based) as a Redis range.
@@ -337,13 +338,16 @@ impl Queue {
         Ok(processes)
     }
 
-    /// The jobs `identity` is running, from its `<identity>:workers` hash.
+    /// The jobs `identity` is running, from its `<identity>:work` hash
+    /// (Sidekiq 7+ and the runner), else its `<identity>:workers` (6.x).
     async fn running(&self, identity: &str) -> Result<Vec<WorkView>> {
-        let workers: Vec<(String, String)> = self
-            .connection()
+        let (work, workers): (WorkHash, WorkHash) = redis::pipe()
+            .hgetall(keys::work(identity))
             .hgetall(keys::workers(identity))
+            .query_async(&mut self.connection())
             .await
             .with_context(|| format!("reading the jobs of process {identity}"))?;
+        let workers = if work.is_empty() { workers } else { work };
         let mut jobs: Vec<WorkView> = workers
             .into_iter()
             .filter_map(|(_, work)| serde_json::from_str::<Value>(&work).ok())
@@ -356,7 +360,8 @@ impl Queue {
                 WorkView {
                     queue: work["queue"].as_str().unwrap_or_default().to_string(),
                     plugin: work["plugin"].as_str().map(str::to_string),
-                    run_at: timestamp(&work["run_at"]).unwrap_or(0.0),
+                    // Integer seconds in every Sidekiq version.
+                    run_at: work["run_at"].as_f64().unwrap_or(0.0),
                     job: JobView::parse(&payload),
                 }
             })

@@ -25,7 +25,12 @@ pub fn workers(identity: &str) -> String {
     format!("{identity}:workers")
 }
 
-/// The list of Web UI commands (`TSTP`, `TERM`) for a process (Sidekiq).
+/// The hash of a process's running jobs, as Sidekiq 7 and later name it.
+pub fn work(identity: &str) -> String {
+    format!("{identity}:work")
+}
+
+/// The list of Web UI commands (`TSTP`, `TERM`, `TTIN`) for a process (Sidekiq).
 pub fn signals(identity: &str) -> String {
     format!("{identity}-signals")
 }

@@ -11,6 +11,7 @@ pub mod ack;
 mod admin;
 mod browse;
 pub mod keys;
+mod process;
 mod scripts;
 
 use crate::secret::redact_url;
@@ -18,6 +19,7 @@ pub use admin::SetAction;
 pub use browse::{
     Day, Entry, JobView, PAGE_SIZE, Page, ProcessView, QueueSummary, RedisInfo, Stats, WorkView,
 };
+pub use process::Beat;
 
 use crate::clock;
 use anyhow::{Context, Result};
