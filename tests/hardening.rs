@@ -321,8 +321,12 @@ fn a_class_is_never_won_by_file_name_at_restart() {
         runner.wait_for_log(&["plugin refused", "0_collide.wasm", "last served by plugin order_created"], 1);
     assert!(refused[0].contains("thief"), "{refused:?}");
     redis.push("default", &order(2));
+    // Mails delivered within one second come back in any order.
     let mails = smtp.wait_for(2);
-    assert_eq!(mails[1].rcpt, ["buyer2@example.com"], "the order went to its plugin");
+    assert!(
+        mails.iter().any(|m| m.rcpt == ["buyer2@example.com"]),
+        "the order went to its plugin: {mails:?}"
+    );
 
     // A Redis with no history: both claimants are refused, naming each other.
     drop(runner);

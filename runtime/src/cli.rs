@@ -102,9 +102,32 @@ pub struct TryArgs {
 /// Where Redis is; shared by every command.
 #[derive(Args, Debug, Clone)]
 pub struct RedisArgs {
-    /// Redis URL.
+    /// Redis URL: redis://[user:password@]host:port/db, or rediss://... for
+    /// TLS (rediss://...#insecure skips the certificate check).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
     pub redis: String,
+    /// A PEM CA certificate to check a rediss:// server against, instead of
+    /// the system's roots.
+    #[arg(long, env = "REDIS_CA", value_name = "FILE")]
+    pub redis_ca: Option<PathBuf>,
+    /// A PEM client certificate for a rediss:// server that asks for one.
+    #[arg(long, env = "REDIS_CERT", value_name = "FILE", requires = "redis_key")]
+    pub redis_cert: Option<PathBuf>,
+    /// The PEM key of --redis-cert.
+    #[arg(long, env = "REDIS_KEY", value_name = "FILE", requires = "redis_cert")]
+    pub redis_key: Option<PathBuf>,
+}
+
+impl RedisArgs {
+    /// Where Redis is and how to trust it.
+    pub fn endpoint(&self) -> crate::queue::Endpoint {
+        crate::queue::Endpoint {
+            url: self.redis.clone(),
+            ca_file: self.redis_ca.clone(),
+            cert_file: self.redis_cert.clone(),
+            key_file: self.redis_key.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +164,15 @@ fn parse_time(text: &str) -> Result<f64, String> {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// Sidekiq's config file (concurrency, queues, timeout, the
+    /// environment's section, and runner settings under `jobrunner:`);
+    /// flags win over it. [default: config/sidekiq.yml when it exists]
+    #[arg(short = 'C', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The environment whose section of the config file applies.
+    /// [default: $APP_ENV, $RAILS_ENV, $RACK_ENV or development]
+    #[arg(short = 'e', long, value_name = "ENV")]
+    pub environment: Option<String>,
     /// Directory of plugin components (*.wasm); every file is loaded at start.
     #[arg(long, default_value = "plugins")]
     pub plugins: PathBuf,

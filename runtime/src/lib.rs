@@ -4,6 +4,7 @@
 //! Where a job goes, following the modules:
 //!
 //! - [`cli`]: the command line and its defaults.
+//! - [`config`]: Sidekiq's `config/sidekiq.yml`, applied as flags.
 //! - [`runner`]: wires everything together; the main loop and shutdown.
 //! - [`fetch`]: picks the queue (strict or weighted) and takes the next job.
 //! - [`queue`]: Sidekiq's Redis layout and the Lua scripts behind reliable
@@ -37,6 +38,7 @@ pub mod busy;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod config;
 pub mod digest;
 pub mod engine;
 pub mod fetch;

@@ -1,7 +1,6 @@
 //! The `runner` binary: parses the command line and hands over to the library.
 
 use anyhow::Result;
-use clap::Parser;
 use jobrunner::cli::{self, Cli, Command, LogFormat, TryArgs};
 use jobrunner::plugin::Limits;
 use jobrunner::{author, client, queue::Queue, runner};
@@ -12,7 +11,13 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, config_file) = match jobrunner::config::apply(std::env::args_os().collect()) {
+        Ok(applied) => (applied.cli, applied.file),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(Command::CompilePlugin { concurrency, memory_bytes }) = cli.command {
         let engine = jobrunner::engine::EngineLimits { concurrency, memory_bytes };
         return match jobrunner::plugin::compile::compile_stdin(engine) {
@@ -24,6 +29,12 @@ async fn main() -> ExitCode {
         };
     }
     init_logging(cli.log_format);
+    if let Some((file, ignored)) = config_file {
+        tracing::info!(file = %file.display(), "settings read from the config file");
+        if !ignored.is_empty() {
+            tracing::info!(file = %file.display(), settings = ?ignored, "Sidekiq settings the runner has no use for; ignored");
+        }
+    }
     match cli.command {
         Some(Command::Check { file }) => return author::check(&file).await,
         Some(Command::Try(args)) => return try_job(args).await,
@@ -76,7 +87,7 @@ async fn try_job(args: TryArgs) -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Enqueue(args)) => {
-            let queue = Queue::connect(&args.redis.redis).await?;
+            let queue = Queue::connect(&args.redis.endpoint()).await?;
             let at = args.at.or_else(|| args.delay.map(|d| jobrunner::clock::now() + d.as_secs_f64()));
             let jid = client::enqueue(&queue, &args.class, &args.args, &args.queue, at).await?;
             // The jid is the command's output, for scripts to capture.

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::plugin::{self, CodeCache, Compiler, Limits, Loader};
 use crate::policy::Policy;
 use crate::queue::ack::Acker;
-use crate::queue::{DeadLimits, Queue};
+use crate::queue::{DeadLimits, Endpoint, Queue};
 use crate::records::Records;
 use crate::registry::owners::Owners;
 use crate::registry::{self, Registry};
@@ -72,7 +72,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let records =
         Records::new(args.database.as_deref(), concurrency as u32, policy.models().clone(), metrics.clone())?;
     // Everything is checked; only now wait for Redis, which may be starting.
-    let queue = connect(&args.redis.redis).await?.with_dead_limits(dead);
+    let queue = connect(&args.redis.endpoint()).await?.with_dead_limits(dead);
     let mailer = Arc::new(mailer.with_ledger(Ledger::new(queue.connection())));
     let (trigger, shutdown) = shutdown::channel();
     let registry = Arc::new(registry(
@@ -162,12 +162,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
 }
 
 /// Connects to Redis, waiting for it to come up if it isn't yet.
-async fn connect(url: &str) -> Result<Queue> {
-    redis::Client::open(url)
-        .with_context(|| format!("--redis {} is not a valid Redis URL", crate::secret::redact_url(url)))?;
+async fn connect(endpoint: &Endpoint) -> Result<Queue> {
+    endpoint.client().context("--redis")?;
     let mut wait = Duration::from_millis(500);
     loop {
-        match Queue::connect(url).await {
+        match Queue::connect(endpoint).await {
             Ok(queue) => return Ok(queue),
             Err(err) => tracing::warn!(error = %format!("{err:#}"), "Redis is not reachable yet; retrying"),
         }

@@ -10,6 +10,7 @@
 pub mod ack;
 mod admin;
 mod browse;
+mod endpoint;
 pub mod keys;
 mod process;
 mod scripts;
@@ -19,6 +20,7 @@ pub use admin::SetAction;
 pub use browse::{
     Day, Entry, JobView, PAGE_SIZE, Page, ProcessView, QueueSummary, RedisInfo, Stats, WorkView,
 };
+pub use endpoint::Endpoint;
 pub use process::Beat;
 
 use crate::clock;
@@ -96,14 +98,13 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Connects to the Redis at `url`.
-    pub async fn connect(url: &str) -> Result<Queue> {
-        let client =
-            redis::Client::open(url).with_context(|| format!("invalid Redis URL {}", redact_url(url)))?;
+    /// Connects to the Redis at `endpoint`.
+    pub async fn connect(endpoint: &Endpoint) -> Result<Queue> {
+        let client = endpoint.client()?;
         let conn = client
             .get_connection_manager_with_config(reconnect_policy())
             .await
-            .with_context(|| format!("connecting to Redis at {}", redact_url(url)))?;
+            .with_context(|| format!("connecting to Redis at {}", redact_url(&endpoint.url)))?;
         Ok(Queue { conn, client, waiter: Arc::default(), dead: DeadLimits::default() })
     }
 
