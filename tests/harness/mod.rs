@@ -9,6 +9,7 @@
 //! - [`Shop`]: the example Rails app (`scripts/shop/app.rb`), run by Ruby.
 //! - [`Runner`]: the `runner` binary, with a plugins directory of its own.
 //! - [`Browser`]: headless Chromium over WebDriver, for the dashboard.
+//! - [`Certs`]: a CA and certificates made with `openssl`, for TLS.
 //! - [`eventually`]: polling for a condition with a deadline.
 //! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
 
@@ -19,6 +20,7 @@ mod redis_server;
 mod runner;
 mod shop;
 mod smtp;
+mod tls;
 
 pub use browser::Browser;
 pub use mariadb::MariaDb;
@@ -27,6 +29,7 @@ pub use redis_server::Redis;
 pub use runner::{Runner, RunnerOptions, runner_bin};
 pub use shop::Shop;
 pub use smtp::{Mail, SmtpSink};
+pub use tls::Certs;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -14,8 +14,12 @@ pub struct Redis {
     port: u16,
     /// Whether it keeps its data on disk (AOF, fsync on every write).
     persistent: bool,
+    /// More options, e.g. a TLS port.
+    extra: Vec<String>,
     /// `redis://127.0.0.1:<port>`.
     pub url: String,
+    /// `rediss://127.0.0.1:<tls port>` when it also listens with TLS.
+    pub tls_url: Option<String>,
 }
 
 impl Redis {
@@ -30,11 +34,38 @@ impl Redis {
         Redis::start_with(true)
     }
 
+    /// A Redis that also listens with TLS, with the server certificate of
+    /// `certs`; with `client_certs`, a TLS client must present one the CA signed.
+    pub fn start_tls(certs: &crate::Certs, client_certs: bool) -> Redis {
+        let tls_port = free_port();
+        let path = |name: &str| certs.path(name).display().to_string();
+        let extra = vec![
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            path("server.crt"),
+            "--tls-key-file".into(),
+            path("server.key"),
+            "--tls-ca-cert-file".into(),
+            path("ca.crt"),
+            "--tls-auth-clients".into(),
+            if client_certs { "yes" } else { "no" }.into(),
+        ];
+        let mut redis = Redis::spawn_with(false, extra);
+        redis.tls_url = Some(format!("rediss://127.0.0.1:{tls_port}"));
+        redis
+    }
+
     fn start_with(persistent: bool) -> Redis {
+        Redis::spawn_with(persistent, Vec::new())
+    }
+
+    fn spawn_with(persistent: bool, extra: Vec<String>) -> Redis {
         let dir = tempfile::tempdir().expect("creating Redis's temp dir");
         let port = free_port();
-        let child = spawn(port, &dir, persistent);
-        let redis = Redis { child, dir, port, persistent, url: format!("redis://127.0.0.1:{port}") };
+        let child = spawn(port, &dir, persistent, &extra);
+        let url = format!("redis://127.0.0.1:{port}");
+        let redis = Redis { child, dir, port, persistent, extra, url, tls_url: None };
         redis.wait_ready();
         redis
     }
@@ -49,7 +80,7 @@ impl Redis {
     /// persistent, with an empty data set otherwise.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(self.port, &self.dir, self.persistent);
+        self.child = spawn(self.port, &self.dir, self.persistent, &self.extra);
         self.wait_ready();
     }
 
@@ -121,7 +152,7 @@ impl Redis {
     }
 }
 
-fn spawn(port: u16, dir: &TempDir, persistent: bool) -> Child {
+fn spawn(port: u16, dir: &TempDir, persistent: bool, extra: &[String]) -> Child {
     let aof: &[&str] = if persistent {
         &["--appendonly", "yes", "--appendfsync", "always"]
     } else {
@@ -130,6 +161,7 @@ fn spawn(port: u16, dir: &TempDir, persistent: bool) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
         .args(aof)
+        .args(extra)
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())

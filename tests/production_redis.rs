@@ -1,0 +1,114 @@
+//! Redis as production runs it: over TLS (a CA file, client certificates,
+//! `#insecure` for development) and as a Redis 6 ACL user holding exactly
+//! the permissions the README documents.
+
+use jobrunner_tests::{
+    Certs, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, repo_root, runner_bin,
+};
+use serde_json::json;
+use std::process::{Command, Output};
+
+fn welcome(jid: &str, to: &str) -> String {
+    job_json("WelcomeMailJob", json!([to, "Ann"]), jid)
+}
+
+/// `runner enqueue` against `url` with extra flags.
+fn enqueue(url: &str, flags: &[&str]) -> Output {
+    Command::new(runner_bin())
+        .args(["enqueue", "WelcomeMailJob", r#"["bo@example.com","Bo"]"#, "--redis", url])
+        .args(flags)
+        .output()
+        .expect("running runner enqueue")
+}
+
+#[test]
+fn jobs_run_over_tls_checked_against_a_ca_file() {
+    let certs = Certs::generate();
+    let (redis, smtp) = (Redis::start_tls(&certs, false), SmtpSink::start());
+    let tls_url = redis.tls_url.clone().unwrap();
+    let ca = certs.path("ca.crt").display().to_string();
+    let runner = Runner::start(
+        &tls_url,
+        &smtp.url,
+        RunnerOptions::plugins(&["welcome_mail"]).args(&["--redis-ca", &ca]),
+    );
+    redis.push("default", &welcome("d1d1d1d1d1d1d1d1d1d1d1d1", "ann@example.com"));
+    assert_eq!(smtp.wait_for(1)[0].rcpt, ["ann@example.com"]);
+    drop(runner);
+
+    // Without the CA the system's roots don't know the server: refused.
+    let untrusted = enqueue(&tls_url, &[]);
+    let said = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(!untrusted.status.success() && said.contains("connecting to Redis"), "{said}");
+    // `#insecure` skips the check, for development.
+    let insecure = enqueue(&format!("{tls_url}/#insecure"), &[]);
+    assert!(insecure.status.success(), "{}", String::from_utf8_lossy(&insecure.stderr));
+    assert_eq!(redis.llen("queue:default"), 1);
+}
+
+#[test]
+fn a_server_that_asks_for_a_client_certificate_gets_one() {
+    let certs = Certs::generate();
+    let (redis, smtp) = (Redis::start_tls(&certs, true), SmtpSink::start());
+    let tls_url = redis.tls_url.clone().unwrap();
+    let path = |name: &str| certs.path(name).display().to_string();
+    let without = enqueue(&tls_url, &["--redis-ca", &path("ca.crt")]);
+    assert!(!without.status.success(), "a client without a certificate got in");
+    let with = [
+        "--redis-ca",
+        &path("ca.crt"),
+        "--redis-cert",
+        &path("client.crt"),
+        "--redis-key",
+        &path("client.key"),
+    ];
+    let pushed = enqueue(&tls_url, &with);
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let _runner = Runner::start(&tls_url, &smtp.url, RunnerOptions::plugins(&["welcome_mail"]).args(&with));
+    assert_eq!(smtp.wait_for(1)[0].rcpt, ["bo@example.com"]);
+}
+
+/// The `ACL SETUSER` line of the README, with `password` in it.
+fn documented_acl(password: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let line =
+        readme.lines().find(|l| l.starts_with("ACL SETUSER jobrunner ")).expect("the README's ACL line");
+    line.replace(">PASSWORD", &format!(">{password}")).split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn the_documented_acl_user_is_all_the_runner_needs() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let acl = documented_acl("s3cret-acl");
+    let args: Vec<&str> = acl.iter().map(String::as_str).collect();
+    let _: () = redis.query(&args);
+    let url = redis.url.replace("redis://", "redis://jobrunner:s3cret-acl@");
+    let plugins = RunnerOptions::plugins(&["welcome_mail", "misbehave"]);
+
+    // Done, retried (moved back by the poller), dead, scheduled, recovered.
+    let mut doomed = Runner::start(&url, &smtp.url, plugins.clone());
+    redis.push("default", &job_json("SlowJob", json!([60_000]), "e0e0e0e0e0e0e0e0e0e0e0e0"));
+    eventually("the slow job running", WAIT, || (redis.inprogress_jobs() == 1).then_some(()));
+    doomed.kill();
+    let runner = Runner::start(&url, &smtp.url, plugins.args(&["--timeout", "2"]));
+    runner.wait_for_log(&["runner is gone"], 1);
+    redis.push("default", &welcome("e1e1e1e1e1e1e1e1e1e1e1e1", "ann@example.com"));
+    redis.push("default", &job_json("FlakyJob", json!(["again"]), "e2e2e2e2e2e2e2e2e2e2e2e2"));
+    redis.push("default", &job_json("BrokenJob", json!(["bad"]), "e3e3e3e3e3e3e3e3e3e3e3e3"));
+    let scheduled = enqueue(&url, &["--in", "1s"]);
+    assert!(scheduled.status.success(), "{}", String::from_utf8_lossy(&scheduled.stderr));
+    eventually("a retry", WAIT, || (redis.sorted_set("retry").len() == 1).then_some(()));
+    let member: Vec<String> = redis.query(&["ZRANGE", "retry", "0", "0"]);
+    let _: () = redis.query(&["ZADD", "retry", "0", &member[0]]);
+    runner.wait_for_log(&["job failed", "e2e2e2e2e2e2e2e2e2e2e2e2"], 2);
+    assert_eq!(smtp.wait_for(2).len(), 2);
+    eventually("the dead job", WAIT, || (redis.sorted_set("dead").len() == 1).then_some(()));
+    for page in ["/", "/queues", "/busy", "/retries", "/dead", "/scheduled", "/plugins", "/metrics"] {
+        let status =
+            ureq::get(&format!("{}{page}", runner.dashboard_url())).call().map(|r| r.status().as_u16());
+        assert_eq!(status.ok(), Some(200), "{page}");
+    }
+    drop(runner);
+    let denied: Vec<redis::Value> = redis.query(&["ACL", "LOG"]);
+    assert!(denied.is_empty(), "commands the documented user lacks: {denied:?}");
+}
