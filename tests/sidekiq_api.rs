@@ -188,3 +188,30 @@ fn a_sidekiq_8_payload_keeps_its_fields_and_units() {
     let delay = score[0].1 - now();
     assert!((900_000.0..1_000_000.0).contains(&delay), "the retry score is float seconds: {}", score[0].1);
 }
+
+#[test]
+fn the_dashboard_shows_compressed_backtraces_as_lines() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]));
+    // As Sidekiq 6.4-7.2.0 (Base64 with line breaks) and 7.2.1+ (strict) store it.
+    let encoded = ruby(
+        &redis,
+        r#"require "zlib"; require "base64"
+           deflated = Zlib::Deflate.deflate(JSON.generate(["app/jobs/order_job.rb:12:in `perform'"] * 5))
+           puts JSON.generate([Base64.encode64(deflated), Base64.strict_encode64(deflated)])"#,
+    );
+    let forms: Vec<String> = serde_json::from_str(&encoded).unwrap();
+    assert!(forms[0].contains('\n') && !forms[1].contains('\n'));
+    for (i, form) in forms.iter().enumerate() {
+        let job = json!({"class": "OrderJob", "args": [], "jid": format!("{i:0>24}"), "queue": "default",
+            "error_message": "boom", "error_class": "RuntimeError", "error_backtrace": form});
+        let _: () = redis.query(&["ZADD", "dead", &format!("{}", now() + i as f64), &job.to_string()]);
+    }
+    let page = ureq::get(&format!("{}/dead", runner.dashboard_url()))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(page.matches("app/jobs/order_job.rb:12").count(), 10, "both forms decoded, five lines each");
+}

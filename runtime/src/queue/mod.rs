@@ -9,6 +9,7 @@
 
 pub mod ack;
 mod admin;
+pub mod backtrace;
 mod browse;
 mod endpoint;
 pub mod keys;

@@ -141,16 +141,11 @@ fn row(entry: &Entry, set: SetPage) -> Markup {
     }
 }
 
-/// Sidekiq keeps a backtrace as an array of lines (7.x compresses it; shown as is).
+/// A backtrace in any form Sidekiq 6.4 to 8.x writes, else as it is.
 fn backtrace_text(backtrace: &serde_json::Value) -> String {
-    match backtrace {
-        serde_json::Value::Array(lines) => lines
-            .iter()
-            .map(|l| l.as_str().map(str::to_string).unwrap_or_else(|| l.to_string()))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        serde_json::Value::String(text) => text.clone(),
-        other => other.to_string(),
+    match crate::queue::backtrace::lines(backtrace) {
+        Some(lines) => lines.join("\n"),
+        None => backtrace.as_str().map(str::to_string).unwrap_or_else(|| backtrace.to_string()),
     }
 }
 
