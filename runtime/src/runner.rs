@@ -72,8 +72,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let records =
         Records::new(args.database.as_deref(), concurrency as u32, policy.models().clone(), metrics.clone())?;
     // Everything is checked; only now wait for Redis, which may be starting.
-    let queue = connect(&args.redis.endpoint()).await?.with_dead_limits(dead);
-    let mailer = Arc::new(mailer.with_ledger(Ledger::new(queue.connection())));
+    let endpoint = args.redis.endpoint();
+    let queue = connect(&endpoint).await?.with_dead_limits(dead);
+    let mailer = Arc::new(mailer.with_ledger(Ledger::new(queue.clone())));
     let (trigger, shutdown) = shutdown::channel();
     let registry = Arc::new(registry(
         &args,
@@ -119,6 +120,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     tracing::info!(identity = %process.identity, queues = ?order.names(), concurrency, "runner started");
 
     shutdown::on_signals(trigger.clone());
+    if endpoint.is_sentinel() {
+        let queues = order.names().iter().map(|q| q.to_string()).collect();
+        follow_master(&queue, endpoint, (process.identity.clone(), queues), busy.clone(), shutdown.clone());
+    }
     heartbeat::on_ttin(busy.clone());
     let heartbeat =
         heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, (shutdown.clone(), trigger));
@@ -161,9 +166,41 @@ pub async fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// Behind Sentinel, follows the master. After a switch, the jobs the new
+/// master holds in progress for this runner but that aren't running (the
+/// old master saw them finish; the new one never heard) go back to their
+/// queues: run twice rather than lost.
+fn follow_master(
+    queue: &Queue,
+    endpoint: Endpoint,
+    (identity, queues): (String, Vec<String>),
+    busy: Arc<Busy>,
+    shutdown: shutdown::Shutdown,
+) {
+    let mut switches = queue.follow_master(endpoint, shutdown);
+    let queue = queue.clone();
+    tokio::spawn(async move {
+        while switches.changed().await.is_ok() {
+            for name in &queues {
+                match queue.rescue(&identity, name, &busy.payloads(name)).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(queue = %name, jobs = n, "jobs the old master saw finish are back in their queue")
+                    }
+                    Err(err) => {
+                        tracing::warn!(queue = %name, error = %format!("{err:#}"), "could not check in-progress jobs on the new master")
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// Connects to Redis, waiting for it to come up if it isn't yet.
 async fn connect(endpoint: &Endpoint) -> Result<Queue> {
-    endpoint.client().context("--redis")?;
+    endpoint.check().with_context(|| {
+        format!("--redis {} is not a valid Redis URL", crate::secret::redact_url(&endpoint.url))
+    })?;
     let mut wait = Duration::from_millis(500);
     loop {
         match Queue::connect(endpoint).await {
@@ -252,7 +289,7 @@ fn registry(
     (mailer, policy, metrics, records): (Arc<Mailer>, Arc<Policy>, Arc<Metrics>, Records),
     queue: &Queue,
 ) -> Result<Registry> {
-    let owners = Owners::new(policy.class_pins().clone(), Some(queue.connection()));
+    let owners = Owners::new(policy.class_pins().clone(), Some(queue.clone()));
     let engine_limits = engine::EngineLimits { concurrency, memory_bytes: limits.memory_bytes };
     let engine = engine::build(engine_limits)?;
     let cache = Arc::new(CodeCache::new(args.code_cache_dir().as_deref(), &engine)?);

@@ -10,6 +10,7 @@
 //! - [`Runner`]: the `runner` binary, with a plugins directory of its own.
 //! - [`Browser`]: headless Chromium over WebDriver, for the dashboard.
 //! - [`Certs`]: a CA and certificates made with `openssl`, for TLS.
+//! - [`Sentinel`]: a Redis master, its replica and a sentinel.
 //! - [`eventually`]: polling for a condition with a deadline.
 //! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
 
@@ -18,6 +19,7 @@ mod mariadb;
 mod postgres;
 mod redis_server;
 mod runner;
+mod sentinel;
 mod shop;
 mod smtp;
 mod tls;
@@ -27,6 +29,7 @@ pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use redis_server::Redis;
 pub use runner::{Runner, RunnerOptions, runner_bin};
+pub use sentinel::Sentinel;
 pub use shop::Shop;
 pub use smtp::{Mail, SmtpSink};
 pub use tls::Certs;

@@ -56,6 +56,11 @@ impl Redis {
         redis
     }
 
+    /// A Redis replicating `master`.
+    pub fn start_replica_of(master: &Redis) -> Redis {
+        Redis::spawn_with(false, vec!["--replicaof".into(), "127.0.0.1".into(), master.port.to_string()])
+    }
+
     fn start_with(persistent: bool) -> Redis {
         Redis::spawn_with(persistent, Vec::new())
     }

@@ -20,11 +20,11 @@
 //! one hash, `jobrunner:sent:<jid>`, dropped when the job is done and
 //! expiring after the retry window otherwise.
 
+use crate::queue::Queue;
 use crate::queue::keys::sent_mail as key;
 use anyhow::{Context, Result};
 use redis::AsyncCommands;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use std::sync::LazyLock;
 
 /// How long a job's sent mail is remembered: the 25 retries of Sidekiq's
@@ -52,8 +52,8 @@ return 0",
 /// The mail sent per job, in Redis.
 #[derive(Clone)]
 pub struct Ledger {
-    /// Shared with the queue; reconnects by itself.
-    conn: ConnectionManager,
+    /// Where the ledger lives: the queue's Redis.
+    queue: Queue,
 }
 
 /// What the ledger knew of a call when it was claimed.
@@ -71,14 +71,14 @@ pub enum Claim {
 }
 
 impl Ledger {
-    pub fn new(conn: ConnectionManager) -> Ledger {
-        Ledger { conn }
+    pub fn new(queue: Queue) -> Ledger {
+        Ledger { queue }
     }
 
     /// Claims call `seq` of job `jid`, about to be sent as `message_id`,
     /// unless an earlier run claimed it. One round trip.
     pub async fn claim(&self, jid: &str, seq: u32, message_id: &str) -> Result<Claim> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.queue.connection();
         let (claimed, current): (bool, Option<String>) = redis::pipe()
             .hset_nx(key(jid), seq, format!("{SENDING}{message_id}"))
             .hget(key(jid), seq)
@@ -104,7 +104,7 @@ impl Ledger {
 
     /// Notes that call `seq` of job `jid` was accepted as `message_id`.
     pub async fn confirm(&self, jid: &str, seq: u32, message_id: &str) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.queue.connection();
         conn.hset::<_, _, _, ()>(key(jid), seq, message_id)
             .await
             .with_context(|| format!("noting mail {seq} of job {jid} in the sent-mail ledger"))
@@ -112,7 +112,7 @@ impl Ledger {
 
     /// Notes that call `seq` of job `jid` ran out of time while being sent.
     pub async fn interrupt(&self, jid: &str, seq: u32) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.queue.connection();
         INTERRUPT
             .key(key(jid))
             .arg(seq)
@@ -123,7 +123,7 @@ impl Ledger {
 
     /// Gives back the claim on call `seq` of job `jid`: sending it failed.
     pub async fn release(&self, jid: &str, seq: u32) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.queue.connection();
         conn.hdel::<_, _, ()>(key(jid), seq)
             .await
             .with_context(|| format!("releasing mail {seq} of job {jid} in the sent-mail ledger"))

@@ -13,10 +13,10 @@ pub mod backtrace;
 mod browse;
 mod endpoint;
 pub mod keys;
+mod link;
 mod process;
 mod scripts;
 
-use crate::secret::redact_url;
 pub use admin::SetAction;
 pub use browse::{
     Day, Entry, JobView, PAGE_SIZE, Page, ProcessView, QueueSummary, RedisInfo, Stats, WorkView,
@@ -26,6 +26,7 @@ pub use process::Beat;
 
 use crate::clock;
 use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use std::sync::Arc;
@@ -87,10 +88,9 @@ pub struct Finished<'a> {
 /// A handle on the queue; cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    /// Reconnects by itself after Redis restarts.
-    conn: ConnectionManager,
-    /// Opens the connection that waits for jobs.
-    client: redis::Client,
+    /// The connection to the Redis master; replaced when Sentinel names
+    /// another (see [`link`]).
+    link: Arc<ArcSwap<link::Link>>,
     /// A connection of its own for blocking waits, which would hold up
     /// every other command on the shared one; opened on first use.
     waiter: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
@@ -99,14 +99,11 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Connects to the Redis at `endpoint`.
+    /// Connects to the Redis at `endpoint` (the master, behind Sentinel).
     pub async fn connect(endpoint: &Endpoint) -> Result<Queue> {
-        let client = endpoint.client()?;
-        let conn = client
-            .get_connection_manager_with_config(reconnect_policy())
-            .await
-            .with_context(|| format!("connecting to Redis at {}", redact_url(&endpoint.url)))?;
-        Ok(Queue { conn, client, waiter: Arc::default(), dead: DeadLimits::default() })
+        let url = endpoint.master_url().await?;
+        let link = Arc::new(ArcSwap::from_pointee(link::Link::open(endpoint, &url).await?));
+        Ok(Queue { link, waiter: Arc::default(), dead: DeadLimits::default() })
     }
 
     /// Trims the dead set to `limits` instead of Sidekiq's defaults.
@@ -119,14 +116,14 @@ impl Queue {
         self.dead
     }
 
-    /// The underlying connection, for the process heartbeat.
+    /// A connection to the current master, for one command or pipeline.
     pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.link.load().conn.clone()
     }
 
     /// Pushes a job's JSON onto `queue` exactly as Sidekiq's client does.
     pub async fn push(&self, queue: &str, payload: &str) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         redis::pipe()
             .atomic()
             .sadd(keys::QUEUES, queue)
@@ -139,7 +136,7 @@ impl Queue {
     /// Puts a job's JSON into the `schedule` set, due at `at` (epoch
     /// seconds), exactly as Sidekiq's client does for `perform_at`.
     pub async fn schedule(&self, payload: &str, at: f64) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         conn.zadd::<_, _, _, ()>(keys::SCHEDULE, payload, at).await.context("scheduling a job")
     }
 
@@ -152,7 +149,7 @@ impl Queue {
         for queue in queues {
             invocation.key(keys::queue(queue)).key(keys::inprogress(identity, queue)).arg(*queue);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         invocation.invoke_async(&mut conn).await.context("fetching jobs")
     }
 
@@ -167,11 +164,9 @@ impl Queue {
     ) -> Result<Option<(String, Vec<u8>)>> {
         let mut waiter = self.waiter.lock().await;
         if waiter.is_none() {
-            let conn = self
-                .client
-                .get_multiplexed_async_connection()
-                .await
-                .context("connecting to wait for jobs")?;
+            let client = self.link.load().client.clone();
+            let conn =
+                client.get_multiplexed_async_connection().await.context("connecting to wait for jobs")?;
             *waiter = Some(conn);
         }
         let conn = waiter.as_mut().expect("connected above");
@@ -212,7 +207,7 @@ impl Queue {
             pipe.lrem(keys::inprogress(identity, job.queue), 1, job.raw);
             self.record(&mut pipe, job, now);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         pipe.exec_async(&mut conn).await.context("recording outcomes of jobs")
     }
 
@@ -237,7 +232,7 @@ impl Queue {
     /// Declares the queues `identity` fetches from, so a recovery knows
     /// which in-progress lists to look at.
     pub async fn register(&self, identity: &str, queues: &[&str]) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         redis::pipe()
             .atomic()
             .sadd(keys::RUNNERS, identity)
@@ -249,7 +244,7 @@ impl Queue {
 
     /// Every runner that may hold in-progress jobs.
     pub async fn runners(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         conn.smembers(keys::RUNNERS).await.context("listing runners")
     }
 
@@ -257,7 +252,7 @@ impl Queue {
     /// than `timeout_secs` (or at once when `force`). Returns the number
     /// requeued, or `None` when the runner is alive.
     pub async fn recover(&self, identity: &str, timeout_secs: f64, force: bool) -> Result<Option<u64>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let moved: i64 = scripts::RECOVER
             .key(keys::RUNNERS)
             .key(keys::inprogress_set(identity))
@@ -281,7 +276,7 @@ impl Queue {
         for job in running {
             invocation.arg(&**job);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         invocation
             .invoke_async(&mut conn)
             .await
@@ -290,7 +285,7 @@ impl Queue {
 
     /// Moves due jobs from the `schedule` or `retry` set to their queues.
     pub async fn enqueue_due(&self, set: &str, limit: u32) -> Result<u64> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         scripts::ENQUEUE_DUE
             .key(set)
             .arg(clock::now())

@@ -9,9 +9,9 @@
 //! with neither, every claimant is refused with an error naming them all.
 
 use crate::plugin::PluginMeta;
+use crate::queue::Queue;
 use anyhow::{Result, bail};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
@@ -23,11 +23,11 @@ pub struct Owners {
     /// Class -> the plugin name the policy gives it to.
     pins: HashMap<String, String>,
     /// Where owners are remembered; `None` remembers nothing.
-    redis: Option<ConnectionManager>,
+    redis: Option<Queue>,
 }
 
 impl Owners {
-    pub fn new(pins: HashMap<String, String>, redis: Option<ConnectionManager>) -> Owners {
+    pub fn new(pins: HashMap<String, String>, redis: Option<Queue>) -> Owners {
         Owners { pins, redis }
     }
 
@@ -58,7 +58,7 @@ impl Owners {
         let Some(redis) = &self.redis else { return };
         let fields: Vec<(&str, &str)> =
             plugin.classes.iter().map(|c| (c.as_str(), plugin.name.as_str())).collect();
-        if let Err(err) = redis.clone().hset_multiple::<_, _, _, ()>(CLASS_OWNERS, &fields).await {
+        if let Err(err) = redis.connection().hset_multiple::<_, _, _, ()>(CLASS_OWNERS, &fields).await {
             tracing::warn!(plugin = %plugin.name, error = %err, "could not remember the plugin's classes");
         }
     }
@@ -67,7 +67,7 @@ impl Owners {
     async fn remembered(&self, classes: &[&String]) -> HashMap<String, String> {
         let Some(redis) = self.redis.as_ref().filter(|_| !classes.is_empty()) else { return HashMap::new() };
         let owners: redis::RedisResult<Vec<Option<String>>> =
-            redis::cmd("HMGET").arg(CLASS_OWNERS).arg(classes).query_async(&mut redis.clone()).await;
+            redis::cmd("HMGET").arg(CLASS_OWNERS).arg(classes).query_async(&mut redis.connection()).await;
         match owners {
             Ok(owners) => classes.iter().zip(owners).filter_map(|(c, o)| Some(((*c).clone(), o?))).collect(),
             Err(err) => {
