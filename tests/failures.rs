@@ -132,11 +132,13 @@ fn a_plugin_writing_lots_to_stderr_still_works() {
 fn scheduled_jobs_run_when_due() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let due = jobrunner_tests::now() + 2.5;
     let payload = job("EchoJob", json!(["ops@example.com", "scheduled"]));
-    let _: () = redis.query(&["ZADD", "schedule", &(now - 1.0).to_string(), &payload]);
+    let _: () = redis.query(&["ZADD", "schedule", &due.to_string(), &payload]);
+    jobrunner_tests::never_before(due, "the scheduled job ran", || smtp.count() == 0);
     let mails = smtp.wait_for(1);
     assert_eq!(mails[0].subject, "scheduled");
+    assert!(jobrunner_tests::now() >= due);
     assert!(redis.sorted_set("schedule").is_empty());
 }
 

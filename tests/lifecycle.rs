@@ -2,7 +2,9 @@
 //! SMTP outages, the dead set's limits, the process record Sidekiq's Web UI
 //! reads, and quiet / stop by signal or from the Web UI.
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, now, runner_bin};
+use jobrunner_tests::{
+    Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now, runner_bin,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -43,8 +45,7 @@ fn scheduled_and_retried_jobs_run_when_due_and_once_with_three_runners() {
         retried["error_message"] = json!("an earlier failure");
         let _: () = redis.query(&["ZADD", "retry", &due.to_string(), &retried.to_string()]);
     }
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(smtp.count(), 0, "nothing runs before it is due");
+    never_before(due, "a scheduled or retried job ran", || smtp.count() == 0);
 
     eventually("all 300 mails", WAIT, || (smtp.count() >= 300).then_some(()));
     eventually("schedule and retry sets empty", WAIT, || {
@@ -190,4 +191,24 @@ fn a_second_sigterm_exits_at_once_and_the_job_is_recovered() {
 
     runner.restart();
     assert_eq!(smtp.wait_for(1)[0].subject, "interrupted");
+}
+
+#[test]
+fn a_job_that_finishes_within_the_shutdown_timeout_is_done_not_requeued() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = RunnerOptions::default().args(&["--shutdown-timeout", "15"]);
+    let mut runner = Runner::start(&redis.url, &smtp.url, options);
+    redis.push(
+        "default",
+        &job_json("SlowJob", json!([3000, "ops@example.com", "finished"]), "444444444444444444444444"),
+    );
+    eventually("the job to start", WAIT, || (redis.inprogress_jobs() == 1).then_some(()));
+    runner.signal(libc::SIGTERM);
+    runner.wait_for_log(&["shutting down"], 1);
+    let status = runner.wait_exit(WAIT);
+    assert!(status.success(), "exited with {status}");
+    assert_eq!(smtp.messages().iter().map(|m| m.subject.as_str()).collect::<Vec<_>>(), ["finished"]);
+    assert_eq!((redis.llen("queue:default"), redis.inprogress_jobs()), (0, 0), "done, not put back");
+    assert_eq!(redis.query::<Option<u64>>(&["GET", "stat:processed"]), Some(1));
+    assert!(!runner.logs().contains("put back at the front"), "{}", runner.logs());
 }

@@ -18,6 +18,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Bytes of each memory and table slot kept resident between instances.
 const KEEP_RESIDENT: usize = 2 << 20;
 
+/// The most table elements an instance may grow a table to; the pooling
+/// allocator reserves this many per table slot, and the memory cap
+/// (`plugin::cap`) refuses growth beyond it.
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+
 /// The most linear memories one component may hold.
 pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 /// The most tables one component may hold.
@@ -61,7 +66,7 @@ fn pooling(limits: EngineLimits) -> PoolingAllocationConfig {
     // with dozens of memories is refused instead of starving the others.
     pool.max_memories_per_component(MAX_MEMORIES_PER_COMPONENT);
     pool.max_tables_per_component(MAX_TABLES_PER_COMPONENT);
-    pool.table_elements(crate::plugin::MAX_TABLE_ELEMENTS);
+    pool.table_elements(MAX_TABLE_ELEMENTS);
     pool.max_memory_size(limits.memory_bytes);
     // Reset the pages a job touched by hand rather than handing them back
     // to the kernel: faulting them in again for the next job, and the TLB

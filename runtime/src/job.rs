@@ -7,7 +7,7 @@
 //! parsed, to record failures on it the way Sidekiq does.
 
 use crate::activejob;
-use crate::plugin::wit;
+use crate::wit;
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value};
 

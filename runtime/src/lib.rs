@@ -16,6 +16,7 @@
 //! - [`retry`]: Sidekiq's retry policy and backoff.
 //! - [`registry`]: which plugin serves which class; swapped atomically.
 //! - [`plugin`]: compiling, linking and running one component under limits.
+//! - [`wit`]: the contract's types, shared by the host and its plugins.
 //! - [`policy`]: what each plugin may do with `send-mail`, `log` and `records`.
 //! - [`records`]: the app's database rows, read-only, for plugins.
 //! - [`engine`]: the wasmtime engine, pooling allocator and epoch ticker.
@@ -58,4 +59,5 @@ pub mod secret;
 pub mod shutdown;
 pub mod untrusted;
 pub mod web;
+pub mod wit;
 pub mod worker;

@@ -10,11 +10,12 @@
 use crate::busy::Running;
 use crate::job::Job;
 use crate::metrics::{Metrics, NO_PLUGIN, UNHANDLED_CLASS};
-use crate::plugin::{CallError, wit};
+use crate::plugin::CallError;
 use crate::queue::Outcome;
 use crate::queue::ack::Acker;
 use crate::registry::Registry;
 use crate::retry::{self, Disposition, Failure};
+use crate::wit;
 use crate::{clock, shutdown::Shutdown};
 use serde_json::{Value, json};
 use std::sync::Arc;

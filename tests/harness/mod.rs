@@ -11,7 +11,8 @@
 //! - [`Browser`]: headless Chromium over WebDriver, for the dashboard.
 //! - [`Certs`]: a CA and certificates made with `openssl`, for TLS.
 //! - [`Sentinel`]: a Redis master, its replica and a sentinel.
-//! - [`eventually`]: polling for a condition with a deadline.
+//! - [`eventually`]: polling for a condition with a deadline; [`never_before`]:
+//!   polling that something stays undone through a whole window.
 //! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
 
 mod browser;
@@ -99,3 +100,12 @@ pub fn now() -> f64 {
 
 /// The default deadline for things that should happen within seconds.
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Checks `still_undone` every 20 ms until `until` (epoch seconds), so
+/// "not before it is due" holds for the whole window, not one sample.
+pub fn never_before(until: f64, what: &str, mut still_undone: impl FnMut() -> bool) {
+    while now() < until - 0.05 {
+        assert!(still_undone(), "{what} before it was due ({:.2}s early)", until - now());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

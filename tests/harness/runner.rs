@@ -154,9 +154,12 @@ impl Runner {
         self.dir.path().join("runner.log")
     }
 
-    /// Everything it has logged, across restarts.
+    /// Everything it has logged, across restarts. A runner killed mid-line
+    /// can leave half a character behind, so the text is read lossily.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        std::fs::read(self.log_path())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
     }
 
     /// Waits until at least `count` log lines contain every one of `parts`,

@@ -5,8 +5,8 @@
 use super::{default_limits, load};
 use crate::job::Job;
 use crate::mail::Mailer;
-use crate::plugin::wit;
 use crate::policy::Policy;
+use crate::wit;
 use anyhow::{Result, ensure};
 use std::path::Path;
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 //! address and header on the way so that a bad one is reported as invalid
 //! input naming the field, not as a delivery failure.
 
-use crate::plugin::wit::{Email, MailError};
+use super::SendError;
+use crate::wit::Email;
 use lettre::Message;
 use lettre::address::Envelope;
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -28,11 +29,11 @@ const RESERVED: &[&str] = &[
 /// The longest header name accepted (RFC 5322 lines are 78 characters).
 const MAX_NAME: usize = 76;
 
-fn invalid(msg: String) -> MailError {
-    MailError::InvalidInput(msg)
+fn invalid(msg: String) -> SendError {
+    SendError::InvalidInput(msg)
 }
 
-fn mailbox(field: &str, address: &str) -> Result<Mailbox, MailError> {
+fn mailbox(field: &str, address: &str) -> Result<Mailbox, SendError> {
     address.parse().map_err(|e| invalid(format!("invalid `{field}` address {address:?}: {e}")))
 }
 
@@ -44,7 +45,7 @@ pub fn message(
     email: &Email,
     default_from: &Mailbox,
     key: Option<(&str, u32)>,
-) -> Result<Message, MailError> {
+) -> Result<Message, SendError> {
     if email.to.is_empty() && email.cc.is_empty() && email.bcc.is_empty() {
         return Err(invalid("the message has no recipient (to, cc and bcc are empty)".into()));
     }
@@ -93,7 +94,7 @@ pub fn prepare(
     email: &Email,
     default_from: &Mailbox,
     key: Option<(&str, u32)>,
-) -> Result<Prepared, MailError> {
+) -> Result<Prepared, SendError> {
     let message = message(email, default_from, key)?;
     let id = message.headers().get_raw("Message-ID").unwrap_or_default().to_string();
     Ok(Prepared { envelope: message.envelope().clone(), raw: message.formatted(), id })
@@ -115,7 +116,7 @@ fn message_id(jid: &str, seq: u32, from: &Mailbox) -> String {
     format!("<{jid}.{seq}@{}>", from.email.domain())
 }
 
-fn header(name: &str, value: &str) -> Result<HeaderValue, MailError> {
+fn header(name: &str, value: &str) -> Result<HeaderValue, SendError> {
     check_name(name)?;
     if value.chars().any(|c| c.is_control() && c != '\t') {
         return Err(invalid(format!("header {name:?} has a line break or control character in its value")));
@@ -127,7 +128,7 @@ fn header(name: &str, value: &str) -> Result<HeaderValue, MailError> {
 
 /// A header name must be an RFC 5322 field name (printable ASCII, no colon,
 /// no space) and not one the message's own fields set.
-fn check_name(name: &str) -> Result<(), MailError> {
+fn check_name(name: &str) -> Result<(), SendError> {
     let shown: String = name.chars().take(MAX_NAME).collect();
     if name.is_empty() || name.len() > MAX_NAME || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
     {
@@ -162,7 +163,7 @@ mod tests {
 
     fn error(email: &Email) -> String {
         match message(email, &"shop@example.com".parse().unwrap(), None) {
-            Err(MailError::InvalidInput(msg)) => msg,
+            Err(SendError::InvalidInput(msg)) => msg,
             other => panic!("expected invalid input, got {:?}", other.map(|_| ())),
         }
     }

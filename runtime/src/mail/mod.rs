@@ -3,9 +3,10 @@
 //! [`Mailer`] sends through pooled SMTP connections when an `--smtp` URL is
 //! configured, and otherwise writes each message as an `.eml` file into the
 //! outbox directory. Every failure is sorted into what a plugin can act on:
-//! a message that is wrong ([`MailError::InvalidInput`]), a server that
-//! refused it for good ([`MailError::Rejected`], SMTP 5xx) and a passing
-//! failure worth a retry ([`MailError::Transient`], 4xx or no connection).
+//! a message that is wrong ([`SendError::InvalidInput`]), a server that
+//! refused it for good ([`SendError::Rejected`], SMTP 5xx) and a passing
+//! failure worth a retry ([`SendError::Transient`], 4xx or no connection).
+//! The plugin host turns these into the contract's `mail-error`.
 //! With a [`Ledger`], a job that runs again doesn't resend what it sent.
 
 mod compose;
@@ -15,12 +16,26 @@ mod smtp;
 pub use compose::weight as message_size;
 pub use ledger::Ledger;
 
-use crate::plugin::wit::{Email, MailError};
+use crate::wit::Email;
 use anyhow::{Context, Result};
 use compose::Prepared;
 use lettre::message::Mailbox;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::path::{Path, PathBuf};
+
+/// Why a message wasn't sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The message is wrong: an address, a header, no recipient.
+    #[error("invalid mail: {0}")]
+    InvalidInput(String),
+    /// The server refused it for good (SMTP 5xx).
+    #[error("mail rejected: {0}")]
+    Rejected(String),
+    /// A passing failure worth a retry (4xx, no connection, a full disk).
+    #[error("mail not sent: {0}")]
+    Transient(String),
+}
 
 /// Where messages go.
 enum Transport {
@@ -132,7 +147,7 @@ impl Mailer {
     /// The call is claimed in the ledger before the message is handed over,
     /// so a run that runs out of time while sending can't lead to a second
     /// copy (see [`Mailer::interrupted`] and the [`ledger`]).
-    pub async fn send_for_job(&self, email: &Email, jid: &str, seq: u32) -> Result<Delivery, MailError> {
+    pub async fn send_for_job(&self, email: &Email, jid: &str, seq: u32) -> Result<Delivery, SendError> {
         let key = (!jid.is_empty()).then_some((jid, seq));
         let prepared = self.prepare(email, key).await?;
         let id = prepared.id.clone();
@@ -141,7 +156,7 @@ impl Mailer {
             return Ok(Delivery::Sent(id));
         };
         // Not knowing whether it went out, sending could duplicate it: wait.
-        let claim = ledger.claim(jid, seq, &id).await.map_err(|e| MailError::Transient(format!("{e:#}")))?;
+        let claim = ledger.claim(jid, seq, &id).await.map_err(|e| SendError::Transient(format!("{e:#}")))?;
         match claim {
             ledger::Claim::Ours => {}
             ledger::Claim::Sent(id) => return Ok(Delivery::Remembered(id)),
@@ -172,7 +187,7 @@ impl Mailer {
 
     /// Builds and encodes `email`, as call `seq` of job `jid` when `key`
     /// says so; big messages on a blocking thread.
-    async fn prepare(&self, email: &Email, key: Option<(&str, u32)>) -> Result<Prepared, MailError> {
+    async fn prepare(&self, email: &Email, key: Option<(&str, u32)>) -> Result<Prepared, SendError> {
         if message_size(email) <= BUILD_INLINE_BYTES {
             return compose::prepare(email, &self.default_from, key);
         }
@@ -182,11 +197,11 @@ impl Mailer {
             compose::prepare(&email, &from, key.as_ref().map(|(jid, seq)| (jid.as_str(), *seq)))
         })
         .await
-        .map_err(|e| MailError::Transient(format!("building the message failed: {e}")))?
+        .map_err(|e| SendError::Transient(format!("building the message failed: {e}")))?
     }
 
     /// Hands `message` to the transport.
-    async fn transmit(&self, message: Prepared) -> Result<(), MailError> {
+    async fn transmit(&self, message: Prepared) -> Result<(), SendError> {
         let Prepared { envelope, raw, .. } = message;
         match &self.transport {
             Transport::Smtp(pool) => pool.send(&envelope, &raw).await?,
@@ -199,7 +214,7 @@ impl Mailer {
             }
             Transport::Outbox(outbox, dir) => {
                 outbox.send_raw(&envelope, &raw).await.map_err(|e| {
-                    MailError::Transient(format!("writing to the outbox {}: {e}", dir.display()))
+                    SendError::Transient(format!("writing to the outbox {}: {e}", dir.display()))
                 })?;
             }
         };
@@ -211,9 +226,9 @@ fn parse_from(from: &str) -> Result<Mailbox> {
     from.parse().with_context(|| format!("invalid --mail-from address {from:?}"))
 }
 
-fn classify_smtp(err: lettre::transport::smtp::Error) -> MailError {
+fn classify_smtp(err: lettre::transport::smtp::Error) -> SendError {
     let reason = error_chain(&err);
-    if err.is_permanent() { MailError::Rejected(reason) } else { MailError::Transient(reason) }
+    if err.is_permanent() { SendError::Rejected(reason) } else { SendError::Transient(reason) }
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

@@ -11,8 +11,8 @@
 //!
 //! Implicit TLS (`smtps://`) is left to lettre's transport (see `mail`).
 
+use super::SendError;
 use super::classify_smtp;
-use crate::plugin::wit::MailError;
 use anyhow::{Context, Result, bail};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -103,7 +103,7 @@ impl SmtpPool {
     }
 
     /// Sends one message over a pooled connection.
-    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), MailError> {
+    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
         let _slot = self.slots.acquire().await.expect("the SMTP slot semaphore is never closed");
         let mut conn = self.checkout().await?;
         let result = conn.send(envelope, message).await;
@@ -115,7 +115,7 @@ impl SmtpPool {
     }
 
     /// An idle connection that still answers, or a new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, MailError> {
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
         loop {
             let Some((mut conn, last_used)) = self.idle.lock().expect("SMTP pool lock").pop() else {
                 return self.connect().await;
@@ -126,9 +126,9 @@ impl SmtpPool {
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, MailError> {
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
         let Server { host, port, .. } = &self.server;
-        let unreachable = |e: String| MailError::Transient(format!("cannot connect to {host}:{port}: {e}"));
+        let unreachable = |e: String| SendError::Transient(format!("cannot connect to {host}:{port}: {e}"));
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), *port)))
             .await
             .map_err(|_| unreachable("timed out".into()))?
@@ -145,13 +145,13 @@ impl SmtpPool {
     }
 
     /// Upgrades with STARTTLS as configured.
-    async fn secure(&self, conn: &mut AsyncSmtpConnection) -> Result<(), MailError> {
+    async fn secure(&self, conn: &mut AsyncSmtpConnection) -> Result<(), SendError> {
         let wanted = match self.server.tls {
             StartTls::Never => false,
             StartTls::Opportunistic => conn.can_starttls(),
             StartTls::Required if conn.can_starttls() => true,
             StartTls::Required => {
-                return Err(MailError::Transient(format!(
+                return Err(SendError::Transient(format!(
                     "{} does not offer STARTTLS, which tls=required insists on",
                     self.server.host
                 )));

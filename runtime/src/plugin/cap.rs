@@ -7,9 +7,7 @@
 use std::fmt;
 use wasmtime::ResourceLimiter;
 
-/// The most table elements an instance may grow a table to; the pooling
-/// allocator reserves this many per table slot and enforces it too.
-pub const MAX_TABLE_ELEMENTS: usize = 20_000;
+use crate::engine::MAX_TABLE_ELEMENTS;
 
 /// Refuses memory growth past the cap. Failing the growth with an error
 /// (rather than letting `memory.grow` return -1) ends the job at once with a

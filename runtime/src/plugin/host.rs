@@ -10,11 +10,11 @@
 
 pub use super::cap::{MemoryCap, MemoryExceeded};
 use super::stderr::TailPipe;
-use super::wit::jobrunner::plugin::{logging, mail, types};
-use crate::mail::{Delivery, Mailer};
+use crate::mail::{Delivery, Mailer, SendError};
 use crate::metrics::Metrics;
 use crate::policy::Guard;
 use crate::records::Records;
+use crate::wit::jobrunner::plugin::{logging, mail, types};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
@@ -192,13 +192,24 @@ impl HostState {
                 tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
                     to = ?message.to, error = ?err, "mail not sent");
                 let kind = match err {
-                    mail::MailError::InvalidInput(_) => "invalid",
-                    mail::MailError::Rejected(_) => "rejected",
-                    mail::MailError::Transient(_) => "transient",
+                    SendError::InvalidInput(_) => "invalid",
+                    SendError::Rejected(_) => "rejected",
+                    SendError::Transient(_) => "transient",
                 };
                 self.caps.metrics.mail_failed(&tags.plugin, kind);
-                Err(err)
+                Err(err.into())
             }
+        }
+    }
+}
+
+/// Mail's failures as the contract names them, at the host boundary.
+impl From<SendError> for mail::MailError {
+    fn from(err: SendError) -> mail::MailError {
+        match err {
+            SendError::InvalidInput(why) => mail::MailError::InvalidInput(why),
+            SendError::Rejected(why) => mail::MailError::Rejected(why),
+            SendError::Transient(why) => mail::MailError::Transient(why),
         }
     }
 }

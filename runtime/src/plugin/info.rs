@@ -3,8 +3,8 @@
 //! short, plain forms: a 50 MB name, a class with a newline or 100,000
 //! classes are refused with the reason, not carried everywhere.
 
-use super::wit::PluginInfo;
 use crate::untrusted::shown;
+use crate::wit::PluginInfo;
 use anyhow::{Result, bail};
 
 /// The longest plugin name and version.

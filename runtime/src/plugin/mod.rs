@@ -21,7 +21,6 @@ mod run;
 mod stderr;
 
 pub use cache::{CodeCache, CodeSource};
-pub use cap::MAX_TABLE_ELEMENTS;
 pub use compile::{CompileLimits, Compiler};
 pub use host::{Capabilities, HostState, LogTags, MemoryExceeded};
 pub use run::{CallError, Limits, Timeout};
@@ -30,6 +29,7 @@ use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::policy::{Guard, Policy};
 use crate::records::Records;
+use crate::wit;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,23 +37,6 @@ use std::time::{Duration, Instant, SystemTime};
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::error::Context as _;
-
-/// The Rust side of `wit/plugin.wit`.
-pub mod wit {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "job-plugin",
-        imports: {
-            "jobrunner:plugin/mail.send-mail": async,
-            "jobrunner:plugin/records.locate": async,
-            "jobrunner:plugin/records.find": async,
-            "jobrunner:plugin/records.find-all-by": async,
-        },
-        exports: { default: async },
-    });
-
-    pub use self::jobrunner::plugin::mail::{Email, MailError};
-}
 
 /// Builds the linker every plugin is instantiated with: WASI with nothing
 /// granted, plus the `jobrunner:plugin` imports.

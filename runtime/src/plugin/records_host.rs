@@ -10,9 +10,9 @@
 //! Rails' `ActiveJob::DeserializationError`, with normal retries.
 
 use super::host::HostState;
-use super::wit::jobrunner::plugin::records::{self, RecordError as WitError};
 use crate::records::{Lookup, Reader, RecordError, naming};
 use crate::untrusted::shown;
+use crate::wit::jobrunner::plugin::records::{self, RecordError as WitError};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,7 @@
 use super::host::{Capabilities, HostState, LogTags, MemoryExceeded};
 use super::pace::Pace;
 use super::records_host::COMMIT_RACE_WINDOW;
-use super::wit;
+use crate::wit;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

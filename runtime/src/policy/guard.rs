@@ -2,7 +2,7 @@
 
 use super::Rules;
 use super::rate::Rate;
-use crate::plugin::wit::Email;
+use crate::wit::Email;
 use lettre::message::Mailbox;
 use std::time::Duration;
 

@@ -13,6 +13,8 @@
 //!   first run and succeeds on the next.
 //! - `SlowJob`: sleeps `args[0]` milliseconds, then mails like `EchoJob`
 //!   with `args[1]` and `args[2]`.
+//! - `ArgsJob`: mails args@example.com its arguments exactly as it got
+//!   them (the JSON text), so a test can see what reaches a plugin.
 
 use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, PluginInfo, mail, plugin_info};
 
@@ -31,6 +33,7 @@ impl Guest for Misbehave {
             "ChattyJob",
             "MailThenSleepJob",
             "MailThenFailJob",
+            "ArgsJob",
         ];
         plugin_info("misbehave", env!("CARGO_PKG_VERSION"), &classes)
     }
@@ -67,6 +70,10 @@ impl Guest for Misbehave {
                     0 => Err(JobError::Retryable("failing after the mail, once".into())),
                     _ => Ok(()),
                 }
+            }
+            "ArgsJob" => {
+                mail::send(&mail::Email::new("args@example.com", "args", format!("{}\n", job.args)))?;
+                Ok(())
             }
             other => Err(JobError::Permanent(format!("misbehave does not handle {other}"))),
         }

@@ -1,0 +1,18 @@
+//! The Rust side of `wit/plugin.wit`: the types and traits the host and
+//! its plugins share. Every module that speaks the contract (the plugin
+//! engine, mail's input, the policy, a job as the plugin sees it) takes
+//! them from here, so none of them needs the plugin engine itself.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "job-plugin",
+    imports: {
+        "jobrunner:plugin/mail.send-mail": async,
+        "jobrunner:plugin/records.locate": async,
+        "jobrunner:plugin/records.find": async,
+        "jobrunner:plugin/records.find-all-by": async,
+    },
+    exports: { default: async },
+});
+
+pub use self::jobrunner::plugin::mail::{Email, MailError};
