@@ -1,23 +1,8 @@
 //! Jobs pushed by Sidekiq's own Ruby client, and by ActiveJob through its
 //! sidekiq adapter, run unchanged.
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, never_before};
+use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, active_job, never_before, ruby};
 use serde_json::json;
-use std::process::Command;
-
-/// Runs Ruby code with Sidekiq's client loaded and pointed at the test Redis.
-fn ruby(redis: &Redis, code: &str) -> String {
-    let code = format!(
-        "require \"sidekiq\"\nSidekiq.configure_client {{ |c| c.redis = {{ url: ENV[\"REDIS_URL\"] }} }}\n{code}"
-    );
-    let output = Command::new("ruby")
-        .args(["-e", &code])
-        .env("REDIS_URL", &redis.url)
-        .output()
-        .expect("running ruby (apt-get install ruby-sidekiq)");
-    assert!(output.status.success(), "ruby failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
 
 #[test]
 fn job_pushed_by_the_ruby_sidekiq_client() {
@@ -25,6 +10,7 @@ fn job_pushed_by_the_ruby_sidekiq_client() {
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
     let jid = ruby(
         &redis,
+        &[],
         r#"puts Sidekiq::Client.push("class" => "OrderCreateJob",
              "args" => [{ "id" => 42, "email" => "buyer@example.com", "name" => "Ann" }])"#,
     );
@@ -41,6 +27,7 @@ fn job_scheduled_by_ruby_perform_in_runs_when_due() {
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
     let jid = ruby(
         &redis,
+        &[],
         r#"class WelcomeMailJob
              include Sidekiq::Worker
            end
@@ -83,13 +70,9 @@ fn active_job_payload_with_ruby_markers_is_unwrapped() {
 fn job_enqueued_by_rails_active_job() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
-    ruby(
+    active_job(
         &redis,
-        r#"require "active_job"
-           require "active_job/queue_adapters/sidekiq_adapter"
-           ActiveJob::Base.queue_adapter = :sidekiq
-           ActiveJob::Base.logger = Logger.new(nil)
-           class WelcomeMailJob < ActiveJob::Base
+        r#"class WelcomeMailJob < ActiveJob::Base
              queue_as :mailers
            end
            WelcomeMailJob.perform_later(email: "new@example.com", name: "Ann")"#,
@@ -107,13 +90,9 @@ fn activejobs_markers_never_reach_the_plugin() {
     // Symbols, symbol-keyed hashes, keyword arguments and a nested mix,
     // as Rails 6.1's ActiveJob serializes them (`_aj_symbol_keys`,
     // `_aj_ruby2_keywords`, `_aj_serialized`, ...).
-    ruby(
+    active_job(
         &redis,
-        r#"require "active_job"
-           require "active_job/queue_adapters/sidekiq_adapter"
-           ActiveJob::Base.queue_adapter = :sidekiq
-           ActiveJob::Base.logger = Logger.new(nil)
-           class ArgsJob < ActiveJob::Base
+        r#"class ArgsJob < ActiveJob::Base
              queue_as :default
            end
            ArgsJob.perform_later(:express, { plan: "gold", "seats" => 3 }, [1, { nested: :sym }], coupon: "X1", notify: true)"#,

@@ -7,22 +7,12 @@
 
 use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, now};
 use serde_json::{Value, json};
-use std::process::Command;
 
-/// Runs Ruby with Sidekiq's API and Web UI loaded, against the test Redis.
+/// Runs Ruby with Sidekiq's API and Web UI loaded, against the test Redis;
+/// `page(path)` gets a Web UI page through `Rack::MockRequest`.
 fn ruby(redis: &Redis, code: &str) -> String {
-    let code = format!(
-        "require \"sidekiq\"\nrequire \"sidekiq/api\"\nrequire \"sidekiq/web\"\nrequire \"rack/mock\"\n\
-         Sidekiq.configure_client {{ |c| c.redis = {{ url: ENV[\"REDIS_URL\"] }} }}\n\
-         def page(path) = Rack::MockRequest.new(Sidekiq::Web).get(path, \"rack.session\" => {{}})\n{code}"
-    );
-    let output = Command::new("ruby")
-        .args(["-e", &code])
-        .env("REDIS_URL", &redis.url)
-        .output()
-        .expect("running ruby (apt-get install ruby-sidekiq)");
-    assert!(output.status.success(), "ruby failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+    let page = "def page(path) = Rack::MockRequest.new(Sidekiq::Web).get(path, \"rack.session\" => {})\n";
+    jobrunner_tests::ruby(redis, &["sidekiq/api", "sidekiq/web", "rack/mock"], &format!("{page}{code}"))
 }
 
 fn identity(redis: &Redis) -> String {

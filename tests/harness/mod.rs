@@ -7,6 +7,7 @@
 //! - [`Postgres`]: a PostgreSQL server, for the app database of the Rails tests.
 //! - [`MariaDb`]: a MariaDB server, for `records` over MySQL's dialect.
 //! - [`Shop`]: the example Rails app (`scripts/shop/app.rb`), run by Ruby.
+//! - [`ruby`], [`active_job`]: Sidekiq's and Rails' own Ruby code.
 //! - [`Runner`]: the `runner` binary, with a plugins directory of its own.
 //! - [`Browser`]: headless Chromium over WebDriver, for the dashboard.
 //! - [`Certs`]: a CA and certificates made with `openssl`, for TLS.
@@ -19,6 +20,7 @@ mod browser;
 mod mariadb;
 mod postgres;
 mod redis_server;
+mod ruby;
 mod runner;
 mod sentinel;
 mod shop;
@@ -29,6 +31,7 @@ pub use browser::Browser;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use redis_server::Redis;
+pub use ruby::{active_job, ruby};
 pub use runner::{Runner, RunnerOptions, runner_bin};
 pub use sentinel::Sentinel;
 pub use shop::Shop;
