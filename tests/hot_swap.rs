@@ -186,3 +186,18 @@ fn a_restart_loads_known_plugins_from_the_cache() {
     redis.push("default", &order_job(3));
     assert_eq!(smtp.wait_for(1)[0].subject, "Your order #3 is confirmed");
 }
+
+#[test]
+fn with_watch_false_a_file_dropped_in_is_left_alone() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, only_order_created().args(&["--watch", "false"]));
+    runner.wait_for_log(&["plugin loaded", "order_created"], 1);
+    std::fs::copy(plugin_wasm("welcome_mail"), runner.plugin_path("welcome_mail.wasm")).unwrap();
+    // Three seconds, ten times the settle time of a watching runner.
+    let until = jobrunner_tests::now() + 3.0;
+    jobrunner_tests::never_before(until, "welcome_mail was loaded", || {
+        !runner.logs().contains("welcome_mail")
+    });
+    redis.push("default", &order_job(1));
+    assert_eq!(smtp.wait_for(1).len(), 1, "the plugin it started with still serves");
+}

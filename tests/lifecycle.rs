@@ -102,6 +102,25 @@ fn mail_deferred_with_4xx_for_a_while_is_delivered_once_the_server_accepts() {
 }
 
 #[test]
+fn dead_jobs_older_than_the_dead_timeout_are_dropped() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner =
+        Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["--dead-timeout", "1"]));
+    // One died two days ago, one an hour ago; a day is the limit.
+    for (age, name) in [(2.0 * 86_400.0, "old"), (3_600.0, "recent")] {
+        let job = job_json("BrokenJob", json!([name]), &format!("{name:0>24}"));
+        let _: () = redis.query(&["ZADD", "dead", &(now() - age).to_string(), &job]);
+    }
+    redis.push("default", &job_json("BrokenJob", json!(["new"]), "dddddddddddddddddddddddd"));
+    let dead = eventually("the new job in the dead set", WAIT, || {
+        let dead = redis.sorted_set("dead");
+        dead.iter().any(|d| d["error_message"] == "new").then_some(dead)
+    });
+    let names: Vec<&str> = dead.iter().map(|d| d["args"][0].as_str().unwrap()).collect();
+    assert_eq!(names, ["recent", "new"], "the two-day-old one was dropped");
+}
+
+#[test]
 fn the_dead_set_is_trimmed_to_the_configured_size() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner =

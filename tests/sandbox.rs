@@ -260,3 +260,22 @@ fn an_unreadable_plugin_file_is_refused_with_its_name_and_the_others_serve() {
     );
     assert_eq!(smtp.wait_for(1)[0].subject, "still here");
 }
+
+/// Each job gets fresh memory: what one job leaves in a static or on its
+/// heap is gone for the next, though they run one after the other in the
+/// same pooled slot.
+#[test]
+fn a_job_cannot_see_what_an_earlier_job_left_in_memory() {
+    let _turn = alone();
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner =
+        Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]).args(&["-c", "1"]));
+    for i in 0..5 {
+        let job =
+            job_json("SecretJob", json!(["ops@example.com", format!("secret-{i}")]), &format!("{i:024}"));
+        redis.push("default", &job);
+        smtp.wait_for(i + 1);
+    }
+    let subjects: Vec<String> = smtp.messages().into_iter().map(|m| m.subject).collect();
+    assert_eq!(subjects, vec!["clean"; 5], "a job saw an earlier one's memory");
+}

@@ -12,6 +12,7 @@
 //! puts back any job Redis moved without the reply reaching us, so a job
 //! can't sit in the in-progress list of a runner that doesn't know it has it.
 
+use crate::backoff::Backoff;
 use crate::busy::Busy;
 use crate::queue::Queue;
 use crate::shutdown::Shutdown;
@@ -119,7 +120,8 @@ impl Fetcher {
     /// Waits for jobs and takes up to `max` of them; `None` once the
     /// runner is quiet or shutting down.
     pub async fn next(&self, shutdown: &Shutdown, max: usize) -> Option<Vec<(String, Vec<u8>)>> {
-        let mut wait = MIN_IDLE_WAIT;
+        let mut idle = Backoff::new(MIN_IDLE_WAIT, MAX_IDLE_WAIT);
+        let mut wait = idle.next_wait();
         let mut lost_replies = false;
         loop {
             if shutdown.is_quiet() {
@@ -139,7 +141,7 @@ impl Fetcher {
                     // again after `wait`.
                     match self.queue.wait_for_job(&self.identity, order[0], wait).await {
                         Ok(Some(job)) => return Some(vec![job]),
-                        Ok(None) => wait = (wait * 2).min(MAX_IDLE_WAIT),
+                        Ok(None) => wait = idle.next_wait(),
                         Err(err) => {
                             tracing::warn!(error = %format!("{err:#}"), "waiting for jobs failed; retrying");
                             lost_replies = true;

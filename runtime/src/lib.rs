@@ -31,10 +31,11 @@
 //! - [`web`]: the dashboard, its JSON API and `/metrics`.
 //! - [`metrics`]: this process's counters and histograms.
 //! - [`shutdown`]: quiet and graceful shutdown on signals.
-//! - [`clock`], [`digest`], [`secret`], [`untrusted`]: small shared pieces.
+//! - [`backoff`], [`clock`], [`digest`], [`secret`], [`untrusted`]: small shared pieces.
 
 pub mod activejob;
 pub mod author;
+pub mod backoff;
 pub mod busy;
 pub mod cli;
 pub mod client;

@@ -6,6 +6,7 @@
 //! stops, running jobs get `--shutdown-timeout` to finish, and whatever is
 //! still in progress goes back to the front of its queue.
 
+use crate::backoff::Backoff;
 use crate::busy::Busy;
 use crate::cli::{self, RunArgs};
 use crate::fetch::{Fetcher, QueueOrder};
@@ -201,14 +202,13 @@ async fn connect(endpoint: &Endpoint) -> Result<Queue> {
     endpoint.check().with_context(|| {
         format!("--redis {} is not a valid Redis URL", crate::secret::redact_url(&endpoint.url))
     })?;
-    let mut wait = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
     loop {
         match Queue::connect(endpoint).await {
             Ok(queue) => return Ok(queue),
             Err(err) => tracing::warn!(error = %format!("{err:#}"), "Redis is not reachable yet; retrying"),
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(backoff.next_wait()).await;
     }
 }
 

@@ -7,6 +7,7 @@
 //! until Redis accepts it; if the runner dies first, the job is recovered
 //! and runs again (at least once, never lost).
 
+use crate::backoff::Backoff;
 use crate::busy::Running;
 use crate::job::Job;
 use crate::metrics::{Metrics, NO_PLUGIN, UNHANDLED_CLASS};
@@ -138,7 +139,7 @@ impl Worker {
     /// Records `outcome`, retrying while Redis is unreachable. Gives up only
     /// at shutdown, leaving the job in the in-progress list to be recovered.
     async fn record(&self, queue: &str, raw: &[u8], jid: &str, outcome: &Outcome) {
-        let mut wait = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match self.acker.finish(queue, raw, jid, outcome).await {
                 Ok(()) => return,
@@ -150,8 +151,7 @@ impl Worker {
                     tracing::warn!(error = %format!("{err:#}"), "recording the job's outcome failed; retrying")
                 }
             }
-            self.shutdown.sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
+            self.shutdown.sleep(backoff.next_wait()).await;
         }
     }
 }

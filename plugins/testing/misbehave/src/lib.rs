@@ -15,6 +15,9 @@
 //!   with `args[1]` and `args[2]`.
 //! - `ArgsJob`: mails args@example.com its arguments exactly as it got
 //!   them (the JSON text), so a test can see what reaches a plugin.
+//! - `SecretJob`: looks in a static and on a heap page for what an earlier
+//!   job left there, then leaves `args[1]` in both; mails `args[0]` "clean"
+//!   or "saw <what it found>".
 
 use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, PluginInfo, mail, plugin_info};
 
@@ -34,6 +37,7 @@ impl Guest for Misbehave {
             "MailThenSleepJob",
             "MailThenFailJob",
             "ArgsJob",
+            "SecretJob",
         ];
         plugin_info("misbehave", env!("CARGO_PKG_VERSION"), &classes)
     }
@@ -71,6 +75,7 @@ impl Guest for Misbehave {
                     _ => Ok(()),
                 }
             }
+            "SecretJob" => secret(&args),
             "ArgsJob" => {
                 mail::send(&mail::Email::new("args@example.com", "args", format!("{}\n", job.args)))?;
                 Ok(())
@@ -84,6 +89,29 @@ fn echo(args: &Args, first: usize) -> Result<(), JobError> {
     let to: String = args.required("to", first)?;
     let subject: String = args.required("subject", first + 1)?;
     mail::send(&mail::Email::new(&to, subject, "echo\n"))?;
+    Ok(())
+}
+
+/// What a `SecretJob` leaves behind: a static and the address of a heap
+/// block holding the same text.
+static LEFT: std::sync::Mutex<Option<(String, usize)>> = std::sync::Mutex::new(None);
+
+fn secret(args: &Args) -> Result<(), JobError> {
+    let to: String = args.required("to", 0)?;
+    let secret: String = args.required("secret", 1)?;
+    let mut left = LEFT.lock().unwrap_or_else(|e| e.into_inner());
+    let found = match left.as_ref() {
+        Some((text, heap)) => {
+            // SAFETY: the address came from a leaked String of this length in
+            // this same instance, if the instance were ever reused.
+            let bytes = unsafe { std::slice::from_raw_parts(*heap as *const u8, text.len()) };
+            format!("saw {text} and {}", String::from_utf8_lossy(bytes))
+        }
+        None => "clean".to_string(),
+    };
+    let heap = Box::leak(secret.clone().into_boxed_str()).as_ptr() as usize;
+    *left = Some((secret, heap));
+    mail::send(&mail::Email::new(&to, found, "secret\n"))?;
     Ok(())
 }
 
