@@ -116,9 +116,14 @@ fn a_plugin_built_against_an_older_contract_loads_and_a_newer_one_is_refused_nam
 }
 
 #[test]
-fn the_python_plugin_mails_a_password_reset() {
+fn the_python_plugin_mails_a_password_reset_and_comes_back_from_the_code_cache() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let _running = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["password_reset"]));
+    let mut running = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["password_reset"]));
+    let first = running.wait_for_log(&["plugin loaded", "password_reset.wasm"], 1);
+    assert!(first[0].contains("code=compiled"), "{}", first[0]);
+    running.restart();
+    let second = running.wait_for_log(&["plugin loaded", "password_reset.wasm"], 2);
+    assert!(second[1].contains("code=cache"), "{}", second[1]);
     redis.push(
         "default",
         &job_json(

@@ -231,3 +231,61 @@ fn a_job_that_finishes_within_the_shutdown_timeout_is_done_not_requeued() {
     assert_eq!(redis.query::<Option<u64>>(&["GET", "stat:processed"]), Some(1));
     assert!(!runner.logs().contains("put back at the front"), "{}", runner.logs());
 }
+
+#[test]
+fn runner_enqueue_at_schedules_a_job_for_that_time() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    let at = (now() + 3.0).floor() + 1.0;
+    let output = std::process::Command::new(runner_bin())
+        .args([
+            "enqueue",
+            "EchoJob",
+            r#"["ops@example.com", "at"]"#,
+            "--at",
+            &at.to_string(),
+            "--redis",
+            &redis.url,
+        ])
+        .output()
+        .expect("running runner enqueue");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let scored: Vec<(String, f64)> = redis.query(&["ZRANGE", "schedule", "0", "0", "WITHSCORES"]);
+    assert_eq!(scored[0].1, at, "scored at the time given");
+    never_before(at, "the --at job ran", || smtp.count() == 0);
+    assert_eq!(smtp.wait_for(1)[0].subject, "at");
+}
+
+#[test]
+fn weighted_queues_are_served_in_proportion() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    // 12,000 and 4,000: at 3:1 both queues run dry together, so any moment
+    // of the run shows the ratio, however late the sample.
+    let noop = |i: usize| job_json("NoopJob", json!([]), &format!("{i:024x}"));
+    redis.push_many("critical", &(0..12_000).map(noop).collect::<Vec<_>>());
+    redis.push_many("default", &(12_000..16_000).map(noop).collect::<Vec<_>>());
+    let options = RunnerOptions::plugins(&["noop"]).args(&["-q", "critical,3", "-q", "default,1", "-c", "4"]);
+    let _runner = Runner::start(&redis.url, &smtp.url, options);
+    // Sampled every 2 ms: the whole run takes well under a second.
+    let mut conn = redis.conn();
+    let deadline = std::time::Instant::now() + WAIT;
+    let (critical, default) = loop {
+        let (left_critical, left_default): (usize, usize) =
+            redis::pipe().atomic().llen("queue:critical").llen("queue:default").query(&mut conn).unwrap();
+        let (critical, default) = (12_000 - left_critical, 4_000 - left_default);
+        if critical + default >= 4000 && left_critical > 0 && left_default > 0 {
+            break (critical, default);
+        }
+        assert!(
+            left_critical > 0 && left_default > 0,
+            "a queue ran dry before the sample: {critical} vs {default}"
+        );
+        assert!(std::time::Instant::now() < deadline, "4,000 jobs weren't done in time");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let share = critical as f64 / (critical + default) as f64;
+    assert!(
+        (0.675..=0.825).contains(&share),
+        "critical's share {share:.3} ({critical} vs {default}), expected 0.75 ± 10%"
+    );
+}
