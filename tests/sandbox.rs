@@ -279,3 +279,23 @@ fn a_job_cannot_see_what_an_earlier_job_left_in_memory() {
     let subjects: Vec<String> = smtp.messages().into_iter().map(|m| m.subject).collect();
     assert_eq!(subjects, vec!["clean"; 5], "a job saw an earlier one's memory");
 }
+
+/// A plugin's log line is cut at the documented 8 KiB, and
+/// `logging.enabled` tells the plugin what the runner's filter lets through.
+#[test]
+fn log_lines_are_cut_at_8_kib_and_enabled_follows_the_filter() {
+    let _turn = alone();
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    for (filter, debug) in [("info", false), ("info,plugin=debug", true)] {
+        let options = RunnerOptions { log: filter, ..RunnerOptions::plugins(&["misbehave"]) };
+        let runner = Runner::start(&redis.url, &smtp.url, options);
+        redis.push("default", &job_json("LogJob", json!([20_000]), "1a1a1a1a1a1a1a1a1a1a1a1a"));
+        let enabled = runner.wait_for_log(&["debug enabled:"], 1);
+        assert!(enabled[0].contains(&format!("debug enabled: {debug}")), "{filter}: {}", enabled[0]);
+        let logs = runner.logs();
+        let line = logs.lines().find(|l| l.contains("xxxx")).expect("the long line");
+        let run = line.split(|c| c != 'x').map(str::len).max().unwrap();
+        assert_eq!(run, 8 * 1024, "cut at 8 KiB");
+        assert!(line.contains("(cut)"), "marked as cut");
+    }
+}

@@ -15,11 +15,15 @@
 //!   with `args[1]` and `args[2]`.
 //! - `ArgsJob`: mails args@example.com its arguments exactly as it got
 //!   them (the JSON text), so a test can see what reaches a plugin.
+//! - `LogJob`: logs a line of `args[0]` "x"s at info, then whether debug
+//!   lines are enabled (`logging.enabled`).
 //! - `SecretJob`: looks in a static and on a heap page for what an earlier
 //!   job left there, then leaves `args[1]` in both; mails `args[0]` "clean"
 //!   or "saw <what it found>".
 
-use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, PluginInfo, mail, plugin_info};
+use jobrunner_plugin_sdk::{
+    Args, Guest, Job, JobError, Level, PluginInfo, log, log_enabled, mail, plugin_info,
+};
 
 struct Misbehave;
 
@@ -38,6 +42,7 @@ impl Guest for Misbehave {
             "MailThenFailJob",
             "ArgsJob",
             "SecretJob",
+            "LogJob",
         ];
         plugin_info("misbehave", env!("CARGO_PKG_VERSION"), &classes)
     }
@@ -76,6 +81,12 @@ impl Guest for Misbehave {
                 }
             }
             "SecretJob" => secret(&args),
+            "LogJob" => {
+                let length: usize = args.required("length", 0)?;
+                log(Level::Info, &"x".repeat(length));
+                log(Level::Info, &format!("debug enabled: {}", log_enabled(Level::Debug)));
+                Ok(())
+            }
             "ArgsJob" => {
                 mail::send(&mail::Email::new("args@example.com", "args", format!("{}\n", job.args)))?;
                 Ok(())
