@@ -334,3 +334,68 @@ fn busy_and_queue_pages() {
         (get_json(&format!("{url}/api/busy"))[0]["quiet"] == true).then_some(())
     });
 }
+
+#[test]
+fn basic_auth_and_the_buttons_clear_add_to_queue_and_retry_now() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = RunnerOptions::plugins(&["misbehave"]).args(&["--http-auth", "ops:s3cret-pass"]);
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    let url = runner.dashboard_url();
+    // base64("ops:s3cret-pass")
+    let auth = "Basic b3BzOnMzY3JldC1wYXNz";
+    assert!(matches!(ureq::get(&format!("{url}/api/stats")).call(), Err(ureq::Error::StatusCode(401))));
+    let wrong = ureq::get(&format!("{url}/api/stats")).header("Authorization", "Basic b3BzOm5vcGU=").call();
+    assert!(matches!(wrong, Err(ureq::Error::StatusCode(401))), "{wrong:?}");
+    let get = |path: &str| ureq::get(&format!("{url}{path}")).header("Authorization", auth).call().unwrap();
+    let json = |path: &str| -> Value {
+        serde_json::from_str(&get(path).into_body().read_to_string().unwrap()).unwrap()
+    };
+    let page = get("/retries");
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let token = cookie.split_once('=').unwrap().1.to_string();
+    // Not following the redirect, which would drop the credentials.
+    let agent: ureq::Agent = ureq::Agent::config_builder().max_redirects(0).build().into();
+    let post = |path: &str, form: &[(&str, &str)]| {
+        let mut fields = vec![("csrf", token.as_str())];
+        fields.extend_from_slice(form);
+        let response = agent
+            .post(&format!("{url}{path}"))
+            .header("Authorization", auth)
+            .header("Cookie", &cookie)
+            .send_form(fields)
+            .unwrap();
+        assert_eq!(response.status(), 303, "{path}");
+    };
+
+    // Clear: a queue nobody serves is emptied.
+    redis.push_many(
+        "other",
+        &(0..3).map(|i| job_json("EchoJob", json!([]), &format!("{i:024}"))).collect::<Vec<_>>(),
+    );
+    post("/queues/other/clear", &[]);
+    assert_eq!(redis.llen("queue:other"), 0);
+
+    // Add to queue: a job due in an hour runs now.
+    let later = job_json("EchoJob", json!(["ops@example.com", "now, not later"]), "5c5c5c5c5c5c5c5c5c5c5c5c");
+    let _: () = redis.query(&["ZADD", "schedule", &(jobrunner_tests::now() + 3600.0).to_string(), &later]);
+    let key = json("/api/scheduled")["items"][0]["key"].as_str().unwrap().to_string();
+    post("/scheduled/act", &[("one", &format!("enqueue|{key}"))]);
+    assert_eq!(smtp.wait_for(1)[0].subject, "now, not later");
+    assert!(redis.sorted_set("schedule").is_empty());
+
+    // Retry now: a failed job runs again at once.
+    let flaky = "5d5d5d5d5d5d5d5d5d5d5d5d";
+    redis.push("default", &job_json("FlakyJob", json!(["still failing"]), flaky));
+    eventually("the job in the retry set", WAIT, || (redis.sorted_set("retry").len() == 1).then_some(()));
+    let key = json("/api/retries")["items"][0]["key"].as_str().unwrap().to_string();
+    post("/retries/act", &[("one", &format!("retry|{key}"))]);
+    runner.wait_for_log(&["job failed", flaky], 2);
+}
