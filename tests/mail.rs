@@ -101,3 +101,36 @@ fn bad_recipient_address_is_a_permanent_failure_naming_the_field() {
     assert!(message.contains("invalid mail") && message.contains("`to`"), "{message}");
     assert_eq!(smtp.count(), 0, "no file at all, parsed or not");
 }
+
+#[test]
+fn cc_bcc_reply_to_and_html_arrive_as_sent_and_bcc_stays_hidden() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]));
+    let args = json!(["to@example.com", "cc@example.com", "hidden@example.com", "replies@example.com"]);
+    redis.push("default", &job("RichMailJob", args));
+    let mail = smtp.wait_for(1).remove(0);
+    let mut rcpt = mail.rcpt.clone();
+    rcpt.sort();
+    assert_eq!(
+        rcpt,
+        ["cc@example.com", "hidden@example.com", "to@example.com"],
+        "every recipient in the envelope"
+    );
+    // The header block, without smtp-sink's own record of the envelope.
+    let headers: Vec<&str> = mail
+        .raw
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| !l.starts_with("X-Rcpt-Args:"))
+        .collect();
+    assert!(headers.iter().any(|h| h.starts_with("Cc: cc@example.com")), "{headers:?}");
+    assert!(headers.iter().any(|h| h.starts_with("Reply-To: replies@example.com")), "{headers:?}");
+    assert!(!headers.iter().any(|h| h.to_lowercase().starts_with("bcc")), "a Bcc header: {headers:?}");
+    assert!(!headers.iter().any(|h| h.contains("hidden@")), "the bcc recipient shows: {headers:?}");
+    assert!(mail.raw.contains("multipart/alternative"), "{}", mail.raw);
+    assert!(
+        mail.body.contains("plain text") && mail.body.contains("<p>html <b>body</b></p>"),
+        "{}",
+        mail.body
+    );
+}

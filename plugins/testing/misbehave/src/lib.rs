@@ -15,6 +15,8 @@
 //!   with `args[1]` and `args[2]`.
 //! - `ArgsJob`: mails args@example.com its arguments exactly as it got
 //!   them (the JSON text), so a test can see what reaches a plugin.
+//! - `RichMailJob`: one mail to `args[0]`, cc `args[1]`, bcc `args[2]`,
+//!   reply-to `args[3]`, with a text and an HTML body.
 //! - `LogJob`: logs a line of `args[0]` "x"s at info, then whether debug
 //!   lines are enabled (`logging.enabled`).
 //! - `SecretJob`: looks in a static and on a heap page for what an earlier
@@ -43,6 +45,7 @@ impl Guest for Misbehave {
             "ArgsJob",
             "SecretJob",
             "LogJob",
+            "RichMailJob",
         ];
         plugin_info("misbehave", env!("CARGO_PKG_VERSION"), &classes)
     }
@@ -81,6 +84,15 @@ impl Guest for Misbehave {
                 }
             }
             "SecretJob" => secret(&args),
+            "RichMailJob" => {
+                let mut email = mail::Email::new(&args.required::<String>("to", 0)?, "rich", "plain text\n");
+                email.cc = vec![args.required("cc", 1)?];
+                email.bcc = vec![args.required("bcc", 2)?];
+                email.reply_to = Some(args.required("reply_to", 3)?);
+                email.html_body = Some("<p>html <b>body</b></p>".into());
+                mail::send(&email)?;
+                Ok(())
+            }
             "LogJob" => {
                 let length: usize = args.required("length", 0)?;
                 log(Level::Info, &"x".repeat(length));
