@@ -103,7 +103,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let dashboard = match http {
         Some(credentials) => {
             let dashboard = Dashboard {
-                queue: queue.clone(),
+                queue: queue.admin(),
                 metrics: metrics.clone(),
                 registry: registry.clone(),
                 busy: busy.clone(),

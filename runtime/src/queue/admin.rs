@@ -6,7 +6,7 @@
 //! Web UI names it. Each move runs as one script guarded by the `ZREM`, so
 //! two people pressing "retry" at once enqueue the job once.
 
-use super::{Queue, keys};
+use super::{Admin, keys};
 use crate::clock;
 use anyhow::{Context, Result, bail};
 use redis::{AsyncCommands, Script};
@@ -60,7 +60,7 @@ impl SetAction {
     }
 }
 
-impl Queue {
+impl Admin {
     /// Applies `action` to the job `key` (`score|jid`) of `set`. Returns
     /// whether it was still there.
     pub async fn act_on_entry(&self, set: &str, key: &str, action: SetAction) -> Result<bool> {

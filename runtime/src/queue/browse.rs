@@ -3,7 +3,7 @@
 //! what they are running, and Redis's own numbers. Read-only; the changes
 //! the dashboard makes are in [`super::admin`].
 
-use super::{Queue, keys};
+use super::{Admin, keys};
 use crate::clock;
 use anyhow::{Context, Result};
 use redis::AsyncCommands;
@@ -162,7 +162,7 @@ fn range(page: usize) -> (isize, isize) {
     (start as isize, (start + PAGE_SIZE - 1) as isize)
 }
 
-impl Queue {
+impl Admin {
     /// The overview's totals.
     pub async fn stats(&self) -> Result<Stats> {
         let (processed, failed): (Option<u64>, Option<u64>) = redis::pipe()

@@ -98,7 +98,32 @@ pub struct Queue {
     dead: DeadLimits,
 }
 
+/// The dashboard's handle on the queue: reading every set and list and the
+/// operator's actions, but none of the hot path (fetching, finishing,
+/// recovering), so the web layer can't record a job's outcome.
+#[derive(Clone)]
+pub struct Admin {
+    /// The queue it reads and changes.
+    queue: Queue,
+}
+
+impl Admin {
+    fn connection(&self) -> ConnectionManager {
+        self.queue.connection()
+    }
+
+    /// How the dead set is trimmed, for moves into it.
+    fn dead_limits(&self) -> DeadLimits {
+        self.queue.dead
+    }
+}
+
 impl Queue {
+    /// The dashboard's handle on this queue.
+    pub fn admin(&self) -> Admin {
+        Admin { queue: self.clone() }
+    }
+
     /// Connects to the Redis at `endpoint` (the master, behind Sentinel).
     pub async fn connect(endpoint: &Endpoint) -> Result<Queue> {
         let url = endpoint.master_url().await?;
@@ -109,11 +134,6 @@ impl Queue {
     /// Trims the dead set to `limits` instead of Sidekiq's defaults.
     pub fn with_dead_limits(self, limits: DeadLimits) -> Queue {
         Queue { dead: limits, ..self }
-    }
-
-    /// How the dead set is trimmed.
-    pub fn dead_limits(&self) -> DeadLimits {
-        self.dead
     }
 
     /// A connection to the current master, for one command or pipeline.

@@ -22,7 +22,7 @@ pub use access::Credentials;
 
 use crate::busy::Busy;
 use crate::metrics::Metrics;
-use crate::queue::Queue;
+use crate::queue::Admin;
 use crate::registry::Registry;
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -34,8 +34,8 @@ use tokio::task::JoinHandle;
 
 /// What the dashboard reads.
 pub struct Dashboard {
-    /// Sidekiq's data in Redis.
-    pub queue: Queue,
+    /// Sidekiq's data in Redis, read and changed as an operator would.
+    pub queue: Admin,
     /// This process's counters.
     pub metrics: Arc<Metrics>,
     /// The plugins loaded here, and their history.
