@@ -3,10 +3,11 @@
 
 use crate::plugin::Plugin;
 use anyhow::{Result, bail};
+use serde::{Serialize, Serializer};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The plugins loaded at one moment.
 #[derive(Clone, Default)]
@@ -19,16 +20,44 @@ pub struct PluginSet {
     errors: BTreeMap<PathBuf, (String, SystemTime)>,
 }
 
-/// What a status page shows of one plugin file.
-#[derive(Clone, Debug)]
+/// What a status page shows of one plugin file; as JSON, the file is its
+/// name and `loaded_at` epoch seconds.
+#[derive(Clone, Debug, Serialize)]
 pub struct PluginStatus {
+    /// The file, in the plugins directory.
+    #[serde(serialize_with = "file_name")]
     pub file: PathBuf,
+    /// What the serving plugin calls itself; none while only refused.
     pub name: Option<String>,
     pub version: Option<String>,
     pub sha256: Option<String>,
     pub classes: Vec<String>,
+    /// When the serving version was loaded.
+    #[serde(serialize_with = "epoch_seconds")]
     pub loaded_at: Option<SystemTime>,
+    /// Why the file's latest version was refused, while an older one serves.
     pub last_error: Option<String>,
+}
+
+impl PluginStatus {
+    /// The file's name, as the page shows it.
+    pub fn file_name(&self) -> String {
+        self.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    /// When it was loaded, in epoch seconds.
+    pub fn loaded_at_secs(&self) -> Option<f64> {
+        self.loaded_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64())
+    }
+}
+
+fn file_name<S: Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+}
+
+fn epoch_seconds<S: Serializer>(at: &Option<SystemTime>, serializer: S) -> Result<S::Ok, S::Error> {
+    let secs = at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64());
+    secs.serialize(serializer)
 }
 
 impl PluginSet {

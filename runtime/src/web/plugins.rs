@@ -7,25 +7,17 @@ use super::format::{self, relative, utc};
 use super::pages::layout;
 use super::{Shared, WebResult};
 use crate::metrics::PluginNumbers;
-use crate::registry::Change;
+use crate::registry::{Change, PluginStatus};
 use axum::Json;
 use axum::extract::State;
 use maud::{Markup, html};
 use serde::Serialize;
-use std::time::UNIX_EPOCH;
 
-/// One plugin file as the page shows it.
+/// One plugin file as the page shows it: its status and what it did here.
 #[derive(Serialize)]
 pub struct PluginView {
-    pub file: String,
-    pub name: Option<String>,
-    pub version: Option<String>,
-    pub sha256: Option<String>,
-    pub classes: Vec<String>,
-    /// Epoch seconds.
-    pub loaded_at: Option<f64>,
-    /// Why the file's latest version was refused, while an older one serves.
-    pub last_error: Option<String>,
+    #[serde(flatten)]
+    pub status: PluginStatus,
     /// What it has done in this process.
     pub numbers: PluginNumbers,
 }
@@ -44,17 +36,8 @@ fn collect(dashboard: &Shared) -> Plugins {
         .status()
         .into_iter()
         .map(|status| PluginView {
-            file: status.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             numbers: status.name.as_ref().and_then(|n| numbers.get(n)).cloned().unwrap_or_default(),
-            name: status.name,
-            version: status.version,
-            sha256: status.sha256,
-            classes: status.classes,
-            loaded_at: status
-                .loaded_at
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_secs_f64()),
-            last_error: status.last_error,
+            status,
         })
         .collect();
     Plugins { plugins, history: dashboard.registry.history() }
@@ -77,17 +60,18 @@ pub async fn page(State(dashboard): State<Shared>) -> WebResult<Markup> {
                     th.num { "Processed" } th.num { "Failed" } th.num { "Mails" } th.num { "p50" } th.num { "p95" } th.num { "p99" }
                 } }
                 tbody {
-                    @for p in &plugins {
+                    @for view in &plugins {
+                        @let (p, numbers) = (&view.status, &view.numbers);
                         tr data-plugin=[p.name.as_deref()] {
-                            td { (p.file) }
+                            td { (p.file_name()) }
                             td.name { (p.name.as_deref().unwrap_or("(refused)")) " " (p.version.as_deref().unwrap_or("")) }
                             td.sha256 { code { (p.sha256.as_deref().unwrap_or("-")) } }
                             td { (p.classes.join(", ")) }
-                            td title=(utc(p.loaded_at.unwrap_or(0.0))) { (relative(p.loaded_at.unwrap_or(0.0))) }
-                            td.num { (p.numbers.processed) } td.num { (p.numbers.failed) }
-                            td.num { (p.numbers.mails_sent) @if p.numbers.mails_failed > 0 { " (" (p.numbers.mails_failed) " failed)" } }
-                            td.num { (format::seconds(p.numbers.p50)) } td.num { (format::seconds(p.numbers.p95)) }
-                            td.num { (format::seconds(p.numbers.p99)) }
+                            td title=(utc(p.loaded_at_secs().unwrap_or(0.0))) { (relative(p.loaded_at_secs().unwrap_or(0.0))) }
+                            td.num { (numbers.processed) } td.num { (numbers.failed) }
+                            td.num { (numbers.mails_sent) @if numbers.mails_failed > 0 { " (" (numbers.mails_failed) " failed)" } }
+                            td.num { (format::seconds(numbers.p50)) } td.num { (format::seconds(numbers.p95)) }
+                            td.num { (format::seconds(numbers.p99)) }
                         }
                         @if let Some(error) = &p.last_error {
                             tr.refusal { td colspan="11" { "Latest version refused: " (error) } }
