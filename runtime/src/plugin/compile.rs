@@ -70,6 +70,9 @@ impl Compiler {
         command
             .args(["compile-plugin", "--concurrency", &self.engine.concurrency.to_string()])
             .args(["--memory-bytes", &self.engine.memory_bytes.to_string()])
+            // It needs nothing from the environment, and the secrets there
+            // (REDIS_URL, SMTP_URL, ...) have no business near hostile input.
+            .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
