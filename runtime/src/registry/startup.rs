@@ -99,6 +99,10 @@ impl Registry {
     /// The plugin for `class`; while start-up loading goes on and nobody
     /// serves it yet, waits until somebody does or start-up is done.
     pub async fn serving(&self, class: &str) -> Option<Arc<Plugin>> {
+        // The hot path: a class that is served costs one lookup.
+        if let Some(plugin) = self.lookup(class) {
+            return Some(plugin);
+        }
         let mut changes = self.starting.subscribe();
         loop {
             if let Some(plugin) = self.lookup(class) {
