@@ -230,7 +230,10 @@ fn configuration_mistakes_stop_the_runner_with_one_clear_line() {
         (&["--plugins", "/no/such/dir"], "the plugins directory /no/such/dir is not usable"),
         (&["--concurency", "3"], "unexpected argument '--concurency'"),
         (&["--policy", &bad_policy], "max_recipient"),
-        (&["--timeout", "0"], "--timeout must be a positive number of seconds"),
+        (
+            &["--timeout", "0"],
+            "invalid value '0' for '--timeout <SECONDS>': expected a positive number of seconds",
+        ),
     ];
     for (args, expected) in cases {
         let output = std::process::Command::new(jobrunner_tests::runner_bin())

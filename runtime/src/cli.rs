@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Runs Sidekiq jobs from Redis as sandboxed WebAssembly components.
 #[derive(Parser, Debug)]
@@ -141,7 +142,7 @@ pub struct EnqueueArgs {
     pub queue: String,
     /// Run the job after this delay instead of now, e.g. 90s, 5m, 2h 30m, 1day.
     #[arg(long = "in", value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "at")]
-    pub delay: Option<std::time::Duration>,
+    pub delay: Option<Duration>,
     /// Run the job at this time instead of now: RFC 3339 (2026-11-25T18:00:00Z)
     /// or epoch seconds.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
@@ -197,9 +198,10 @@ pub struct RunArgs {
     /// The most jobs run at once.
     #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub concurrency: u16,
-    /// Wall-clock time one job may run, in seconds; a longer job fails with "timed out".
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
-    pub timeout: f64,
+    /// Wall-clock time one job may run, in seconds (or 90s, 5m, ...); a
+    /// longer job fails with "timed out".
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = duration)]
+    pub timeout: Duration,
     /// Linear memory one job may use, in MiB; more fails the job with "memory limit exceeded".
     #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub memory: u32,
@@ -225,26 +227,26 @@ pub struct RunArgs {
     #[arg(long, default_value = "jobrunner <jobrunner@localhost>")]
     pub mail_from: String,
     /// Seconds between heartbeats (and between checks for dead runners).
-    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
-    pub heartbeat: f64,
+    #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = duration)]
+    pub heartbeat: Duration,
     /// Seconds without a heartbeat after which a runner counts as dead and
     /// its in-progress jobs are put back in their queues by a live runner.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    pub process_timeout: f64,
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = duration)]
+    pub process_timeout: Duration,
     /// Average seconds between checks of the schedule and retry sets.
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
-    pub poll_interval: f64,
+    #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = duration)]
+    pub poll_interval: Duration,
     /// Seconds running jobs get to finish after SIGTERM or SIGINT before
-    /// they are put back in their queues.
-    #[arg(short = 't', long, default_value_t = 25.0, value_name = "SECONDS")]
-    pub shutdown_timeout: f64,
+    /// they are put back in their queues (0: at once).
+    #[arg(short = 't', long, default_value = "25", value_name = "SECONDS", value_parser = duration_or_zero)]
+    pub shutdown_timeout: Duration,
     /// The largest job payload accepted, in bytes; a larger one goes to the
     /// dead set unread.
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_payload: usize,
     /// Seconds compiling one plugin may take; a plugin that takes longer is refused.
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
-    pub compile_timeout: f64,
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = duration)]
+    pub compile_timeout: Duration,
     /// Memory compiling one plugin may use, in MiB; a plugin that needs more is refused.
     #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u32).range(64..=65536))]
     pub compile_memory: u32,
@@ -255,8 +257,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 10_000, value_name = "JOBS")]
     pub dead_max_jobs: u32,
     /// Days a job is kept in the dead set.
-    #[arg(long, default_value_t = 180.0, value_name = "DAYS")]
-    pub dead_timeout: f64,
+    #[arg(long, default_value = "180", value_name = "DAYS", value_parser = days)]
+    pub dead_timeout: Duration,
     /// Where the web dashboard and /metrics listen. An address other than
     /// loopback needs --http-auth or --http-token.
     #[arg(long, env = "JOBRUNNER_HTTP", default_value = "127.0.0.1:7878", value_name = "ADDR")]
@@ -275,11 +277,11 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// The bounds on compiling one plugin.
-    pub fn compile_limits(&self) -> anyhow::Result<crate::plugin::CompileLimits> {
-        Ok(crate::plugin::CompileLimits {
-            budget: seconds(self.compile_timeout, "--compile-timeout")?,
+    pub fn compile_limits(&self) -> crate::plugin::CompileLimits {
+        crate::plugin::CompileLimits {
+            budget: self.compile_timeout,
             memory_bytes: u64::from(self.compile_memory) * 1024 * 1024,
-        })
+        }
     }
 
     /// The code cache directory, unless caching is off.
@@ -302,11 +304,62 @@ impl RunArgs {
 const MAX_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
 
 /// A duration flag's value: a positive number of seconds, at most ten years.
-pub fn seconds(value: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+pub fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
     if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
         anyhow::bail!(
             "{flag} must be a positive number of seconds up to {MAX_SECONDS} (ten years), not {value}"
         );
     }
-    Ok(std::time::Duration::from_secs_f64(value))
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// A duration flag as clap reads it: seconds (2.5) or with units (90s,
+/// 5m, 1h 30m); positive and at most ten years.
+fn duration(text: &str) -> Result<Duration, String> {
+    let value = match text.trim().parse::<f64>() {
+        Ok(seconds) => seconds,
+        Err(_) => humantime::parse_duration(text.trim())
+            .map_err(|e| format!("{e}; expected seconds (2.5) or a duration (90s, 5m)"))?
+            .as_secs_f64(),
+    };
+    if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
+        return Err("expected a positive number of seconds, up to ten years".to_string());
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// Like [`duration`], but zero is allowed.
+fn duration_or_zero(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => duration(text),
+    }
+}
+
+/// A number of days, positive and at most ten years.
+fn days(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(days) if days.is_finite() && days > 0.0 && days * 86_400.0 <= MAX_SECONDS => {
+            Ok(Duration::from_secs_f64(days * 86_400.0))
+        }
+        _ => Err("expected a positive number of days, up to ten years".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_seconds_or_carry_units() {
+        assert_eq!(duration("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["0", "-1", "NaN", "inf", "soon", "11years"] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(duration_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(days("1"), Ok(Duration::from_secs(86_400)));
+        assert!(days("0").is_err() && days("5000").is_err());
+    }
 }

@@ -1,0 +1,29 @@
+//! The runner: wires the parts together and runs until shut down.
+//!
+//! Three steps, one file each. [`settings`] checks everything the command
+//! line asks for before anything starts, so a mistake stops the runner
+//! with one clear line. [`start`] connects to Redis, starts loading the
+//! plugins, announces the process, recovers jobs lost by dead runners and
+//! starts the background tasks. [`serve`] takes a job whenever a worker
+//! slot is free; at shutdown, fetching stops, running jobs get
+//! `--shutdown-timeout` to finish, and whatever is still in progress goes
+//! back to the front of its queue.
+
+mod serve;
+mod settings;
+mod start;
+
+use crate::cli::RunArgs;
+use anyhow::Result;
+
+pub use settings::Settings;
+
+/// Runs jobs until SIGINT or SIGTERM.
+pub async fn run(args: RunArgs) -> Result<()> {
+    let settings = Settings::check(args)?;
+    let running = start::start(settings).await?;
+    running.serve().await;
+    running.stop().await;
+    tracing::info!("runner stopped");
+    Ok(())
+}

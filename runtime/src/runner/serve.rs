@@ -1,0 +1,112 @@
+//! Serving: a job whenever a worker slot is free, until shutdown; then
+//! the drain and the hand-back of whatever is still in progress.
+
+use crate::busy::Busy;
+use crate::fetch::Fetcher;
+use crate::queue::Queue;
+use crate::shutdown::Shutdown;
+use crate::worker::Worker;
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+/// A started runner: what serving and stopping need.
+pub struct Running {
+    /// Performs one job and records its outcome.
+    pub worker: Arc<Worker>,
+    /// Takes jobs off the queues.
+    pub fetcher: Fetcher,
+    /// One permit per job that may run at once.
+    pub slots: Arc<Semaphore>,
+    /// The number of slots.
+    pub concurrency: usize,
+    /// How long running jobs get to finish at shutdown.
+    pub shutdown_timeout: Duration,
+    /// The jobs running now.
+    pub busy: Arc<Busy>,
+    /// Quiet and shutdown, from signals or the dashboard.
+    pub shutdown: Shutdown,
+    /// Redis, for the hand-back at the end.
+    pub queue: Queue,
+    /// This runner's identity in Redis.
+    pub identity: String,
+    /// Tasks stopped at the end (the heartbeat and the dashboard).
+    pub background: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Takes a job whenever a slot is free, until the runner is quiet or
+    /// shutting down; when only quiet, then waits for the shutdown.
+    pub async fn serve(&self) {
+        loop {
+            let first = tokio::select! {
+                permit = self.slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
+                _ = self.shutdown.wait_quiet() => break,
+            };
+            // Take as many jobs as there are free slots, in one round trip.
+            let mut permits = vec![first];
+            while let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                permits.push(permit);
+            }
+            let Some(jobs) = self.fetcher.next(&self.shutdown, permits.len()).await else {
+                break;
+            };
+            for ((queue, raw), permit) in jobs.into_iter().zip(permits) {
+                let running = self.busy.start(&queue, Arc::from(raw.as_slice()));
+                let worker = self.worker.clone();
+                tokio::spawn(async move {
+                    // A panic, whatever its cause, must not leave the job in
+                    // progress with nobody to finish it.
+                    let work = AssertUnwindSafe(worker.process(queue.clone(), raw.clone(), &running));
+                    if let Err(panic) = work.catch_unwind().await {
+                        worker.panicked(queue, raw, panic_message(&*panic)).await;
+                    }
+                    drop((running, permit));
+                });
+            }
+        }
+        if !self.shutdown.is_started() {
+            tracing::info!("quiet: taking no new jobs; waiting for SIGTERM or SIGINT");
+            self.shutdown.wait().await;
+        }
+    }
+
+    /// Gives running jobs the shutdown timeout, leaves the process set and
+    /// puts whatever is still in progress back at the front of its queue.
+    pub async fn stop(self) {
+        let all = self.slots.acquire_many(self.concurrency as u32);
+        if tokio::time::timeout(self.shutdown_timeout, all).await.is_err() {
+            tracing::warn!(
+                timeout_s = self.shutdown_timeout.as_secs_f64(),
+                "jobs still running at the end of the shutdown timeout"
+            );
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        if let Err(err) = self.queue.retire(&self.identity).await {
+            tracing::warn!(error = %format!("{err:#}"), "could not leave the process set; the entry expires by itself");
+        }
+        match self.queue.recover(&self.identity, 0.0, true).await {
+            Ok(Some(n)) if n > 0 => {
+                tracing::warn!(jobs = n, "unfinished jobs put back at the front of their queues")
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::error!(error = %format!("{err:#}"), "could not requeue unfinished jobs; another runner will recover them")
+            }
+        }
+    }
+}
+
+/// What a panic said, if it said it as text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => text.to_string(),
+        (_, Some(text)) => text.clone(),
+        _ => "(no message)".to_string(),
+    }
+}

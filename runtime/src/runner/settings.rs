@@ -1,0 +1,119 @@
+//! The run's settings, checked: every flag turned into the value its part
+//! needs, before anything connects or starts.
+//!
+//! clap already parses durations and sizes (see `cli.rs`). URLs are checked
+//! here rather than by clap, because clap repeats a refused value in its
+//! error, and these carry passwords; the errors here name them redacted.
+
+use crate::cli::RunArgs;
+use crate::fetch::QueueOrder;
+use crate::heartbeat::Timing;
+use crate::mail::Mailer;
+use crate::plugin::{CompileLimits, Limits};
+use crate::policy::Policy;
+use crate::queue::{DeadLimits, Endpoint};
+use crate::web::Credentials;
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The queues served when none are given.
+const DEFAULT_QUEUES: &[&str] = &["default", "mailers"];
+
+/// Everything a run needs to know, checked.
+pub struct Settings {
+    /// Which queues to serve, and how to choose among them.
+    pub order: QueueOrder,
+    /// The most jobs run at once.
+    pub concurrency: usize,
+    /// Heartbeat interval and the silence after which a runner is dead.
+    pub timing: Timing,
+    /// Average time between checks of the schedule and retry sets.
+    pub poll_interval: Duration,
+    /// How long running jobs get to finish at shutdown.
+    pub shutdown_timeout: Duration,
+    /// How many dead jobs are kept, and for how long.
+    pub dead: DeadLimits,
+    /// Time and memory one job may use.
+    pub limits: Limits,
+    /// Where plugins come from and how they are loaded.
+    pub plugins: PluginSettings,
+    /// The largest job payload accepted, in bytes.
+    pub max_payload: usize,
+    /// The mail transport (its ledger is added once Redis is connected).
+    pub mailer: Mailer,
+    /// Limits on what plugins may do.
+    pub policy: Arc<Policy>,
+    /// Where the dashboard listens and who may see it, unless it is off.
+    pub http: Option<(SocketAddr, Credentials)>,
+    /// The app's database URL, for `records`.
+    pub database: Option<String>,
+    /// Where Redis is and how to trust it.
+    pub endpoint: Endpoint,
+}
+
+/// Where plugins come from and how they are loaded.
+pub struct PluginSettings {
+    /// The plugins directory, canonical.
+    pub dir: PathBuf,
+    /// Whether the directory is watched for changes.
+    pub watch: bool,
+    /// Where compiled plugins are kept, unless caching is off.
+    pub cache_dir: Option<PathBuf>,
+    /// Bounds on compiling one plugin.
+    pub compile: CompileLimits,
+    /// The largest plugin file loaded, in bytes.
+    pub max_size: u64,
+}
+
+impl Settings {
+    /// Checks the command line; the error names the flag and the reason.
+    pub fn check(args: RunArgs) -> Result<Settings> {
+        let specs: Vec<String> = match args.queues.is_empty() {
+            true => DEFAULT_QUEUES.iter().map(|q| q.to_string()).collect(),
+            false => args.queues.clone(),
+        };
+        let endpoint = args.redis.endpoint();
+        endpoint.check().with_context(|| {
+            format!("--redis {} is not a valid Redis URL", crate::secret::redact_url(&endpoint.url))
+        })?;
+        let concurrency = usize::from(args.concurrency);
+        let mailer = match &args.smtp {
+            Some(url) => Mailer::smtp(url, &args.mail_from, concurrency)?,
+            None => Mailer::outbox(&args.outbox, &args.mail_from)?,
+        };
+        tracing::info!(mail = %mailer.describe(), "mail transport ready");
+        Ok(Settings {
+            order: QueueOrder::parse(&specs)?,
+            concurrency,
+            timing: Timing::new(args.heartbeat, args.process_timeout)?,
+            poll_interval: args.poll_interval,
+            shutdown_timeout: args.shutdown_timeout,
+            dead: DeadLimits { max_jobs: args.dead_max_jobs, max_age_secs: args.dead_timeout.as_secs_f64() },
+            limits: Limits { timeout: args.timeout, memory_bytes: args.memory as usize * 1024 * 1024 },
+            plugins: PluginSettings {
+                dir: std::fs::canonicalize(&args.plugins).with_context(|| {
+                    format!("the plugins directory {} is not usable", args.plugins.display())
+                })?,
+                watch: args.watch,
+                cache_dir: args.code_cache_dir(),
+                compile: args.compile_limits(),
+                max_size: u64::from(args.max_plugin_size) * 1024 * 1024,
+            },
+            max_payload: args.max_payload,
+            mailer,
+            policy: Arc::new(match &args.policy {
+                Some(path) => Policy::load(path)?,
+                None => Policy::default(),
+            }),
+            http: match args.no_http {
+                true => None,
+                false => Some((args.http, Credentials::new(args.http, args.http_auth, args.http_token)?)),
+            },
+            database: args.database,
+            endpoint,
+        })
+    }
+}
