@@ -24,6 +24,8 @@ install_packages() {
   ruby -e 'require "action_mailer"; require "global_id"' 2>/dev/null || missing+=(ruby-actionmailer ruby-globalid)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
+  # Mail over TLS: smtp-sink behind stunnel.
+  command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || missing+=(stunnel4)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then

@@ -1,7 +1,7 @@
 //! The two shipped plugins deliver their mail through a real SMTP server,
 //! and the mail server's answers become the right job outcomes.
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, runner_bin};
+use jobrunner_tests::{Certs, Redis, Runner, RunnerOptions, SmtpSink, TlsSmtp, WAIT, eventually, runner_bin};
 use serde_json::json;
 use std::process::Command;
 
@@ -133,4 +133,61 @@ fn cc_bcc_reply_to_and_html_arrive_as_sent_and_bcc_stays_hidden() {
         "{}",
         mail.body
     );
+}
+
+/// `mailer` / `s3cret p@ss`, as AUTH PLAIN sends them (base64 of
+/// "\0mailer\0s3cret p@ss").
+const AUTH_PLAIN: &str = "AUTH PLAIN AG1haWxlcgBzM2NyZXQgcEBzcw==";
+
+#[test]
+fn smtps_and_starttls_deliver_with_auth_and_a_checked_certificate() {
+    let certs = Certs::generate();
+    let (redis, tls) = (Redis::start(), TlsSmtp::start(&certs));
+    let ca = certs.path("ca.crt").display().to_string();
+    let urls = [
+        ("implicit", format!("smtps://mailer:s3cret%20p%40ss@127.0.0.1:{}", tls.implicit_port)),
+        ("starttls", format!("smtp://mailer:s3cret%20p%40ss@127.0.0.1:{}?tls=required", tls.starttls_port)),
+    ];
+    for (i, (name, url)) in urls.iter().enumerate() {
+        let options = RunnerOptions::plugins(&["welcome_mail"]).args(&["--smtp-ca", &ca]);
+        let runner = Runner::start(&redis.url, url, options);
+        redis.push("mailers", &job("WelcomeMailJob", json!([format!("{name}@example.com"), name])));
+        let rcpt = [format!("{name}@example.com")];
+        let mails = tls.sink.wait_for(i + 1);
+        let mail = mails.iter().find(|m| m.rcpt == rcpt).expect("the mail for this URL");
+        assert!(mail.body.contains(&format!("Hello {name}")), "{}", mail.body);
+        assert!(!runner.logs().contains("s3cret"), "the password shows in the log");
+    }
+    let commands = tls.commands();
+    assert_eq!(
+        commands.matches(AUTH_PLAIN).count(),
+        2,
+        "both logged in with the URL's credentials:\n{commands}"
+    );
+    let tls_log = tls.tls_log();
+    for service in ["implicit", "starttls"] {
+        assert!(
+            tls_log.contains(&format!("Service [{service}] accepted connection")),
+            "{service}:\n{tls_log}"
+        );
+    }
+}
+
+#[test]
+fn a_server_certificate_from_an_untrusted_ca_sends_nothing_and_the_job_retries() {
+    let certs = Certs::generate();
+    let (redis, tls) = (Redis::start(), TlsSmtp::start(&certs));
+    for url in [
+        format!("smtps://mailer:s3cret%20p%40ss@127.0.0.1:{}", tls.implicit_port),
+        format!("smtp://mailer:s3cret%20p%40ss@127.0.0.1:{}", tls.starttls_port),
+    ] {
+        let _: i64 = redis.query(&["DEL", "retry"]);
+        let _runner = Runner::start(&redis.url, &url, RunnerOptions::plugins(&["welcome_mail"]));
+        redis.push("mailers", &job("WelcomeMailJob", json!(["new@example.com", "Ann"])));
+        let retry = eventually("the job in the retry set", WAIT, || redis.sorted_set("retry").pop());
+        let error = retry["error_message"].as_str().unwrap_or_default();
+        assert!(error.contains("certificate"), "{url}: {error}");
+    }
+    assert_eq!(tls.sink.count(), 0, "no mail went past an unchecked certificate");
+    assert!(!tls.commands().contains("AUTH"), "the credentials were never sent");
 }

@@ -210,6 +210,10 @@ pub struct RunArgs {
     /// Without it, mail is written to --outbox.
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]
     pub smtp: Option<String>,
+    /// A PEM file of the CA certificates that --smtp's server certificate is
+    /// checked against, instead of Mozilla's roots (for TLS and STARTTLS).
+    #[arg(long, env = "SMTP_CA", value_name = "FILE")]
+    pub smtp_ca: Option<PathBuf>,
     /// The app's database, which plugins read through `records` (read-only):
     /// sqlite://PATH, postgres://user:pass@host/db or mysql://user:pass@host/db.
     /// Without it, record reads fail and their jobs are retried.

@@ -4,6 +4,7 @@
 //!
 //! - [`Redis`]: a `redis-server`.
 //! - [`SmtpSink`]: Postfix's `smtp-sink`, writing each message to a file.
+//! - [`TlsSmtp`]: smtp-sink behind `stunnel4`, with implicit TLS and STARTTLS.
 //! - [`Postgres`]: a PostgreSQL server, for the app database of the Rails tests.
 //! - [`MariaDb`]: a MariaDB server, for `records` over MySQL's dialect.
 //! - [`Shop`]: the example Rails app (`scripts/shop/app.rb`), run by Ruby.
@@ -25,6 +26,7 @@ mod runner;
 mod sentinel;
 mod shop;
 mod smtp;
+mod smtp_tls;
 mod tls;
 
 pub use browser::Browser;
@@ -36,6 +38,7 @@ pub use runner::{Runner, RunnerOptions, runner_bin};
 pub use sentinel::Sentinel;
 pub use shop::Shop;
 pub use smtp::{Mail, SmtpSink};
+pub use smtp_tls::TlsSmtp;
 pub use tls::Certs;
 
 use std::net::TcpListener;

@@ -45,8 +45,23 @@ impl SmtpSink {
     pub fn start_with(options: &[&str]) -> SmtpSink {
         let dir = tempfile::tempdir().expect("creating smtp-sink's temp dir");
         let port = free_port();
-        let child = spawn(port, &dir, options);
+        let child = spawn(port, &dir, options, Stdio::inherit());
         SmtpSink { child, dir, port, url: format!("smtp://127.0.0.1:{port}") }
+    }
+
+    /// A sink that writes every command it receives to `log` (`-v`), to
+    /// see what a client said (AUTH, STARTTLS) besides the messages.
+    pub fn start_logging(log: &std::path::Path) -> SmtpSink {
+        let dir = tempfile::tempdir().expect("creating smtp-sink's temp dir");
+        let port = free_port();
+        let file = std::fs::File::create(log).expect("creating smtp-sink's log");
+        let child = spawn(port, &dir, &["-v"], Stdio::from(file));
+        SmtpSink { child, dir, port, url: format!("smtp://127.0.0.1:{port}") }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// A sink that accepts everything and keeps nothing, for the benchmark:
@@ -70,7 +85,7 @@ impl SmtpSink {
     pub fn restart_with(&mut self, options: &[&str]) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(self.port, &self.dir, options);
+        self.child = spawn(self.port, &self.dir, options, Stdio::inherit());
     }
 
     /// Every message received so far.
@@ -97,7 +112,7 @@ impl SmtpSink {
     }
 }
 
-fn spawn(port: u16, dir: &TempDir, options: &[&str]) -> Child {
+fn spawn(port: u16, dir: &TempDir, options: &[&str], stderr: Stdio) -> Child {
     let template = format!("{}/%H%M%S.", dir.path().display());
     let child = Command::new(smtp_sink())
         .args(["-u", "root", "-d", &template])
@@ -106,6 +121,7 @@ fn spawn(port: u16, dir: &TempDir, options: &[&str]) -> Child {
         .arg("64")
         .current_dir(dir.path())
         .stdout(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("starting smtp-sink (apt-get install postfix)");
     eventually("smtp-sink to accept connections", WAIT, || TcpStream::connect(("127.0.0.1", port)).ok());

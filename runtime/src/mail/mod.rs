@@ -12,6 +12,7 @@
 mod compose;
 pub mod ledger;
 mod smtp;
+mod tls;
 
 pub use compose::weight as message_size;
 pub use ledger::Ledger;
@@ -20,7 +21,7 @@ use crate::wit::Email;
 use anyhow::{Context, Result};
 use compose::Prepared;
 use lettre::message::Mailbox;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use std::path::{Path, PathBuf};
 
 /// Why a message wasn't sent.
@@ -39,10 +40,8 @@ pub enum SendError {
 
 /// Where messages go.
 enum Transport {
-    /// Our pool of SMTP connections (plain or STARTTLS).
+    /// Our pool of SMTP connections (plain, STARTTLS or implicit TLS).
     Smtp(smtp::SmtpPool),
-    /// lettre's pooled transport, for implicit TLS.
-    Smtps(AsyncSmtpTransport<Tokio1Executor>),
     /// Kept in memory, for `runner try`.
     Capture(std::sync::Mutex<Vec<String>>),
     /// One `.eml` file per message in a directory.
@@ -80,19 +79,17 @@ impl Mailer {
     /// Sends through the SMTP server at `url`, over at most
     /// `max_connections` connections: `smtp://user:pass@host:port` (STARTTLS
     /// when the server offers it; `?tls=required` to insist, `?tls=none` to
-    /// never), or `smtps://...` for implicit TLS.
-    pub fn smtp(url: &str, default_from: &str, max_connections: usize) -> Result<Mailer> {
+    /// never), or `smtps://...` for implicit TLS. The server's certificate
+    /// is checked against Mozilla's roots, or only those in `ca_file`.
+    pub fn smtp(
+        url: &str,
+        ca_file: Option<&Path>,
+        default_from: &str,
+        max_connections: usize,
+    ) -> Result<Mailer> {
         let invalid = || format!("invalid SMTP URL {}", crate::secret::redact_url(url));
-        let transport = if url.starts_with("smtps://") {
-            let pool = lettre::transport::smtp::PoolConfig::new().max_size(max_connections as u32);
-            let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).with_context(invalid)?;
-            Transport::Smtps(builder.pool_config(pool).build())
-        } else {
-            Transport::Smtp(smtp::SmtpPool::new(
-                smtp::Server::from_url(url).with_context(invalid)?,
-                max_connections,
-            ))
-        };
+        let server = smtp::Server::from_url(url).with_context(invalid)?;
+        let transport = Transport::Smtp(smtp::SmtpPool::new(server, ca_file, max_connections)?);
         Ok(Mailer { transport, default_from: parse_from(default_from)?, ledger: None })
     }
 
@@ -135,8 +132,7 @@ impl Mailer {
     /// Where mail goes, for the start-up log line.
     pub fn describe(&self) -> String {
         match &self.transport {
-            Transport::Smtp(_) => "SMTP".to_string(),
-            Transport::Smtps(_) => "SMTP over TLS".to_string(),
+            Transport::Smtp(pool) => pool.describe(),
             Transport::Capture(_) => "memory".to_string(),
             Transport::Outbox(_, dir) => format!("outbox {}", dir.display()),
         }
@@ -205,9 +201,6 @@ impl Mailer {
         let Prepared { envelope, raw, .. } = message;
         match &self.transport {
             Transport::Smtp(pool) => pool.send(&envelope, &raw).await?,
-            Transport::Smtps(smtps) => {
-                smtps.send_raw(&envelope, &raw).await.map_err(classify_smtp)?;
-            }
             Transport::Capture(kept) => {
                 let text = String::from_utf8_lossy(&raw).into_owned();
                 kept.lock().expect("capture lock").push(text);

@@ -81,7 +81,7 @@ impl Settings {
         })?;
         let concurrency = usize::from(args.concurrency);
         let mailer = match &args.smtp {
-            Some(url) => Mailer::smtp(url, &args.mail_from, concurrency)?,
+            Some(url) => Mailer::smtp(url, args.smtp_ca.as_deref(), &args.mail_from, concurrency)?,
             None => Mailer::outbox(&args.outbox, &args.mail_from)?,
         };
         tracing::info!(mail = %mailer.describe(), "mail transport ready");
