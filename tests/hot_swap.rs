@@ -201,3 +201,60 @@ fn with_watch_false_a_file_dropped_in_is_left_alone() {
     redis.push("default", &order_job(1));
     assert_eq!(smtp.wait_for(1).len(), 1, "the plugin it started with still serves");
 }
+
+#[test]
+fn with_no_cache_nothing_is_kept_and_a_restart_compiles_again() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    // Where the code cache would go by default.
+    let home = tempfile::tempdir().unwrap();
+    let home_path = home.path().display().to_string();
+    let options = only_order_created()
+        .args(&["--no-cache"])
+        .env("HOME", &home_path)
+        .env("XDG_CACHE_HOME", &format!("{home_path}/.cache"));
+    let mut runner = Runner::start(&redis.url, &smtp.url, options);
+    let first = runner.wait_for_log(&["plugin loaded", "order_created.wasm"], 1);
+    assert!(first[0].contains("code=compiled"), "{}", first[0]);
+    runner.restart();
+    let second = runner.wait_for_log(&["plugin loaded", "order_created.wasm"], 2);
+    assert!(second[1].contains("code=compiled"), "nothing was kept, so it compiles again: {}", second[1]);
+    redis.push("default", &order_job(5));
+    assert_eq!(smtp.wait_for(1)[0].subject, "Your order #5 is confirmed");
+    let kept: Vec<_> = walk(home.path());
+    assert!(kept.is_empty(), "files written with --no-cache: {kept:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        match entry.file_type().unwrap().is_dir() {
+            true => files.extend(walk(&entry.path())),
+            false => files.push(entry.path()),
+        }
+    }
+    files
+}
+
+#[test]
+fn a_new_file_written_slowly_loads_once_it_is_whole() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, only_order_created());
+    runner.wait_for_log(&["plugin loaded", "order_created.wasm"], 1);
+    // Eight pieces 150 ms apart: each pause shorter than the settle time,
+    // the whole write four times longer.
+    let bytes = std::fs::read(plugin_wasm("welcome_mail")).unwrap();
+    let mut file = std::fs::File::create(runner.plugin_path("welcome_mail.wasm")).unwrap();
+    for piece in bytes.chunks(bytes.len().div_ceil(8)) {
+        file.write_all(piece).unwrap();
+        file.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    drop(file);
+    runner.wait_for_log(&["plugin loaded", "welcome_mail.wasm"], 1);
+    let until = jobrunner_tests::now() + 2.0;
+    jobrunner_tests::never_before(until, "a second load or a refusal", || {
+        let logs = runner.logs();
+        logs.matches("welcome_mail.wasm").count() == 1 && !logs.contains("plugin refused")
+    });
+}

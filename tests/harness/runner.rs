@@ -99,12 +99,14 @@ impl Runner {
             "1".into(),
             "--poll-interval".into(),
             "1".into(),
-            "--cache-dir".into(),
-            dir.path().join("cache").display().to_string(),
             // Each runner's dashboard on a port of its own, which it logs.
             "--http".into(),
             "127.0.0.1:0".into(),
         ];
+        // A code cache of its own, unless the test turns caching off.
+        if !options.args.iter().any(|a| a == "--no-cache") {
+            command.extend(["--cache-dir".into(), dir.path().join("cache").display().to_string()]);
+        }
         command.extend(options.args);
         let mut runner = Runner { child: None, dir, command, log: options.log, env: options.env };
         runner.spawn();

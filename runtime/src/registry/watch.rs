@@ -10,6 +10,14 @@
 //! and hidden temp files are never looked at. Files load side by side; the
 //! registry keeps the loads of one file in order. Should the watcher report
 //! an error (e.g. its event queue overflowed), every file is checked again.
+//!
+//! The settle map is ours rather than a debouncer crate's because both
+//! miss a case it catches. `notify-debouncer-full` releases a new file's
+//! creation a fixed time after it, however long the writer keeps writing:
+//! with it, `a_new_file_written_slowly_loads_once_it_is_whole` (hot_swap.rs)
+//! fails, the half-written file being read and refused first.
+//! `notify-debouncer-mini` reports no event kinds, so the runner's own
+//! opens and reads of a file would count as changes.
 
 use super::{Registry, is_plugin_file};
 use crate::shutdown::Shutdown;
