@@ -302,3 +302,26 @@ fn log_lines_are_cut_at_8_kib_and_enabled_follows_the_filter() {
         assert!(line.contains("(cut)"), "marked as cut");
     }
 }
+
+/// The README's `log_lines_per_second` default, 100, with bursts of up to
+/// one second's worth: a plugin logging flat out for three seconds gets
+/// about 400 lines written, and the rest are counted as dropped.
+#[test]
+fn a_log_flood_is_held_to_the_documented_100_lines_a_second() {
+    let _turn = alone();
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["hostile"]));
+    redis.push("default", &job_json("LogFloodForJob", json!([3]), "f1f1f1f1f1f1f1f1f1f1f1f1"));
+    let dropped = runner.wait_for_log(&["log lines dropped", "f1f1f1f1f1f1f1f1f1f1f1f1"], 1);
+    let written = runner.logs().matches("timed flood line ").count();
+    // 100 at once, then 100 a second for three seconds (and a little for
+    // the moments around them).
+    assert!((300..=420).contains(&written), "{written} lines written in 3 s at 100 a second");
+    let count: u64 = dropped[0]
+        .split("dropped=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("the dropped count");
+    assert!(count > 10 * written as u64, "{count} lines dropped against {written} written");
+}

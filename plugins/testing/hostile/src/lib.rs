@@ -7,6 +7,7 @@
 //!   "sandbox held: ..." if it got nothing, "SANDBOX BROKEN: ..." if it did.
 //! - `ClockSpinJob`: busy-waits on the clock for a minute.
 //! - `LogFloodJob`: writes `args[0]` log lines.
+//! - `LogFloodForJob`: writes log lines as fast as it can for `args[0]` seconds.
 //! - `BigErrorJob`: fails with a message of `args[0]` bytes.
 //! - `MailLoopJob`: mails `args[0]` `args[1]` times in a row.
 //! - `MailBlastJob`: one mail to `args[0]` recipients.
@@ -30,6 +31,7 @@ const CLASSES: &[&str] = &[
     "ProbeJob",
     "ClockSpinJob",
     "LogFloodJob",
+    "LogFloodForJob",
     "BigErrorJob",
     "MailLoopJob",
     "MailBlastJob",
@@ -62,6 +64,16 @@ impl Guest for Hostile {
                 let lines: u64 = args.required("lines", 0)?;
                 for i in 0..lines {
                     log(Level::Info, &format!("flood line {i}"));
+                }
+                Ok(())
+            }
+            "LogFloodForJob" => {
+                let seconds: u64 = args.required("seconds", 0)?;
+                let start = std::time::SystemTime::now();
+                let mut i = 0u64;
+                while start.elapsed().unwrap_or_default().as_secs() < seconds {
+                    log(Level::Info, &format!("timed flood line {i}"));
+                    i += 1;
                 }
                 Ok(())
             }
