@@ -58,6 +58,10 @@ fn scenario() -> Scenario {
     redis.push("default", &job_json("GhostJob", json!([2]), "0000000000000000000000c2"));
     redis.push("default", &job_json("GhostJob", json!([SCRIPT, IMG]), SCRIPT_JID));
     eventually("three jobs in the retry set", WAIT, || (redis.sorted_set("retry").len() == 3).then_some(()));
+    // A mail arrives before its job's outcome is recorded: wait for all ten.
+    eventually("ten outcomes counted", WAIT, || {
+        (redis.query::<Option<u64>>(&["GET", "stat:processed"]) == Some(10)).then_some(())
+    });
     Scenario { redis, smtp, runner }
 }
 
@@ -128,8 +132,17 @@ async fn the_dashboard_in_chromium() {
     assert!(redis.sorted_set("dead").is_empty(), "the order is still dead");
     client.goto(&format!("{url}/dead")).await.unwrap();
     assert!(client.find(Locator::Css(&format!("tr[data-jid='{DEAD_JID}']"))).await.is_err());
-    client.goto(&format!("{url}/")).await.unwrap();
-    assert_eq!(text(&client, "#stat-processed").await, "11");
+    // The mail is out before the outcome is counted: reload until it is.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        client.goto(&format!("{url}/")).await.unwrap();
+        let processed = text(&client, "#stat-processed").await;
+        if processed == "11" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "processed stayed at {processed}, not 11");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(text(&client, "#stat-dead").await, "0");
     client.close().await.unwrap();
 }
