@@ -147,6 +147,10 @@ pub struct EnqueueArgs {
     /// or epoch seconds.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub at: Option<f64>,
+    /// Discard the job unrun if it hasn't started this long after it is
+    /// due, e.g. 1h (Sidekiq Pro's expires_in).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub expires_in: Option<Duration>,
     #[command(flatten)]
     pub redis: RedisArgs,
 }

@@ -5,17 +5,32 @@ use crate::queue::Queue;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+/// When a pushed job runs, and until when it may start.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timing {
+    /// Run at this instant (epoch seconds) instead of now, like Sidekiq's
+    /// `perform_at`.
+    pub at: Option<f64>,
+    /// Discard the job unrun if it hasn't started this long after it is
+    /// due (Sidekiq Pro's `expires_in`; written as `expires_at`).
+    pub expires_in: Option<std::time::Duration>,
+}
+
 /// Builds a Sidekiq job for `class` with the JSON array `args` and pushes it
-/// to `queue`, or schedules it for `at` (epoch seconds) when given, like
-/// Sidekiq's `perform_at`. Returns its jid.
+/// to `queue`, or schedules it. Returns its jid.
 pub async fn enqueue(
     queue: &Queue,
     class: &str,
     args: &str,
     queue_name: &str,
-    at: Option<f64>,
+    timing: Timing,
 ) -> Result<String> {
-    let (jid, payload) = new_job(class, args, queue_name, at.is_none())?;
+    let Timing { at, expires_in } = timing;
+    let (jid, mut payload) = new_job(class, args, queue_name, at.is_none())?;
+    if let Some(expires_in) = expires_in {
+        payload["expires_at"] = json!(at.unwrap_or_else(clock::now) + expires_in.as_secs_f64());
+    }
+    let payload = payload.to_string();
     match at {
         Some(at) => queue.schedule(&payload, at).await?,
         None => queue.push(queue_name, &payload).await?,
@@ -24,7 +39,7 @@ pub async fn enqueue(
 }
 
 /// A new job's jid and JSON; a scheduled job has no `enqueued_at` yet.
-pub fn new_job(class: &str, args: &str, queue: &str, enqueued_now: bool) -> Result<(String, String)> {
+pub fn new_job(class: &str, args: &str, queue: &str, enqueued_now: bool) -> Result<(String, Value)> {
     if class.trim().is_empty() {
         bail!("the job class is empty");
     }
@@ -42,15 +57,14 @@ pub fn new_job(class: &str, args: &str, queue: &str, enqueued_now: bool) -> Resu
     if enqueued_now {
         payload["enqueued_at"] = json!(now);
     }
-    Ok((jid, payload.to_string()))
+    Ok((jid, payload))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn builds_sidekiq_json() {
-        let (jid, json) = super::new_job("OrderCreateJob", "[42]", "default", true).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let (jid, v) = super::new_job("OrderCreateJob", "[42]", "default", true).unwrap();
         assert_eq!(jid.len(), 24);
         assert_eq!(v["jid"], jid.as_str());
         assert_eq!(v["args"], serde_json::json!([42]));
@@ -59,6 +73,7 @@ mod tests {
         assert!(super::new_job("X", "{}", "q", true).unwrap_err().to_string().contains("array"));
         assert!(super::new_job("X", "[", "q", true).unwrap_err().to_string().contains("not valid JSON"));
         let (_, scheduled) = super::new_job("X", "[]", "q", false).unwrap();
+        let scheduled = scheduled.to_string();
         assert!(!scheduled.contains("enqueued_at"));
     }
 }

@@ -13,6 +13,7 @@
 //! - [`activejob`]: ActiveJob unwrapped; `deliver_later` mails routed by
 //!   `Mailer#action`.
 //! - [`worker`]: performs one job and records how it ended.
+//! - [`expiry`]: jobs that must start before a deadline, or not at all.
 //! - [`retry`]: Sidekiq's retry policy and backoff.
 //! - [`registry`]: which plugin serves which class; swapped atomically.
 //! - [`plugin`]: compiling, linking and running one component under limits.
@@ -43,6 +44,7 @@ pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod engine;
+pub mod expiry;
 pub mod fetch;
 pub mod heartbeat;
 pub mod job;

@@ -89,7 +89,8 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Enqueue(args)) => {
             let queue = Queue::connect(&args.redis.endpoint()).await?;
             let at = args.at.or_else(|| args.delay.map(|d| jobrunner::clock::now() + d.as_secs_f64()));
-            let jid = client::enqueue(&queue, &args.class, &args.args, &args.queue, at).await?;
+            let timing = client::Timing { at, expires_in: args.expires_in };
+            let jid = client::enqueue(&queue, &args.class, &args.args, &args.queue, timing).await?;
             // The jid is the command's output, for scripts to capture.
             println!("{jid}");
             Ok(())

@@ -37,6 +37,8 @@ pub struct Metrics {
     failed: IntCounterVec,
     /// How long jobs ran, by class and plugin.
     duration: HistogramVec,
+    /// Jobs discarded unrun because they expired before they started, by class.
+    expired: IntCounterVec,
     /// Jobs running in this process now.
     in_flight: IntGauge,
     /// Mails handed to the mail server, by plugin.
@@ -90,6 +92,11 @@ impl Metrics {
             &["class", "plugin"],
         );
         let failed = counter("jobrunner_jobs_failed_total", "Jobs that failed.", &["class", "plugin"]);
+        let expired = counter(
+            "jobrunner_jobs_expired_total",
+            "Jobs discarded unrun: they expired before they started.",
+            &["class"],
+        );
         let mails_sent =
             counter("jobrunner_mails_sent_total", "Mails accepted by the mail server.", &["plugin"]);
         let mails_failed = counter(
@@ -140,6 +147,7 @@ impl Metrics {
             processed,
             failed,
             duration,
+            expired,
             in_flight,
             mails_sent,
             mails_failed,
@@ -160,6 +168,11 @@ impl Metrics {
             self.failed.with_label_values(&labels).inc();
         }
         self.duration.with_label_values(&labels).observe(seconds);
+    }
+
+    /// A job of `class` expired before it started and was discarded.
+    pub fn job_expired(&self, class: &str) {
+        self.expired.with_label_values(&[class]).inc();
     }
 
     /// A mail from `plugin` was accepted by the mail server.

@@ -17,7 +17,7 @@ use crate::queue::ack::Acker;
 use crate::registry::Registry;
 use crate::retry::{self, Disposition, Failure};
 use crate::wit;
-use crate::{clock, shutdown::Shutdown};
+use crate::{clock, expiry, shutdown::Shutdown};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,6 +90,11 @@ impl Worker {
     async fn perform(&self, job: Job, running: &Running) -> Outcome {
         if injected_panic(&job.class) {
             panic!("a fault injected for class {} (JOBRUNNER_TEST_PANIC_CLASS)", job.class);
+        }
+        if let Some(expired_at) = expiry::expired(&job.payload, clock::now()) {
+            tracing::info!(expired_at, "job expired before it started; discarded unrun");
+            self.metrics.job_expired(&job.class);
+            return Outcome::Discard;
         }
         let started = Instant::now();
         // How long the job waited in its queue, for the latency benchmark.

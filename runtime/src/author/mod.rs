@@ -120,6 +120,7 @@ pub async fn try_job(trial: Trial<'_>) -> ExitCode {
 
 async fn run_trial(trial: &Trial<'_>) -> Result<u8> {
     let (_, payload) = crate::client::new_job(trial.class, trial.args, "default", true)?;
+    let payload = payload.to_string();
     let job = crate::job::Job::parse(payload.as_bytes(), "default")?;
     let policy = match trial.policy {
         Some(path) => Policy::load(path)?,
