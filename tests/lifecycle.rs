@@ -292,38 +292,3 @@ fn weighted_queues_are_served_in_proportion() {
         "critical's share {share:.3} ({critical} vs {default}), expected 0.75 ± 10%"
     );
 }
-
-#[test]
-fn a_job_that_expires_before_it_is_due_is_discarded_unrun_and_one_in_time_runs() {
-    let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
-    // As the sidekiq-expiring-jobs gem's client writes it: due in 2 s, to
-    // start before 1 s from now.
-    jobrunner_tests::ruby(
-        &redis,
-        &[],
-        r#"Sidekiq::Client.push("class" => "EchoJob", "queue" => "default",
-             "args" => ["ops@example.com", "late"], "jid" => "e0e0e0e0e0e0e0e0e0e0e0e0",
-             "at" => Time.now.to_f + 2, "expires_at" => Time.now.to_f + 1)"#,
-    );
-    // Due in 2 s, to start within 1 s of that: the expiry counts from the due time.
-    let output = std::process::Command::new(runner_bin())
-        .args(["enqueue", "EchoJob", r#"["ops@example.com", "in time"]"#, "--in", "2s"])
-        .args(["--expires-in", "1s", "--redis", &redis.url])
-        .output()
-        .expect("running runner enqueue");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-
-    let discarded = runner.wait_for_log(&["expired before it started", "e0e0e0e0e0e0e0e0e0e0e0e0"], 1);
-    assert!(discarded[0].contains("EchoJob"), "{}", discarded[0]);
-    eventually("the job in time to run", WAIT, || {
-        smtp.messages().into_iter().find(|m| m.subject == "in time")
-    });
-    assert!(smtp.messages().iter().all(|m| m.subject != "late"), "the expired job ran");
-    let leftovers: Vec<usize> =
-        ["schedule", "retry", "dead"].iter().map(|s| redis.sorted_set(s).len()).collect();
-    assert_eq!((leftovers, redis.llen("queue:default"), redis.inprogress_jobs()), (vec![0, 0, 0], 0, 0));
-    let metrics = ureq::get(&format!("{}/metrics", runner.dashboard_url())).call().unwrap();
-    let metrics = metrics.into_body().read_to_string().unwrap();
-    assert!(metrics.contains("jobrunner_jobs_expired_total{class=\"EchoJob\"} 1"), "{metrics}");
-}

@@ -151,6 +151,12 @@ pub struct EnqueueArgs {
     /// due, e.g. 1h (Sidekiq Pro's expires_in).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub expires_in: Option<Duration>,
+    /// Push nothing (exit status 2) while a job of the same class, queue
+    /// and arguments is queued, scheduled, retrying or running; the job
+    /// carries the same rule for other pushes, for at most this long, e.g.
+    /// 10m (Sidekiq Enterprise's unique_for).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub unique_for: Option<Duration>,
     #[command(flatten)]
     pub redis: RedisArgs,
 }

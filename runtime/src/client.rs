@@ -14,6 +14,19 @@ pub struct Timing {
     /// Discard the job unrun if it hasn't started this long after it is
     /// due (Sidekiq Pro's `expires_in`; written as `expires_at`).
     pub expires_in: Option<std::time::Duration>,
+    /// Refuse the push while a job of the same class, queue and arguments
+    /// is pending, for at most this long (Sidekiq Enterprise's `unique_for`).
+    pub unique_for: Option<std::time::Duration>,
+}
+
+/// The refusal of a unique job's duplicate.
+#[derive(Debug, thiserror::Error)]
+#[error("not enqueued: a {class} job with the same queue and arguments is pending ({holder})")]
+pub struct Duplicate {
+    /// The class pushed.
+    pub class: String,
+    /// What holds the lock: the pending job's jid.
+    pub holder: String,
 }
 
 /// Builds a Sidekiq job for `class` with the JSON array `args` and pushes it
@@ -25,10 +38,18 @@ pub async fn enqueue(
     queue_name: &str,
     timing: Timing,
 ) -> Result<String> {
-    let Timing { at, expires_in } = timing;
+    let Timing { at, expires_in, unique_for } = timing;
     let (jid, mut payload) = new_job(class, args, queue_name, at.is_none())?;
     if let Some(expires_in) = expires_in {
         payload["expires_at"] = json!(at.unwrap_or_else(clock::now) + expires_in.as_secs_f64());
+    }
+    if let Some(unique_for) = unique_for {
+        let seconds = unique_for.as_secs_f64().ceil().max(1.0) as u64;
+        payload["unique_for"] = json!(seconds);
+        let digest = crate::unique::digest(class, queue_name, &payload["args"]);
+        if let Some(holder) = queue.claim_unique(&digest, &jid, clock::now(), seconds).await? {
+            return Err(Duplicate { class: class.to_string(), holder }.into());
+        }
     }
     let payload = payload.to_string();
     match at {

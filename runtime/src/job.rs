@@ -61,6 +61,11 @@ impl Job {
         self.timestamp("enqueued_at")
     }
 
+    /// When the job was created, in epoch seconds.
+    pub fn created_at(&self) -> Option<f64> {
+        self.timestamp("created_at")
+    }
+
     /// The payload's timestamp `key` in epoch seconds, whichever Sidekiq wrote it.
     fn timestamp(&self, key: &str) -> Option<f64> {
         self.payload.get(key).and_then(crate::clock::epoch_seconds)

@@ -14,6 +14,7 @@
 //!   `Mailer#action`.
 //! - [`worker`]: performs one job and records how it ended.
 //! - [`expiry`]: jobs that must start before a deadline, or not at all.
+//! - [`unique`]: jobs whose duplicates are dropped while they are pending.
 //! - [`retry`]: Sidekiq's retry policy and backoff.
 //! - [`registry`]: which plugin serves which class; swapped atomically.
 //! - [`plugin`]: compiling, linking and running one component under limits.
@@ -60,6 +61,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod secret;
 pub mod shutdown;
+pub mod unique;
 pub mod untrusted;
 pub mod web;
 pub mod wit;

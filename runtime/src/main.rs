@@ -42,6 +42,10 @@ async fn main() -> ExitCode {
     }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.downcast_ref::<client::Duplicate>().is_some() => {
+            eprintln!("{err}");
+            ExitCode::from(2)
+        }
         Err(err) => {
             tracing::error!("{err:#}");
             ExitCode::FAILURE
@@ -89,7 +93,7 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Enqueue(args)) => {
             let queue = Queue::connect(&args.redis.endpoint()).await?;
             let at = args.at.or_else(|| args.delay.map(|d| jobrunner::clock::now() + d.as_secs_f64()));
-            let timing = client::Timing { at, expires_in: args.expires_in };
+            let timing = client::Timing { at, expires_in: args.expires_in, unique_for: args.unique_for };
             let jid = client::enqueue(&queue, &args.class, &args.args, &args.queue, timing).await?;
             // The jid is the command's output, for scripts to capture.
             println!("{jid}");

@@ -39,6 +39,8 @@ pub struct Metrics {
     duration: HistogramVec,
     /// Jobs discarded unrun because they expired before they started, by class.
     expired: IntCounterVec,
+    /// Unique jobs dropped unrun as duplicates of a pending one, by class.
+    duplicates: IntCounterVec,
     /// Jobs running in this process now.
     in_flight: IntGauge,
     /// Mails handed to the mail server, by plugin.
@@ -97,6 +99,11 @@ impl Metrics {
             "Jobs discarded unrun: they expired before they started.",
             &["class"],
         );
+        let duplicates = counter(
+            "jobrunner_jobs_duplicate_total",
+            "Unique jobs dropped unrun: a job of the same class, queue and arguments was pending.",
+            &["class"],
+        );
         let mails_sent =
             counter("jobrunner_mails_sent_total", "Mails accepted by the mail server.", &["plugin"]);
         let mails_failed = counter(
@@ -148,6 +155,7 @@ impl Metrics {
             failed,
             duration,
             expired,
+            duplicates,
             in_flight,
             mails_sent,
             mails_failed,
@@ -173,6 +181,11 @@ impl Metrics {
     /// A job of `class` expired before it started and was discarded.
     pub fn job_expired(&self, class: &str) {
         self.expired.with_label_values(&[class]).inc();
+    }
+
+    /// A unique job of `class` was dropped as a duplicate.
+    pub fn job_duplicate(&self, class: &str) {
+        self.duplicates.with_label_values(&[class]).inc();
     }
 
     /// A mail from `plugin` was accepted by the mail server.

@@ -12,10 +12,11 @@ use crate::busy::Running;
 use crate::job::Job;
 use crate::metrics::{Metrics, NO_PLUGIN, UNHANDLED_CLASS};
 use crate::plugin::CallError;
-use crate::queue::Outcome;
 use crate::queue::ack::Acker;
+use crate::queue::{Outcome, Queue};
 use crate::registry::Registry;
 use crate::retry::{self, Disposition, Failure};
+use crate::unique::{self, Unique};
 use crate::wit;
 use crate::{clock, expiry, shutdown::Shutdown};
 use serde_json::{Value, json};
@@ -35,6 +36,8 @@ pub struct Worker {
     pub max_payload: usize,
     /// Counts jobs and their durations.
     pub metrics: Arc<Metrics>,
+    /// Redis, for the locks of unique jobs.
+    pub queue: Queue,
 }
 
 impl Worker {
@@ -47,20 +50,28 @@ impl Worker {
             } else {
                 Job::parse(&raw, &queue)
             };
-            let (jid, outcome) = match parsed {
+            let (jid, outcome, unique) = match parsed {
                 Ok(job) => {
                     let span = tracing::Span::current();
                     span.record("class", job.class.as_str());
                     span.record("jid", job.jid.as_str());
-                    (job.jid.clone(), self.perform(job, running).await)
+                    let unique = unique::of(&job);
+                    (job.jid.clone(), self.perform(job, unique.as_ref(), running).await, unique)
                 }
                 Err(err) => {
                     tracing::error!(error = %format!("{err:#}"), "invalid job payload; moved to the dead set");
                     self.metrics.job_finished("InvalidJob", NO_PLUGIN, true, 0.0);
-                    (String::new(), Outcome::Dead { payload: invalid_payload(&raw, &queue, &format!("{err:#}")) })
+                    let payload = invalid_payload(&raw, &queue, &format!("{err:#}"));
+                    (String::new(), Outcome::Dead { payload }, None)
                 }
             };
             self.record(&queue, &raw, &jid, &outcome).await;
+            // A job waiting for its retry still holds its lock.
+            if let Some(unique) = &unique
+                && !matches!(outcome, Outcome::Retry { .. })
+            {
+                unique::ended(&self.queue, &jid, unique).await;
+            }
         }
         .instrument(span)
         .await
@@ -87,13 +98,20 @@ impl Worker {
         self.record(&queue, &raw, &jid, &outcome).await;
     }
 
-    async fn perform(&self, job: Job, running: &Running) -> Outcome {
+    async fn perform(&self, job: Job, unique: Option<&Unique>, running: &Running) -> Outcome {
         if injected_panic(&job.class) {
             panic!("a fault injected for class {} (JOBRUNNER_TEST_PANIC_CLASS)", job.class);
         }
         if let Some(expired_at) = expiry::expired(&job.payload, clock::now()) {
             tracing::info!(expired_at, "job expired before it started; discarded unrun");
             self.metrics.job_expired(&job.class);
+            return Outcome::Discard;
+        }
+        if let Some(unique) = unique
+            && let Some(holder) = unique::duplicate_of(&self.queue, &job, unique).await
+        {
+            tracing::info!(held_by = %holder, "a duplicate of a pending unique job; dropped unrun");
+            self.metrics.job_duplicate(&job.class);
             return Outcome::Discard;
         }
         let started = Instant::now();

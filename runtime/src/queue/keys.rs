@@ -55,6 +55,12 @@ pub fn sent_mail(jid: &str) -> String {
     format!("jobrunner:sent:{jid}")
 }
 
+/// The lock that keeps a unique job's duplicates out, by the digest of its
+/// class, queue and arguments.
+pub fn unique(digest: &str) -> String {
+    format!("jobrunner:unique:{digest}")
+}
+
 /// Sidekiq's daily counters, e.g. `stat:processed:2026-11-25`.
 pub fn daily_stat(stat: &str, date: &str) -> String {
     format!("stat:{stat}:{date}")

@@ -16,6 +16,7 @@ pub mod keys;
 mod link;
 mod process;
 mod scripts;
+mod unique;
 
 pub use admin::SetAction;
 pub use browse::{

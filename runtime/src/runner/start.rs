@@ -106,6 +106,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
             shutdown: shutdown.clone(),
             max_payload,
             metrics,
+            queue: queue.clone(),
         }),
         fetcher: Fetcher { queue: queue.clone(), identity: identity.clone(), order, busy: busy.clone() },
         slots: Arc::new(Semaphore::new(concurrency)),
