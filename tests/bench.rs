@@ -27,11 +27,19 @@ struct Options {
     rate: u32,
     /// Seconds the latency run offers jobs for.
     seconds: u32,
+    /// Running jobs cancelled in the cancel run.
+    cancels: usize,
 }
 
 fn options() -> Options {
-    let mut options =
-        Options { jobs: 50_000, concurrency: 10, plugin: "noop".into(), rate: 1000, seconds: 5 };
+    let mut options = Options {
+        jobs: 50_000,
+        concurrency: 10,
+        plugin: "noop".into(),
+        rate: 1000,
+        seconds: 5,
+        cancels: 100,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -41,8 +49,11 @@ fn options() -> Options {
             "--plugin" => options.plugin = value(),
             "--rate" => options.rate = value().parse().expect("--rate JOBS_PER_SECOND"),
             "--seconds" => options.seconds = value().parse().expect("--seconds N"),
+            "--cancels" => options.cancels = value().parse().expect("--cancels N"),
             "--help" | "-h" => {
-                println!("bench [--jobs N] [--concurrency N] [--plugin noop] [--rate N] [--seconds N]");
+                println!(
+                    "bench [--jobs N] [--concurrency N] [--plugin noop] [--rate N] [--seconds N] [--cancels N]"
+                );
                 std::process::exit(0);
             }
             other => panic!("unknown option {other}; see --help"),
@@ -173,6 +184,35 @@ fn drain_payloads(
     }
 }
 
+/// The time from starting `runner cancel` to the job's stop (its entry
+/// gone from the runner's in-progress list), one spinning job at a time:
+/// p50, p99 and max, in ms. The command's own start and connection count.
+fn cancel_latency(count: usize) -> (f64, f64, f64) {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start_discarding());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]));
+    let mut took: Vec<f64> = (0..count)
+        .map(|i| {
+            let jid = format!("{i:024x}");
+            redis.push("default", &jobrunner_tests::job_json("SpinJob", json!([]), &jid));
+            poll(Duration::from_secs(30), || redis.inprogress_jobs() == 1);
+            // Spinning for a moment, well inside the guest.
+            std::thread::sleep(Duration::from_millis(10));
+            let started = Instant::now();
+            let cancel = std::process::Command::new(runner_bin())
+                .args(["cancel", &jid, "--redis", &redis.url])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("running runner cancel");
+            assert!(cancel.success(), "runner cancel failed");
+            let stopped = poll(Duration::from_secs(30), || redis.inprogress_jobs() == 0);
+            (stopped - started).as_secs_f64() * 1000.0
+        })
+        .collect();
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
+    (at(0.5), at(0.99), took[took.len() - 1])
+}
+
 /// When `done` first holds, checking every millisecond.
 fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> Instant {
     let deadline = Instant::now() + timeout;
@@ -282,6 +322,11 @@ fn main() {
     println!(
         "enqueue to start, {n} no-op jobs at {}/s: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
         o.rate
+    );
+    let (p50, p99, max) = cancel_latency(o.cancels);
+    println!(
+        "runner cancel to the job's stop, {} spinning jobs: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        o.cancels
     );
     println!();
     println!("fresh instance + call, per job (µs):");

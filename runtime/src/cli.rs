@@ -30,6 +30,15 @@ pub enum Command {
     /// Pushes a job onto a queue (or into the schedule with --in / --at), as
     /// Sidekiq's client would, and prints its jid.
     Enqueue(EnqueueArgs),
+    /// Cancels a job by jid: taken out of its queue, the schedule or the
+    /// retry set, or stopped where it runs (within milliseconds); never
+    /// run, retried or sent to the dead set. Prints where it was.
+    Cancel {
+        /// The job's jid.
+        jid: String,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
     /// Loads a plugin as the runner would and prints what it declares (name,
     /// version, classes, contract version) or exactly why it is refused.
     Check {

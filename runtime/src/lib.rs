@@ -15,6 +15,7 @@
 //! - [`worker`]: performs one job and records how it ended.
 //! - [`expiry`]: jobs that must start before a deadline, or not at all.
 //! - [`unique`]: jobs whose duplicates are dropped while they are pending.
+//! - [`cancel`]: cancelled jobs, stopped where they run or never started.
 //! - [`retry`]: Sidekiq's retry policy and backoff.
 //! - [`registry`]: which plugin serves which class; swapped atomically.
 //! - [`plugin`]: compiling, linking and running one component under limits.
@@ -39,6 +40,7 @@ pub mod activejob;
 pub mod author;
 pub mod backoff;
 pub mod busy;
+pub mod cancel;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -99,6 +99,20 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{jid}");
             Ok(())
         }
+        Some(Command::Cancel { jid, redis }) => {
+            let queue = Queue::connect(&redis.endpoint()).await?;
+            let found = queue.cancel(&jid).await?;
+            for place in &found.removed_from {
+                println!("{jid}: taken out of {place}");
+            }
+            for identity in &found.running_on {
+                println!("{jid}: running on {identity}, which stops it");
+            }
+            if found.removed_from.is_empty() && found.running_on.is_empty() {
+                println!("{jid}: not found waiting or running; should it start within a day, it won't run");
+            }
+            Ok(())
+        }
         Some(Command::NewPlugin { name, dir, sdk }) => {
             let sdk = sdk.unwrap_or_else(|| dir.join("sdk"));
             let root = author::new_plugin(&name, &dir, &sdk)?;

@@ -41,6 +41,8 @@ pub struct Metrics {
     expired: IntCounterVec,
     /// Unique jobs dropped unrun as duplicates of a pending one, by class.
     duplicates: IntCounterVec,
+    /// Jobs cancelled, by class and whether they were running then.
+    cancelled: IntCounterVec,
     /// Jobs running in this process now.
     in_flight: IntGauge,
     /// Mails handed to the mail server, by plugin.
@@ -104,6 +106,11 @@ impl Metrics {
             "Unique jobs dropped unrun: a job of the same class, queue and arguments was pending.",
             &["class"],
         );
+        let cancelled = counter(
+            "jobrunner_jobs_cancelled_total",
+            "Jobs cancelled: stopped while running, or never started.",
+            &["class", "while"],
+        );
         let mails_sent =
             counter("jobrunner_mails_sent_total", "Mails accepted by the mail server.", &["plugin"]);
         let mails_failed = counter(
@@ -156,6 +163,7 @@ impl Metrics {
             duration,
             expired,
             duplicates,
+            cancelled,
             in_flight,
             mails_sent,
             mails_failed,
@@ -186,6 +194,12 @@ impl Metrics {
     /// A unique job of `class` was dropped as a duplicate.
     pub fn job_duplicate(&self, class: &str) {
         self.duplicates.with_label_values(&[class]).inc();
+    }
+
+    /// A job of `class` was cancelled; `running` if it was stopped mid-run.
+    pub fn job_cancelled(&self, class: &str, running: bool) {
+        let when = if running { "running" } else { "waiting" };
+        self.cancelled.with_label_values(&[class, when]).inc();
     }
 
     /// A mail from `plugin` was accepted by the mail server.

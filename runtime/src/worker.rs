@@ -9,6 +9,7 @@
 
 use crate::backoff::Backoff;
 use crate::busy::Running;
+use crate::cancel::Cancels;
 use crate::job::Job;
 use crate::metrics::{Metrics, NO_PLUGIN, UNHANDLED_CLASS};
 use crate::plugin::CallError;
@@ -38,6 +39,8 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// Redis, for the locks of unique jobs.
     pub queue: Queue,
+    /// Cancelled jobs, and the stop switches of running ones.
+    pub cancels: Arc<Cancels>,
 }
 
 impl Worker {
@@ -114,6 +117,11 @@ impl Worker {
             self.metrics.job_duplicate(&job.class);
             return Outcome::Discard;
         }
+        let Some(registered) = self.cancels.start(&job.jid) else {
+            tracing::info!("job cancelled before it started; discarded unrun");
+            self.metrics.job_cancelled(&job.class, false);
+            return Outcome::Discard;
+        };
         let started = Instant::now();
         // How long the job waited in its queue, for the latency benchmark.
         let wait_us = job.enqueued_at().map(|at| ((clock::now() - at).max(0.0) * 1e6) as u64);
@@ -124,11 +132,11 @@ impl Worker {
             return self.failed(job, failure);
         };
         running.set_plugin(plugin.meta.label.clone());
-        let result = plugin.perform(&job.to_wit()).await;
+        let result = plugin.perform_unless_cancelled(&job.to_wit(), registered.token.clone()).await;
         let elapsed = started.elapsed();
         let elapsed_us = elapsed.as_micros() as u64;
-        let succeeded = matches!(result, Ok(Ok(())));
-        self.metrics.job_finished(&job.class, &plugin.meta.name, !succeeded, elapsed.as_secs_f64());
+        let failed = !matches!(result, Ok(Ok(())) | Err(CallError::Cancelled));
+        self.metrics.job_finished(&job.class, &plugin.meta.name, failed, elapsed.as_secs_f64());
         match result {
             Ok(Ok(())) => {
                 // Per-job success lines are debug: at thousands of jobs per
@@ -141,6 +149,11 @@ impl Worker {
             }
             Ok(Err(wit::JobError::Permanent(message))) => {
                 self.failed(job, Failure::permanent("PermanentError", message))
+            }
+            Err(CallError::Cancelled) => {
+                tracing::info!(plugin = %plugin.meta.name, elapsed_us, "job cancelled while running; stopped");
+                self.metrics.job_cancelled(&job.class, true);
+                Outcome::Discard
             }
             Err(err) => self.failed(job, host_failure(&err)),
         }
@@ -187,6 +200,7 @@ fn host_failure(err: &CallError) -> Failure {
         CallError::Memory(_) => "MemoryLimitExceeded",
         CallError::Trap(_) => "Trap",
         CallError::MissingRecord(_) => "ActiveJob::DeserializationError",
+        CallError::Cancelled => "Cancelled",
     };
     Failure::retryable(class, err.to_string())
 }

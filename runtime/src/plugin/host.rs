@@ -17,6 +17,7 @@ use crate::records::Records;
 use crate::wit::jobrunner::plugin::{logging, mail, types};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -84,6 +85,12 @@ pub struct HostState {
     /// Whether a host call gave up at the deadline; the call then fails as
     /// timed out whatever the guest makes of the error it got.
     pub(super) ran_out: bool,
+    /// Fires when the job is cancelled; guest code stops at the next epoch
+    /// tick, a host call at once.
+    pub(super) cancel: CancellationToken,
+    /// Whether a host call gave up because the job was cancelled; the call
+    /// then ends as cancelled whatever the guest makes of its error.
+    pub(super) cancelled: bool,
 }
 
 impl HostState {
@@ -109,7 +116,14 @@ impl HostState {
             missing_record: None,
             deadline,
             ran_out: false,
+            cancel: CancellationToken::new(),
+            cancelled: false,
         }
+    }
+
+    /// Stops the call when `cancel` fires.
+    pub fn with_cancel(self, cancel: CancellationToken) -> HostState {
+        HostState { cancel, ..self }
     }
 
     /// Lets a missing record be looked for again until `until`.
@@ -140,18 +154,30 @@ impl mail::Host for HostState {
         let seq = self.mail_calls;
         self.mail_calls += 1;
         let deadline = tokio::time::Instant::from_std(self.deadline);
-        match tokio::time::timeout_at(deadline, self.deliver(&message, seq)).await {
-            Ok(result) => result,
-            Err(_) => {
-                self.caps.mailer.interrupted(&self.tags.jid, seq).await;
-                let tags = &self.tags;
-                tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, to = ?message.to,
-                    "the job ran out of time while its mail was being sent; a rerun won't send it again");
-                self.ran_out = true;
-                self.caps.metrics.mail_failed(&tags.plugin, "timeout");
-                Err(mail::MailError::Transient("the job's time limit ran out while sending".into()))
-            }
+        let cancel = self.cancel.clone();
+        let delivered = tokio::select! {
+            result = tokio::time::timeout_at(deadline, self.deliver(&message, seq)) => result.ok(),
+            _ = cancel.cancelled() => None,
+        };
+        if let Some(result) = delivered {
+            return result;
         }
+        // Cut off mid-send: the server may have the mail, so it counts as
+        // sent and is never sent again.
+        self.caps.mailer.interrupted(&self.tags.jid, seq).await;
+        let (why, kind) = match cancel.is_cancelled() {
+            true => ("was cancelled", "cancelled"),
+            false => ("ran out of time", "timeout"),
+        };
+        let tags = &self.tags;
+        tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, to = ?message.to,
+            "the job {why} while its mail was being sent; a rerun won't send it again");
+        self.caps.metrics.mail_failed(&tags.plugin, kind);
+        match cancel.is_cancelled() {
+            true => self.cancelled = true,
+            false => self.ran_out = true,
+        }
+        Err(mail::MailError::Transient(format!("the job {why} while sending")))
     }
 }
 

@@ -34,6 +34,7 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
 use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::error::Context as _;
@@ -191,11 +192,20 @@ pub fn contract_of(plugin: &Plugin) -> String {
 impl Plugin {
     /// Performs `job` in a fresh instance.
     pub async fn perform(&self, job: &wit::Job) -> Result<Result<(), wit::JobError>, CallError> {
+        self.perform_unless_cancelled(job, CancellationToken::new()).await
+    }
+
+    /// Performs `job` in a fresh instance, stopping it when `cancel` fires.
+    pub async fn perform_unless_cancelled(
+        &self,
+        job: &wit::Job,
+        cancel: CancellationToken,
+    ) -> Result<Result<(), wit::JobError>, CallError> {
         let tags = LogTags {
             plugin: Arc::from(self.meta.name.as_str()),
             class: job.class.clone(),
             jid: job.jid.clone(),
         };
-        run::perform(&self.pre, self.caps.clone(), self.limits, tags, job).await
+        run::perform(&self.pre, (self.caps.clone(), self.limits), tags, job, cancel).await
     }
 }

@@ -15,6 +15,7 @@ use crate::wit;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use wasmtime::{Store, UpdateDeadline};
 
 /// Why a call into a plugin did not return normally.
@@ -34,12 +35,23 @@ pub enum CallError {
     /// `ActiveJob::DeserializationError`.
     #[error("Error while trying to deserialize arguments: {0}")]
     MissingRecord(String),
+    /// It was cancelled and stopped.
+    #[error("cancelled")]
+    Cancelled,
 }
+
+/// The error a call is stopped with when its job is cancelled.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+struct Cancelled;
 
 impl CallError {
     fn from_wasmtime(err: wasmtime::Error, state: &HostState) -> CallError {
         if let Some(timeout) = err.downcast_ref::<Timeout>() {
             return CallError::Timeout(Timeout(timeout.0));
+        }
+        if err.downcast_ref::<Cancelled>().is_some() {
+            return CallError::Cancelled;
         }
         if let Some(exceeded) = err.downcast_ref::<MemoryExceeded>() {
             return CallError::Memory(MemoryExceeded(exceeded.0));
@@ -100,6 +112,7 @@ const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 
 fn new_store(pre: &wit::JobPluginPre<HostState>, state: HostState, limits: Limits) -> Store<HostState> {
     let deadline = state.deadline;
+    let cancel = state.cancel.clone();
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| &mut state.limiter);
     let mut pace = Pace::new();
@@ -107,6 +120,9 @@ fn new_store(pre: &wit::JobPluginPre<HostState>, state: HostState, limits: Limit
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
             return Err(wasmtime::Error::new(Timeout(limits.timeout)));
+        }
+        if cancel.is_cancelled() {
+            return Err(wasmtime::Error::new(Cancelled));
         }
         Ok(UpdateDeadline::YieldCustom(1, pace.tick(crate::engine::EPOCH_TICK)))
     });
@@ -131,15 +147,33 @@ async fn with_instance<R>(
     call: impl AsyncFnOnce(&wit::JobPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R, CallError> {
     let mut store = new_store(pre, state, limits);
+    let cancel = store.data().cancel.clone();
     let work = async {
         let instance = pre.instantiate_async(&mut store).await?;
         call(&instance, &mut store).await
     };
-    match tokio::time::timeout(limits.timeout.saturating_add(HOST_CALL_GRACE), work).await {
+    let ended = bounded(work, limits.timeout.saturating_add(HOST_CALL_GRACE), &cancel).await;
+    match ended {
         _ if store.data().ran_out => Err(CallError::Timeout(Timeout(limits.timeout))),
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(CallError::from_wasmtime(err, store.data())),
-        Err(_) => Err(CallError::Timeout(Timeout(limits.timeout))),
+        _ if store.data().cancelled => Err(CallError::Cancelled),
+        Some(Ok(value)) => Ok(value),
+        _ if cancel.is_cancelled() => Err(CallError::Cancelled),
+        Some(Err(err)) => Err(CallError::from_wasmtime(err, store.data())),
+        None => Err(CallError::Timeout(Timeout(limits.timeout))),
+    }
+}
+
+/// How long a cancelled call may take to stop by itself (the epoch tick
+/// stops guest code within a millisecond) before it is dropped.
+const CANCEL_GRACE: Duration = Duration::from_millis(20);
+
+/// Runs `work` for at most `limit`, or [`CANCEL_GRACE`] past `cancel`;
+/// `None` when it was cut off.
+async fn bounded<F: Future>(work: F, limit: Duration, cancel: &CancellationToken) -> Option<F::Output> {
+    tokio::pin!(work);
+    tokio::select! {
+        ended = tokio::time::timeout(limit, &mut work) => ended.ok(),
+        _ = cancel.cancelled() => tokio::time::timeout(CANCEL_GRACE, &mut work).await.ok(),
     }
 }
 
@@ -166,13 +200,14 @@ pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// broken policy rule fails the job permanently whatever the plugin said.
 pub async fn perform(
     pre: &wit::JobPluginPre<HostState>,
-    caps: Capabilities,
-    limits: Limits,
+    (caps, limits): (Capabilities, Limits),
     tags: LogTags,
     job: &wit::Job,
+    cancel: CancellationToken,
 ) -> Result<Result<(), wit::JobError>, CallError> {
     let state = HostState::new(caps, limits.memory_bytes, tags, deadline(limits))
-        .with_commit_race_until(commit_race_until(job, limits));
+        .with_commit_race_until(commit_race_until(job, limits))
+        .with_cancel(cancel);
     let result = with_instance(pre, state, limits, async |instance, store| {
         let result = instance.call_perform(&mut *store, job).await?;
         let state = store.data();

@@ -61,6 +61,11 @@ impl SetAction {
 }
 
 impl Admin {
+    /// Cancels the job `jid`, wherever it is (see [`Queue::cancel`]).
+    pub async fn cancel(&self, jid: &str) -> Result<super::Cancelled> {
+        self.queue.cancel(jid).await
+    }
+
     /// Applies `action` to the job `key` (`score|jid`) of `set`. Returns
     /// whether it was still there.
     pub async fn act_on_entry(&self, set: &str, key: &str, action: SetAction) -> Result<bool> {

@@ -61,6 +61,11 @@ pub fn unique(digest: &str) -> String {
     format!("jobrunner:unique:{digest}")
 }
 
+/// Sorted set of cancelled jids, scored by when they were cancelled.
+pub const CANCELLED: &str = "jobrunner:cancelled";
+/// The channel a cancelled jid is published on, for the runner running it.
+pub const CANCEL_CHANNEL: &str = "jobrunner:cancel";
+
 /// Sidekiq's daily counters, e.g. `stat:processed:2026-11-25`.
 pub fn daily_stat(stat: &str, date: &str) -> String {
     format!("stat:{stat}:{date}")

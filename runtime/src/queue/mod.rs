@@ -11,6 +11,7 @@ pub mod ack;
 mod admin;
 pub mod backtrace;
 mod browse;
+mod cancel;
 mod endpoint;
 pub mod keys;
 mod link;
@@ -22,6 +23,7 @@ pub use admin::SetAction;
 pub use browse::{
     Day, Entry, JobView, PAGE_SIZE, Page, ProcessView, QueueSummary, RedisInfo, Stats, WorkView,
 };
+pub use cancel::{Cancelled, check_jid};
 pub use endpoint::Endpoint;
 pub use process::Beat;
 

@@ -10,6 +10,7 @@ use super::serve::Running;
 use super::settings::{PluginSettings, Settings};
 use crate::backoff::Backoff;
 use crate::busy::Busy;
+use crate::cancel::{self, Cancels};
 use crate::fetch::Fetcher;
 use crate::heartbeat::{self, Process};
 use crate::mail::{Ledger, Mailer};
@@ -97,6 +98,8 @@ pub async fn start(settings: Settings) -> Result<Running> {
     let lifeline = (shutdown.clone(), trigger);
     background.push(heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, lifeline));
     scheduler::spawn(queue.clone(), poll_interval, shutdown.clone());
+    let cancels = Arc::new(Cancels::default());
+    cancel::listen(queue.clone(), cancels.clone(), shutdown.clone());
 
     let identity = process.identity.clone();
     Ok(Running {
@@ -107,6 +110,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
             max_payload,
             metrics,
             queue: queue.clone(),
+            cancels,
         }),
         fetcher: Fetcher { queue: queue.clone(), identity: identity.clone(), order, busy: busy.clone() },
         slots: Arc::new(Semaphore::new(concurrency)),

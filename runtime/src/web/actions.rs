@@ -72,6 +72,17 @@ pub async fn signal_process(
     Ok(Redirect::to("/busy"))
 }
 
+/// A job view's Cancel button.
+pub async fn cancel_job(
+    State(dashboard): State<Shared>,
+    CheckedForm(form): CheckedForm,
+) -> WebResult<Redirect> {
+    let jid = form.get("jid").unwrap_or_default();
+    let found = dashboard.queue.cancel(jid).await?;
+    tracing::info!(jid, removed_from = ?found.removed_from, running_on = ?found.running_on, "job cancelled from the dashboard");
+    Ok(Redirect::to("/busy"))
+}
+
 /// A queue name as a path segment.
 pub fn encode(name: &str) -> String {
     percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()

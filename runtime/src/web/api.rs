@@ -2,7 +2,7 @@
 //! Prometheus text at `/metrics`.
 
 use super::pages::PageQuery;
-use super::{Shared, WebResult};
+use super::{Shared, WebError, WebResult};
 use crate::queue::{Day, JobView, Page, ProcessView, QueueSummary, RedisInfo, Stats};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -60,4 +60,28 @@ pub async fn metrics(State(dashboard): State<Shared>) -> WebResult<Response> {
     dashboard.metrics.set_redis_view(&queues, &sets, dashboard.busy.count());
     let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
     Ok((content_type, dashboard.metrics.encode()).into_response())
+}
+
+/// `POST /api/jobs/{jid}/cancel`: cancels the job and says where it was.
+/// It must carry `Content-Type: application/json`, which no form on
+/// another site can send, so a logged-in browser can't be made to cancel.
+pub async fn cancel(
+    State(dashboard): State<Shared>,
+    Path(jid): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> WebResult<Json<crate::queue::Cancelled>> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let cross_site = headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
+    if !json || cross_site {
+        return Err(WebError::bad_request(
+            "cancel with Content-Type: application/json, from this site".into(),
+        ));
+    }
+    crate::queue::check_jid(&jid).map_err(|e| WebError::bad_request(e.to_string()))?;
+    let found = dashboard.queue.cancel(&jid).await?;
+    tracing::info!(jid, removed_from = ?found.removed_from, running_on = ?found.running_on, "job cancelled through the API");
+    Ok(Json(found))
 }

@@ -81,6 +81,8 @@ fn router(dashboard: Shared, credentials: Arc<Credentials>) -> Router {
         .route("/queues/{name}/clear", post(actions::clear_queue))
         .route("/busy", get(pages::busy))
         .route("/busy/signal", post(actions::signal_process))
+        .route("/jobs/cancel", post(actions::cancel_job))
+        .route("/api/jobs/{jid}/cancel", post(api::cancel))
         .route("/plugins", get(plugins::page))
         .merge(sets::routes())
         .route("/metrics", get(api::metrics))

@@ -246,7 +246,7 @@ pub async fn busy(
                 }
             }
             h2 { "Running jobs" }
-            (running_jobs(&processes))
+            (running_jobs(&processes, &csrf))
         },
     ))
 }
@@ -265,24 +265,36 @@ fn signal_buttons(process: &ProcessView, csrf: &CsrfToken) -> Markup {
     }
 }
 
-fn running_jobs(processes: &[ProcessView]) -> Markup {
+/// Cancels the job `jid`: stopped where it runs, never run if it waits.
+pub fn cancel_button(jid: &str, csrf: &CsrfToken) -> Markup {
+    html! {
+        form method="post" action="/jobs/cancel" {
+            (csrf_field(csrf))
+            input type="hidden" name="jid" value=(jid);
+            button.danger type="submit" data-confirm={ "Cancel job " (jid) "?" } { "Cancel" }
+        }
+    }
+}
+
+fn running_jobs(processes: &[ProcessView], csrf: &CsrfToken) -> Markup {
     html! {
         table.jobs {
             thead { tr {
-                th { "Process" } th { "Queue" } th { "Class" } th { "Plugin" } th { "Arguments" } th { "Running for" }
+                th { "Process" } th { "Queue" } th { "Class" } th { "Plugin" } th { "Arguments" } th { "Running for" } th {}
             } }
             tbody {
                 @for p in processes {
                     @for work in &p.jobs {
-                        tr {
+                        tr data-jid=(work.job.jid) {
                             td { (p.hostname) ":" (p.pid) } td { (work.queue) } td.class { (work.job.class) }
                             td { (work.plugin.as_deref().unwrap_or("-")) }
                             td.args { code { (format::args(&work.job.args)) } }
                             td title=(utc(work.run_at)) { (span(crate::clock::now() - work.run_at)) }
+                            td { (cancel_button(&work.job.jid, csrf)) }
                         }
                     }
                 }
-                @if processes.iter().all(|p| p.jobs.is_empty()) { tr { td colspan="6" { "Nothing is running." } } }
+                @if processes.iter().all(|p| p.jobs.is_empty()) { tr { td colspan="7" { "Nothing is running." } } }
             }
         }
     }

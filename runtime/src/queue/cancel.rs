@@ -1,0 +1,168 @@
+//! Cancelling a job by jid, on Redis's side: the jid is recorded in
+//! `jobrunner:cancelled` (kept a day, for a runner that missed the news)
+//! and published on `jobrunner:cancel` (for the runner running it, at
+//! once), and the job is taken out of the schedule, the retry set and
+//! every queue where it waits.
+
+use super::{Queue, keys};
+use crate::clock;
+use anyhow::{Context, Result, bail};
+use futures_util::{Stream, StreamExt};
+use redis::AsyncCommands;
+
+/// How long a cancellation is remembered, in seconds.
+pub const REMEMBERED_SECS: f64 = 86_400.0;
+/// Queue entries read per round trip while looking for a job.
+const PAGE: isize = 1000;
+
+/// Where a cancelled job was found.
+#[derive(Debug, Default, PartialEq, serde::Serialize)]
+pub struct Cancelled {
+    /// The sets (`schedule`, `retry`) and queues it was taken out of.
+    pub removed_from: Vec<String>,
+    /// The processes running it, which are told to stop it.
+    pub running_on: Vec<String>,
+}
+
+impl Queue {
+    /// Cancels the job `jid`, wherever it is.
+    pub async fn cancel(&self, jid: &str) -> Result<Cancelled> {
+        check_jid(jid)?;
+        let mut conn = self.connection();
+        let now = clock::now();
+        redis::pipe()
+            .atomic()
+            .zadd(keys::CANCELLED, jid, now)
+            .zrembyscore(keys::CANCELLED, "-inf", now - REMEMBERED_SECS)
+            .publish(keys::CANCEL_CHANNEL, jid)
+            .exec_async(&mut conn)
+            .await
+            .with_context(|| format!("recording the cancellation of job {jid}"))?;
+        let mut found = Cancelled::default();
+        let needle = format!("\"jid\":\"{jid}\"");
+        for set in [keys::SCHEDULE, keys::RETRY] {
+            if self.remove_from_set(set, &needle).await? {
+                found.removed_from.push(set.to_string());
+            }
+        }
+        let queues: Vec<String> = conn.smembers(keys::QUEUES).await.context("listing the queues")?;
+        for name in queues {
+            if self.remove_from_queue(&name, &needle).await? {
+                found.removed_from.push(format!("queue:{name}"));
+            }
+        }
+        found.running_on = self.running_on(&needle).await?;
+        Ok(found)
+    }
+
+    /// Removes the members of `set` that contain `needle`; whether any was.
+    async fn remove_from_set(&self, set: &str, needle: &str) -> Result<bool> {
+        let mut conn = self.connection();
+        let pattern = format!("*{}*", glob_escape(needle));
+        let members: Vec<String> = {
+            let mut scan = conn.zscan_match::<_, _, (String, f64)>(set, &pattern).await?;
+            let mut members = Vec::new();
+            while let Some((member, _score)) = scan.next().await {
+                members.push(member);
+            }
+            members
+        };
+        let mut conn = self.connection();
+        let mut removed = 0;
+        for member in members {
+            removed += conn
+                .zrem::<_, _, i64>(set, member)
+                .await
+                .with_context(|| format!("removing a job from {set}"))?;
+        }
+        Ok(removed > 0)
+    }
+
+    /// Removes the jobs in queue `name` that contain `needle`; whether any was.
+    async fn remove_from_queue(&self, name: &str, needle: &str) -> Result<bool> {
+        let mut conn = self.connection();
+        let key = keys::queue(name);
+        let mut start = 0;
+        let mut removed = 0;
+        loop {
+            let page: Vec<String> = conn.lrange(&key, start, start + PAGE - 1).await?;
+            for job in page.iter().filter(|job| job.contains(needle)) {
+                removed += conn.lrem::<_, _, i64>(&key, 0, job).await?;
+            }
+            if page.len() < PAGE as usize {
+                return Ok(removed > 0);
+            }
+            start += PAGE;
+        }
+    }
+
+    /// The processes whose running jobs include one containing `needle`.
+    async fn running_on(&self, needle: &str) -> Result<Vec<String>> {
+        let mut conn = self.connection();
+        let processes: Vec<String> = conn.smembers(keys::PROCESSES).await.context("listing the processes")?;
+        let mut running = Vec::new();
+        for identity in processes {
+            let work: Vec<String> = conn.hvals(keys::work(&identity)).await?;
+            if work.iter().any(|entry| entry.contains(&needle.replace('"', "\\\""))) {
+                running.push(identity);
+            }
+        }
+        Ok(running)
+    }
+
+    /// The jids cancelled in the last day.
+    pub async fn cancelled_jids(&self) -> Result<Vec<String>> {
+        let mut conn = self.connection();
+        let since = clock::now() - REMEMBERED_SECS;
+        conn.zrangebyscore(keys::CANCELLED, since, "+inf").await.context("reading the cancelled jobs")
+    }
+
+    /// The jids cancelled from now on, as they are published.
+    pub async fn cancellations(&self) -> Result<impl Stream<Item = String> + use<>> {
+        let mut pubsub =
+            self.link.load().client.get_async_pubsub().await.context("subscribing to cancellations")?;
+        pubsub.subscribe(keys::CANCEL_CHANNEL).await.context("subscribing to cancellations")?;
+        Ok(pubsub
+            .into_on_message()
+            .filter_map(|message| std::future::ready(message.get_payload::<String>().ok())))
+    }
+}
+
+/// A jid as Sidekiq makes them (hex) or as a client might (letters,
+/// digits, `-`, `_`), up to 64 characters: nothing a pattern or JSON
+/// string would read differently.
+pub fn check_jid(jid: &str) -> Result<()> {
+    let valid = !jid.is_empty()
+        && jid.len() <= 64
+        && jid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        bail!("{jid:?} is not a jid (letters, digits, - and _, up to 64)");
+    }
+    Ok(())
+}
+
+/// `text` with Redis's glob characters escaped.
+fn glob_escape(text: &str) -> String {
+    text.chars().fold(String::new(), |mut out, c| {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_jids_are_accepted() {
+        assert!(check_jid("b4a577edbccf1d805744efa9").is_ok());
+        assert!(check_jid("a-b_C").is_ok());
+        for bad in ["", "a\"b", "a*", "x".repeat(65).as_str(), "a b"] {
+            assert!(check_jid(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(glob_escape(r#""jid":"a*"#), r#""jid":"a\*"#);
+    }
+}
