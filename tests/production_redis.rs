@@ -86,13 +86,17 @@ fn the_documented_acl_user_is_all_the_runner_needs() {
     let url = redis.url.replace("redis://", "redis://jobrunner:s3cret-acl@");
     let plugins = RunnerOptions::plugins(&["welcome_mail", "misbehave"]);
 
-    // Done, retried (moved back by the poller), dead, scheduled, recovered.
+    // Done, retried (moved back by the poller), dead, scheduled, recovered,
+    // periodic, unique and cancelled.
     let mut doomed = Runner::start(&url, &smtp.url, plugins.clone());
     redis.push("default", &job_json("SlowJob", json!([60_000]), "e0e0e0e0e0e0e0e0e0e0e0e0"));
     eventually("the slow job running", WAIT, || (redis.inprogress_jobs() == 1).then_some(()));
     doomed.kill();
-    let runner = Runner::start(&url, &smtp.url, plugins.args(&["--timeout", "2"]));
+    // With a periodic job, every second.
+    let periodic = r#"{"beat": {"every": "1s", "class": "EchoJob", "queue": "ticks", "args": ["t@example.com", "tick"]}}"#;
+    let runner = Runner::start(&url, &smtp.url, plugins.args(&["--timeout", "2", "--periodic", periodic]));
     runner.wait_for_log(&["runner is gone"], 1);
+    runner.wait_for_log(&["periodic job enqueued"], 1);
     redis.push("default", &welcome("e1e1e1e1e1e1e1e1e1e1e1e1", "ann@example.com"));
     redis.push("default", &job_json("FlakyJob", json!(["again"]), "e2e2e2e2e2e2e2e2e2e2e2e2"));
     redis.push("default", &job_json("BrokenJob", json!(["bad"]), "e3e3e3e3e3e3e3e3e3e3e3e3"));
@@ -104,7 +108,20 @@ fn the_documented_acl_user_is_all_the_runner_needs() {
     runner.wait_for_log(&["job failed", "e2e2e2e2e2e2e2e2e2e2e2e2"], 2);
     assert_eq!(smtp.wait_for(2).len(), 2);
     eventually("the dead job", WAIT, || (redis.sorted_set("dead").len() == 1).then_some(()));
-    for page in ["/", "/queues", "/busy", "/retries", "/dead", "/scheduled", "/plugins", "/metrics"] {
+    // Unique, then cancelled while running.
+    assert!(enqueue(&url, &["--unique-for", "60s", "-q", "parked"]).status.success());
+    assert_eq!(enqueue(&url, &["--unique-for", "60s", "-q", "parked"]).status.code(), Some(2), "the duplicate refused");
+    redis.push("default", &job_json("SlowJob", json!([60_000]), "e4e4e4e4e4e4e4e4e4e4e4e4"));
+    eventually("the job to cancel running", WAIT, || (redis.inprogress_jobs() == 1).then_some(()));
+    let cancel = Command::new(runner_bin())
+        .args(["cancel", "e4e4e4e4e4e4e4e4e4e4e4e4", "--redis", &url])
+        .output()
+        .unwrap();
+    assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
+    runner.wait_for_log(&["job cancelled while running", "e4e4e4e4e4e4e4e4e4e4e4e4"], 1);
+    for page in
+        ["/", "/queues", "/busy", "/retries", "/dead", "/scheduled", "/periodic", "/plugins", "/metrics"]
+    {
         let status =
             ureq::get(&format!("{}{page}", runner.dashboard_url())).call().map(|r| r.status().as_u16());
         assert_eq!(status.ok(), Some(200), "{page}");

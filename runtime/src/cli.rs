@@ -282,6 +282,11 @@ pub struct RunArgs {
     /// Days a job is kept in the dead set.
     #[arg(long, default_value = "180", value_name = "DAYS", value_parser = days)]
     pub dead_timeout: Duration,
+    /// Periodic jobs, as JSON: name → {cron or every, class, queue, args,
+    /// description, enabled}, as sidekiq-scheduler's `:schedule:` in the
+    /// config file (where they are usually declared).
+    #[arg(long, value_name = "JSON")]
+    pub periodic: Option<String>,
     /// Where the web dashboard and /metrics listen. An address other than
     /// loopback needs --http-auth or --http-token.
     #[arg(long, env = "JOBRUNNER_HTTP", default_value = "127.0.0.1:7878", value_name = "ADDR")]

@@ -29,6 +29,7 @@
 //!   of dead runners.
 //! - [`busy`]: the jobs running now, as the heartbeat reports them.
 //! - [`scheduler`]: moves due scheduled jobs and retries back to queues.
+//! - [`periodic`]: cron jobs from the config file, each tick enqueued once.
 //! - [`client`]: pushing jobs (`runner enqueue`).
 //! - [`author`]: `runner check`, `runner try` and `runner new-plugin`.
 //! - [`web`]: the dashboard, its JSON API and `/metrics`.
@@ -53,6 +54,7 @@ pub mod heartbeat;
 pub mod job;
 pub mod mail;
 pub mod metrics;
+pub mod periodic;
 pub mod plugin;
 pub mod policy;
 pub mod queue;

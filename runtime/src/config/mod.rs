@@ -135,6 +135,10 @@ fn settings(document: Value, environment: &str) -> Result<(Settings, Vec<String>
             settings.push((id.to_string(), sidekiq_value(&key, value)?));
         } else if key == "jobrunner" {
             settings.extend(runner_section(value)?);
+        } else if key == "scheduler" {
+            // sidekiq-scheduler's `:scheduler: :schedule:` is the periodic jobs.
+            let schedule = value.get("schedule").cloned().unwrap_or(Value::Object(Default::default()));
+            settings.push(("periodic".to_string(), schedule));
         } else if IGNORED.contains(&key.as_str()) {
             ignored.push(key);
         } else if !value.is_object() {
@@ -228,6 +232,8 @@ fn flags(settings: &Settings, matches: &ArgMatches) -> Result<Vec<String>> {
                     continue;
                 }
                 Value::Bool(b) => b.to_string(),
+                // A mapping (the periodic jobs) goes as JSON.
+                Value::Object(_) => value.to_string(),
                 other => bail!("`{id}` can't be {other}"),
             };
             flags.push(format!("--{long}={text}"));

@@ -61,6 +61,21 @@ impl SetAction {
 }
 
 impl Admin {
+    /// What Redis holds about periodic job `name`.
+    pub async fn periodic_state(&self, name: &str) -> Result<super::PeriodicState> {
+        self.queue.periodic_state(name).await
+    }
+
+    /// Turns periodic job `name` on or off for every runner.
+    pub async fn set_periodic_enabled(&self, name: &str, enabled: bool) -> Result<()> {
+        self.queue.set_periodic_enabled(name, enabled).await
+    }
+
+    /// Pushes periodic job `name`'s job now.
+    pub async fn enqueue_periodic_now(&self, name: &str, job: (&str, &str, &str)) -> Result<()> {
+        self.queue.enqueue_periodic_now(name, job).await
+    }
+
     /// Cancels the job `jid`, wherever it is (see [`Queue::cancel`]).
     pub async fn cancel(&self, jid: &str) -> Result<super::Cancelled> {
         self.queue.cancel(jid).await

@@ -66,6 +66,11 @@ pub const CANCELLED: &str = "jobrunner:cancelled";
 /// The channel a cancelled jid is published on, for the runner running it.
 pub const CANCEL_CHANNEL: &str = "jobrunner:cancel";
 
+/// The state of periodic job `name`: last tick, last run and jid, on/off.
+pub fn periodic(name: &str) -> String {
+    format!("jobrunner:periodic:{name}")
+}
+
 /// Sidekiq's daily counters, e.g. `stat:processed:2026-11-25`.
 pub fn daily_stat(stat: &str, date: &str) -> String {
     format!("stat:{stat}:{date}")

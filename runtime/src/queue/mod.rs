@@ -15,6 +15,7 @@ mod cancel;
 mod endpoint;
 pub mod keys;
 mod link;
+mod periodic;
 mod process;
 mod scripts;
 mod unique;
@@ -25,6 +26,7 @@ pub use browse::{
 };
 pub use cancel::{Cancelled, check_jid};
 pub use endpoint::Endpoint;
+pub use periodic::{PeriodicState, Tick};
 pub use process::Beat;
 
 use crate::clock;

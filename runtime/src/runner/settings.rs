@@ -9,6 +9,7 @@ use crate::cli::RunArgs;
 use crate::fetch::QueueOrder;
 use crate::heartbeat::Timing;
 use crate::mail::Mailer;
+use crate::periodic::spec::Periodic;
 use crate::plugin::{CompileLimits, Limits};
 use crate::policy::Policy;
 use crate::queue::{DeadLimits, Endpoint};
@@ -52,6 +53,8 @@ pub struct Settings {
     pub database: Option<String>,
     /// Where Redis is and how to trust it.
     pub endpoint: Endpoint,
+    /// The periodic jobs.
+    pub periodic: Arc<Vec<Periodic>>,
 }
 
 /// Where plugins come from and how they are loaded.
@@ -112,6 +115,10 @@ impl Settings {
                 true => None,
                 false => Some((args.http, Credentials::new(args.http, args.http_auth, args.http_token)?)),
             },
+            periodic: Arc::new(match &args.periodic {
+                Some(json) => crate::periodic::spec::parse(json).context("reading the periodic jobs")?,
+                None => Vec::new(),
+            }),
             database: args.database,
             endpoint,
         })

@@ -49,6 +49,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         http,
         database,
         endpoint,
+        periodic,
     } = settings;
     let metrics = Arc::new(Metrics::new());
     let models = policy.models().clone();
@@ -78,6 +79,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
             metrics: metrics.clone(),
             registry: registry.clone(),
             busy: busy.clone(),
+            periodic: periodic.clone(),
         };
         background.extend(web::spawn(addr, credentials, dashboard).await);
     }
@@ -98,6 +100,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
     let lifeline = (shutdown.clone(), trigger);
     background.push(heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, lifeline));
     scheduler::spawn(queue.clone(), poll_interval, shutdown.clone());
+    crate::periodic::spawn(queue.clone(), periodic, shutdown.clone());
     let cancels = Arc::new(Cancels::default());
     cancel::listen(queue.clone(), cancels.clone(), shutdown.clone());
 

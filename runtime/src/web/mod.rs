@@ -15,6 +15,7 @@ mod actions;
 mod api;
 mod format;
 mod pages;
+mod periodic;
 mod plugins;
 mod sets;
 
@@ -42,6 +43,8 @@ pub struct Dashboard {
     pub registry: Arc<Registry>,
     /// The jobs running here.
     pub busy: Arc<Busy>,
+    /// The periodic jobs declared.
+    pub periodic: Arc<Vec<crate::periodic::spec::Periodic>>,
 }
 
 /// The handlers' shared state.
@@ -84,6 +87,9 @@ fn router(dashboard: Shared, credentials: Arc<Credentials>) -> Router {
         .route("/jobs/cancel", post(actions::cancel_job))
         .route("/api/jobs/{jid}/cancel", post(api::cancel))
         .route("/plugins", get(plugins::page))
+        .route("/periodic", get(periodic::page))
+        .route("/periodic/act", post(periodic::act))
+        .route("/api/periodic", get(periodic::api))
         .merge(sets::routes())
         .route("/metrics", get(api::metrics))
         .route("/api/stats", get(api::stats))

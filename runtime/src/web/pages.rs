@@ -20,6 +20,7 @@ const NAV: &[(&str, &str)] = &[
     ("/retries", "Retries"),
     ("/scheduled", "Scheduled"),
     ("/dead", "Dead"),
+    ("/periodic", "Periodic"),
     ("/plugins", "Plugins"),
 ];
 
