@@ -110,7 +110,11 @@ fn the_documented_acl_user_is_all_the_runner_needs() {
     eventually("the dead job", WAIT, || (redis.sorted_set("dead").len() == 1).then_some(()));
     // Unique, then cancelled while running.
     assert!(enqueue(&url, &["--unique-for", "60s", "-q", "parked"]).status.success());
-    assert_eq!(enqueue(&url, &["--unique-for", "60s", "-q", "parked"]).status.code(), Some(2), "the duplicate refused");
+    assert_eq!(
+        enqueue(&url, &["--unique-for", "60s", "-q", "parked"]).status.code(),
+        Some(2),
+        "the duplicate refused"
+    );
     redis.push("default", &job_json("SlowJob", json!([60_000]), "e4e4e4e4e4e4e4e4e4e4e4e4"));
     eventually("the job to cancel running", WAIT, || (redis.inprogress_jobs() == 1).then_some(()));
     let cancel = Command::new(runner_bin())

@@ -19,6 +19,7 @@ use crate::shutdown::Shutdown;
 use anyhow::{Context, Result, bail};
 use rand::Rng;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The first wait after finding every queue empty; doubled up to [`MAX_IDLE_WAIT`].
@@ -114,6 +115,11 @@ pub struct Fetcher {
     pub order: QueueOrder,
     /// The jobs running now, told apart from lost fetches after an error.
     pub busy: Arc<Busy>,
+    /// Set when the Redis master changed: before its next fetch, the
+    /// fetcher puts back what the new master holds in progress for this
+    /// runner but isn't running. Done here, between fetches, because a
+    /// fetch in flight holds jobs not yet entered as running.
+    pub rescue_asked: Arc<AtomicBool>,
 }
 
 impl Fetcher {
@@ -127,7 +133,10 @@ impl Fetcher {
             if shutdown.is_quiet() {
                 return None;
             }
-            if lost_replies && self.rescue().await.is_err() {
+            let asked = self.rescue_asked.swap(false, Ordering::AcqRel);
+            if (lost_replies || asked) && self.rescue().await.is_err() {
+                self.rescue_asked.fetch_or(asked, Ordering::AcqRel);
+                lost_replies = true;
                 shutdown.sleep(ERROR_WAIT).await;
                 continue;
             }

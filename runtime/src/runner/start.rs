@@ -28,6 +28,7 @@ use crate::worker::Worker;
 use crate::{engine, scheduler};
 use anyhow::Result;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -92,9 +93,9 @@ pub async fn start(settings: Settings) -> Result<Running> {
     tracing::info!(identity = %process.identity, queues = ?order.names(), concurrency, "runner started");
 
     shutdown::on_signals(trigger.clone());
+    let rescue_asked = Arc::new(AtomicBool::new(false));
     if endpoint.is_sentinel() {
-        let queues = order.names().iter().map(|q| q.to_string()).collect();
-        follow_master(&queue, endpoint, (process.identity.clone(), queues), busy.clone(), shutdown.clone());
+        follow_master(&queue, endpoint, rescue_asked.clone(), shutdown.clone());
     }
     heartbeat::on_ttin(busy.clone());
     let lifeline = (shutdown.clone(), trigger);
@@ -115,7 +116,13 @@ pub async fn start(settings: Settings) -> Result<Running> {
             queue: queue.clone(),
             cancels,
         }),
-        fetcher: Fetcher { queue: queue.clone(), identity: identity.clone(), order, busy: busy.clone() },
+        fetcher: Fetcher {
+            queue: queue.clone(),
+            identity: identity.clone(),
+            order,
+            busy: busy.clone(),
+            rescue_asked,
+        },
         slots: Arc::new(Semaphore::new(concurrency)),
         concurrency,
         shutdown_timeout,
@@ -140,29 +147,13 @@ struct JobSetup {
 /// Behind Sentinel, follows the master. After a switch, the jobs the new
 /// master holds in progress for this runner but that aren't running (the
 /// old master saw them finish; the new one never heard) go back to their
-/// queues: run twice rather than lost.
-fn follow_master(
-    queue: &Queue,
-    endpoint: Endpoint,
-    (identity, queues): (String, Vec<String>),
-    busy: Arc<Busy>,
-    shutdown: Shutdown,
-) {
+/// queues, run twice rather than lost: the fetcher does it before its next
+/// fetch (see [`Fetcher::rescue_asked`]).
+fn follow_master(queue: &Queue, endpoint: Endpoint, rescue_asked: Arc<AtomicBool>, shutdown: Shutdown) {
     let mut switches = queue.follow_master(endpoint, shutdown);
-    let queue = queue.clone();
     tokio::spawn(async move {
         while switches.changed().await.is_ok() {
-            for name in &queues {
-                match queue.rescue(&identity, name, &busy.payloads(name)).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::warn!(queue = %name, jobs = n, "jobs the old master saw finish are back in their queue")
-                    }
-                    Err(err) => {
-                        tracing::warn!(queue = %name, error = %format!("{err:#}"), "could not check in-progress jobs on the new master")
-                    }
-                }
-            }
+            rescue_asked.store(true, Ordering::Release);
         }
     });
 }
