@@ -153,3 +153,40 @@ fn a_job_running_on_another_runner_is_cancelled_through_the_dashboard_api() {
     nothing_left(&redis);
     assert!(!front.logs().contains("job cancelled while running"), "the front runner ran nothing");
 }
+
+#[test]
+fn the_dashboards_cancel_buttons_take_out_a_scheduled_and_a_queued_job() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]));
+    let url = runner.dashboard_url();
+    let page = ureq::get(&format!("{url}/scheduled")).call().unwrap();
+    let cookie =
+        page.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    let token = cookie.split_once('=').unwrap().1.to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder().max_redirects(0).build().into();
+    let post = |path: &str, field: &str, jid: &str| {
+        let form = [("csrf", token.as_str()), (field, jid)];
+        let response = agent.post(&format!("{url}{path}")).header("Cookie", &cookie).send_form(form).unwrap();
+        assert_eq!(response.status(), 303, "{path}");
+    };
+
+    let scheduled = "f1f1f1f1f1f1f1f1f1f1f1f1";
+    let mut job: serde_json::Value =
+        serde_json::from_str(&job_json("EchoJob", json!(["ops@example.com", "scheduled"]), scheduled))
+            .unwrap();
+    job.as_object_mut().unwrap().remove("enqueued_at");
+    let _: () = redis.query(&["ZADD", "schedule", &(now() + 3.0).to_string(), &job.to_string()]);
+    let html = ureq::get(&format!("{url}/scheduled")).call().unwrap().into_body().read_to_string().unwrap();
+    assert!(html.contains(&format!("name=\"cancel\" value=\"{scheduled}\"")), "a Cancel button per job");
+    post("/scheduled/act", "cancel", scheduled);
+    assert!(redis.sorted_set("schedule").is_empty(), "taken out of the schedule");
+
+    let queued = "f2f2f2f2f2f2f2f2f2f2f2f2";
+    redis.push("parked", &job_json("EchoJob", json!(["ops@example.com", "queued"]), queued));
+    let html =
+        ureq::get(&format!("{url}/queues/parked")).call().unwrap().into_body().read_to_string().unwrap();
+    assert!(html.contains(&format!("value=\"{queued}\"")), "a Cancel button per job");
+    post("/jobs/cancel", "jid", queued);
+    assert_eq!(redis.llen("queue:parked"), 0, "taken out of its queue");
+    never_before(now() + 4.0, "a cancelled job's mail", || smtp.count() == 0);
+}

@@ -207,6 +207,7 @@ pub async fn queue(
                                     input type="hidden" name="payload" value=(job.raw);
                                     button.danger type="submit" { "Delete" }
                                 }
+                                (cancel_button(&job.jid, &csrf))
                             }
                         }
                     }

@@ -27,6 +27,8 @@ struct SetPage {
     when: &'static str,
     /// The actions offered: (action, button label).
     actions: &'static [(&'static str, &'static str)],
+    /// Whether its jobs can still be cancelled (not once dead).
+    cancellable: bool,
 }
 
 const RETRIES: SetPage = SetPage {
@@ -35,6 +37,7 @@ const RETRIES: SetPage = SetPage {
     title: "Retries",
     when: "Next retry",
     actions: &[("retry", "Retry now"), ("kill", "Kill"), ("delete", "Delete")],
+    cancellable: true,
 };
 const SCHEDULED: SetPage = SetPage {
     path: "/scheduled",
@@ -42,6 +45,7 @@ const SCHEDULED: SetPage = SetPage {
     title: "Scheduled",
     when: "Due",
     actions: &[("enqueue", "Add to queue"), ("delete", "Delete")],
+    cancellable: true,
 };
 const DEAD: SetPage = SetPage {
     path: "/dead",
@@ -49,6 +53,7 @@ const DEAD: SetPage = SetPage {
     title: "Dead",
     when: "Died",
     actions: &[("retry", "Retry now"), ("delete", "Delete")],
+    cancellable: false,
 };
 
 /// The routes of all three pages.
@@ -136,6 +141,10 @@ fn row(entry: &Entry, set: SetPage) -> Markup {
                 @for (action, label) in set.actions {
                     button type="submit" name="one" value={ (action) "|" (entry.key) } { (label) }
                 }
+                @if set.cancellable {
+                    button.danger type="submit" name="cancel" value=(job.jid)
+                        data-confirm={ "Cancel job " (job.jid) "?" } { "Cancel" }
+                }
             }
         }
     }
@@ -156,7 +165,10 @@ async fn act(
 ) -> WebResult<Redirect> {
     let queue = &dashboard.queue;
     let context = || format!("acting on the {} set", set.key);
-    if let Some((action, key)) = form.get("one").and_then(|v| v.split_once('|')) {
+    if let Some(jid) = form.get("cancel").filter(|_| set.cancellable) {
+        let found = queue.cancel(jid).await.with_context(context)?;
+        tracing::info!(jid, removed_from = ?found.removed_from, "job cancelled from the dashboard");
+    } else if let Some((action, key)) = form.get("one").and_then(|v| v.split_once('|')) {
         queue.act_on_entry(set.key, key, set.action(action)?).await.with_context(context)?;
     } else if let Some(action) = form.get("checked") {
         let action = set.action(action)?;
