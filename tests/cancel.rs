@@ -5,7 +5,7 @@
 //! the server is never sent again.
 
 use jobrunner_tests::{
-    Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now, runner_bin,
+    Forms, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now, runner_bin,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -159,16 +159,9 @@ fn the_dashboards_cancel_buttons_take_out_a_scheduled_and_a_queued_job() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]));
     let url = runner.dashboard_url();
-    let page = ureq::get(&format!("{url}/scheduled")).call().unwrap();
-    let cookie =
-        page.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
-    let token = cookie.split_once('=').unwrap().1.to_string();
-    let agent: ureq::Agent = ureq::Agent::config_builder().max_redirects(0).build().into();
-    let post = |path: &str, field: &str, jid: &str| {
-        let form = [("csrf", token.as_str()), (field, jid)];
-        let response = agent.post(&format!("{url}{path}")).header("Cookie", &cookie).send_form(form).unwrap();
-        assert_eq!(response.status(), 303, "{path}");
-    };
+    let forms = Forms::open(&url);
+    let post =
+        |path: &str, field: &str, jid: &str| assert_eq!(forms.post(path, &[(field, jid)]), 303, "{path}");
 
     let scheduled = "f1f1f1f1f1f1f1f1f1f1f1f1";
     let mut job: serde_json::Value =

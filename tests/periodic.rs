@@ -3,7 +3,7 @@
 //! one SIGKILLed mid-way; and turned off, on and enqueued at once from the
 //! dashboard.
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, never_before, now};
+use jobrunner_tests::{Forms, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, never_before, now};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,19 +72,11 @@ fn a_periodic_job_is_turned_off_on_and_enqueued_now_from_the_dashboard() {
     let url = runner.dashboard_url();
     eventually("a tick", WAIT, || (!ticks(&redis).is_empty()).then_some(()));
 
-    let page = ureq::get(&format!("{url}/periodic")).call().unwrap();
-    let cookie =
-        page.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
-    let token = cookie.split_once('=').unwrap().1.to_string();
-    let html = page.into_body().read_to_string().unwrap();
+    let html = ureq::get(&format!("{url}/periodic")).call().unwrap().into_body().read_to_string().unwrap();
     assert!(html.contains("every 1s") && html.contains("EchoJob"), "{html}");
-    let agent: ureq::Agent = ureq::Agent::config_builder().max_redirects(0).build().into();
-    let act = |action: &str| {
-        let form = [("csrf", token.as_str()), ("name", "beat"), ("action", action)];
-        let response =
-            agent.post(&format!("{url}/periodic/act")).header("Cookie", &cookie).send_form(form).unwrap();
-        assert_eq!(response.status(), 303, "{action}");
-    };
+    let forms = Forms::open(&url);
+    let act =
+        |action: &str| assert_eq!(forms.post("/periodic/act", &[("name", "beat"), ("action", action)]), 303);
 
     act("disable");
     let off = ticks(&redis).len();

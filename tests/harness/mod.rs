@@ -11,6 +11,7 @@
 //! - [`ruby`], [`active_job`]: Sidekiq's and Rails' own Ruby code.
 //! - [`Runner`]: the `runner` binary, with a plugins directory of its own.
 //! - [`Browser`]: headless Chromium over WebDriver, for the dashboard.
+//! - [`Forms`]: the dashboard's forms posted with their CSRF token.
 //! - [`Certs`]: a CA and certificates made with `openssl`, for TLS.
 //! - [`Sentinel`]: a Redis master, its replica and a sentinel.
 //! - [`eventually`]: polling for a condition with a deadline; [`never_before`]:
@@ -18,6 +19,7 @@
 //! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
 
 mod browser;
+mod forms;
 mod mariadb;
 mod postgres;
 mod redis_server;
@@ -30,6 +32,7 @@ mod smtp_tls;
 mod tls;
 
 pub use browser::Browser;
+pub use forms::Forms;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use redis_server::Redis;
