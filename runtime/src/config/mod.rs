@@ -290,4 +290,15 @@ mod tests {
         let flags = flags(&settings, &matches).unwrap();
         assert_eq!(flags, ["--no-http"], "the command line's --plugins wins");
     }
+
+    #[test]
+    fn periodic_jobs_come_from_the_scheduler_section_or_the_runner_section_as_json() {
+        let beat = json!({"beat": {"every": "1s", "class": "BeatJob"}});
+        let matches = Cli::command().get_matches_from(["runner"]);
+        for document in [json!({"scheduler": {"schedule": beat}}), json!({"jobrunner": {"periodic": beat}})] {
+            let (settings, _) = settings(document, "x").unwrap();
+            let flags = flags(&settings, &matches).unwrap();
+            assert_eq!(flags, [format!("--periodic={beat}")]);
+        }
+    }
 }
