@@ -86,13 +86,16 @@ impl Queue {
         let mut removed = 0;
         loop {
             let page: Vec<String> = conn.lrange(&key, start, start + PAGE - 1).await?;
+            let mut removed_here = 0;
             for job in page.iter().filter(|job| job.contains(needle)) {
-                removed += conn.lrem::<_, _, i64>(&key, 0, job).await?;
+                removed_here += conn.lrem::<_, _, i64>(&key, 0, job).await?;
             }
+            removed += removed_here;
             if page.len() < PAGE as usize {
                 return Ok(removed > 0);
             }
-            start += PAGE;
+            // What was removed from this page moved the rest up.
+            start += (PAGE - removed_here as isize).max(0);
         }
     }
 
