@@ -4,7 +4,8 @@
 //! the async runtime once per epoch tick, and at each tick its deadline is
 //! checked: past it, the call fails with [`Timeout`]. A host call that hangs
 //! (a mail server that never answers) is caught by an outer timer a little
-//! later. Growing memory past the cap fails with [`MemoryExceeded`]. A trap
+//! later. A cancelled job stops the same way: guest code at its next tick,
+//! a host call at once. Growing memory past the cap fails with [`MemoryExceeded`]. A trap
 //! carries the panic message the guest printed, when there is one. Each
 //! way a call can fail on the host's side is a [`CallError`].
 
