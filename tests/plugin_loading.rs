@@ -103,3 +103,21 @@ fn a_component_with_more_memories_than_an_instance_may_have_is_refused() {
     redis.push("default", &welcome("c3c3c3c3c3c3c3c3c3c3c3c3", "cy@example.com"));
     assert_eq!(smtp.wait_for(1)[0].rcpt, ["cy@example.com"]);
 }
+
+#[test]
+fn runner_check_and_try_take_the_same_compile_bounds() {
+    let python = plugin_wasm("password_reset");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(runner_bin()).args(args).output().unwrap();
+        let said =
+            String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        (output.status.code(), said)
+    };
+    let file = python.to_str().unwrap();
+    let (code, said) = run(&["check", file, "--compile-memory", "64"]);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("needed more than the 64 MiB allowed (--compile-memory)"), "{said}");
+    let (code, said) = run(&["try", file, "--class", "PasswordResetJob", "--compile-timeout", "0.05"]);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("took longer than the 0.05s allowed (--compile-timeout)"), "{said}");
+}

@@ -44,6 +44,8 @@ pub enum Command {
     Check {
         /// The component, e.g. plugins/order_created.wasm.
         file: PathBuf,
+        #[command(flatten)]
+        compile: CompileArgs,
     },
     /// Performs one job with a plugin, without Redis or a mail server, and
     /// prints the mail it would send. Exits 0 when the job is done, 1 when it
@@ -107,6 +109,29 @@ pub struct TryArgs {
     /// Linear memory the job may use, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub memory: u32,
+    #[command(flatten)]
+    pub compile: CompileArgs,
+}
+
+/// The bounds on compiling one plugin; shared by every command that loads one.
+#[derive(Args, Debug, Clone)]
+pub struct CompileArgs {
+    /// Seconds compiling one plugin may take; a plugin that takes longer is refused.
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = duration)]
+    pub compile_timeout: Duration,
+    /// Memory compiling one plugin may use, in MiB; a plugin that needs more is refused.
+    #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u32).range(64..=65536))]
+    pub compile_memory: u32,
+}
+
+impl CompileArgs {
+    /// The bounds as the compiler takes them.
+    pub fn limits(&self) -> crate::plugin::CompileLimits {
+        crate::plugin::CompileLimits {
+            budget: self.compile_timeout,
+            memory_bytes: u64::from(self.compile_memory) * 1024 * 1024,
+        }
+    }
 }
 
 /// Where Redis is; shared by every command.
@@ -267,12 +292,8 @@ pub struct RunArgs {
     /// dead set unread.
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_payload: usize,
-    /// Seconds compiling one plugin may take; a plugin that takes longer is refused.
-    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = duration)]
-    pub compile_timeout: Duration,
-    /// Memory compiling one plugin may use, in MiB; a plugin that needs more is refused.
-    #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u32).range(64..=65536))]
-    pub compile_memory: u32,
+    #[command(flatten)]
+    pub compile: CompileArgs,
     /// The largest plugin file loaded, in MiB; a larger one is refused unread.
     #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_plugin_size: u32,
@@ -304,14 +325,6 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The bounds on compiling one plugin.
-    pub fn compile_limits(&self) -> crate::plugin::CompileLimits {
-        crate::plugin::CompileLimits {
-            budget: self.compile_timeout,
-            memory_bytes: u64::from(self.compile_memory) * 1024 * 1024,
-        }
-    }
-
     /// The code cache directory, unless caching is off.
     pub fn code_cache_dir(&self) -> Option<PathBuf> {
         if self.no_cache {

@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
         }
     }
     match cli.command {
-        Some(Command::Check { file }) => return author::check(&file).await,
+        Some(Command::Check { file, compile }) => return author::check(&file, compile.limits()).await,
         Some(Command::Try(args)) => return try_job(args).await,
         _ => {}
     }
@@ -84,6 +84,7 @@ async fn try_job(args: TryArgs) -> ExitCode {
         policy: args.policy.as_deref(),
         database: args.database.as_deref(),
         limits,
+        compile: args.compile.limits(),
     })
     .await
 }

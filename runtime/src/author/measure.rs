@@ -5,6 +5,7 @@
 use super::{default_limits, load};
 use crate::job::Job;
 use crate::mail::Mailer;
+use crate::plugin::CompileLimits;
 use crate::policy::Policy;
 use crate::wit;
 use anyhow::{Result, ensure};
@@ -34,7 +35,8 @@ fn native_noop(job: &wit::Job) -> Result<(), wit::JobError> {
 /// in a fresh instance, and as many times through a native no-op handler.
 pub async fn sandbox_overhead(file: &Path, class: &str, iterations: usize) -> Result<(Timings, Timings)> {
     let mailer = Arc::new(Mailer::capture("jobrunner <jobrunner@localhost>")?);
-    let plugin = load(file, mailer, Policy::default(), None, default_limits()).await?;
+    let plugin =
+        load(file, (mailer, Policy::default()), None, (default_limits(), CompileLimits::default())).await?;
     let payload =
         format!(r#"{{"class":"{class}","args":[],"jid":"0123456789abcdef01234567","queue":"default"}}"#);
     let mut sandboxed = Vec::with_capacity(iterations);

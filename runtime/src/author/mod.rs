@@ -40,10 +40,9 @@ pub mod exit {
 /// the database at `database` behind `records`.
 async fn load(
     file: &Path,
-    mailer: Arc<Mailer>,
-    policy: Policy,
+    (mailer, policy): (Arc<Mailer>, Policy),
     database: Option<&str>,
-    limits: Limits,
+    (limits, compile): (Limits, CompileLimits),
 ) -> Result<Plugin> {
     let bytes = plugin::file::read(file, plugin::file::DEFAULT_MAX_SIZE)
         .with_context(|| format!("{} is not a usable plugin", file.display()))?;
@@ -57,7 +56,7 @@ async fn load(
         policy: Arc::new(policy),
         limits,
         cache: Arc::new(CodeCache::new(None, &engine)?),
-        compiler: Arc::new(Compiler::new(engine_limits, CompileLimits::default())),
+        compiler: Arc::new(Compiler::new(engine_limits, compile)),
         metrics,
         records: Arc::new(records),
         max_plugin_size: plugin::file::DEFAULT_MAX_SIZE,
@@ -74,10 +73,10 @@ fn default_limits() -> Limits {
 }
 
 /// `runner check FILE`: prints what the plugin declares, or what is wrong.
-pub async fn check(file: &Path) -> ExitCode {
+pub async fn check(file: &Path, compile: CompileLimits) -> ExitCode {
     let mailer =
         Arc::new(Mailer::capture("jobrunner <jobrunner@localhost>").expect("a valid default sender"));
-    match load(file, mailer, Policy::default(), None, default_limits()).await {
+    match load(file, (mailer, Policy::default()), None, (default_limits(), compile)).await {
         Ok(plugin) => {
             let meta = &plugin.meta;
             println!("{}: ok", file.display());
@@ -104,6 +103,8 @@ pub struct Trial<'a> {
     /// The app's database, for plugins that read records.
     pub database: Option<&'a str>,
     pub limits: Limits,
+    /// The bounds on compiling the plugin.
+    pub compile: CompileLimits,
 }
 
 /// `runner try FILE --class X --args JSON`: performs one job, prints the
@@ -127,7 +128,8 @@ async fn run_trial(trial: &Trial<'_>) -> Result<u8> {
         None => Policy::default(),
     };
     let mailer = Arc::new(Mailer::capture(trial.mail_from)?);
-    let plugin = load(trial.file, mailer.clone(), policy, trial.database, trial.limits).await?;
+    let plugin =
+        load(trial.file, (mailer.clone(), policy), trial.database, (trial.limits, trial.compile)).await?;
     anyhow::ensure!(
         plugin.meta.classes.iter().any(|c| c == trial.class),
         "{} handles {}, not {}",

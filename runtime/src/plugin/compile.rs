@@ -116,7 +116,10 @@ impl Compiler {
             return Ok(code);
         }
         let error = String::from_utf8_lossy(&error);
-        if error.contains("memory allocation") || error.contains("out of memory") {
+        // The allocator's panic, or the engine's own set-up failing to map
+        // memory (ENOMEM) under the cap.
+        let starved = ["memory allocation", "out of memory", "Cannot allocate memory"];
+        if starved.iter().any(|sign| error.contains(sign)) {
             bail!(
                 "compiling it needed more than the {} MiB allowed (--compile-memory)",
                 self.limits.memory_bytes / (1024 * 1024)

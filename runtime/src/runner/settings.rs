@@ -102,7 +102,7 @@ impl Settings {
                 })?,
                 watch: args.watch,
                 cache_dir: args.code_cache_dir(),
-                compile: args.compile_limits(),
+                compile: args.compile.limits(),
                 max_size: u64::from(args.max_plugin_size) * 1024 * 1024,
             },
             max_payload: args.max_payload,
