@@ -6,6 +6,7 @@
 
 use jobrunner_tests::{
     Forms, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now, runner_bin,
+    runner_enqueue,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -101,18 +102,8 @@ fn queued_scheduled_and_retrying_jobs_are_taken_out_and_a_later_push_never_runs(
     assert_eq!(redis.llen("queue:elsewhere"), 0);
 
     // Scheduled two seconds ahead.
-    let output = std::process::Command::new(runner_bin())
-        .args([
-            "enqueue",
-            "EchoJob",
-            r#"["ops@example.com", "scheduled"]"#,
-            "--in",
-            "2s",
-            "--redis",
-            &redis.url,
-        ])
-        .output()
-        .unwrap();
+    let output =
+        runner_enqueue(&redis.url, &["EchoJob", r#"["ops@example.com", "scheduled"]"#, "--in", "2s"]);
     let scheduled = String::from_utf8_lossy(&output.stdout).trim().to_string();
     assert!(cancel(&redis, &scheduled).contains("taken out of schedule"));
 

@@ -4,13 +4,13 @@
 //! `runner enqueue`.
 
 use jobrunner_tests::{
-    Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, never_before, now, ruby, runner_bin,
+    Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, never_before, now, ruby, runner_enqueue,
 };
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// `runner enqueue` with these arguments against `redis`.
 fn enqueue(redis: &Redis, args: &[&str]) -> Output {
-    Command::new(runner_bin()).arg("enqueue").args(args).args(["--redis", &redis.url]).output().unwrap()
+    runner_enqueue(&redis.url, args)
 }
 
 /// The mails with this subject.

@@ -3,7 +3,7 @@
 //! reads, and quiet / stop by signal or from the Web UI.
 
 use jobrunner_tests::{
-    Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now, runner_bin,
+    Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now, runner_enqueue,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -63,10 +63,7 @@ fn scheduled_and_retried_jobs_run_when_due_and_once_with_three_runners() {
 #[test]
 fn runner_enqueue_in_schedules_a_job() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let output = std::process::Command::new(runner_bin())
-        .args(["enqueue", "EchoJob", r#"["ops@example.com", "later"]"#, "--in", "2s", "--redis", &redis.url])
-        .output()
-        .expect("running runner enqueue");
+    let output = runner_enqueue(&redis.url, &["EchoJob", r#"["ops@example.com", "later"]"#, "--in", "2s"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let scheduled = redis.sorted_set("schedule");
     assert_eq!(scheduled.len(), 1);
@@ -240,18 +237,8 @@ fn runner_enqueue_at_schedules_a_job_for_that_time() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
     let at = (now() + 3.0).floor() + 1.0;
-    let output = std::process::Command::new(runner_bin())
-        .args([
-            "enqueue",
-            "EchoJob",
-            r#"["ops@example.com", "at"]"#,
-            "--at",
-            &at.to_string(),
-            "--redis",
-            &redis.url,
-        ])
-        .output()
-        .expect("running runner enqueue");
+    let output =
+        runner_enqueue(&redis.url, &["EchoJob", r#"["ops@example.com", "at"]"#, "--at", &at.to_string()]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let scored: Vec<(String, f64)> = redis.query(&["ZRANGE", "schedule", "0", "0", "WITHSCORES"]);
     assert_eq!(scored[0].1, at, "scored at the time given");

@@ -37,7 +37,7 @@ pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use redis_server::Redis;
 pub use ruby::{active_job, ruby};
-pub use runner::{Runner, RunnerOptions, runner_bin};
+pub use runner::{Runner, RunnerOptions, runner_bin, runner_enqueue};
 pub use sentinel::Sentinel;
 pub use shop::Shop;
 pub use smtp::{Mail, SmtpSink};

@@ -237,3 +237,13 @@ impl Drop for Runner {
         }
     }
 }
+
+/// `runner enqueue ARGS --redis REDIS_URL`, as a user types it.
+pub fn runner_enqueue(redis_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(runner_bin())
+        .arg("enqueue")
+        .args(args)
+        .args(["--redis", redis_url])
+        .output()
+        .expect("running runner enqueue")
+}
