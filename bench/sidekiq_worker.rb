@@ -1,5 +1,6 @@
 # The Sidekiq side of scripts/bench: the same order confirmation mail as the
-# order_created plugin, sent by a plain Sidekiq worker over Net::SMTP.
+# order_created plugin, sent by a plain Sidekiq worker over Net::SMTP, and a
+# no-op job beside the noop plugin.
 require "sidekiq"
 require "net/smtp"
 require "securerandom"
@@ -30,4 +31,11 @@ class OrderCreateJob
       smtp.send_message(message, "jobrunner@localhost", email)
     end
   end
+end
+
+# The no-op job, for the Redis cost of the queue alone.
+class NoopJob
+  include Sidekiq::Worker
+
+  def perform; end
 end

@@ -3,7 +3,10 @@
 //! Busy page (and our dashboard too).
 //!
 //! A job is entered by [`Busy::start`] and leaves when the returned
-//! [`Running`] is dropped, however the job ends.
+//! [`Running`] is dropped, however the job ends. A job fetched ahead of a
+//! free slot is entered by [`Busy::hold`] first: it counts as this
+//! process's (so a rescue after a lost fetch reply doesn't put it back) but
+//! isn't reported as running until [`Held::start`].
 
 use crate::clock;
 use serde_json::json;
@@ -17,8 +20,8 @@ struct Entry {
     queue: String,
     /// Its JSON, as fetched.
     payload: Arc<[u8]>,
-    /// When it started, in epoch seconds.
-    run_at: f64,
+    /// When it started, in epoch seconds; `None` while it waits for a slot.
+    run_at: Option<f64>,
     /// The plugin performing it, as `name version`, once known.
     plugin: Option<Arc<str>>,
 }
@@ -48,6 +51,21 @@ impl Running {
     }
 }
 
+/// A job fetched ahead, waiting for a slot; dropping it takes the job out.
+pub struct Held {
+    ticket: Running,
+}
+
+impl Held {
+    /// The job starts: from now on it is reported as running.
+    pub fn start(self) -> Running {
+        if let Some(entry) = self.ticket.busy.jobs.lock().expect("busy lock").get_mut(&self.ticket.id) {
+            entry.run_at = Some(clock::now());
+        }
+        self.ticket
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.busy.jobs.lock().expect("busy lock").remove(&self.id);
@@ -55,20 +73,32 @@ impl Drop for Running {
 }
 
 impl Busy {
-    /// Enters a job taken from `queue`.
+    /// Enters a job taken from `queue`, running from now.
     pub fn start(self: &Arc<Self>, queue: &str, payload: Arc<[u8]>) -> Running {
+        self.hold(queue, payload).start()
+    }
+
+    /// Enters a job taken from `queue` that waits for a slot.
+    pub fn hold(self: &Arc<Self>, queue: &str, payload: Arc<[u8]>) -> Held {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let entry = Entry { queue: queue.to_string(), payload, run_at: clock::now(), plugin: None };
+        let entry = Entry { queue: queue.to_string(), payload, run_at: None, plugin: None };
         self.jobs.lock().expect("busy lock").insert(id, entry);
-        Running { busy: self.clone(), id }
+        Held { ticket: Running { busy: self.clone(), id } }
     }
 
     /// How many jobs are running.
     pub fn count(&self) -> usize {
-        self.jobs.lock().expect("busy lock").len()
+        self.jobs.lock().expect("busy lock").values().filter(|entry| entry.run_at.is_some()).count()
     }
 
-    /// The JSON of every running job taken from `queue`.
+    /// How long the longest-running job has been running, in seconds.
+    pub fn longest_running(&self) -> f64 {
+        let jobs = self.jobs.lock().expect("busy lock");
+        let earliest = jobs.values().filter_map(|entry| entry.run_at).min_by(f64::total_cmp);
+        earliest.map_or(0.0, |at| (clock::now() - at).max(0.0))
+    }
+
+    /// The JSON of every job taken from `queue`, running or waiting.
     pub fn payloads(&self, queue: &str) -> Vec<Arc<[u8]>> {
         let jobs = self.jobs.lock().expect("busy lock");
         jobs.values().filter(|entry| entry.queue == queue).map(|entry| entry.payload.clone()).collect()
@@ -80,9 +110,10 @@ impl Busy {
     pub fn snapshot(&self) -> Vec<(String, String)> {
         let jobs = self.jobs.lock().expect("busy lock");
         jobs.iter()
-            .map(|(id, entry)| {
+            .filter_map(|(id, entry)| Some((id, entry, entry.run_at?)))
+            .map(|(id, entry, run_at)| {
                 let payload = String::from_utf8_lossy(&entry.payload);
-                let work = json!({ "queue": entry.queue, "payload": payload, "run_at": entry.run_at as i64,
+                let work = json!({ "queue": entry.queue, "payload": payload, "run_at": run_at as i64,
                     "plugin": entry.plugin.as_deref() });
                 (format!("w{id}"), work.to_string())
             })
@@ -107,7 +138,8 @@ impl Busy {
         let now = clock::now();
         let mut running: Vec<RunningJob> = jobs
             .values()
-            .map(|entry| {
+            .filter_map(|entry| Some((entry, entry.run_at?)))
+            .map(|(entry, run_at)| {
                 let payload: serde_json::Value = serde_json::from_slice(&entry.payload).unwrap_or_default();
                 let field = |key: &str| payload[key].as_str().unwrap_or("?").to_string();
                 RunningJob {
@@ -115,7 +147,7 @@ impl Busy {
                     class: field("class"),
                     jid: field("jid"),
                     plugin: entry.plugin.as_deref().map(str::to_string),
-                    seconds: now - entry.run_at,
+                    seconds: now - run_at,
                 }
             })
             .collect();
@@ -142,5 +174,20 @@ mod tests {
         assert_eq!(work["queue"], "mailers");
         assert_eq!(work["payload"], r#"{"class":"B"}"#);
         assert_eq!(work["plugin"], "b_plugin 1.0.0");
+    }
+
+    #[test]
+    fn a_held_job_is_ours_but_not_running_until_it_starts() {
+        let busy = Arc::new(Busy::default());
+        let held = busy.hold("default", Arc::from(&br#"{"class":"A"}"#[..]));
+        assert_eq!(busy.count(), 0);
+        assert!(busy.snapshot().is_empty() && busy.describe().is_empty());
+        assert_eq!(busy.payloads("default").len(), 1);
+        let running = held.start();
+        assert_eq!((busy.count(), busy.snapshot().len(), busy.describe().len()), (1, 1, 1));
+        drop(running);
+        assert!(busy.payloads("default").is_empty());
+        drop(busy.hold("default", Arc::from(&b"{}"[..])));
+        assert!(busy.payloads("default").is_empty());
     }
 }

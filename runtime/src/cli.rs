@@ -242,6 +242,12 @@ pub struct RunArgs {
     /// The most jobs run at once.
     #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub concurrency: u16,
+    /// The most jobs fetched beyond the free slots while the queues hold a
+    /// backlog, so one round trip brings many jobs; fewer when jobs are
+    /// slower (no more than the slots run in 2 ms). 0 fetches for free
+    /// slots only.
+    #[arg(long, default_value_t = 100, value_name = "JOBS", value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub fetch_ahead: u16,
     /// Wall-clock time one job may run, in seconds (or 90s, 5m, ...); a
     /// longer job fails with "timed out".
     #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = duration)]

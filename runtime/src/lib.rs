@@ -6,7 +6,8 @@
 //! - [`cli`]: the command line and its defaults.
 //! - [`config`]: Sidekiq's `config/sidekiq.yml`, applied as flags.
 //! - [`runner`]: wires everything together; the main loop and shutdown.
-//! - [`fetch`]: picks the queue (strict or weighted) and takes the next job.
+//! - [`feed`]: fetches ahead of the worker slots, within a bound.
+//! - [`fetch`]: picks the queue (strict or weighted) and takes the next jobs.
 //! - [`queue`]: Sidekiq's Redis layout and the Lua scripts behind reliable
 //!   fetch, outcomes and recovery.
 //! - [`job`]: Sidekiq's job JSON.
@@ -49,6 +50,7 @@ pub mod config;
 pub mod digest;
 pub mod engine;
 pub mod expiry;
+pub mod feed;
 pub mod fetch;
 pub mod heartbeat;
 pub mod job;

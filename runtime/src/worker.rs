@@ -2,10 +2,11 @@
 //!
 //! [`Worker::process`] parses the payload, finds the plugin for its class,
 //! runs it, and turns the result into an [`Outcome`]: done, retry, dead or
-//! discard, following Sidekiq's retry policy. Recording the outcome is what
-//! takes the job out of this runner's in-progress list, so it is retried
-//! until Redis accepts it; if the runner dies first, the job is recovered
-//! and runs again (at least once, never lost).
+//! discard, following Sidekiq's retry policy. [`Worker::settle`] records
+//! it, after the job's slot has gone to the next job. Recording the outcome
+//! is what takes the job out of this runner's in-progress list, so it is
+//! retried until Redis accepts it; if the runner dies first, the job is
+//! recovered and runs again (at least once, never lost).
 
 use crate::backoff::Backoff;
 use crate::busy::Running;
@@ -43,9 +44,26 @@ pub struct Worker {
     pub cancels: Arc<Cancels>,
 }
 
+/// A job that has run (or couldn't), with the outcome still to record.
+pub struct Ended {
+    /// The queue it was taken from.
+    queue: String,
+    /// Its JSON exactly as fetched.
+    raw: Vec<u8>,
+    /// Its jid, empty if it had none.
+    jid: String,
+    /// How it ended.
+    outcome: Outcome,
+    /// Its uniqueness lock, if it has one.
+    unique: Option<Unique>,
+    /// The job's span, for the recording's log lines.
+    span: tracing::Span,
+}
+
 impl Worker {
-    /// Performs the job `raw` taken from `queue` and records its outcome.
-    pub async fn process(&self, queue: String, raw: Vec<u8>, running: &Running) {
+    /// Performs the job `raw` taken from `queue`; its outcome is recorded
+    /// by [`Worker::settle`], once its slot is free for the next job.
+    pub async fn process(&self, queue: String, raw: Vec<u8>, running: &Running) -> Ended {
         let span = tracing::info_span!("job", queue = %queue, class = tracing::field::Empty, jid = tracing::field::Empty);
         async {
             let parsed = if raw.len() > self.max_payload {
@@ -68,6 +86,18 @@ impl Worker {
                     (String::new(), Outcome::Dead { payload }, None)
                 }
             };
+            Ended { queue, raw, jid, outcome, unique, span: tracing::Span::current() }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Records how a job ended, which takes it out of this runner's
+    /// in-progress list, and ends its uniqueness lock unless it waits for
+    /// a retry.
+    pub async fn settle(&self, ended: Ended) {
+        let Ended { queue, raw, jid, outcome, unique, span } = ended;
+        async {
             self.record(&queue, &raw, &jid, &outcome).await;
             // A job waiting for its retry still holds its lock.
             if let Some(unique) = &unique
@@ -80,9 +110,9 @@ impl Worker {
         .await
     }
 
-    /// Records an outcome for a job whose processing panicked: a retry, as
-    /// for any exception, or the dead set if it can't even be read.
-    pub async fn panicked(&self, queue: String, raw: Vec<u8>, message: String) {
+    /// The outcome for a job whose processing panicked: a retry, as for
+    /// any exception, or the dead set if it can't even be read.
+    pub fn panicked(&self, queue: String, raw: Vec<u8>, message: String) -> Ended {
         let parsed = std::panic::catch_unwind(|| Job::parse(&raw, &queue));
         let (jid, outcome) = match parsed {
             Ok(Ok(job)) => {
@@ -98,7 +128,7 @@ impl Worker {
                 (String::new(), Outcome::Dead { payload: invalid_payload(&raw, &queue, &reason) })
             }
         };
-        self.record(&queue, &raw, &jid, &outcome).await;
+        Ended { queue, raw, jid, outcome, unique: None, span: tracing::Span::none() }
     }
 
     async fn perform(&self, job: Job, unique: Option<&Unique>, running: &Running) -> Outcome {

@@ -175,7 +175,28 @@ impl Queue {
             invocation.key(keys::queue(queue)).key(keys::inprogress(identity, queue)).arg(*queue);
         }
         let mut conn = self.connection();
-        invocation.invoke_async(&mut conn).await.context("fetching jobs")
+        let taken: Vec<(String, Vec<Vec<u8>>)> =
+            invocation.invoke_async(&mut conn).await.context("fetching jobs")?;
+        Ok(taken
+            .into_iter()
+            .flat_map(|(queue, jobs)| jobs.into_iter().map(move |job| (queue.clone(), job)))
+            .collect())
+    }
+
+    /// Puts jobs fetched by `identity` but never started back at the front
+    /// of their queues, in one step; `jobs` in the order fetched. Returns
+    /// how many were put back.
+    pub async fn unfetch(&self, identity: &str, jobs: &[(String, Vec<u8>)]) -> Result<u64> {
+        let mut invocation = scripts::UNFETCH.prepare_invoke();
+        // The newest first, so the oldest ends up at the front again.
+        for (queue, raw) in jobs.iter().rev() {
+            invocation.key(keys::inprogress(identity, queue)).key(keys::queue(queue)).arg(raw.as_slice());
+        }
+        let mut conn = self.connection();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .with_context(|| format!("putting back {} jobs fetched ahead", jobs.len()))
     }
 
     /// Waits up to `timeout` for a job on `queue` and moves it into
@@ -229,7 +250,9 @@ impl Queue {
             pipe.incr(keys::STAT_FAILED, failed).incr(keys::daily_stat("failed", &date), failed);
         }
         for job in jobs {
-            pipe.lrem(keys::inprogress(identity, job.queue), 1, job.raw);
+            // From the tail, where the oldest fetches are: jobs mostly end
+            // in the order they were fetched.
+            pipe.lrem(keys::inprogress(identity, job.queue), -1, job.raw);
             self.record(&mut pipe, job, now);
         }
         let mut conn = self.connection();

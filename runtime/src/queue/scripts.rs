@@ -7,23 +7,47 @@ use redis::Script;
 use std::sync::LazyLock;
 
 /// Moves up to ARGV[1] jobs, trying queues in the order given, from their
-/// queue into this runner's in-progress list for that queue.
+/// queue into this runner's in-progress list for that queue: the oldest
+/// first, as one LMOVE each would, but in two commands per queue.
 /// KEYS: pairs of (queue list, in-progress list). ARGV: the most jobs, then
-/// the queue names. Returns `{queue name, job, queue name, job, ...}`.
+/// the queue names. Returns `{queue name, {job, ...}, queue name, {...}}`
+/// for the queues that had jobs.
 pub static FETCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local taken = {}
-local want = tonumber(ARGV[1])
+local left = tonumber(ARGV[1])
 for i = 1, #ARGV - 1 do
-  while #taken < 2 * want do
-    local job = redis.call('LMOVE', KEYS[2 * i - 1], KEYS[2 * i], 'RIGHT', 'LEFT')
-    if not job then break end
+  if left <= 0 then break end
+  local jobs = redis.call('RPOP', KEYS[2 * i - 1], left)
+  if jobs then
+    redis.call('LPUSH', KEYS[2 * i], unpack(jobs))
     taken[#taken + 1] = ARGV[i + 1]
-    taken[#taken + 1] = job
+    taken[#taken + 1] = jobs
+    left = left - #jobs
   end
 end
 return taken
+",
+    )
+});
+
+/// Puts jobs a runner fetched but never started back at the front of their
+/// queues: each only if it was still in the runner's in-progress list, so
+/// a job another runner recovered meanwhile isn't queued twice.
+/// KEYS: pairs of (in-progress list, queue list), newest job first.
+/// ARGV: the jobs' JSON, in the same order. Returns the number put back.
+pub static UNFETCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local moved = 0
+for i = 1, #ARGV do
+  if redis.call('LREM', KEYS[2 * i - 1], 1, ARGV[i]) == 1 then
+    redis.call('RPUSH', KEYS[2 * i], ARGV[i])
+    moved = moved + 1
+  end
+end
+return moved
 ",
     )
 });

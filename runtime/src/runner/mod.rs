@@ -21,7 +21,7 @@ pub use settings::Settings;
 /// Runs jobs until SIGINT or SIGTERM.
 pub async fn run(args: RunArgs) -> Result<()> {
     let settings = Settings::check(args)?;
-    let running = start::start(settings).await?;
+    let mut running = start::start(settings).await?;
     running.serve().await;
     running.stop().await;
     tracing::info!("runner stopped");

@@ -1,8 +1,7 @@
 //! Serving: a job whenever a worker slot is free, until shutdown; then
 //! the drain and the hand-back of whatever is still in progress.
 
-use crate::busy::Busy;
-use crate::fetch::Fetcher;
+use crate::feed::Feed;
 use crate::queue::Queue;
 use crate::shutdown::Shutdown;
 use crate::worker::Worker;
@@ -17,16 +16,12 @@ use tokio::task::JoinHandle;
 pub struct Running {
     /// Performs one job and records its outcome.
     pub worker: Arc<Worker>,
-    /// Takes jobs off the queues.
-    pub fetcher: Fetcher,
+    /// Jobs fetched from the queues, ahead of the slots.
+    pub feed: Feed,
     /// One permit per job that may run at once.
     pub slots: Arc<Semaphore>,
-    /// The number of slots.
-    pub concurrency: usize,
     /// How long running jobs get to finish at shutdown.
     pub shutdown_timeout: Duration,
-    /// The jobs running now.
-    pub busy: Arc<Busy>,
     /// Quiet and shutdown, from signals or the dashboard.
     pub shutdown: Shutdown,
     /// Redis, for the hand-back at the end.
@@ -38,47 +33,49 @@ pub struct Running {
 }
 
 impl Running {
-    /// Takes a job whenever a slot is free, until the runner is quiet or
-    /// shutting down; when only quiet, then waits for the shutdown.
-    pub async fn serve(&self) {
-        loop {
-            let first = tokio::select! {
-                permit = self.slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
-                _ = self.shutdown.wait_quiet() => break,
+    /// Puts each fetched job into a free slot, until the runner is quiet
+    /// or shutting down; then gives back the jobs fetched ahead and, when
+    /// only quiet, waits for the shutdown.
+    pub async fn serve(&mut self) {
+        let unstarted = loop {
+            let job = tokio::select! {
+                job = self.feed.next() => job,
+                _ = self.shutdown.wait_quiet() => None,
             };
-            // Take as many jobs as there are free slots, in one round trip.
-            let mut permits = vec![first];
-            while let Ok(permit) = self.slots.clone().try_acquire_owned() {
-                permits.push(permit);
-            }
-            let Some(jobs) = self.fetcher.next(&self.shutdown, permits.len()).await else {
-                break;
+            let Some(job) = job else { break None };
+            let slot = tokio::select! {
+                slot = self.slots.clone().acquire_owned() => slot.expect("the slot semaphore is never closed"),
+                _ = self.shutdown.wait_quiet() => break Some(job),
             };
-            for ((queue, raw), permit) in jobs.into_iter().zip(permits) {
-                let running = self.busy.start(&queue, Arc::from(raw.as_slice()));
-                let worker = self.worker.clone();
-                tokio::spawn(async move {
-                    // A panic, whatever its cause, must not leave the job in
-                    // progress with nobody to finish it.
-                    let work = AssertUnwindSafe(worker.process(queue.clone(), raw.clone(), &running));
-                    if let Err(panic) = work.catch_unwind().await {
-                        worker.panicked(queue, raw, panic_message(&*panic)).await;
-                    }
-                    drop((running, permit));
-                });
-            }
-        }
+            let (queue, raw, running, mut ticket) = job.start(slot);
+            let worker = self.worker.clone();
+            tokio::spawn(async move {
+                // A panic, whatever its cause, must not leave the job in
+                // progress with nobody to finish it.
+                let work = AssertUnwindSafe(worker.process(queue.clone(), raw.clone(), &running));
+                let ended = match work.catch_unwind().await {
+                    Ok(ended) => ended,
+                    Err(panic) => worker.panicked(queue, raw, panic_message(&*panic)),
+                };
+                // The next job may start while this one's outcome is
+                // recorded, so outcomes are recorded many to a round trip.
+                ticket.free_slot();
+                worker.settle(ended).await;
+                drop((running, ticket));
+            });
+        };
+        self.feed.give_back(unstarted).await;
         if !self.shutdown.is_started() {
             tracing::info!("quiet: taking no new jobs; waiting for SIGTERM or SIGINT");
             self.shutdown.wait().await;
         }
     }
 
-    /// Gives running jobs the shutdown timeout, leaves the process set and
-    /// puts whatever is still in progress back at the front of its queue.
+    /// Gives running jobs the shutdown timeout to run and be recorded,
+    /// leaves the process set and puts whatever is still in progress back
+    /// at the front of its queue.
     pub async fn stop(self) {
-        let all = self.slots.acquire_many(self.concurrency as u32);
-        if tokio::time::timeout(self.shutdown_timeout, all).await.is_err() {
+        if tokio::time::timeout(self.shutdown_timeout, self.feed.settled()).await.is_err() {
             tracing::warn!(
                 timeout_s = self.shutdown_timeout.as_secs_f64(),
                 "jobs still running at the end of the shutdown timeout"

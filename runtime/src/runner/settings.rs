@@ -29,6 +29,8 @@ pub struct Settings {
     pub order: QueueOrder,
     /// The most jobs run at once.
     pub concurrency: usize,
+    /// The most jobs fetched beyond the free slots (see [`crate::feed`]).
+    pub fetch_ahead: usize,
     /// Heartbeat interval and the silence after which a runner is dead.
     pub timing: Timing,
     /// Average time between checks of the schedule and retry sets.
@@ -91,6 +93,7 @@ impl Settings {
         Ok(Settings {
             order: QueueOrder::parse(&specs)?,
             concurrency,
+            fetch_ahead: usize::from(args.fetch_ahead),
             timing: Timing::new(args.heartbeat, args.process_timeout)?,
             poll_interval: args.poll_interval,
             shutdown_timeout: args.shutdown_timeout,

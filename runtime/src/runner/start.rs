@@ -11,6 +11,7 @@ use super::settings::{PluginSettings, Settings};
 use crate::backoff::Backoff;
 use crate::busy::Busy;
 use crate::cancel::{self, Cancels};
+use crate::feed::Feed;
 use crate::fetch::Fetcher;
 use crate::heartbeat::{self, Process};
 use crate::mail::{Ledger, Mailer};
@@ -38,6 +39,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
     let Settings {
         order,
         concurrency,
+        fetch_ahead,
         timing,
         poll_interval,
         shutdown_timeout,
@@ -106,6 +108,9 @@ pub async fn start(settings: Settings) -> Result<Running> {
     cancel::listen(queue.clone(), cancels.clone(), shutdown.clone());
 
     let identity = process.identity.clone();
+    let fetcher =
+        Fetcher { queue: queue.clone(), identity: identity.clone(), order, busy: busy.clone(), rescue_asked };
+    let slots = Arc::new(Semaphore::new(concurrency));
     Ok(Running {
         worker: Arc::new(Worker {
             acker: Acker::spawn(queue.clone(), identity.clone()),
@@ -116,17 +121,9 @@ pub async fn start(settings: Settings) -> Result<Running> {
             queue: queue.clone(),
             cancels,
         }),
-        fetcher: Fetcher {
-            queue: queue.clone(),
-            identity: identity.clone(),
-            order,
-            busy: busy.clone(),
-            rescue_asked,
-        },
-        slots: Arc::new(Semaphore::new(concurrency)),
-        concurrency,
+        feed: Feed::start(fetcher, slots.clone(), fetch_ahead, shutdown.clone()),
+        slots,
         shutdown_timeout,
-        busy,
         shutdown,
         queue,
         identity,

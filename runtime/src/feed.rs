@@ -1,0 +1,379 @@
+//! Feeding the worker slots: one task fetches jobs ahead of the slots that
+//! will run them, so a fetch's round trip overlaps the jobs running instead
+//! of holding up the next ones, and one round trip brings many jobs.
+//!
+//! How far ahead is bounded, in jobs and in time. Every fetched job holds a
+//! credit until it has run and been recorded, so at most `concurrency +
+//! ahead` jobs are this runner's at once. Beyond its free slots the task
+//! fetches only while the last fetch found a backlog (it got every job it
+//! asked for), so there are more jobs than runners and no other runner
+//! goes short; and only as many as its slots run in [`HOLD`] at the
+//! recent jobs' pace (or the running jobs', if slower), so a job held
+//! ahead waits about that long at most. Until a job has ended the pace is
+//! unknown, and nothing is fetched ahead.
+//! No-op jobs are fetched a hundred ahead; jobs of 20 ms at concurrency
+//! 10, one. When the queues run dry or jobs are slow, it fetches for free
+//! slots only, so no job waits here behind a slow one while another runner
+//! sits idle.
+//!
+//! When the runner goes quiet, jobs fetched but not started go back to the
+//! front of their queues at once ([`Feed::give_back`]).
+
+use crate::busy::{Busy, Held, Running};
+use crate::fetch::Fetcher;
+use crate::shutdown::Shutdown;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+/// About the longest a job fetched ahead waits for a slot.
+pub const HOLD: Duration = Duration::from_millis(2);
+
+/// The fetched jobs, in order, for the loop that puts them into slots.
+pub struct Feed {
+    /// Jobs fetched and waiting for a slot.
+    jobs: mpsc::UnboundedReceiver<Fetched>,
+    /// The fetching task; it ends when the runner goes quiet.
+    task: Option<JoinHandle<()>>,
+    /// Redis and this runner's identity, to put unstarted jobs back.
+    fetcher: Arc<Fetcher>,
+    /// One per job this runner may hold: running, recording or waiting.
+    credits: Arc<Semaphore>,
+    /// How many credits there are.
+    total: u32,
+}
+
+/// A fetched job waiting for a slot.
+pub struct Fetched {
+    /// The queue it came from.
+    pub queue: String,
+    /// Its JSON exactly as fetched.
+    pub raw: Vec<u8>,
+    /// Its entry among this runner's jobs, not yet running.
+    held: Held,
+    /// Its share of the bound on jobs held.
+    credit: OwnedSemaphorePermit,
+    /// Told when it starts and ends.
+    demand: Arc<Demand>,
+}
+
+/// A started job's hold on its slot and credit. The slot is freed when
+/// the job has run ([`Ticket::free_slot`]), the credit when the ticket is
+/// dropped, once the job has been recorded; each wakes the fetching task.
+pub struct Ticket {
+    /// The worker slot, until the job has run.
+    slot: Option<OwnedSemaphorePermit>,
+    /// The credit, taken out on drop before the wake-up.
+    credit: Option<OwnedSemaphorePermit>,
+    demand: Arc<Demand>,
+    started: Instant,
+}
+
+/// What the fetching task looks at to decide how many jobs to ask for.
+struct Demand {
+    /// The worker slots: their free permits are the slots to feed.
+    slots: Arc<Semaphore>,
+    /// How many slots there are.
+    concurrency: usize,
+    /// The most jobs fetched beyond them.
+    ahead: usize,
+    /// Jobs fetched but not yet in a slot.
+    waiting: AtomicUsize,
+    /// Woken whenever a job ends.
+    ended: Notify,
+    /// Recent jobs' mean duration in µs, weighted towards the latest;
+    /// [`UNKNOWN`] until a job has ended.
+    mean_us: AtomicU64,
+    /// The running jobs, whose age says when jobs turn slow.
+    busy: Arc<Busy>,
+}
+
+/// The mean duration before any job has ended.
+const UNKNOWN: u64 = u64::MAX;
+
+impl Fetched {
+    /// The job takes `slot`: it counts as running from now. Returns its
+    /// queue and JSON, its entry among the running jobs and its ticket.
+    pub fn start(self, slot: OwnedSemaphorePermit) -> (String, Vec<u8>, Running, Ticket) {
+        self.demand.waiting.fetch_sub(1, Ordering::AcqRel);
+        let running = self.held.start();
+        let ticket = Ticket {
+            slot: Some(slot),
+            credit: Some(self.credit),
+            demand: self.demand,
+            started: Instant::now(),
+        };
+        (self.queue, self.raw, running, ticket)
+    }
+}
+
+impl Ticket {
+    /// The job has run: its slot goes to the next one.
+    pub fn free_slot(&mut self) {
+        if self.slot.take().is_some() {
+            self.demand.job_ended(self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.free_slot();
+        drop(self.credit.take());
+        self.demand.ended.notify_one();
+    }
+}
+
+impl Demand {
+    /// A job has run for `took`; its slot is free.
+    fn job_ended(&self, took: Duration) {
+        let took = took.as_micros().min(u128::from(u32::MAX)) as u64;
+        let mean = match self.mean_us.load(Ordering::Relaxed) {
+            UNKNOWN => took,
+            // One eighth of the newest: a few slow jobs in a row cut fetching ahead.
+            mean => mean - mean / 8 + took / 8,
+        };
+        self.mean_us.store(mean, Ordering::Relaxed);
+        self.ended.notify_one();
+    }
+
+    /// How many jobs may be held beyond the slots now: as many as the
+    /// slots run in [`HOLD`] at the recent pace, within the bound.
+    fn room_ahead(&self) -> usize {
+        let running_us = (self.busy.longest_running() * 1e6) as u64;
+        let mean_us = self.mean_us.load(Ordering::Relaxed).max(running_us).max(1);
+        let in_hold = self.concurrency as u64 * HOLD.as_micros() as u64 / mean_us;
+        self.ahead.min(in_hold as usize)
+    }
+
+    /// How many jobs to fetch next, waiting until it is at least one.
+    /// `free` credits are those no job holds; `backlog` says the last
+    /// fetch got every job it asked for.
+    async fn wanted(&self, credits: &Semaphore, backlog: bool) -> usize {
+        loop {
+            // Made before looking, so a job ending meanwhile isn't missed.
+            let ended = self.ended.notified();
+            let held = (self.concurrency + self.ahead).saturating_sub(credits.available_permits());
+            let unfed = self.slots.available_permits().saturating_sub(self.waiting.load(Ordering::Acquire));
+            let ahead = if backlog { self.room_ahead() } else { 0 };
+            let room = (self.concurrency + ahead).saturating_sub(held);
+            let want = if ahead == 0 {
+                unfed.min(room)
+            } else if unfed > 0 || room >= ahead.div_ceil(2) {
+                // Refill in batches: when a slot has nothing waiting, or
+                // when half the room ahead is free.
+                room
+            } else {
+                0
+            };
+            if want > 0 {
+                return want;
+            }
+            ended.await;
+        }
+    }
+}
+
+impl Feed {
+    /// Starts fetching for `slots`, up to `ahead` jobs beyond them.
+    pub fn start(fetcher: Fetcher, slots: Arc<Semaphore>, ahead: usize, shutdown: Shutdown) -> Feed {
+        let total = slots.available_permits() + ahead;
+        let credits = Arc::new(Semaphore::new(total));
+        let concurrency = slots.available_permits();
+        let demand = Arc::new(Demand {
+            slots,
+            concurrency,
+            ahead,
+            waiting: AtomicUsize::new(0),
+            ended: Notify::new(),
+            mean_us: AtomicU64::new(UNKNOWN),
+            busy: fetcher.busy.clone(),
+        });
+        let fetcher = Arc::new(fetcher);
+        let (tx, jobs) = mpsc::unbounded_channel();
+        let task = tokio::spawn(fetch_ahead(fetcher.clone(), demand, credits.clone(), tx, shutdown));
+        Feed { jobs, task: Some(task), fetcher, credits, total: total as u32 }
+    }
+
+    /// Waits until every job this runner took has run and been recorded
+    /// (after [`Feed::give_back`], which returns the unstarted ones).
+    pub async fn settled(&self) {
+        let _all = self.credits.acquire_many(self.total).await;
+    }
+
+    /// The next fetched job; `None` once the runner is quiet and every
+    /// fetched job has been handed out.
+    pub async fn next(&mut self) -> Option<Fetched> {
+        self.jobs.recv().await
+    }
+
+    /// Once quiet: waits for the fetching task to stop, then puts every
+    /// job fetched but not started (and `unstarted`) back at the front of
+    /// its queue. If Redis fails, they stay in progress and go back at
+    /// shutdown.
+    pub async fn give_back(&mut self, unstarted: Option<Fetched>) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let mut held: Vec<Fetched> = unstarted.into_iter().collect();
+        while let Ok(job) = self.jobs.try_recv() {
+            held.push(job);
+        }
+        if held.is_empty() {
+            return;
+        }
+        let jobs: Vec<(String, Vec<u8>)> =
+            held.iter().map(|job| (job.queue.clone(), job.raw.clone())).collect();
+        match self.fetcher.queue.unfetch(&self.fetcher.identity, &jobs).await {
+            Ok(n) => {
+                tracing::info!(jobs = n, "quiet: jobs fetched ahead are back at the front of their queues")
+            }
+            Err(err) => tracing::warn!(error = %format!("{err:#}"),
+                "could not put back jobs fetched ahead; they go back at shutdown"),
+        }
+    }
+}
+
+/// The fetching task: asks for as many jobs as [`Demand::wanted`] says,
+/// each holding a credit, until the runner is quiet.
+async fn fetch_ahead(
+    fetcher: Arc<Fetcher>,
+    demand: Arc<Demand>,
+    credits: Arc<Semaphore>,
+    jobs: mpsc::UnboundedSender<Fetched>,
+    shutdown: Shutdown,
+) {
+    let mut backlog = false;
+    loop {
+        let want = tokio::select! {
+            want = demand.wanted(&credits, backlog) => want,
+            _ = shutdown.wait_quiet() => return,
+        };
+        // Only this task takes credits, so the `want` seen free are still free.
+        let taken: Vec<OwnedSemaphorePermit> =
+            (0..want).map_while(|_| credits.clone().try_acquire_owned().ok()).collect();
+        let Some(fetched) = fetcher.next(&shutdown, taken.len()).await else {
+            return;
+        };
+        backlog = fetched.len() == taken.len();
+        for ((queue, raw), credit) in fetched.into_iter().zip(taken) {
+            let held = fetcher.busy.hold(&queue, Arc::from(raw.as_slice()));
+            demand.waiting.fetch_add(1, Ordering::AcqRel);
+            let job = Fetched { queue, raw, held, credit, demand: demand.clone() };
+            // The receiver goes only when the runner ends; the job is then
+            // still in progress in Redis and goes back with the rest.
+            if jobs.send(job).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Demand for `concurrency` slots and up to `ahead` more, with the
+    /// credits for them.
+    fn demand(concurrency: usize, ahead: usize) -> (Arc<Demand>, Arc<Semaphore>) {
+        let demand = Demand {
+            slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            ahead,
+            waiting: AtomicUsize::new(0),
+            ended: Notify::new(),
+            mean_us: AtomicU64::new(UNKNOWN),
+            busy: Arc::new(Busy::default()),
+        };
+        (Arc::new(demand), Arc::new(Semaphore::new(concurrency + ahead)))
+    }
+
+    async fn wanted_now(demand: &Demand, credits: &Semaphore, backlog: bool) -> Option<usize> {
+        tokio::time::timeout(Duration::from_millis(50), demand.wanted(credits, backlog)).await.ok()
+    }
+
+    #[tokio::test]
+    async fn without_a_backlog_only_free_slots_are_fed() {
+        let (demand, credits) = demand(10, 10);
+        assert_eq!(wanted_now(&demand, &credits, false).await, Some(10));
+        let _waiting = credits.try_acquire_many(4).unwrap();
+        demand.waiting.store(4, Ordering::Release);
+        assert_eq!(wanted_now(&demand, &credits, false).await, Some(6));
+        let _more = credits.try_acquire_many(6).unwrap();
+        demand.waiting.store(10, Ordering::Release);
+        assert_eq!(wanted_now(&demand, &credits, false).await, None);
+    }
+
+    #[tokio::test]
+    async fn under_a_backlog_of_short_jobs_it_fetches_ahead_in_batches() {
+        let (demand, credits) = demand(10, 10);
+        // Every slot busy, nothing waiting: the whole room ahead.
+        let _running = demand.slots.try_acquire_many(10).unwrap();
+        let _held = credits.try_acquire_many(10).unwrap();
+        // Not before the first job has ended: the pace is unknown.
+        assert_eq!(wanted_now(&demand, &credits, true).await, None);
+        demand.job_ended(Duration::from_micros(100));
+        assert_eq!(wanted_now(&demand, &credits, true).await, Some(10));
+        // Eight held ahead: two free credits are too few for a round trip.
+        let _ahead = credits.try_acquire_many(8).unwrap();
+        demand.waiting.store(8, Ordering::Release);
+        assert_eq!(wanted_now(&demand, &credits, true).await, None);
+    }
+
+    #[tokio::test]
+    async fn no_fetching_ahead_when_told_so() {
+        let (demand, credits) = demand(10, 0);
+        let _running = demand.slots.try_acquire_many(10).unwrap();
+        let _held = credits.try_acquire_many(10).unwrap();
+        assert_eq!(wanted_now(&demand, &credits, true).await, None);
+    }
+
+    #[tokio::test]
+    async fn the_slower_the_jobs_the_fewer_held_ahead() {
+        let (demand, credits) = demand(10, 100);
+        let _running = demand.slots.try_acquire_many(10).unwrap();
+        let _held = credits.try_acquire_many(10).unwrap();
+        let settle = |took: Duration| {
+            for _ in 0..100 {
+                demand.job_ended(took);
+            }
+        };
+        settle(Duration::from_micros(50));
+        assert_eq!(wanted_now(&demand, &credits, true).await, Some(100));
+        // 10 slots of 5 ms jobs run four in 2 ms.
+        settle(Duration::from_millis(5));
+        assert_eq!(wanted_now(&demand, &credits, true).await, Some(4));
+        settle(Duration::from_millis(100));
+        assert_eq!(wanted_now(&demand, &credits, true).await, None);
+        // A job running long counts before it ends.
+        settle(Duration::from_micros(50));
+        let _long = demand.busy.start("default", Arc::from(&b"{}"[..]));
+        tokio::time::sleep(Duration::from_millis(12)).await;
+        let want = wanted_now(&demand, &credits, true).await;
+        assert!(matches!(want, None | Some(1)), "{want:?}");
+    }
+
+    #[tokio::test]
+    async fn a_job_ending_wakes_the_fetcher() {
+        let (demand, credits) = demand(1, 0);
+        let slot = demand.slots.clone().try_acquire_owned().unwrap();
+        let credit = credits.clone().try_acquire_owned().unwrap();
+        let waiting = tokio::spawn({
+            let (demand, credits) = (demand.clone(), credits.clone());
+            async move { demand.wanted(&credits, false).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        let ticket = Ticket {
+            slot: Some(slot),
+            credit: Some(credit),
+            demand: demand.clone(),
+            started: Instant::now(),
+        };
+        drop(ticket);
+        let want = tokio::time::timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap();
+        assert_eq!(want, 1);
+    }
+}
