@@ -1,0 +1,167 @@
+//! Many runners over one Redis: four runner processes share 20,000 jobs,
+//! each job done exactly once and each runner doing a fair share; a runner
+//! SIGKILLed mid-run has its jobs finished by the others; a rolling
+//! restart loses nothing and runs nothing twice.
+//!
+//! What each runner did is read from its own log: every job it performed
+//! logs "job done" with its jid. (Mail can't tell: the sent-mail ledger
+//! keeps a job run twice from mailing twice.)
+
+use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, eventually, job_json};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+const JOBS: usize = 20_000;
+const RUNNERS: usize = 4;
+const CONCURRENCY: &str = "10";
+
+/// Starts a runner of the `misbehave` plugin at concurrency 10, which
+/// counts as dead 3 s after its last heartbeat.
+fn start_runner(redis: &Redis, smtp: &SmtpSink) -> Runner {
+    let options = RunnerOptions::plugins(&["misbehave"]).args(&["-c", CONCURRENCY, "--process-timeout", "3"]);
+    Runner::start(&redis.url, &smtp.url, options)
+}
+
+/// Pushes `JOBS` SlowJobs of `millis` each, jids `0..JOBS` in hex.
+fn push_jobs(redis: &Redis, millis: u64) {
+    let payloads: Vec<String> = (0..JOBS)
+        .map(|i| job_json("SlowJob", json!([millis, "ops@example.com", format!("job-{i}")]), &jid(i)))
+        .collect();
+    for chunk in payloads.chunks(5_000) {
+        redis.push_many("default", chunk);
+    }
+}
+
+fn jid(i: usize) -> String {
+    format!("{i:024x}")
+}
+
+/// The jids a runner's log says it performed, in order, with repeats.
+fn done_jids(runner: &Runner) -> Vec<String> {
+    runner
+        .logs()
+        .lines()
+        .filter(|line| line.contains("job done"))
+        .filter_map(|line| {
+            let at = line.find("jid=\"")? + 5;
+            Some(line[at..].chars().take_while(char::is_ascii_hexdigit).collect())
+        })
+        .collect()
+}
+
+/// Waits until every job has left the queue and the in-progress lists and
+/// each of `JOBS` is recorded as processed.
+fn wait_drained(redis: &Redis, timeout: Duration) {
+    eventually("every job done", timeout, || {
+        let processed: usize = redis.query::<Option<usize>>(&["GET", "stat:processed"]).unwrap_or(0);
+        (processed >= JOBS && redis.llen("queue:default") == 0 && redis.inprogress_jobs() == 0).then_some(())
+    });
+}
+
+/// How many times each jid was performed, over the logs of `runners`.
+fn runs(runners: &[&Runner]) -> BTreeMap<String, usize> {
+    let mut runs = BTreeMap::new();
+    for runner in runners {
+        for jid in done_jids(runner) {
+            *runs.entry(jid).or_insert(0) += 1;
+        }
+    }
+    runs
+}
+
+fn assert_every_job_ran(runs: &BTreeMap<String, usize>) {
+    let missing: Vec<String> = (0..JOBS).map(jid).filter(|j| !runs.contains_key(j)).take(5).collect();
+    assert!(missing.is_empty(), "jobs never performed, e.g. {missing:?}");
+    assert_eq!(runs.len(), JOBS, "performed jids that were never pushed");
+}
+
+#[test]
+fn four_runners_do_every_job_exactly_once_in_fair_shares() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start_discarding());
+    let runners: Vec<Runner> = (0..RUNNERS).map(|_| start_runner(&redis, &smtp)).collect();
+    push_jobs(&redis, 2);
+    wait_drained(&redis, Duration::from_secs(180));
+
+    let runs = runs(&runners.iter().collect::<Vec<_>>());
+    assert_every_job_ran(&runs);
+    let twice: Vec<&String> = runs.iter().filter(|(_, n)| **n > 1).map(|(jid, _)| jid).take(5).collect();
+    assert!(twice.is_empty(), "jobs performed more than once, e.g. {twice:?}");
+    let shares: Vec<usize> = runners.iter().map(|runner| done_jids(runner).len()).collect();
+    println!("shares of {JOBS} jobs: {shares:?}");
+    let even = JOBS / RUNNERS;
+    assert!(
+        shares.iter().all(|share| *share >= even / 2),
+        "a runner did less than half of an even share: {shares:?}"
+    );
+}
+
+#[test]
+fn a_runner_sigkilled_mid_run_has_its_jobs_done_by_the_other_three() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start_discarding());
+    let mut runners: Vec<Runner> = (0..RUNNERS).map(|_| start_runner(&redis, &smtp)).collect();
+    push_jobs(&redis, 20);
+    eventually("a quarter of the jobs done", Duration::from_secs(120), || {
+        let processed: usize = redis.query::<Option<usize>>(&["GET", "stat:processed"]).unwrap_or(0);
+        (processed >= JOBS / 4).then_some(())
+    });
+    let held_at_kill = redis.inprogress_jobs();
+    let pid = runners[0].pid().expect("the runner runs");
+    let lists: Vec<String> = redis.query(&["KEYS", &format!("jobrunner:inprogress:*:{pid}:*:default")]);
+    assert_eq!(lists.len(), 1, "one in-progress list of the doomed runner: {lists:?}");
+    assert!(redis.llen(&lists[0]) > 0, "the doomed runner holds jobs when killed");
+    runners[0].kill();
+    wait_drained(&redis, Duration::from_secs(300));
+    assert_eq!(redis.llen(&lists[0]), 0, "the killed runner's jobs were taken back");
+    assert!(
+        runners[1..].iter().any(|runner| runner.logs().contains("runner is gone")),
+        "a survivor recovered them"
+    );
+
+    let runs = runs(&runners.iter().collect::<Vec<_>>());
+    assert_every_job_ran(&runs);
+    // Only jobs the killed runner had performed without its outcome being
+    // recorded run again: each such jid is in its log once and once in
+    // another's, and there are no more than it held at the kill.
+    let killed: BTreeSet<String> = done_jids(&runners[0]).into_iter().collect();
+    let twice: Vec<&String> = runs.iter().filter(|(_, n)| **n > 1).map(|(jid, _)| jid).collect();
+    assert!(
+        twice.iter().all(|jid| killed.contains(*jid) && runs[*jid] == 2),
+        "jobs run twice not by the killed runner: {twice:?}"
+    );
+    assert!(
+        twice.len() <= held_at_kill,
+        "{} jobs ran twice, more than the {held_at_kill} in progress at the kill",
+        twice.len()
+    );
+    println!(
+        "{} of the killed runner's jobs ran again ({held_at_kill} in progress in all at the kill)",
+        twice.len()
+    );
+}
+
+#[test]
+fn a_rolling_restart_loses_no_job_and_runs_none_twice() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start_discarding());
+    let mut runners: Vec<Runner> = (0..RUNNERS).map(|_| start_runner(&redis, &smtp)).collect();
+    push_jobs(&redis, 20);
+    let mut retired = Vec::new();
+    for i in 0..RUNNERS {
+        eventually("jobs being done", Duration::from_secs(60), || {
+            let processed: usize = redis.query::<Option<usize>>(&["GET", "stat:processed"]).unwrap_or(0);
+            (processed >= (i + 1) * JOBS / 10).then_some(())
+        });
+        let mut old = std::mem::replace(&mut runners[i], start_runner(&redis, &smtp));
+        assert!(old.terminate().success(), "runner {i} stopped cleanly");
+        retired.push(old);
+    }
+    wait_drained(&redis, Duration::from_secs(300));
+
+    let runs = runs(&runners.iter().chain(&retired).collect::<Vec<_>>());
+    assert_every_job_ran(&runs);
+    let twice: Vec<&String> = runs.iter().filter(|(_, n)| **n > 1).map(|(jid, _)| jid).take(5).collect();
+    assert!(twice.is_empty(), "jobs performed more than once, e.g. {twice:?}");
+    let put_back =
+        retired.iter().filter(|runner| runner.logs().contains("jobs fetched ahead are back")).count();
+    println!("{put_back} of {RUNNERS} stopped runners put back jobs fetched ahead");
+}
