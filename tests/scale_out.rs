@@ -146,12 +146,12 @@ fn a_rolling_restart_loses_no_job_and_runs_none_twice() {
     let mut runners: Vec<Runner> = (0..RUNNERS).map(|_| start_runner(&redis, &smtp)).collect();
     push_jobs(&redis, 20);
     let mut retired = Vec::new();
-    for i in 0..RUNNERS {
+    for (i, runner) in runners.iter_mut().enumerate() {
         eventually("jobs being done", Duration::from_secs(60), || {
             let processed: usize = redis.query::<Option<usize>>(&["GET", "stat:processed"]).unwrap_or(0);
             (processed >= (i + 1) * JOBS / 10).then_some(())
         });
-        let mut old = std::mem::replace(&mut runners[i], start_runner(&redis, &smtp));
+        let mut old = std::mem::replace(runner, start_runner(&redis, &smtp));
         assert!(old.terminate().success(), "runner {i} stopped cleanly");
         retired.push(old);
     }
