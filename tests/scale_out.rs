@@ -1,16 +1,17 @@
 //! Many runners over one Redis: four runner processes share 20,000 jobs,
 //! each job done exactly once and each runner doing a fair share; a runner
 //! SIGKILLed mid-run has its jobs finished by the others; a rolling
-//! restart loses nothing and runs nothing twice.
+//! restart loses nothing and runs nothing twice; and with one runner or
+//! eight, a scheduled job is moved to its queue within the poll interval.
 //!
 //! What each runner did is read from its own log: every job it performed
 //! logs "job done" with its jid. (Mail can't tell: the sent-mail ledger
 //! keeps a job run twice from mailing twice.)
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, eventually, job_json};
+use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, eventually, job_json, now};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const JOBS: usize = 20_000;
 const RUNNERS: usize = 4;
@@ -164,4 +165,58 @@ fn a_rolling_restart_loses_no_job_and_runs_none_twice() {
     let put_back =
         retired.iter().filter(|runner| runner.logs().contains("jobs fetched ahead are back")).count();
     println!("{put_back} of {RUNNERS} stopped runners put back jobs fetched ahead");
+}
+
+/// Schedules `count` no-op jobs due 0.37 s apart from 1 s on, and returns
+/// how late each left the schedule set, in seconds, sorted: watched every
+/// 10 ms from the outside.
+fn schedule_delays(redis: &Redis, count: usize) -> Vec<f64> {
+    let start = now() + 1.0;
+    let mut due: BTreeMap<String, f64> = BTreeMap::new();
+    for i in 0..count {
+        let (jid, at) = (format!("{:024x}", 0xd00 + i), start + 0.37 * i as f64);
+        let payload = job_json("NoopJob", json!([]), &jid);
+        let _: () = redis.query(&["ZADD", "schedule", &at.to_string(), &payload]);
+        due.insert(jid, at);
+    }
+    let mut delays = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !due.is_empty() && Instant::now() < deadline {
+        let waiting: Vec<String> = redis.query(&["ZRANGE", "schedule", "0", "-1"]);
+        let seen = now();
+        due.retain(|jid, at| {
+            let still = waiting.iter().any(|payload| payload.contains(jid.as_str()));
+            if !still {
+                delays.push(seen - *at);
+            }
+            still
+        });
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(due.is_empty(), "scheduled jobs never moved: {due:?}");
+    delays.sort_by(f64::total_cmp);
+    delays
+}
+
+#[test]
+fn a_due_job_is_moved_within_the_poll_interval_with_one_runner_and_with_eight() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start_discarding());
+    // The harness polls every second.
+    let interval = 1.0;
+    let start = |redis: &Redis| Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["noop"]));
+    let mut runners = vec![start(&redis)];
+    for count in [1, 8] {
+        while runners.len() < count {
+            runners.push(start(&redis));
+        }
+        let delays = schedule_delays(&redis, 20);
+        let (median, max) = (delays[delays.len() / 2], delays[delays.len() - 1]);
+        println!("{count} runner(s): due job moved after p50 {median:.2} s, max {max:.2} s");
+        assert!(delays[0] > -0.05, "{count} runner(s): a job moved before it was due: {delays:?}");
+        // The bound, plus the watch's own 10 ms and a slow machine's timers.
+        assert!(
+            max < interval + 0.3,
+            "{count} runner(s): a job waited longer than the poll interval: {delays:?}"
+        );
+    }
 }

@@ -287,7 +287,9 @@ pub struct RunArgs {
     /// its in-progress jobs are put back in their queues by a live runner.
     #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = duration)]
     pub process_timeout: Duration,
-    /// Average seconds between checks of the schedule and retry sets.
+    /// Seconds within which a due scheduled job or retry is moved to its
+    /// queue: the runners take turns checking the schedule and retry sets,
+    /// at least once per interval across all of them.
     #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = duration)]
     pub poll_interval: Duration,
     /// Seconds running jobs get to finish after SIGTERM or SIGINT before

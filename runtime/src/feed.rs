@@ -210,29 +210,18 @@ impl Feed {
     }
 
     /// Once quiet: waits for the fetching task to stop, then puts every
-    /// job fetched but not started (and `unstarted`) back at the front of
-    /// its queue. If Redis fails, they stay in progress and go back at
-    /// shutdown.
+    /// job fetched but not started (`unstarted` and those waiting) back at
+    /// the front of its queue. If Redis fails, they stay in progress and
+    /// go back at shutdown.
     pub async fn give_back(&mut self, unstarted: Option<Fetched>) {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        let mut held: Vec<Fetched> = unstarted.into_iter().collect();
-        while let Ok(job) = self.jobs.try_recv() {
-            held.push(job);
-        }
-        if held.is_empty() {
-            return;
-        }
-        let jobs: Vec<(String, Vec<u8>)> =
-            held.iter().map(|job| (job.queue.clone(), job.raw.clone())).collect();
-        match self.fetcher.queue.unfetch(&self.fetcher.identity, &jobs).await {
-            Ok(n) => {
-                tracing::info!(jobs = n, "quiet: jobs fetched ahead are back at the front of their queues")
-            }
-            Err(err) => tracing::warn!(error = %format!("{err:#}"),
-                "could not put back jobs fetched ahead; they go back at shutdown"),
-        }
+        // Dropped, they are no longer this runner's jobs: the rescue puts
+        // back whatever it holds in progress and doesn't run.
+        drop(unstarted);
+        while self.jobs.try_recv().is_ok() {}
+        self.fetcher.put_back_unstarted().await;
     }
 }
 
@@ -254,9 +243,13 @@ async fn fetch_ahead(
         // Only this task takes credits, so the `want` seen free are still free.
         let taken: Vec<OwnedSemaphorePermit> =
             (0..want).map_while(|_| credits.clone().try_acquire_owned().ok()).collect();
-        let Some(fetched) = fetcher.next(&shutdown, taken.len()).await else {
-            return;
+        // A wait for jobs cut short by the quiet may still take one: the
+        // rescue in `give_back` puts it back.
+        let fetched = tokio::select! {
+            fetched = fetcher.next(&shutdown, taken.len()) => fetched,
+            _ = shutdown.wait_quiet() => None,
         };
+        let Some(fetched) = fetched else { return };
         backlog = fetched.len() == taken.len();
         for ((queue, raw), credit) in fetched.into_iter().zip(taken) {
             let held = fetcher.busy.hold(&queue, Arc::from(raw.as_slice()));

@@ -7,8 +7,9 @@
 //! weight 1, so no queue starves.
 //!
 //! [`Fetcher::next`] polls Redis, backing off while every queue is empty,
-//! so an idle runner costs Redis a few cheap calls per second and a busy one
-//! gets its next job in a single round trip. After a failed fetch it first
+//! so an idle runner costs Redis a few cheap calls per second (one every
+//! 2 s when it serves one queue) and a busy one gets its next jobs in a
+//! single round trip. After a failed fetch it first
 //! puts back any job Redis moved without the reply reaching us, so a job
 //! can't sit in the in-progress list of a runner that doesn't know it has it.
 
@@ -22,9 +23,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// The first wait after finding every queue empty; doubled up to [`MAX_IDLE_WAIT`].
+/// The first wait after finding every queue empty; doubled up to
+/// [`MAX_IDLE_WAIT`], or [`MAX_IDLE_WAIT_ONE_QUEUE`] for a runner of one queue.
 const MIN_IDLE_WAIT: Duration = Duration::from_millis(1);
+/// With several queues only the first is waited on, so the others are
+/// looked at again this often.
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(200);
+/// With one queue the wait sees every push at once, so it can be long:
+/// Sidekiq's `BRPOP` timeout.
+const MAX_IDLE_WAIT_ONE_QUEUE: Duration = Duration::from_secs(2);
+/// What a rescue after lost replies logs.
+const LOST_FETCHES: &str = "jobs fetched while Redis was failing are back in the queue";
 /// The wait after Redis failed to answer.
 const ERROR_WAIT: Duration = Duration::from_secs(1);
 
@@ -126,7 +135,11 @@ impl Fetcher {
     /// Waits for jobs and takes up to `max` of them; `None` once the
     /// runner is quiet or shutting down.
     pub async fn next(&self, shutdown: &Shutdown, max: usize) -> Option<Vec<(String, Vec<u8>)>> {
-        let mut idle = Backoff::new(MIN_IDLE_WAIT, MAX_IDLE_WAIT);
+        let longest = match self.order.names().len() {
+            1 => MAX_IDLE_WAIT_ONE_QUEUE,
+            _ => MAX_IDLE_WAIT,
+        };
+        let mut idle = Backoff::new(MIN_IDLE_WAIT, longest);
         let mut wait = idle.next_wait();
         let mut lost_replies = false;
         loop {
@@ -134,7 +147,7 @@ impl Fetcher {
                 return None;
             }
             let asked = self.rescue_asked.swap(false, Ordering::AcqRel);
-            if (lost_replies || asked) && self.rescue().await.is_err() {
+            if (lost_replies || asked) && self.rescue(LOST_FETCHES).await.is_err() {
                 self.rescue_asked.fetch_or(asked, Ordering::AcqRel);
                 lost_replies = true;
                 shutdown.sleep(ERROR_WAIT).await;
@@ -146,15 +159,22 @@ impl Fetcher {
                 Ok(jobs) if !jobs.is_empty() => return Some(jobs),
                 Ok(_) => {
                     // Every queue is empty: wait on the first one, so a job
-                    // pushed there starts at once; the others are looked at
-                    // again after `wait`.
-                    match self.queue.wait_for_job(&self.identity, order[0], wait).await {
-                        Ok(Some(job)) => return Some(vec![job]),
-                        Ok(None) => wait = idle.next_wait(),
-                        Err(err) => {
-                            tracing::warn!(error = %format!("{err:#}"), "waiting for jobs failed; retrying");
-                            lost_replies = true;
-                            shutdown.sleep(ERROR_WAIT).await;
+                    // pushed there starts at once. With several queues the
+                    // others are looked at again after `wait`; with one,
+                    // the waiting goes on until a job comes.
+                    loop {
+                        match self.queue.wait_for_job(&self.identity, order[0], wait).await {
+                            Ok(Some(job)) => return Some(vec![job]),
+                            Ok(None) => wait = idle.next_wait(),
+                            Err(err) => {
+                                tracing::warn!(error = %format!("{err:#}"), "waiting for jobs failed; retrying");
+                                lost_replies = true;
+                                shutdown.sleep(ERROR_WAIT).await;
+                                break;
+                            }
+                        }
+                        if order.len() > 1 || shutdown.is_quiet() {
+                            break;
                         }
                     }
                 }
@@ -167,14 +187,25 @@ impl Fetcher {
         }
     }
 
-    /// Puts back jobs whose fetch went through without its reply reaching us.
-    async fn rescue(&self) -> Result<()> {
+    /// Once quiet and no longer fetching: puts every job this runner holds
+    /// in progress but isn't running back at the front of its queue (jobs
+    /// fetched ahead, and any a wait cut short by the quiet took).
+    pub async fn put_back_unstarted(&self) {
+        if let Err(err) = self.rescue("quiet: jobs fetched ahead are back at the front of their queue").await
+        {
+            tracing::warn!(error = %format!("{err:#}"), "could not put back jobs fetched ahead; they go back at shutdown");
+        }
+    }
+
+    /// Puts back jobs in progress here that aren't running or held (whose
+    /// fetch went through without its reply reaching us), logging `what`.
+    async fn rescue(&self, what: &str) -> Result<()> {
         for queue in self.order.names() {
             let running = self.busy.payloads(queue);
             match self.queue.rescue(&self.identity, queue, &running).await {
                 Ok(0) => {}
                 Ok(jobs) => {
-                    tracing::warn!(queue, jobs, "jobs fetched while Redis was failing are back in the queue")
+                    tracing::warn!(queue, jobs, "{what}")
                 }
                 Err(err) => {
                     tracing::warn!(queue, error = %format!("{err:#}"), "checking for lost fetches failed");

@@ -3,11 +3,12 @@
 //! Every interval the runner writes Sidekiq's process record (see
 //! [`crate::queue::Beat`]), so the Web UI of Sidekiq 6, 7 or 8 lists it and
 //! its jobs, and picks up the Web UI's "Quiet" and "Stop" commands and the
-//! API's `TTIN` (log the running jobs, as SIGTTIN does). It then looks at
-//! every other runner that may hold
-//! in-progress jobs: one whose last beat is older than the process timeout,
-//! or whose pid no longer exists on this host, is dead, and its jobs go back
-//! to their queues. At start-up the same check runs before the first fetch,
+//! API's `TTIN` (log the running jobs, as SIGTTIN does). Then, if it is
+//! its turn (one runner per half interval, see [`crate::queue::Queue::take_turn`]),
+//! it looks at every other runner that may hold in-progress jobs: one
+//! whose last beat is older than the process timeout, or whose pid no
+//! longer exists on this host, is dead, and its jobs go back to their
+//! queues. At start-up the same check runs before the first fetch,
 //! so a runner restarted after SIGKILL picks its own lost jobs up at once.
 
 use crate::busy::Busy;
@@ -115,12 +116,12 @@ pub async fn beat(
     quiet: bool,
 ) -> Result<Option<String>> {
     let queues: Vec<&str> = process.queues.iter().map(|(q, _)| q.as_str()).collect();
-    queue.register(&process.identity, &queues).await?;
     let running = busy.snapshot();
     let started = Instant::now();
     let command = queue
         .beat(&Beat {
             identity: &process.identity,
+            queues: &queues,
             info: info(process).to_string(),
             concurrency: process.concurrency,
             running: &running,
@@ -157,14 +158,20 @@ fn info(process: &Process) -> serde_json::Value {
     })
 }
 
-/// Requeues the jobs of every runner that is dead.
+/// Requeues the jobs of every runner that is dead: silent for longer than
+/// the process timeout, or gone from this host. Their heartbeats are read
+/// in one round trip; the recovery script checks each suspect again.
 pub async fn recover_dead(queue: &Queue, process: &Process, timing: Timing) -> Result<()> {
-    for runner in queue.runners().await? {
-        if runner == process.identity {
+    let runners: Vec<String> =
+        queue.runners().await?.into_iter().filter(|runner| *runner != process.identity).collect();
+    let beats = queue.beats(&runners).await?;
+    let (now, timeout) = (clock::now(), timing.process_timeout.as_secs_f64());
+    for (runner, beat) in runners.iter().zip(beats) {
+        let force = process.is_dead_local(runner);
+        if !force && beat.is_some_and(|beat| now - beat < timeout) {
             continue;
         }
-        let force = process.is_dead_local(&runner);
-        if let Some(moved) = queue.recover(&runner, timing.process_timeout.as_secs_f64(), force).await? {
+        if let Some(moved) = queue.recover(runner, timeout, force).await? {
             tracing::warn!(runner = %runner, jobs = moved, "runner is gone; its in-progress jobs are back in their queues");
         }
     }
@@ -193,8 +200,17 @@ pub fn spawn(
             if shutdown.is_started() {
                 continue;
             }
-            if let Err(err) = recover_dead(&queue, &process, timing).await {
-                tracing::warn!(error = %format!("{err:#}"), "looking for dead runners failed");
+            // One runner per half interval looks, so a dead runner is still
+            // found within an interval of its timeout, at a cost that
+            // doesn't grow with the number of runners squared.
+            match queue.take_turn("reap", &process.identity, timing.interval / 2).await {
+                Ok(true) => {
+                    if let Err(err) = recover_dead(&queue, &process, timing).await {
+                        tracing::warn!(error = %format!("{err:#}"), "looking for dead runners failed");
+                    }
+                }
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %format!("{err:#}"), "looking for dead runners failed"),
             }
         }
     })

@@ -61,6 +61,12 @@ pub fn unique(digest: &str) -> String {
     format!("jobrunner:unique:{digest}")
 }
 
+/// Whose turn it is at a chore one runner at a time does for all (see
+/// `queue::turn`).
+pub fn turn(chore: &str) -> String {
+    format!("jobrunner:turn:{chore}")
+}
+
 /// Sorted set of cancelled jids, scored by when they were cancelled.
 pub const CANCELLED: &str = "jobrunner:cancelled";
 /// The channel a cancelled jid is published on, for the runner running it.

@@ -18,6 +18,7 @@ mod link;
 mod periodic;
 mod process;
 mod scripts;
+mod turn;
 mod unique;
 
 pub use admin::SetAction;
@@ -183,22 +184,6 @@ impl Queue {
             .collect())
     }
 
-    /// Puts jobs fetched by `identity` but never started back at the front
-    /// of their queues, in one step; `jobs` in the order fetched. Returns
-    /// how many were put back.
-    pub async fn unfetch(&self, identity: &str, jobs: &[(String, Vec<u8>)]) -> Result<u64> {
-        let mut invocation = scripts::UNFETCH.prepare_invoke();
-        // The newest first, so the oldest ends up at the front again.
-        for (queue, raw) in jobs.iter().rev() {
-            invocation.key(keys::inprogress(identity, queue)).key(keys::queue(queue)).arg(raw.as_slice());
-        }
-        let mut conn = self.connection();
-        invocation
-            .invoke_async(&mut conn)
-            .await
-            .with_context(|| format!("putting back {} jobs fetched ahead", jobs.len()))
-    }
-
     /// Waits up to `timeout` for a job on `queue` and moves it into
     /// `identity`'s in-progress list (BLMOVE), so an idle runner starts a
     /// job the moment it is pushed.
@@ -275,19 +260,6 @@ impl Queue {
                     .zremrangebyrank(keys::DEAD, 0, -(self.dead.max_jobs as isize) - 1);
             }
         }
-    }
-
-    /// Declares the queues `identity` fetches from, so a recovery knows
-    /// which in-progress lists to look at.
-    pub async fn register(&self, identity: &str, queues: &[&str]) -> Result<()> {
-        let mut conn = self.connection();
-        redis::pipe()
-            .atomic()
-            .sadd(keys::RUNNERS, identity)
-            .sadd(keys::inprogress_set(identity), queues)
-            .exec_async(&mut conn)
-            .await
-            .context("registering the runner")
     }
 
     /// Every runner that may hold in-progress jobs.

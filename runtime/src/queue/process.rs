@@ -6,7 +6,9 @@
 //! the jobs it is running, under both names Sidekiq has used for it:
 //! `<identity>:workers` (6.x) and `<identity>:work` (7.0+). A 6.x UI reads
 //! only the first, a 7+ UI only the second. All of it expires unless the
-//! next beat refreshes it; a clean stop removes it at once.
+//! next beat refreshes it; a clean stop removes it at once. The same beat
+//! declares the runner in `jobrunner:runners` with the queues it holds
+//! jobs of, for recovery.
 
 use super::{Queue, keys};
 use anyhow::{Context, Result};
@@ -15,6 +17,9 @@ use anyhow::{Context, Result};
 pub struct Beat<'a> {
     /// The process's identity, `host:pid:nonce`.
     pub identity: &'a str,
+    /// The queues it fetches from, so a recovery knows which of its
+    /// in-progress lists to look at.
+    pub queues: &'a [&'a str],
     /// The `info` JSON.
     pub info: String,
     /// The most jobs it runs at once (a hash field from Sidekiq 8.1.2 on).
@@ -56,6 +61,10 @@ impl Queue {
             ("rtt_us", beat.rtt_us.to_string()),
         ];
         let (command,): (Option<String>,) = pipe
+            .sadd(keys::RUNNERS, identity)
+            .ignore()
+            .sadd(keys::inprogress_set(identity), beat.queues)
+            .ignore()
             .sadd(keys::PROCESSES, identity)
             .ignore()
             .hset_multiple(identity, &fields)
@@ -67,6 +76,16 @@ impl Queue {
             .await
             .context("writing the heartbeat")?;
         Ok(command)
+    }
+
+    /// The last heartbeat (epoch seconds) of each of `identities`, in one
+    /// round trip; `None` for one that never beat or whose record expired.
+    pub async fn beats(&self, identities: &[String]) -> Result<Vec<Option<f64>>> {
+        let mut pipe = redis::pipe();
+        for identity in identities {
+            pipe.hget(identity, "beat");
+        }
+        pipe.query_async(&mut self.connection()).await.context("reading the runners' heartbeats")
     }
 
     /// Takes the process off the registry, as Sidekiq does at a clean stop.

@@ -32,26 +32,6 @@ return taken
     )
 });
 
-/// Puts jobs a runner fetched but never started back at the front of their
-/// queues: each only if it was still in the runner's in-progress list, so
-/// a job another runner recovered meanwhile isn't queued twice.
-/// KEYS: pairs of (in-progress list, queue list), newest job first.
-/// ARGV: the jobs' JSON, in the same order. Returns the number put back.
-pub static UNFETCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local moved = 0
-for i = 1, #ARGV do
-  if redis.call('LREM', KEYS[2 * i - 1], 1, ARGV[i]) == 1 then
-    redis.call('RPUSH', KEYS[2 * i], ARGV[i])
-    moved = moved + 1
-  end
-end
-return moved
-",
-    )
-});
-
 /// Puts every job a runner holds back at the front of its queue, then
 /// forgets the runner. Unless forced, does nothing while the runner's last
 /// heartbeat is recent, so two runners can't both decide a third is dead and

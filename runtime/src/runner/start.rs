@@ -102,7 +102,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
     heartbeat::on_ttin(busy.clone());
     let lifeline = (shutdown.clone(), trigger);
     background.push(heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, lifeline));
-    scheduler::spawn(queue.clone(), poll_interval, shutdown.clone());
+    scheduler::spawn(queue.clone(), process.identity.clone(), poll_interval, shutdown.clone());
     crate::periodic::spawn(queue.clone(), periodic, shutdown.clone());
     let cancels = Arc::new(Cancels::default());
     cancel::listen(queue.clone(), cancels.clone(), shutdown.clone());
