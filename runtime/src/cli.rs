@@ -138,9 +138,11 @@ impl CompileArgs {
 #[derive(Args, Debug, Clone)]
 pub struct RedisArgs {
     /// Redis URL: redis://[user:password@]host:port/db, or rediss://... for
-    /// TLS (rediss://...#insecure skips the certificate check).
+    /// TLS (rediss://...#insecure skips the certificate check). Give it
+    /// once per shard to serve several Redis servers, as Sidekiq's
+    /// `Sidekiq::Client.via` shards jobs over them.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
-    pub redis: String,
+    pub redis: Vec<String>,
     /// A PEM CA certificate to check a rediss:// server against, instead of
     /// the system's roots.
     #[arg(long, env = "REDIS_CA", value_name = "FILE")]
@@ -154,14 +156,31 @@ pub struct RedisArgs {
 }
 
 impl RedisArgs {
-    /// Where Redis is and how to trust it.
-    pub fn endpoint(&self) -> crate::queue::Endpoint {
-        crate::queue::Endpoint {
-            url: self.redis.clone(),
-            ca_file: self.redis_ca.clone(),
-            cert_file: self.redis_cert.clone(),
-            key_file: self.redis_key.clone(),
-        }
+    /// Where each Redis shard is and how to trust it.
+    pub fn endpoints(&self) -> Vec<crate::queue::Endpoint> {
+        self.redis
+            .iter()
+            .map(|url| crate::queue::Endpoint {
+                url: url.clone(),
+                ca_file: self.redis_ca.clone(),
+                cert_file: self.redis_cert.clone(),
+                key_file: self.redis_key.clone(),
+            })
+            .collect()
+    }
+
+    /// The shard a job for `queue` goes to: `shard` when given (it must
+    /// exist), else one picked by a hash of the queue's name, so all of a
+    /// queue's jobs share a shard.
+    pub fn endpoint_for(&self, queue: &str, shard: Option<usize>) -> anyhow::Result<crate::queue::Endpoint> {
+        let mut endpoints = self.endpoints();
+        let count = endpoints.len();
+        let index = match shard {
+            Some(index) if index < count => index,
+            Some(index) => anyhow::bail!("--shard {index}: there are {count} shards (0 to {})", count - 1),
+            None => crate::queue::keys::shard_of(queue, count),
+        };
+        Ok(endpoints.swap_remove(index))
     }
 }
 
@@ -191,6 +210,10 @@ pub struct EnqueueArgs {
     /// 10m (Sidekiq Enterprise's unique_for).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub unique_for: Option<Duration>,
+    /// The Redis shard to push to, by its place among the --redis URLs
+    /// (from 0); without it, the queue's name picks the shard.
+    #[arg(long, value_name = "N")]
+    pub shard: Option<usize>,
     #[command(flatten)]
     pub redis: RedisArgs,
 }

@@ -16,6 +16,11 @@
 //! slots only, so no job waits here behind a slow one while another runner
 //! sits idle.
 //!
+//! With several Redis shards there is one fetching task per shard, each
+//! with its own credits, feeding the same slots through the same channel:
+//! every shard with jobs gets fetched for whenever a slot is free, and a
+//! shard that is down or empty holds up none of the others.
+//!
 //! When the runner goes quiet, jobs fetched but not started go back to the
 //! front of their queues at once ([`Feed::give_back`]).
 
@@ -35,18 +40,20 @@ pub const HOLD: Duration = Duration::from_millis(2);
 pub struct Feed {
     /// Jobs fetched and waiting for a slot.
     jobs: mpsc::UnboundedReceiver<Fetched>,
-    /// The fetching task; it ends when the runner goes quiet.
-    task: Option<JoinHandle<()>>,
-    /// Redis and this runner's identity, to put unstarted jobs back.
-    fetcher: Arc<Fetcher>,
-    /// One per job this runner may hold: running, recording or waiting.
-    credits: Arc<Semaphore>,
-    /// How many credits there are.
+    /// The fetching tasks, one per shard; they end when the runner goes quiet.
+    tasks: Vec<JoinHandle<()>>,
+    /// Each shard's Redis and this runner's identity, to put unstarted jobs back.
+    fetchers: Vec<Arc<Fetcher>>,
+    /// Per shard, one per job this runner may hold: running, recording or waiting.
+    credits: Vec<Arc<Semaphore>>,
+    /// How many credits each shard has.
     total: u32,
 }
 
 /// A fetched job waiting for a slot.
 pub struct Fetched {
+    /// The shard it came from, by index.
+    pub shard: usize,
     /// The queue it came from.
     pub queue: String,
     /// Its JSON exactly as fetched.
@@ -86,8 +93,8 @@ struct Demand {
     /// Recent jobs' mean duration in µs, weighted towards the latest;
     /// [`UNKNOWN`] until a job has ended.
     mean_us: AtomicU64,
-    /// The running jobs, whose age says when jobs turn slow.
-    busy: Arc<Busy>,
+    /// Each shard's running jobs, whose age says when jobs turn slow.
+    busy: Vec<Arc<Busy>>,
 }
 
 /// The mean duration before any job has ended.
@@ -142,7 +149,8 @@ impl Demand {
     /// How many jobs may be held beyond the slots now: as many as the
     /// slots run in [`HOLD`] at the recent pace, within the bound.
     fn room_ahead(&self) -> usize {
-        let running_us = (self.busy.longest_running() * 1e6) as u64;
+        let longest = self.busy.iter().map(|busy| busy.longest_running()).fold(0.0, f64::max);
+        let running_us = (longest * 1e6) as u64;
         let mean_us = self.mean_us.load(Ordering::Relaxed).max(running_us).max(1);
         let in_hold = self.concurrency as u64 * HOLD.as_micros() as u64 / mean_us;
         self.ahead.min(in_hold as usize)
@@ -177,11 +185,11 @@ impl Demand {
 }
 
 impl Feed {
-    /// Starts fetching for `slots`, up to `ahead` jobs beyond them.
-    pub fn start(fetcher: Fetcher, slots: Arc<Semaphore>, ahead: usize, shutdown: Shutdown) -> Feed {
-        let total = slots.available_permits() + ahead;
-        let credits = Arc::new(Semaphore::new(total));
+    /// Starts fetching from each shard's `fetchers` for `slots`, up to
+    /// `ahead` jobs beyond them per shard.
+    pub fn start(fetchers: Vec<Fetcher>, slots: Arc<Semaphore>, ahead: usize, shutdown: Shutdown) -> Feed {
         let concurrency = slots.available_permits();
+        let total = concurrency + ahead;
         let demand = Arc::new(Demand {
             slots,
             concurrency,
@@ -189,18 +197,36 @@ impl Feed {
             waiting: AtomicUsize::new(0),
             ended: Notify::new(),
             mean_us: AtomicU64::new(UNKNOWN),
-            busy: fetcher.busy.clone(),
+            busy: fetchers.iter().map(|fetcher| fetcher.busy.clone()).collect(),
         });
-        let fetcher = Arc::new(fetcher);
         let (tx, jobs) = mpsc::unbounded_channel();
-        let task = tokio::spawn(fetch_ahead(fetcher.clone(), demand, credits.clone(), tx, shutdown));
-        Feed { jobs, task: Some(task), fetcher, credits, total: total as u32 }
+        let fetchers: Vec<Arc<Fetcher>> = fetchers.into_iter().map(Arc::new).collect();
+        let credits: Vec<Arc<Semaphore>> = fetchers.iter().map(|_| Arc::new(Semaphore::new(total))).collect();
+        let tasks = fetchers
+            .iter()
+            .zip(&credits)
+            .enumerate()
+            .map(|(shard, (fetcher, credits))| {
+                let task = fetch_ahead(
+                    shard,
+                    fetcher.clone(),
+                    demand.clone(),
+                    credits.clone(),
+                    tx.clone(),
+                    shutdown.clone(),
+                );
+                tokio::spawn(task)
+            })
+            .collect();
+        Feed { jobs, tasks, fetchers, credits, total: total as u32 }
     }
 
     /// Waits until every job this runner took has run and been recorded
     /// (after [`Feed::give_back`], which returns the unstarted ones).
     pub async fn settled(&self) {
-        let _all = self.credits.acquire_many(self.total).await;
+        for credits in &self.credits {
+            let _all = credits.acquire_many(self.total).await;
+        }
     }
 
     /// The next fetched job; `None` once the runner is quiet and every
@@ -209,25 +235,28 @@ impl Feed {
         self.jobs.recv().await
     }
 
-    /// Once quiet: waits for the fetching task to stop, then puts every
+    /// Once quiet: waits for the fetching tasks to stop, then puts every
     /// job fetched but not started (`unstarted` and those waiting) back at
     /// the front of its queue. If Redis fails, they stay in progress and
     /// go back at shutdown.
     pub async fn give_back(&mut self, unstarted: Option<Fetched>) {
-        if let Some(task) = self.task.take() {
+        for task in self.tasks.drain(..) {
             let _ = task.await;
         }
         // Dropped, they are no longer this runner's jobs: the rescue puts
         // back whatever it holds in progress and doesn't run.
         drop(unstarted);
         while self.jobs.try_recv().is_ok() {}
-        self.fetcher.put_back_unstarted().await;
+        for fetcher in &self.fetchers {
+            fetcher.put_back_unstarted().await;
+        }
     }
 }
 
 /// The fetching task: asks for as many jobs as [`Demand::wanted`] says,
 /// each holding a credit, until the runner is quiet.
 async fn fetch_ahead(
+    shard: usize,
     fetcher: Arc<Fetcher>,
     demand: Arc<Demand>,
     credits: Arc<Semaphore>,
@@ -254,7 +283,7 @@ async fn fetch_ahead(
         for ((queue, raw), credit) in fetched.into_iter().zip(taken) {
             let held = fetcher.busy.hold(&queue, Arc::from(raw.as_slice()));
             demand.waiting.fetch_add(1, Ordering::AcqRel);
-            let job = Fetched { queue, raw, held, credit, demand: demand.clone() };
+            let job = Fetched { shard, queue, raw, held, credit, demand: demand.clone() };
             // The receiver goes only when the runner ends; the job is then
             // still in progress in Redis and goes back with the rest.
             if jobs.send(job).is_err() {
@@ -278,7 +307,7 @@ mod tests {
             waiting: AtomicUsize::new(0),
             ended: Notify::new(),
             mean_us: AtomicU64::new(UNKNOWN),
-            busy: Arc::new(Busy::default()),
+            busy: vec![Arc::new(Busy::default())],
         };
         (Arc::new(demand), Arc::new(Semaphore::new(concurrency + ahead)))
     }
@@ -342,7 +371,7 @@ mod tests {
         assert_eq!(wanted_now(&demand, &credits, true).await, None);
         // A job running long counts before it ends.
         settle(Duration::from_micros(50));
-        let _long = demand.busy.start("default", Arc::from(&b"{}"[..]));
+        let _long = demand.busy[0].start("default", Arc::from(&b"{}"[..]));
         tokio::time::sleep(Duration::from_millis(12)).await;
         let want = wanted_now(&demand, &credits, true).await;
         assert!(matches!(want, None | Some(1)), "{want:?}");

@@ -92,7 +92,7 @@ async fn try_job(args: TryArgs) -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Enqueue(args)) => {
-            let queue = Queue::connect(&args.redis.endpoint()).await?;
+            let queue = Queue::connect(&args.redis.endpoint_for(&args.queue, args.shard)?).await?;
             let at = args.at.or_else(|| args.delay.map(|d| jobrunner::clock::now() + d.as_secs_f64()));
             let timing = client::Timing { at, expires_in: args.expires_in, unique_for: args.unique_for };
             let jid = client::enqueue(&queue, &args.class, &args.args, &args.queue, timing).await?;
@@ -101,15 +101,20 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Cancel { jid, redis }) => {
-            let queue = Queue::connect(&redis.endpoint()).await?;
-            let found = queue.cancel(&jid).await?;
-            for place in &found.removed_from {
-                println!("{jid}: taken out of {place}");
+            // The jid may be on any shard: cancelled on every one.
+            let mut anywhere = false;
+            for endpoint in redis.endpoints() {
+                let queue = Queue::connect(&endpoint).await?;
+                let found = queue.cancel(&jid).await?;
+                for place in &found.removed_from {
+                    println!("{jid}: taken out of {place}");
+                }
+                for identity in &found.running_on {
+                    println!("{jid}: running on {identity}, which stops it");
+                }
+                anywhere |= !found.removed_from.is_empty() || !found.running_on.is_empty();
             }
-            for identity in &found.running_on {
-                println!("{jid}: running on {identity}, which stops it");
-            }
-            if found.removed_from.is_empty() && found.running_on.is_empty() {
+            if !anywhere {
                 println!("{jid}: not found waiting or running; should it start within a day, it won't run");
             }
             Ok(())

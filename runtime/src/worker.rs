@@ -42,6 +42,8 @@ pub struct Worker {
     pub queue: Queue,
     /// Cancelled jobs, and the stop switches of running ones.
     pub cancels: Arc<Cancels>,
+    /// Which Redis shard its jobs come from (0 when there is one).
+    pub shard: usize,
 }
 
 /// A job that has run (or couldn't), with the outcome still to record.
@@ -162,7 +164,8 @@ impl Worker {
             return self.failed(job, failure);
         };
         running.set_plugin(plugin.meta.label.clone());
-        let result = plugin.perform_unless_cancelled(&job.to_wit(), registered.token.clone()).await;
+        let result =
+            plugin.perform_unless_cancelled(&job.to_wit(), self.shard, registered.token.clone()).await;
         let elapsed = started.elapsed();
         let elapsed_us = elapsed.as_micros() as u64;
         let failed = !matches!(result, Ok(Ok(())) | Err(CallError::Cancelled));

@@ -242,8 +242,9 @@ impl Drop for Runner {
 pub fn runner_enqueue(redis_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(runner_bin())
         .arg("enqueue")
-        .args(args)
+        // First, so that more --redis URLs in `args` are shards 1, 2, ...
         .args(["--redis", redis_url])
+        .args(args)
         .output()
         .expect("running runner enqueue")
 }

@@ -52,8 +52,9 @@ return 0",
 /// The mail sent per job, in Redis.
 #[derive(Clone)]
 pub struct Ledger {
-    /// Where the ledger lives: the queue's Redis.
-    queue: Queue,
+    /// Where the ledger lives: each shard's Redis, for the jobs it holds,
+    /// so a shard that is down stops only its own jobs' mail.
+    shards: Vec<Queue>,
 }
 
 /// What the ledger knew of a call when it was claimed.
@@ -71,14 +72,19 @@ pub enum Claim {
 }
 
 impl Ledger {
-    pub fn new(queue: Queue) -> Ledger {
-        Ledger { queue }
+    /// A ledger kept in each of `shards`, by index.
+    pub fn new(shards: Vec<Queue>) -> Ledger {
+        Ledger { shards }
+    }
+
+    fn queue(&self, shard: usize) -> &Queue {
+        &self.shards[shard.min(self.shards.len() - 1)]
     }
 
     /// Claims call `seq` of job `jid`, about to be sent as `message_id`,
     /// unless an earlier run claimed it. One round trip.
-    pub async fn claim(&self, jid: &str, seq: u32, message_id: &str) -> Result<Claim> {
-        let mut conn = self.queue.connection();
+    pub async fn claim(&self, shard: usize, jid: &str, seq: u32, message_id: &str) -> Result<Claim> {
+        let mut conn = self.queue(shard).connection();
         let (claimed, current): (bool, Option<String>) = redis::pipe()
             .hset_nx(key(jid), seq, format!("{SENDING}{message_id}"))
             .hget(key(jid), seq)
@@ -103,16 +109,16 @@ impl Ledger {
     }
 
     /// Notes that call `seq` of job `jid` was accepted as `message_id`.
-    pub async fn confirm(&self, jid: &str, seq: u32, message_id: &str) -> Result<()> {
-        let mut conn = self.queue.connection();
+    pub async fn confirm(&self, shard: usize, jid: &str, seq: u32, message_id: &str) -> Result<()> {
+        let mut conn = self.queue(shard).connection();
         conn.hset::<_, _, _, ()>(key(jid), seq, message_id)
             .await
             .with_context(|| format!("noting mail {seq} of job {jid} in the sent-mail ledger"))
     }
 
     /// Notes that call `seq` of job `jid` ran out of time while being sent.
-    pub async fn interrupt(&self, jid: &str, seq: u32) -> Result<()> {
-        let mut conn = self.queue.connection();
+    pub async fn interrupt(&self, shard: usize, jid: &str, seq: u32) -> Result<()> {
+        let mut conn = self.queue(shard).connection();
         INTERRUPT
             .key(key(jid))
             .arg(seq)
@@ -122,8 +128,8 @@ impl Ledger {
     }
 
     /// Gives back the claim on call `seq` of job `jid`: sending it failed.
-    pub async fn release(&self, jid: &str, seq: u32) -> Result<()> {
-        let mut conn = self.queue.connection();
+    pub async fn release(&self, shard: usize, jid: &str, seq: u32) -> Result<()> {
+        let mut conn = self.queue(shard).connection();
         conn.hdel::<_, _, ()>(key(jid), seq)
             .await
             .with_context(|| format!("releasing mail {seq} of job {jid} in the sent-mail ledger"))

@@ -138,12 +138,18 @@ impl Mailer {
         }
     }
 
-    /// Sends `email` as call `seq` of job `jid`, unless an earlier run of
-    /// the job sent it already. Without a jid (or a ledger) it just sends.
+    /// Sends `email` as call `seq` of job `jid` (taken from `shard`), unless
+    /// an earlier run of the job sent it already. Without a jid (or a ledger) it just sends.
     /// The call is claimed in the ledger before the message is handed over,
     /// so a run that runs out of time while sending can't lead to a second
     /// copy (see [`Mailer::interrupted`] and the [`ledger`]).
-    pub async fn send_for_job(&self, email: &Email, jid: &str, seq: u32) -> Result<Delivery, SendError> {
+    pub async fn send_for_job(
+        &self,
+        email: &Email,
+        shard: usize,
+        jid: &str,
+        seq: u32,
+    ) -> Result<Delivery, SendError> {
         let key = (!jid.is_empty()).then_some((jid, seq));
         let prepared = self.prepare(email, key).await?;
         let id = prepared.id.clone();
@@ -152,7 +158,8 @@ impl Mailer {
             return Ok(Delivery::Sent(id));
         };
         // Not knowing whether it went out, sending could duplicate it: wait.
-        let claim = ledger.claim(jid, seq, &id).await.map_err(|e| SendError::Transient(format!("{e:#}")))?;
+        let claim =
+            ledger.claim(shard, jid, seq, &id).await.map_err(|e| SendError::Transient(format!("{e:#}")))?;
         match claim {
             ledger::Claim::Ours => {}
             ledger::Claim::Sent(id) => return Ok(Delivery::Remembered(id)),
@@ -161,12 +168,12 @@ impl Mailer {
                 "an earlier run was killed while sending this mail; sending it again with the same Message-ID"),
         }
         if let Err(err) = self.transmit(prepared).await {
-            if let Err(note) = ledger.release(jid, seq).await {
+            if let Err(note) = ledger.release(shard, jid, seq).await {
                 tracing::warn!(jid, error = %format!("{note:#}"), "mail not sent, but still marked as sending; a rerun of this job won't send it");
             }
             return Err(err);
         }
-        if let Err(err) = ledger.confirm(jid, seq, &id).await {
+        if let Err(err) = ledger.confirm(shard, jid, seq, &id).await {
             tracing::warn!(jid, error = %format!("{err:#}"), "mail sent but not confirmed; it stays marked as sending, which a rerun counts as sent");
         }
         Ok(Delivery::Sent(id))
@@ -174,9 +181,9 @@ impl Mailer {
 
     /// Notes that call `seq` of job `jid` ran out of time while being sent,
     /// so that a rerun doesn't send it again.
-    pub async fn interrupted(&self, jid: &str, seq: u32) {
+    pub async fn interrupted(&self, shard: usize, jid: &str, seq: u32) {
         let Some(ledger) = self.ledger.as_ref().filter(|_| !jid.is_empty()) else { return };
-        if let Err(err) = ledger.interrupt(jid, seq).await {
+        if let Err(err) = ledger.interrupt(shard, jid, seq).await {
             tracing::warn!(jid, error = %format!("{err:#}"), "could not mark an interrupted mail; a rerun will send it again");
         }
     }

@@ -37,6 +37,8 @@ pub struct LogTags {
     pub class: String,
     /// The job's id; empty during `describe`.
     pub jid: String,
+    /// The Redis shard the job came from, where its sent mail is noted.
+    pub shard: usize,
 }
 
 /// What the host hands a plugin's instances.
@@ -164,7 +166,7 @@ impl mail::Host for HostState {
         }
         // Cut off mid-send: the server may have the mail, so it counts as
         // sent and is never sent again.
-        self.caps.mailer.interrupted(&self.tags.jid, seq).await;
+        self.caps.mailer.interrupted(self.tags.shard, &self.tags.jid, seq).await;
         let (why, kind) = match cancel.is_cancelled() {
             true => ("was cancelled", "cancelled"),
             false => ("ran out of time", "timeout"),
@@ -197,7 +199,7 @@ impl HostState {
                 return Err(mail::MailError::Rejected(format!("policy: {rule}")));
             }
         }
-        match self.caps.mailer.send_for_job(message, &tags.jid, seq).await {
+        match self.caps.mailer.send_for_job(message, tags.shard, &tags.jid, seq).await {
             Ok(Delivery::Sent(id)) => {
                 tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
                     to = ?message.to, subject = %crate::untrusted::escape(&message.subject), message_id = %id, "mail sent");
@@ -264,7 +266,7 @@ impl logging::Host for HostState {
             message.push_str("… (cut)");
         }
         let message = crate::untrusted::escape(&message);
-        let LogTags { plugin, class, jid } = &self.tags;
+        let LogTags { plugin, class, jid, .. } = &self.tags;
         match level {
             Level::Trace => tracing::trace!(target: "plugin", %plugin, %class, %jid, "{message}"),
             Level::Debug => tracing::debug!(target: "plugin", %plugin, %class, %jid, "{message}"),

@@ -192,19 +192,22 @@ pub fn contract_of(plugin: &Plugin) -> String {
 impl Plugin {
     /// Performs `job` in a fresh instance.
     pub async fn perform(&self, job: &wit::Job) -> Result<Result<(), wit::JobError>, CallError> {
-        self.perform_unless_cancelled(job, CancellationToken::new()).await
+        self.perform_unless_cancelled(job, 0, CancellationToken::new()).await
     }
 
-    /// Performs `job` in a fresh instance, stopping it when `cancel` fires.
+    /// Performs `job`, taken from Redis shard `shard`, in a fresh
+    /// instance, stopping it when `cancel` fires.
     pub async fn perform_unless_cancelled(
         &self,
         job: &wit::Job,
+        shard: usize,
         cancel: CancellationToken,
     ) -> Result<Result<(), wit::JobError>, CallError> {
         let tags = LogTags {
             plugin: Arc::from(self.meta.name.as_str()),
             class: job.class.clone(),
             jid: job.jid.clone(),
+            shard,
         };
         run::perform(&self.pre, (self.caps.clone(), self.limits), tags, job, cancel).await
     }

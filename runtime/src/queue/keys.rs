@@ -61,6 +61,15 @@ pub fn unique(digest: &str) -> String {
     format!("jobrunner:unique:{digest}")
 }
 
+/// The shard of `count` that holds `queue`'s jobs when no shard is named:
+/// a stable hash of the name (FNV-1a), the same in every runner and release.
+pub fn shard_of(queue: &str, count: usize) -> usize {
+    let hash = queue
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (hash % count.max(1) as u64) as usize
+}
+
 /// Whose turn it is at a chore one runner at a time does for all (see
 /// `queue::turn`).
 pub fn turn(chore: &str) -> String {

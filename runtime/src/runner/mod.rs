@@ -11,6 +11,7 @@
 
 mod serve;
 mod settings;
+mod shard;
 mod start;
 
 use crate::cli::RunArgs;

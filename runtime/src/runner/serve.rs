@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 
 /// A started runner: what serving and stopping need.
 pub struct Running {
-    /// Performs one job and records its outcome.
-    pub worker: Arc<Worker>,
+    /// Per shard, performs one job and records its outcome there.
+    pub workers: Vec<Arc<Worker>>,
     /// Jobs fetched from the queues, ahead of the slots.
     pub feed: Feed,
     /// One permit per job that may run at once.
@@ -24,8 +24,8 @@ pub struct Running {
     pub shutdown_timeout: Duration,
     /// Quiet and shutdown, from signals or the dashboard.
     pub shutdown: Shutdown,
-    /// Redis, for the hand-back at the end.
-    pub queue: Queue,
+    /// Each shard's Redis, for the hand-back at the end.
+    pub queues: Vec<Queue>,
     /// This runner's identity in Redis.
     pub identity: String,
     /// Tasks stopped at the end (the heartbeat and the dashboard).
@@ -47,8 +47,8 @@ impl Running {
                 slot = self.slots.clone().acquire_owned() => slot.expect("the slot semaphore is never closed"),
                 _ = self.shutdown.wait_quiet() => break Some(job),
             };
+            let worker = self.workers[job.shard].clone();
             let (queue, raw, running, mut ticket) = job.start(slot);
-            let worker = self.worker.clone();
             tokio::spawn(async move {
                 // A panic, whatever its cause, must not leave the job in
                 // progress with nobody to finish it.
@@ -84,17 +84,25 @@ impl Running {
         for task in &self.background {
             task.abort();
         }
-        if let Err(err) = self.queue.retire(&self.identity).await {
-            tracing::warn!(error = %format!("{err:#}"), "could not leave the process set; the entry expires by itself");
+        for (shard, queue) in self.queues.iter().enumerate() {
+            hand_back(shard, queue, &self.identity).await;
         }
-        match self.queue.recover(&self.identity, 0.0, true).await {
-            Ok(Some(n)) if n > 0 => {
-                tracing::warn!(jobs = n, "unfinished jobs put back at the front of their queues")
-            }
-            Ok(_) => {}
-            Err(err) => {
-                tracing::error!(error = %format!("{err:#}"), "could not requeue unfinished jobs; another runner will recover them")
-            }
+    }
+}
+
+/// Leaves a shard's process set and puts whatever is still in progress
+/// there back at the front of its queue.
+async fn hand_back(shard: usize, queue: &Queue, identity: &str) {
+    if let Err(err) = queue.retire(identity).await {
+        tracing::warn!(shard, error = %format!("{err:#}"), "could not leave the process set; the entry expires by itself");
+    }
+    match queue.recover(identity, 0.0, true).await {
+        Ok(Some(n)) if n > 0 => {
+            tracing::warn!(shard, jobs = n, "unfinished jobs put back at the front of their queues")
+        }
+        Ok(_) => {}
+        Err(err) => {
+            tracing::error!(shard, error = %format!("{err:#}"), "could not requeue unfinished jobs; another runner will recover them")
         }
     }
 }

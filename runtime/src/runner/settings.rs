@@ -53,8 +53,8 @@ pub struct Settings {
     pub http: Option<(SocketAddr, Credentials)>,
     /// The app's database URL, for `records`.
     pub database: Option<String>,
-    /// Where Redis is and how to trust it.
-    pub endpoint: Endpoint,
+    /// Where each Redis shard is and how to trust it; one for most.
+    pub endpoints: Vec<Endpoint>,
     /// The periodic jobs.
     pub periodic: Arc<Vec<Periodic>>,
 }
@@ -80,10 +80,20 @@ impl Settings {
             true => DEFAULT_QUEUES.iter().map(|q| q.to_string()).collect(),
             false => args.queues.clone(),
         };
-        let endpoint = args.redis.endpoint();
-        endpoint.check().with_context(|| {
-            format!("--redis {} is not a valid Redis URL", crate::secret::redact_url(&endpoint.url))
-        })?;
+        let endpoints = args.redis.endpoints();
+        for endpoint in &endpoints {
+            endpoint.check().with_context(|| {
+                format!("--redis {} is not a valid Redis URL", crate::secret::redact_url(&endpoint.url))
+            })?;
+        }
+        if let Some(url) = endpoints
+            .iter()
+            .map(|e| &e.url)
+            .enumerate()
+            .find_map(|(i, url)| endpoints[..i].iter().any(|e| &e.url == url).then_some(url))
+        {
+            anyhow::bail!("--redis {} is given twice", crate::secret::redact_url(url));
+        }
         let concurrency = usize::from(args.concurrency);
         let mailer = match &args.smtp {
             Some(url) => Mailer::smtp(url, args.smtp_ca.as_deref(), &args.mail_from, concurrency)?,
@@ -123,7 +133,7 @@ impl Settings {
                 None => Vec::new(),
             }),
             database: args.database,
-            endpoint,
+            endpoints,
         })
     }
 }

@@ -8,61 +8,41 @@
 
 use super::serve::Running;
 use super::settings::{PluginSettings, Settings};
-use crate::backoff::Backoff;
+use super::shard;
 use crate::busy::Busy;
-use crate::cancel::{self, Cancels};
+use crate::engine;
 use crate::feed::Feed;
-use crate::fetch::Fetcher;
-use crate::heartbeat::{self, Process};
+use crate::heartbeat::Process;
 use crate::mail::{Ledger, Mailer};
 use crate::metrics::Metrics;
 use crate::plugin::{self, CodeCache, Compiler, Limits, Loader};
 use crate::policy::Policy;
-use crate::queue::ack::Acker;
-use crate::queue::{Endpoint, Queue};
+use crate::queue::Queue;
 use crate::records::Records;
 use crate::registry::owners::Owners;
 use crate::registry::{self, Registry};
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown;
 use crate::web::{self, Dashboard};
-use crate::worker::Worker;
-use crate::{engine, scheduler};
 use anyhow::Result;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Connects, starts loading plugins and the background tasks, and returns
 /// the runner ready to serve.
 pub async fn start(settings: Settings) -> Result<Running> {
-    let Settings {
-        order,
-        concurrency,
-        fetch_ahead,
-        timing,
-        poll_interval,
-        shutdown_timeout,
-        dead,
-        limits,
-        plugins,
-        max_payload,
-        mailer,
-        policy,
-        http,
-        database,
-        endpoint,
-        periodic,
-    } = settings;
+    // Everything is checked; only now wait for Redis, which may be starting.
+    let shards = shard::connect_all(&settings).await;
+    let Settings { order, concurrency, fetch_ahead, timing, poll_interval, shutdown_timeout, limits, .. } =
+        settings;
+    let Settings { plugins, max_payload, mailer, policy, http, database, periodic, .. } = settings;
     let metrics = Arc::new(Metrics::new());
     let models = policy.models().clone();
     let records = Records::new(database.as_deref(), concurrency as u32, models, metrics.clone())?;
-    // Everything is checked; only now wait for Redis, which may be starting.
-    let queue = connect(&endpoint).await?.with_dead_limits(dead);
+    let queues: Vec<Queue> = shards.iter().map(|shard| shard.queue.clone()).collect();
     let (trigger, shutdown) = shutdown::channel();
-    let mailer = Arc::new(mailer.with_ledger(Ledger::new(queue.clone())));
+    let mailer = Arc::new(mailer.with_ledger(Ledger::new(queues.clone())));
     let jobs = JobSetup { concurrency, limits, mailer, policy, metrics: metrics.clone(), records };
-    let registry = Arc::new(registry(&plugins, jobs, &queue)?);
+    let registry = Arc::new(registry(&plugins, jobs, &queues[0])?);
     // Watch before the first scan, so a file dropped meanwhile isn't missed.
     if plugins.watch {
         registry::watch::spawn(registry.clone(), shutdown.clone())?;
@@ -74,59 +54,48 @@ pub async fn start(settings: Settings) -> Result<Running> {
     });
 
     let process = Arc::new(Process::new(concurrency, order.weights()));
-    let busy = Arc::new(Busy::default());
+    let busy: Vec<Arc<Busy>> = shards.iter().map(|_| Arc::new(Busy::default())).collect();
     let mut background = Vec::new();
     if let Some((addr, credentials)) = http {
         let dashboard = Dashboard {
-            queue: queue.admin(),
+            queue: queues[0].admin(),
             metrics: metrics.clone(),
             registry: registry.clone(),
-            busy: busy.clone(),
+            busy: busy[0].clone(),
             periodic: periodic.clone(),
         };
         background.extend(web::spawn(addr, credentials, dashboard).await);
     }
-    if let Err(err) = heartbeat::beat(&queue, &process, timing, &busy, false).await {
-        tracing::warn!(error = %format!("{err:#}"), "first heartbeat failed");
+    let shared = shard::Shared {
+        process: &process,
+        registry: &registry,
+        metrics: &metrics,
+        shutdown: &shutdown,
+        trigger: &trigger,
+        order: &order,
+        timing,
+        poll_interval,
+        max_payload,
+    };
+    let (mut workers, mut fetchers) = (Vec::new(), Vec::new());
+    for (shard, busy) in shards.into_iter().zip(busy) {
+        let served = shard.serve(&shared, periodic.clone(), busy).await;
+        workers.push(served.worker);
+        fetchers.push(served.fetcher);
+        background.extend(served.background);
     }
-    if let Err(err) = heartbeat::recover_dead(&queue, &process, timing).await {
-        tracing::warn!(error = %format!("{err:#}"), "looking for dead runners failed");
-    }
-    tracing::info!(identity = %process.identity, queues = ?order.names(), concurrency, "runner started");
+    tracing::info!(identity = %process.identity, queues = ?order.names(), concurrency, shards = queues.len(), "runner started");
+    shutdown::on_signals(trigger);
 
-    shutdown::on_signals(trigger.clone());
-    let rescue_asked = Arc::new(AtomicBool::new(false));
-    if endpoint.is_sentinel() {
-        follow_master(&queue, endpoint, rescue_asked.clone(), shutdown.clone());
-    }
-    heartbeat::on_ttin(busy.clone());
-    let lifeline = (shutdown.clone(), trigger);
-    background.push(heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, lifeline));
-    scheduler::spawn(queue.clone(), process.identity.clone(), poll_interval, shutdown.clone());
-    crate::periodic::spawn(queue.clone(), periodic, shutdown.clone());
-    let cancels = Arc::new(Cancels::default());
-    cancel::listen(queue.clone(), cancels.clone(), shutdown.clone());
-
-    let identity = process.identity.clone();
-    let fetcher =
-        Fetcher { queue: queue.clone(), identity: identity.clone(), order, busy: busy.clone(), rescue_asked };
     let slots = Arc::new(Semaphore::new(concurrency));
     Ok(Running {
-        worker: Arc::new(Worker {
-            acker: Acker::spawn(queue.clone(), identity.clone()),
-            registry,
-            shutdown: shutdown.clone(),
-            max_payload,
-            metrics,
-            queue: queue.clone(),
-            cancels,
-        }),
-        feed: Feed::start(fetcher, slots.clone(), fetch_ahead, shutdown.clone()),
+        workers,
+        feed: Feed::start(fetchers, slots.clone(), fetch_ahead, shutdown.clone()),
         slots,
         shutdown_timeout,
         shutdown,
-        queue,
-        identity,
+        queues,
+        identity: process.identity.clone(),
         background,
     })
 }
@@ -139,32 +108,6 @@ struct JobSetup {
     policy: Arc<Policy>,
     metrics: Arc<Metrics>,
     records: Records,
-}
-
-/// Behind Sentinel, follows the master. After a switch, the jobs the new
-/// master holds in progress for this runner but that aren't running (the
-/// old master saw them finish; the new one never heard) go back to their
-/// queues, run twice rather than lost: the fetcher does it before its next
-/// fetch (see [`Fetcher::rescue_asked`]).
-fn follow_master(queue: &Queue, endpoint: Endpoint, rescue_asked: Arc<AtomicBool>, shutdown: Shutdown) {
-    let mut switches = queue.follow_master(endpoint, shutdown);
-    tokio::spawn(async move {
-        while switches.changed().await.is_ok() {
-            rescue_asked.store(true, Ordering::Release);
-        }
-    });
-}
-
-/// Connects to Redis, waiting for it to come up if it isn't yet.
-async fn connect(endpoint: &Endpoint) -> Result<Queue> {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
-    loop {
-        match Queue::connect(endpoint).await {
-            Ok(queue) => return Ok(queue),
-            Err(err) => tracing::warn!(error = %format!("{err:#}"), "Redis is not reachable yet; retrying"),
-        }
-        tokio::time::sleep(backoff.next_wait()).await;
-    }
 }
 
 /// The registry, with its engine and code cache; no plugin loaded yet.

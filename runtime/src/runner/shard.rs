@@ -1,0 +1,138 @@
+//! One Redis shard as a runner serves it. With several `--redis` URLs the
+//! runner serves each shard as Sidekiq users run a process per shard: it
+//! announces itself, beats, recovers dead runners' jobs, moves due
+//! scheduled jobs and retries, hears cancels and records outcomes on each
+//! shard, for the jobs of that shard. Plugins, worker slots, mail and the
+//! dashboard are shared.
+
+use super::settings::Settings;
+use crate::backoff::Backoff;
+use crate::busy::Busy;
+use crate::cancel::{self, Cancels};
+use crate::fetch::{Fetcher, QueueOrder};
+use crate::heartbeat::{self, Process, Timing};
+use crate::metrics::Metrics;
+use crate::periodic::spec::Periodic;
+use crate::queue::ack::Acker;
+use crate::queue::{Endpoint, Queue};
+use crate::registry::Registry;
+use crate::scheduler;
+use crate::shutdown::{Shutdown, Trigger};
+use crate::worker::Worker;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// A shard connected, before its tasks start.
+pub struct Connected {
+    /// Its place among the `--redis` URLs.
+    pub index: usize,
+    /// Where it is, to follow its master behind Sentinel.
+    pub endpoint: Endpoint,
+    /// The connection.
+    pub queue: Queue,
+}
+
+/// A shard being served.
+pub struct Served {
+    /// Performs its jobs and records their outcomes on it.
+    pub worker: Arc<Worker>,
+    /// Takes its jobs.
+    pub fetcher: Fetcher,
+    /// Tasks stopped at the end (its heartbeat).
+    pub background: Vec<JoinHandle<()>>,
+}
+
+/// What every shard shares.
+pub struct Shared<'a> {
+    pub process: &'a Arc<Process>,
+    pub registry: &'a Arc<Registry>,
+    pub metrics: &'a Arc<Metrics>,
+    pub shutdown: &'a Shutdown,
+    pub trigger: &'a Trigger,
+    pub order: &'a QueueOrder,
+    pub timing: Timing,
+    pub poll_interval: Duration,
+    pub max_payload: usize,
+}
+
+/// Connects to every shard, each waiting for its Redis to come up.
+pub async fn connect_all(settings: &Settings) -> Vec<Connected> {
+    let mut shards = Vec::new();
+    for (index, endpoint) in settings.endpoints.iter().enumerate() {
+        let queue = connect(index, endpoint).await.with_dead_limits(settings.dead);
+        shards.push(Connected { index, endpoint: endpoint.clone(), queue });
+    }
+    shards
+}
+
+async fn connect(index: usize, endpoint: &Endpoint) -> Queue {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
+    loop {
+        match Queue::connect(endpoint).await {
+            Ok(queue) => return queue,
+            Err(err) => {
+                tracing::warn!(shard = index, error = %format!("{err:#}"), "Redis is not reachable yet; retrying")
+            }
+        }
+        tokio::time::sleep(backoff.next_wait()).await;
+    }
+}
+
+impl Connected {
+    /// Announces the runner on this shard, recovers what dead runners left
+    /// in progress, and starts its tasks; periodic jobs are pushed to the
+    /// first shard only.
+    pub async fn serve(self, shared: &Shared<'_>, periodic: Arc<Vec<Periodic>>, busy: Arc<Busy>) -> Served {
+        let Connected { index, endpoint, queue } = self;
+        let Shared { process, timing, shutdown, .. } = *shared;
+        if let Err(err) = heartbeat::beat(&queue, process, timing, &busy, false).await {
+            tracing::warn!(shard = index, error = %format!("{err:#}"), "first heartbeat failed");
+        }
+        if let Err(err) = heartbeat::recover_dead(&queue, process, timing).await {
+            tracing::warn!(shard = index, error = %format!("{err:#}"), "looking for dead runners failed");
+        }
+        let rescue_asked = Arc::new(AtomicBool::new(false));
+        if endpoint.is_sentinel() {
+            follow_master(&queue, endpoint, rescue_asked.clone(), shutdown.clone());
+        }
+        heartbeat::on_ttin(busy.clone());
+        let lifeline = (shutdown.clone(), shared.trigger.clone());
+        let beating = heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, lifeline);
+        scheduler::spawn(queue.clone(), process.identity.clone(), shared.poll_interval, shutdown.clone());
+        if index == 0 {
+            crate::periodic::spawn(queue.clone(), periodic, shutdown.clone());
+        }
+        let cancels = Arc::new(Cancels::default());
+        cancel::listen(queue.clone(), cancels.clone(), shutdown.clone());
+        let identity = process.identity.clone();
+        let worker = Arc::new(Worker {
+            acker: Acker::spawn(queue.clone(), identity.clone()),
+            registry: shared.registry.clone(),
+            shutdown: shutdown.clone(),
+            max_payload: shared.max_payload,
+            metrics: shared.metrics.clone(),
+            queue: queue.clone(),
+            cancels,
+            shard: index,
+        });
+        let order = shared.order.clone();
+        let fetcher = Fetcher { queue: queue.clone(), identity, order, busy, rescue_asked };
+        Served { worker, fetcher, background: vec![beating] }
+    }
+}
+
+/// Behind Sentinel, follows the master. After a switch, the jobs the new
+/// master holds in progress for this runner but that aren't running (the
+/// old master saw them finish; the new one never heard) go back to their
+/// queues, run twice rather than lost: the fetcher does it before its next
+/// fetch (see [`Fetcher::rescue_asked`]).
+fn follow_master(queue: &Queue, endpoint: Endpoint, rescue_asked: Arc<AtomicBool>, shutdown: Shutdown) {
+    let mut switches = queue.follow_master(endpoint, shutdown);
+    tokio::spawn(async move {
+        while switches.changed().await.is_ok() {
+            rescue_asked.store(true, Ordering::Release);
+        }
+    });
+}
