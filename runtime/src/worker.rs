@@ -12,6 +12,7 @@ use crate::backoff::Backoff;
 use crate::busy::Running;
 use crate::cancel::Cancels;
 use crate::job::Job;
+use crate::mail::Ledger;
 use crate::metrics::{Metrics, NO_PLUGIN, UNHANDLED_CLASS};
 use crate::plugin::CallError;
 use crate::queue::ack::Acker;
@@ -44,6 +45,8 @@ pub struct Worker {
     pub cancels: Arc<Cancels>,
     /// Which Redis shard its jobs come from (0 when there is one).
     pub shard: usize,
+    /// The sent-mail ledger, which says whose records to drop.
+    pub ledger: Ledger,
 }
 
 /// A job that has run (or couldn't), with the outcome still to record.
@@ -209,8 +212,9 @@ impl Worker {
     /// at shutdown, leaving the job in the in-progress list to be recovered.
     async fn record(&self, queue: &str, raw: &[u8], jid: &str, outcome: &Outcome) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let sent_mail_of = if self.ledger.forget(self.shard, jid) { jid } else { "" };
         loop {
-            match self.acker.finish(queue, raw, jid, outcome).await {
+            match self.acker.finish(queue, raw, sent_mail_of, outcome).await {
                 Ok(()) => return,
                 Err(err) if self.shutdown.is_started() => {
                     tracing::error!(error = %format!("{err:#}"), "cannot record the job's outcome; it stays in progress and will run again");

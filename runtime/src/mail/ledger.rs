@@ -25,7 +25,8 @@ use crate::queue::keys::sent_mail as key;
 use anyhow::{Context, Result};
 use redis::AsyncCommands;
 use redis::Script;
-use std::sync::LazyLock;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// How long a job's sent mail is remembered: the 25 retries of Sidekiq's
 /// default policy take about 20 days.
@@ -55,6 +56,10 @@ pub struct Ledger {
     /// Where the ledger lives: each shard's Redis, for the jobs it holds,
     /// so a shard that is down stops only its own jobs' mail.
     shards: Vec<Queue>,
+    /// The (shard, jid) of every job that claimed mail since it started
+    /// here, so that the record is dropped at the end only for a job that
+    /// has one: a job that sends no mail costs the ledger nothing.
+    touched: Arc<Mutex<HashSet<(usize, String)>>>,
 }
 
 /// What the ledger knew of a call when it was claimed.
@@ -74,7 +79,15 @@ pub enum Claim {
 impl Ledger {
     /// A ledger kept in each of `shards`, by index.
     pub fn new(shards: Vec<Queue>) -> Ledger {
-        Ledger { shards }
+        Ledger { shards, touched: Arc::default() }
+    }
+
+    /// Whether job `jid` of `shard` claimed mail here since it started;
+    /// forgets it. A job run again claims the same calls again, so a job
+    /// whose earlier run sent mail is told apart too.
+    pub fn forget(&self, shard: usize, jid: &str) -> bool {
+        let mut touched = self.touched.lock().expect("ledger lock");
+        !touched.is_empty() && touched.remove(&(shard, jid.to_string()))
     }
 
     fn queue(&self, shard: usize) -> &Queue {
@@ -84,6 +97,7 @@ impl Ledger {
     /// Claims call `seq` of job `jid`, about to be sent as `message_id`,
     /// unless an earlier run claimed it. One round trip.
     pub async fn claim(&self, shard: usize, jid: &str, seq: u32, message_id: &str) -> Result<Claim> {
+        self.touched.lock().expect("ledger lock").insert((shard, jid.to_string()));
         let mut conn = self.queue(shard).connection();
         let (claimed, current): (bool, Option<String>) = redis::pipe()
             .hset_nx(key(jid), seq, format!("{SENDING}{message_id}"))

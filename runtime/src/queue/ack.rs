@@ -17,7 +17,8 @@ const BATCH: usize = 256;
 struct Request {
     queue: String,
     raw: Vec<u8>,
-    jid: String,
+    /// The jid whose sent-mail record goes, if any.
+    sent_mail_of: String,
     outcome: Outcome,
     /// Told whether Redis recorded it.
     done: oneshot::Sender<Result<(), String>>,
@@ -38,10 +39,12 @@ impl Acker {
     }
 
     /// Records a job's outcome; returns once Redis has, or failed to.
-    pub async fn finish(&self, queue: &str, raw: &[u8], jid: &str, outcome: &Outcome) -> Result<()> {
+    /// `sent_mail_of` names the job whose sent-mail record goes with it
+    /// when it won't run again (empty: none).
+    pub async fn finish(&self, queue: &str, raw: &[u8], sent_mail_of: &str, outcome: &Outcome) -> Result<()> {
         let (done, recorded) = oneshot::channel();
-        let (queue, raw, jid, outcome) = (queue.to_string(), raw.to_vec(), jid.to_string(), outcome.clone());
-        let request = Request { queue, raw, jid, outcome, done };
+        let (queue, raw, outcome) = (queue.to_string(), raw.to_vec(), outcome.clone());
+        let request = Request { queue, raw, sent_mail_of: sent_mail_of.to_string(), outcome, done };
         self.tx.send(request).map_err(|_| anyhow!("the outcome recorder has stopped"))?;
         match recorded.await {
             Ok(Ok(())) => Ok(()),
@@ -56,7 +59,12 @@ async fn record_batches(queue: Queue, identity: String, mut rx: mpsc::UnboundedR
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let jobs: Vec<Finished<'_>> = batch
             .iter()
-            .map(|r| Finished { queue: &r.queue, raw: &r.raw, jid: &r.jid, outcome: &r.outcome })
+            .map(|r| Finished {
+                queue: &r.queue,
+                raw: &r.raw,
+                sent_mail_of: &r.sent_mail_of,
+                outcome: &r.outcome,
+            })
             .collect();
         let result = queue.finish(&identity, &jobs).await.map_err(|e| format!("{e:#}"));
         drop(jobs);

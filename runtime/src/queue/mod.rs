@@ -85,8 +85,9 @@ pub struct Finished<'a> {
     pub queue: &'a str,
     /// Its JSON exactly as fetched, to find it in the in-progress list.
     pub raw: &'a [u8],
-    /// Its jid, empty if it had none.
-    pub jid: &'a str,
+    /// The jid whose sent-mail record goes with it when it won't run
+    /// again; empty when it has none.
+    pub sent_mail_of: &'a str,
     /// How it ended.
     pub outcome: &'a Outcome,
 }
@@ -247,8 +248,8 @@ impl Queue {
     fn record(&self, pipe: &mut redis::Pipeline, job: &Finished<'_>, now: f64) {
         match job.outcome {
             Outcome::Done | Outcome::Discard => {
-                if !job.jid.is_empty() {
-                    pipe.del(keys::sent_mail(job.jid));
+                if !job.sent_mail_of.is_empty() {
+                    pipe.del(keys::sent_mail(job.sent_mail_of));
                 }
             }
             Outcome::Retry { payload, at } => {

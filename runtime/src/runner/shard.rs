@@ -11,6 +11,7 @@ use crate::busy::Busy;
 use crate::cancel::{self, Cancels};
 use crate::fetch::{Fetcher, QueueOrder};
 use crate::heartbeat::{self, Process, Timing};
+use crate::mail::Ledger;
 use crate::metrics::Metrics;
 use crate::periodic::spec::Periodic;
 use crate::queue::ack::Acker;
@@ -55,6 +56,7 @@ pub struct Shared<'a> {
     pub timing: Timing,
     pub poll_interval: Duration,
     pub max_payload: usize,
+    pub ledger: &'a Ledger,
 }
 
 /// Connects to every shard, each waiting for its Redis to come up.
@@ -116,6 +118,7 @@ impl Connected {
             queue: queue.clone(),
             cancels,
             shard: index,
+            ledger: shared.ledger.clone(),
         });
         let order = shared.order.clone();
         let fetcher = Fetcher { queue: queue.clone(), identity, order, busy, rescue_asked };

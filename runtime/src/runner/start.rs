@@ -40,7 +40,8 @@ pub async fn start(settings: Settings) -> Result<Running> {
     let records = Records::new(database.as_deref(), concurrency as u32, models, metrics.clone())?;
     let queues: Vec<Queue> = shards.iter().map(|shard| shard.queue.clone()).collect();
     let (trigger, shutdown) = shutdown::channel();
-    let mailer = Arc::new(mailer.with_ledger(Ledger::new(queues.clone())));
+    let ledger = Ledger::new(queues.clone());
+    let mailer = Arc::new(mailer.with_ledger(ledger.clone()));
     let jobs = JobSetup { concurrency, limits, mailer, policy, metrics: metrics.clone(), records };
     let registry = Arc::new(registry(&plugins, jobs, &queues[0])?);
     // Watch before the first scan, so a file dropped meanwhile isn't missed.
@@ -76,6 +77,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         timing,
         poll_interval,
         max_payload,
+        ledger: &ledger,
     };
     let (mut workers, mut fetchers) = (Vec::new(), Vec::new());
     for (shard, busy) in shards.into_iter().zip(busy) {
