@@ -5,7 +5,8 @@
 //!
 //! - [`cli`]: the command line and its defaults.
 //! - [`config`]: Sidekiq's `config/sidekiq.yml`, applied as flags.
-//! - [`runner`]: wires everything together; the main loop and shutdown.
+//! - [`runner`]: wires everything together, once per Redis shard; the main
+//!   loop and shutdown.
 //! - [`feed`]: fetches ahead of the worker slots, within a bound.
 //! - [`fetch`]: picks the queue (strict or weighted) and takes the next jobs.
 //! - [`queue`]: Sidekiq's Redis layout and the Lua scripts behind reliable
@@ -29,7 +30,8 @@
 //! - [`heartbeat`]: the process record, the Web UI's commands, and recovery
 //!   of dead runners.
 //! - [`busy`]: the jobs running now, as the heartbeat reports them.
-//! - [`scheduler`]: moves due scheduled jobs and retries back to queues.
+//! - [`scheduler`]: moves due scheduled jobs and retries back to queues,
+//!   the runners taking turns.
 //! - [`periodic`]: cron jobs from the config file, each tick enqueued once.
 //! - [`client`]: pushing jobs (`runner enqueue`).
 //! - [`author`]: `runner check`, `runner try` and `runner new-plugin`.

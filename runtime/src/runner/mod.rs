@@ -2,9 +2,9 @@
 //!
 //! Three steps, one file each. [`settings`] checks everything the command
 //! line asks for before anything starts, so a mistake stops the runner
-//! with one clear line. [`start`] connects to Redis, starts loading the
-//! plugins, announces the process, recovers jobs lost by dead runners and
-//! starts the background tasks. [`serve`] takes a job whenever a worker
+//! with one clear line. [`start`] connects to Redis and starts loading the
+//! plugins; on each Redis shard ([`shard`]) it announces the process,
+//! recovers jobs lost by dead runners and starts the background tasks. [`serve`] takes a job whenever a worker
 //! slot is free; at shutdown, fetching stops, running jobs get
 //! `--shutdown-timeout` to finish, and whatever is still in progress goes
 //! back to the front of its queue.
