@@ -2,7 +2,8 @@
 //! `Sidekiq::Client.via`: jobs Ruby pushes to each shard are all done and
 //! recorded on their own shard; a SIGKILLed runner's jobs are recovered on
 //! every shard; a shard that goes down leaves the others serving, and its
-//! jobs are done once it is back.
+//! jobs are done once it is back; the dashboard and `/metrics` show each
+//! shard and the totals.
 
 use jobrunner_tests::{
     Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, ruby, runner_enqueue,
@@ -154,5 +155,73 @@ fn a_shard_that_goes_down_leaves_the_others_serving_and_its_jobs_run_when_it_is_
     assert!(
         runner.logs().lines().filter(|l| l.contains("ERROR")).all(|l| !l.contains("panicked")),
         "no panic"
+    );
+}
+
+#[test]
+fn the_dashboard_and_metrics_show_each_shard_and_the_totals() {
+    let shards = [Redis::start(), Redis::start(), Redis::start()];
+    let smtp = SmtpSink::start();
+    let runner = start_runner(&shards, &smtp, &[]);
+    // 1, 2 and 3 jobs done on shards 0, 1 and 2; then 4 waiting on shard 1
+    // in a queue the runner doesn't serve.
+    for (s, shard) in shards.iter().enumerate() {
+        for i in 0..=s {
+            shard.push(
+                "default",
+                &job_json(
+                    "EchoJob",
+                    json!(["ops@example.com", format!("s{s}-{i}")]),
+                    &format!("{s}{i:023x}"),
+                ),
+            );
+        }
+        eventually(&format!("shard {s}'s jobs done"), WAIT, || (processed(shard) == s + 1).then_some(()));
+    }
+    for i in 0..4 {
+        shards[1].push(
+            "unserved",
+            &job_json("EchoJob", json!(["ops@example.com", "later"]), &format!("ff{i:022x}")),
+        );
+    }
+    let url = runner.dashboard_url();
+    let get = |path: &str, cookie: Option<&str>| {
+        let mut request = ureq::get(&format!("{url}{path}"));
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        request.call().unwrap_or_else(|e| panic!("GET {path}: {e}")).into_body().read_to_string().unwrap()
+    };
+    let processed_in = |body: &str| -> u64 {
+        let stats: serde_json::Value = serde_json::from_str(body).unwrap();
+        stats["stats"]["processed"].as_u64().unwrap_or_else(|| panic!("no processed in {body}"))
+    };
+
+    assert_eq!(processed_in(&get("/api/stats", None)), 1, "the first shard by default");
+    assert_eq!(processed_in(&get("/api/stats?shard=2", None)), 3);
+    // The picker sets a cookie every page then follows.
+    let agent: ureq::Agent = ureq::Agent::config_builder().max_redirects(0).build().into();
+    let picked = agent.get(&format!("{url}/shard/1?back=/queues")).call().expect("the picker answers");
+    assert_eq!(picked.headers().get("location").unwrap(), "/queues");
+    let cookie =
+        picked.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    assert_eq!(cookie, "shard=1");
+    assert_eq!(processed_in(&get("/api/stats", Some(&cookie))), 2);
+    assert!(get("/queues", Some(&cookie)).contains("unserved"), "the queues page shows shard 1's queues");
+    assert!(!get("/queues", None).contains("unserved"), "and shard 0's without the cookie");
+    let offside = ureq::get(&format!("{url}/api/stats?shard=3")).call();
+    assert!(matches!(offside, Err(ureq::Error::StatusCode(400))), "{offside:?}");
+
+    // The overview: a row per shard and the totals.
+    let overview = get("/", None);
+    assert!(overview.contains("Shards") && overview.contains("Total"), "the shards table");
+    assert!(overview.contains(r#"<td class="num">6</td>"#), "6 processed in all:\n{overview}");
+
+    let metrics = get("/metrics", None);
+    assert!(metrics.contains(r#"jobrunner_queue_size{queue="unserved"} 4"#), "totals:\n{metrics}");
+    let per_shard = [r#"{queue="unserved",shard="1"} 4"#, r#"{shard="1",queue="unserved"} 4"#];
+    assert!(
+        per_shard.iter().any(|labels| metrics.contains(&format!("jobrunner_shard_queue_size{labels}"))),
+        "per shard:\n{metrics}"
     );
 }

@@ -88,7 +88,8 @@ struct Demand {
     ahead: usize,
     /// Jobs fetched but not yet in a slot.
     waiting: AtomicUsize,
-    /// Woken whenever a job ends.
+    /// Wakes every shard's fetching task whenever a job ends (a future
+    /// from `notified()` hears it from the moment it is made).
     ended: Notify,
     /// Recent jobs' mean duration in µs, weighted towards the latest;
     /// [`UNKNOWN`] until a job has ended.
@@ -129,7 +130,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         self.free_slot();
         drop(self.credit.take());
-        self.demand.ended.notify_one();
+        self.demand.ended.notify_waiters();
     }
 }
 
@@ -143,7 +144,7 @@ impl Demand {
             mean => mean - mean / 8 + took / 8,
         };
         self.mean_us.store(mean, Ordering::Relaxed);
-        self.ended.notify_one();
+        self.ended.notify_waiters();
     }
 
     /// How many jobs may be held beyond the slots now: as many as the
@@ -375,6 +376,33 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(12)).await;
         let want = wanted_now(&demand, &credits, true).await;
         assert!(matches!(want, None | Some(1)), "{want:?}");
+    }
+
+    #[tokio::test]
+    async fn a_job_ending_wakes_every_shards_fetcher() {
+        let (demand, credits) = demand(1, 0);
+        let slot = demand.slots.clone().try_acquire_owned().unwrap();
+        let credit = credits.clone().try_acquire_owned().unwrap();
+        let other_shard = Arc::new(Semaphore::new(1));
+        let waiting: Vec<_> = [credits.clone(), other_shard]
+            .into_iter()
+            .map(|credits| {
+                let demand = demand.clone();
+                tokio::spawn(async move { demand.wanted(&credits, false).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(waiting.iter().all(|task| !task.is_finished()));
+        drop(Ticket {
+            slot: Some(slot),
+            credit: Some(credit),
+            demand: demand.clone(),
+            started: Instant::now(),
+        });
+        for task in waiting {
+            let want = tokio::time::timeout(Duration::from_secs(1), task).await.expect("woken").unwrap();
+            assert_eq!(want, 1);
+        }
     }
 
     #[tokio::test]

@@ -61,7 +61,15 @@ pub struct Metrics {
     queue_latency: GaugeVec,
     /// Sizes of the retry, schedule and dead sets (from Redis at scrape time).
     set_size: IntGaugeVec,
+    /// With several Redis shards, each queue's size per shard.
+    shard_queue_size: IntGaugeVec,
+    /// With several Redis shards, each set's size per shard.
+    shard_set_size: IntGaugeVec,
 }
+
+/// One shard's queues (name, size, latency in seconds) and set sizes, as
+/// read from Redis for an export.
+pub type RedisView<'a> = (Vec<(String, u64, f64)>, Vec<(&'a str, u64)>);
 
 /// What the dashboard shows of one plugin's work in this process.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -147,12 +155,27 @@ impl Metrics {
             &["set"],
         )
         .expect("valid gauge");
+        let shard_queue_size = IntGaugeVec::new(
+            Opts::new("jobrunner_shard_queue_size", "Jobs waiting in the queue on one Redis shard."),
+            &["shard", "queue"],
+        )
+        .expect("valid gauge");
+        let shard_set_size = IntGaugeVec::new(
+            Opts::new(
+                "jobrunner_shard_set_size",
+                "Jobs in the retry, schedule and dead sets of one Redis shard.",
+            ),
+            &["shard", "set"],
+        )
+        .expect("valid gauge");
         for metric in [
             Box::new(duration.clone()) as Box<dyn Collector>,
             Box::new(in_flight.clone()),
             Box::new(queue_size.clone()),
             Box::new(queue_latency.clone()),
             Box::new(set_size.clone()),
+            Box::new(shard_queue_size.clone()),
+            Box::new(shard_set_size.clone()),
         ] {
             registry.register(metric).expect("unique metric");
         }
@@ -173,6 +196,8 @@ impl Metrics {
             queue_size,
             queue_latency,
             set_size,
+            shard_queue_size,
+            shard_set_size,
         }
     }
 
@@ -229,16 +254,30 @@ impl Metrics {
     }
 
     /// Sets what only Redis knows, just before an export: each queue's size
-    /// and latency, the sorted sets' sizes, and this process's running jobs.
-    pub fn set_redis_view(&self, queues: &[(String, u64, f64)], sets: &[(&str, u64)], in_flight: usize) {
-        self.queue_size.reset();
-        self.queue_latency.reset();
-        for (name, size, latency) in queues {
-            self.queue_size.with_label_values(&[name]).set(*size as i64);
-            self.queue_latency.with_label_values(&[name]).set(*latency);
+    /// and latency, the sorted sets' sizes (summed over the shards, the
+    /// oldest job's age for latency, and per shard when there are several),
+    /// and this process's running jobs.
+    pub fn set_redis_view(&self, shards: &[RedisView<'_>], in_flight: usize) {
+        for gauge in [&self.queue_size, &self.set_size, &self.shard_queue_size, &self.shard_set_size] {
+            gauge.reset();
         }
-        for (set, size) in sets {
-            self.set_size.with_label_values(&[set]).set(*size as i64);
+        self.queue_latency.reset();
+        for (index, (queues, sets)) in shards.iter().enumerate() {
+            let shard = index.to_string();
+            for (name, size, latency) in queues {
+                self.queue_size.with_label_values(&[name]).add(*size as i64);
+                let oldest = self.queue_latency.with_label_values(&[name]);
+                oldest.set(oldest.get().max(*latency));
+                if shards.len() > 1 {
+                    self.shard_queue_size.with_label_values(&[shard.as_str(), name]).set(*size as i64);
+                }
+            }
+            for (set, size) in sets {
+                self.set_size.with_label_values(&[set]).add(*size as i64);
+                if shards.len() > 1 {
+                    self.shard_set_size.with_label_values(&[shard.as_str(), set]).set(*size as i64);
+                }
+            }
         }
         self.in_flight.set(in_flight as i64);
     }

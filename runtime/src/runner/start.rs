@@ -22,7 +22,7 @@ use crate::records::Records;
 use crate::registry::owners::Owners;
 use crate::registry::{self, Registry};
 use crate::shutdown;
-use crate::web::{self, Dashboard};
+use crate::web::{self, Dashboard, ShardView};
 use anyhow::Result;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -30,14 +30,15 @@ use tokio::sync::Semaphore;
 /// Connects, starts loading plugins and the background tasks, and returns
 /// the runner ready to serve.
 pub async fn start(settings: Settings) -> Result<Running> {
+    let metrics = Arc::new(Metrics::new());
+    let models = settings.policy.models().clone();
+    let database = settings.database.as_deref();
+    let records = Records::new(database, settings.concurrency as u32, models, metrics.clone())?;
     // Everything is checked; only now wait for Redis, which may be starting.
     let shards = shard::connect_all(&settings).await;
     let Settings { order, concurrency, fetch_ahead, timing, poll_interval, shutdown_timeout, limits, .. } =
         settings;
-    let Settings { plugins, max_payload, mailer, policy, http, database, periodic, .. } = settings;
-    let metrics = Arc::new(Metrics::new());
-    let models = policy.models().clone();
-    let records = Records::new(database.as_deref(), concurrency as u32, models, metrics.clone())?;
+    let Settings { plugins, max_payload, mailer, policy, http, periodic, .. } = settings;
     let queues: Vec<Queue> = shards.iter().map(|shard| shard.queue.clone()).collect();
     let (trigger, shutdown) = shutdown::channel();
     let ledger = Ledger::new(queues.clone());
@@ -58,11 +59,13 @@ pub async fn start(settings: Settings) -> Result<Running> {
     let busy: Vec<Arc<Busy>> = shards.iter().map(|_| Arc::new(Busy::default())).collect();
     let mut background = Vec::new();
     if let Some((addr, credentials)) = http {
+        let shards = queues.iter().zip(&busy);
         let dashboard = Dashboard {
-            queue: queues[0].admin(),
+            shards: shards
+                .map(|(queue, busy)| ShardView { queue: queue.admin(), busy: busy.clone() })
+                .collect(),
             metrics: metrics.clone(),
             registry: registry.clone(),
-            busy: busy[0].clone(),
             periodic: periodic.clone(),
         };
         background.extend(web::spawn(addr, credentials, dashboard).await);

@@ -3,7 +3,7 @@
 //! checked row), so they are decoded by hand rather than into a struct.
 
 use super::access::{CsrfToken, check_form};
-use super::{Shared, WebResult};
+use super::{Picked, Shared, WebResult};
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -45,30 +45,33 @@ impl<S: Send + Sync> FromRequest<S> for CheckedForm {
 
 pub async fn delete_queued(
     State(dashboard): State<Shared>,
+    picked: Picked,
     Path(name): Path<String>,
     CheckedForm(form): CheckedForm,
 ) -> WebResult<Redirect> {
-    dashboard.queue.delete_queued(&name, form.get("payload").unwrap_or_default()).await?;
+    dashboard.queue(picked).delete_queued(&name, form.get("payload").unwrap_or_default()).await?;
     Ok(Redirect::to(&format!("/queues/{}", encode(&name))))
 }
 
 pub async fn clear_queue(
     State(dashboard): State<Shared>,
+    picked: Picked,
     Path(name): Path<String>,
     CheckedForm(_): CheckedForm,
 ) -> WebResult<Redirect> {
-    dashboard.queue.clear_queue(&name).await?;
+    dashboard.queue(picked).clear_queue(&name).await?;
     Ok(Redirect::to("/queues"))
 }
 
 /// The Busy page's Quiet and Stop buttons.
 pub async fn signal_process(
     State(dashboard): State<Shared>,
+    picked: Picked,
     CheckedForm(form): CheckedForm,
 ) -> WebResult<Redirect> {
     let (identity, signal) =
         (form.get("identity").unwrap_or_default(), form.get("signal").unwrap_or_default());
-    dashboard.queue.signal_process(identity, signal).await?;
+    dashboard.queue(picked).signal_process(identity, signal).await?;
     Ok(Redirect::to("/busy"))
 }
 
@@ -78,7 +81,7 @@ pub async fn cancel_job(
     CheckedForm(form): CheckedForm,
 ) -> WebResult<Redirect> {
     let jid = form.get("jid").unwrap_or_default();
-    let found = dashboard.queue.cancel(jid).await?;
+    let found = dashboard.cancel(jid).await?;
     tracing::info!(jid, removed_from = ?found.removed_from, running_on = ?found.running_on, "job cancelled from the dashboard");
     Ok(Redirect::to("/busy"))
 }

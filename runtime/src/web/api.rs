@@ -2,7 +2,7 @@
 //! Prometheus text at `/metrics`.
 
 use super::pages::PageQuery;
-use super::{Shared, WebError, WebResult};
+use super::{Picked, Shared, WebError, WebResult};
 use crate::queue::{Day, JobView, Page, ProcessView, QueueSummary, RedisInfo, Stats};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -17,8 +17,9 @@ pub struct Overview {
     pub redis: RedisInfo,
 }
 
-pub async fn stats(State(dashboard): State<Shared>) -> WebResult<Json<Overview>> {
-    let (stats, redis) = tokio::try_join!(dashboard.queue.stats(), dashboard.queue.redis_info())?;
+pub async fn stats(State(dashboard): State<Shared>, picked: Picked) -> WebResult<Json<Overview>> {
+    let (stats, redis) =
+        tokio::try_join!(dashboard.queue(picked).stats(), dashboard.queue(picked).redis_info())?;
     Ok(Json(Overview { stats, redis }))
 }
 
@@ -30,34 +31,42 @@ pub struct DaysQuery {
 /// `/api/history?days=30`: Sidekiq's daily counters, oldest first.
 pub async fn history(
     State(dashboard): State<Shared>,
+    picked: Picked,
     Query(query): Query<DaysQuery>,
 ) -> WebResult<Json<Vec<Day>>> {
     let days = query.days.unwrap_or(30).clamp(1, 365);
-    Ok(Json(dashboard.queue.history(days).await?))
+    Ok(Json(dashboard.queue(picked).history(days).await?))
 }
 
-pub async fn queues(State(dashboard): State<Shared>) -> WebResult<Json<Vec<QueueSummary>>> {
-    Ok(Json(dashboard.queue.queues().await?))
+pub async fn queues(State(dashboard): State<Shared>, picked: Picked) -> WebResult<Json<Vec<QueueSummary>>> {
+    Ok(Json(dashboard.queue(picked).queues().await?))
 }
 
 pub async fn queue(
     State(dashboard): State<Shared>,
+    picked: Picked,
     Path(name): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> WebResult<Json<Page<JobView>>> {
-    Ok(Json(dashboard.queue.queue_page(&name, query.page.unwrap_or(1)).await?))
+    Ok(Json(dashboard.queue(picked).queue_page(&name, query.page.unwrap_or(1)).await?))
 }
 
-pub async fn busy(State(dashboard): State<Shared>) -> WebResult<Json<Vec<ProcessView>>> {
-    Ok(Json(dashboard.queue.processes(true).await?))
+pub async fn busy(State(dashboard): State<Shared>, picked: Picked) -> WebResult<Json<Vec<ProcessView>>> {
+    Ok(Json(dashboard.queue(picked).processes(true).await?))
 }
 
 /// `/metrics`: this process's counters, with queue sizes and latencies read
-/// from Redis now.
+/// from Redis now: over every shard, and per shard when there are several.
 pub async fn metrics(State(dashboard): State<Shared>) -> WebResult<Response> {
-    let (queues, sets) = tokio::try_join!(dashboard.queue.queues(), dashboard.queue.set_sizes())?;
-    let queues: Vec<(String, u64, f64)> = queues.into_iter().map(|q| (q.name, q.size, q.latency)).collect();
-    dashboard.metrics.set_redis_view(&queues, &sets, dashboard.busy.count());
+    let mut views = Vec::new();
+    for shard in &dashboard.shards {
+        let (queues, sets) = tokio::try_join!(shard.queue.queues(), shard.queue.set_sizes())?;
+        let queues: Vec<(String, u64, f64)> =
+            queues.into_iter().map(|q| (q.name, q.size, q.latency)).collect();
+        views.push((queues, sets.to_vec()));
+    }
+    let busy = dashboard.shards.iter().map(|shard| shard.busy.count()).sum();
+    dashboard.metrics.set_redis_view(&views, busy);
     let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
     Ok((content_type, dashboard.metrics.encode()).into_response())
 }
@@ -81,7 +90,7 @@ pub async fn cancel(
         ));
     }
     crate::queue::check_jid(&jid).map_err(|e| WebError::bad_request(e.to_string()))?;
-    let found = dashboard.queue.cancel(&jid).await?;
+    let found = dashboard.cancel(&jid).await?;
     tracing::info!(jid, removed_from = ?found.removed_from, running_on = ?found.running_on, "job cancelled through the API");
     Ok(Json(found))
 }

@@ -18,8 +18,10 @@ mod pages;
 mod periodic;
 mod plugins;
 mod sets;
+mod shard;
 
 pub use access::Credentials;
+use shard::Picked;
 
 use crate::busy::Busy;
 use crate::metrics::Metrics;
@@ -35,16 +37,46 @@ use tokio::task::JoinHandle;
 
 /// What the dashboard reads.
 pub struct Dashboard {
-    /// Sidekiq's data in Redis, read and changed as an operator would.
-    pub queue: Admin,
+    /// Each Redis shard the runner serves, by index; one for most.
+    pub shards: Vec<ShardView>,
     /// This process's counters.
     pub metrics: Arc<Metrics>,
     /// The plugins loaded here, and their history.
     pub registry: Arc<Registry>,
-    /// The jobs running here.
-    pub busy: Arc<Busy>,
-    /// The periodic jobs declared.
+    /// The periodic jobs declared (pushed to the first shard).
     pub periodic: Arc<Vec<crate::periodic::spec::Periodic>>,
+}
+
+/// One Redis shard as the dashboard sees it.
+pub struct ShardView {
+    /// Sidekiq's data in it, read and changed as an operator would.
+    pub queue: Admin,
+    /// The jobs from it running here.
+    pub busy: Arc<Busy>,
+}
+
+impl Dashboard {
+    /// The shard a request looks at.
+    fn queue(&self, picked: Picked) -> &Admin {
+        &self.shards[picked.index].queue
+    }
+
+    /// The first shard, which holds the periodic jobs' state.
+    fn first(&self) -> &Admin {
+        &self.shards[0].queue
+    }
+
+    /// Cancels `jid` on every shard, as `runner cancel` does: a jid names
+    /// one job wherever it is.
+    async fn cancel(&self, jid: &str) -> anyhow::Result<crate::queue::Cancelled> {
+        let mut found = crate::queue::Cancelled::default();
+        for shard in &self.shards {
+            let here = shard.queue.cancel(jid).await?;
+            found.removed_from.extend(here.removed_from);
+            found.running_on.extend(here.running_on);
+        }
+        Ok(found)
+    }
 }
 
 /// The handlers' shared state.
@@ -91,6 +123,7 @@ fn router(dashboard: Shared, credentials: Arc<Credentials>) -> Router {
         .route("/periodic/act", post(periodic::act))
         .route("/api/periodic", get(periodic::api))
         .merge(sets::routes())
+        .route("/shard/{index}", get(shard::pick))
         .route("/metrics", get(api::metrics))
         .route("/api/stats", get(api::stats))
         .route("/api/history", get(api::history))

@@ -5,7 +5,7 @@
 use super::access::CsrfToken;
 use super::actions::encode;
 use super::format::{self, relative, span, utc};
-use super::{Shared, WebResult};
+use super::{Picked, Shared, WebResult};
 use crate::queue::{Day, Page, ProcessView};
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -31,7 +31,7 @@ pub struct PageQuery {
 }
 
 /// Wraps a page's content in the common chrome; `active` is its nav path.
-pub fn layout(title: &str, active: &str, content: Markup) -> Markup {
+pub fn layout(title: &str, active: &str, picked: Picked, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -51,6 +51,7 @@ pub fn layout(title: &str, active: &str, content: Markup) -> Markup {
                         }
                         a href="/metrics" { "Metrics" }
                     }
+                    (super::shard::picker(picked, active))
                 }
                 main {
                     h1 { (title) }
@@ -78,9 +79,10 @@ pub fn pager<T>(base: &str, page: &Page<T>) -> Markup {
     }
 }
 
-pub async fn overview(State(dashboard): State<Shared>) -> WebResult<Markup> {
-    let queue = &dashboard.queue;
+pub async fn overview(State(dashboard): State<Shared>, picked: Picked) -> WebResult<Markup> {
+    let queue = dashboard.queue(picked);
     let (stats, history, redis) = tokio::try_join!(queue.stats(), queue.history(30), queue.redis_info())?;
+    let shards = super::shard::table(&dashboard, picked).await?;
     let cards = [
         ("processed", "Processed", stats.processed, "/"),
         ("failed", "Failed", stats.failed, "/"),
@@ -93,6 +95,7 @@ pub async fn overview(State(dashboard): State<Shared>) -> WebResult<Markup> {
     Ok(layout(
         "Overview",
         "/",
+        picked,
         html! {
             section.stats {
                 @for (key, label, value, link) in cards {
@@ -102,6 +105,7 @@ pub async fn overview(State(dashboard): State<Shared>) -> WebResult<Markup> {
                     }
                 }
             }
+            (shards)
             h2 { "Live: jobs per second" }
             div.chart {
                 svg #live-graph viewBox="0 0 600 160" preserveAspectRatio="none" role="img" aria-label="processed and failed per second" {}
@@ -149,12 +153,14 @@ fn history_chart(days: &[Day]) -> Markup {
 
 pub async fn queues(
     State(dashboard): State<Shared>,
+    picked: Picked,
     Extension(csrf): Extension<CsrfToken>,
 ) -> WebResult<Markup> {
-    let queues = dashboard.queue.queues().await?;
+    let queues = dashboard.queue(picked).queues().await?;
     Ok(layout(
         "Queues",
         "/queues",
+        picked,
         html! {
             table {
                 thead { tr { th { "Queue" } th.num { "Size" } th.num { "Latency" } th {} } }
@@ -181,15 +187,17 @@ pub async fn queues(
 
 pub async fn queue(
     State(dashboard): State<Shared>,
+    picked: Picked,
     Extension(csrf): Extension<CsrfToken>,
     Path(name): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> WebResult<Markup> {
-    let page = dashboard.queue.queue_page(&name, query.page.unwrap_or(1)).await?;
+    let page = dashboard.queue(picked).queue_page(&name, query.page.unwrap_or(1)).await?;
     let base = format!("/queues/{}", encode(&name));
     Ok(layout(
         &format!("Queue {name}"),
         "/queues",
+        picked,
         html! {
             (pager(&base, &page))
             table.jobs {
@@ -220,12 +228,14 @@ pub async fn queue(
 
 pub async fn busy(
     State(dashboard): State<Shared>,
+    picked: Picked,
     Extension(csrf): Extension<CsrfToken>,
 ) -> WebResult<Markup> {
-    let processes = dashboard.queue.processes(true).await?;
+    let processes = dashboard.queue(picked).processes(true).await?;
     Ok(layout(
         "Busy",
         "/busy",
+        picked,
         html! {
             h2 { "Processes" }
             table {

@@ -6,7 +6,7 @@ use super::access::CsrfToken;
 use super::actions::CheckedForm;
 use super::format::{relative, utc};
 use super::pages::{csrf_field, layout};
-use super::{Shared, WebError, WebResult};
+use super::{Picked, Shared, WebError, WebResult};
 use crate::clock;
 use crate::periodic::spec::Periodic;
 use crate::queue::PeriodicState;
@@ -34,7 +34,7 @@ pub struct PeriodicView {
 async fn views(dashboard: &Shared) -> WebResult<Vec<PeriodicView>> {
     let mut views = Vec::new();
     for periodic in dashboard.periodic.iter() {
-        let state = dashboard.queue.periodic_state(&periodic.name).await?;
+        let state = dashboard.first().periodic_state(&periodic.name).await?;
         views.push(PeriodicView {
             name: periodic.name.clone(),
             schedule: periodic.schedule_text(),
@@ -55,12 +55,14 @@ pub async fn api(State(dashboard): State<Shared>) -> WebResult<Json<Vec<Periodic
 
 pub async fn page(
     State(dashboard): State<Shared>,
+    picked: Picked,
     Extension(csrf): Extension<CsrfToken>,
 ) -> WebResult<Markup> {
     let views = views(&dashboard).await?;
     Ok(layout(
         "Periodic",
         "/periodic",
+        picked,
         html! {
             table.periodic {
                 thead { tr {
@@ -111,11 +113,11 @@ pub async fn act(State(dashboard): State<Shared>, CheckedForm(form): CheckedForm
         .find(|p| p.name == name)
         .ok_or_else(|| WebError::bad_request(format!("no periodic job is named {name:?}")))?;
     match form.get("action") {
-        Some("enable") => dashboard.queue.set_periodic_enabled(name, true).await?,
-        Some("disable") => dashboard.queue.set_periodic_enabled(name, false).await?,
+        Some("enable") => dashboard.first().set_periodic_enabled(name, true).await?,
+        Some("disable") => dashboard.first().set_periodic_enabled(name, false).await?,
         Some("enqueue") => {
             let (jid, payload) = crate::periodic::payload(periodic, None)?;
-            dashboard.queue.enqueue_periodic_now(name, (&periodic.queue, &jid, &payload)).await?;
+            dashboard.first().enqueue_periodic_now(name, (&periodic.queue, &jid, &payload)).await?;
             tracing::info!(periodic = name, jid, "periodic job enqueued from the dashboard");
         }
         other => return Err(WebError::bad_request(format!("unknown action {other:?}"))),

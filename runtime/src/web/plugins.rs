@@ -5,7 +5,7 @@
 
 use super::format::{self, relative, utc};
 use super::pages::layout;
-use super::{Shared, WebResult};
+use super::{Picked, Shared, WebResult};
 use crate::metrics::PluginNumbers;
 use crate::registry::{Change, PluginStatus};
 use axum::Json;
@@ -47,11 +47,12 @@ pub async fn api(State(dashboard): State<Shared>) -> WebResult<Json<Plugins>> {
     Ok(Json(collect(&dashboard)))
 }
 
-pub async fn page(State(dashboard): State<Shared>) -> WebResult<Markup> {
+pub async fn page(State(dashboard): State<Shared>, picked: Picked) -> WebResult<Markup> {
     let Plugins { plugins, history } = collect(&dashboard);
     Ok(layout(
         "Plugins",
         "/plugins",
+        picked,
         html! {
             p { "Loaded from " code { (dashboard.registry.dir().display()) } " by this runner. Numbers count jobs run here since it started." }
             table.plugins {

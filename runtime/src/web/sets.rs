@@ -6,7 +6,7 @@ use super::access::CsrfToken;
 use super::actions::CheckedForm;
 use super::format::{self, relative, utc};
 use super::pages::{PageQuery, csrf_field, layout, pager};
-use super::{Shared, WebError, WebResult};
+use super::{Picked, Shared, WebError, WebResult};
 use crate::queue::{Entry, Page, SetAction, keys};
 use anyhow::Context as _;
 use axum::extract::{Query, State};
@@ -61,29 +61,37 @@ pub fn routes() -> Router<Shared> {
     let mut router = Router::new();
     for set in [RETRIES, SCHEDULED, DEAD] {
         router = router
-            .route(set.path, get(move |state, csrf, query| page(state, csrf, query, set)))
-            .route(&format!("/api{}", set.path), get(move |state, query| api(state, query, set)))
-            .route(&format!("{}/act", set.path), post(move |state, form| act(state, form, set)));
+            .route(set.path, get(move |state, picked, csrf, query| page(state, picked, csrf, query, set)))
+            .route(
+                &format!("/api{}", set.path),
+                get(move |state, picked, query| api(state, picked, query, set)),
+            )
+            .route(
+                &format!("{}/act", set.path),
+                post(move |state, picked, form| act(state, picked, form, set)),
+            );
     }
     router
 }
 
 async fn page(
     State(dashboard): State<Shared>,
+    picked: Picked,
     Extension(csrf): Extension<CsrfToken>,
     Query(query): Query<PageQuery>,
     set: SetPage,
 ) -> WebResult<Markup> {
-    let page = dashboard.queue.set_page(set.key, query.page.unwrap_or(1)).await?;
-    Ok(layout(set.title, set.path, entries(&page, &csrf, set)))
+    let page = dashboard.queue(picked).set_page(set.key, query.page.unwrap_or(1)).await?;
+    Ok(layout(set.title, set.path, picked, entries(&page, &csrf, set)))
 }
 
 async fn api(
     State(dashboard): State<Shared>,
+    picked: Picked,
     Query(query): Query<PageQuery>,
     set: SetPage,
 ) -> WebResult<Json<Page<Entry>>> {
-    Ok(Json(dashboard.queue.set_page(set.key, query.page.unwrap_or(1)).await?))
+    Ok(Json(dashboard.queue(picked).set_page(set.key, query.page.unwrap_or(1)).await?))
 }
 
 /// The list, in one form: a row's button acts on that row (`one` =
@@ -160,10 +168,11 @@ fn backtrace_text(backtrace: &serde_json::Value) -> String {
 
 async fn act(
     State(dashboard): State<Shared>,
+    picked: Picked,
     CheckedForm(form): CheckedForm,
     set: SetPage,
 ) -> WebResult<Redirect> {
-    let queue = &dashboard.queue;
+    let queue = dashboard.queue(picked);
     let context = || format!("acting on the {} set", set.key);
     if let Some(jid) = form.get("cancel").filter(|_| set.cancellable) {
         let found = queue.cancel(jid).await.with_context(context)?;
