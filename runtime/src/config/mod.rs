@@ -292,6 +292,17 @@ mod tests {
     }
 
     #[test]
+    fn redis_shards_are_a_list_in_the_runner_section() {
+        let shards = json!(["redis://shard0:6379", "redis://shard1:6379"]);
+        let (settings, _) = settings(json!({"jobrunner": {"redis": shards}}), "x").unwrap();
+        let flags = flags(&settings, &Cli::command().get_matches_from(["runner"])).unwrap();
+        assert_eq!(flags, ["--redis=redis://shard0:6379", "--redis=redis://shard1:6379"]);
+        let cli = Cli::command().get_matches_from(["runner".to_string()].into_iter().chain(flags));
+        let redis: Vec<&String> = cli.get_many::<String>("redis").unwrap().collect();
+        assert_eq!(redis, ["redis://shard0:6379", "redis://shard1:6379"]);
+    }
+
+    #[test]
     fn periodic_jobs_come_from_the_scheduler_section_or_the_runner_section_as_json() {
         let beat = json!({"beat": {"every": "1s", "class": "BeatJob"}});
         let matches = Cli::command().get_matches_from(["runner"]);
