@@ -47,15 +47,25 @@ pub struct Served {
 
 /// What every shard shares.
 pub struct Shared<'a> {
+    /// This runner, as each shard's process set lists it.
     pub process: &'a Arc<Process>,
+    /// Which plugin performs which class.
     pub registry: &'a Arc<Registry>,
+    /// This process's counters.
     pub metrics: &'a Arc<Metrics>,
+    /// Quiet and shutdown.
     pub shutdown: &'a Shutdown,
+    /// Fires them, for the Web UI's Quiet and Stop.
     pub trigger: &'a Trigger,
+    /// Which queues to serve and how.
     pub order: &'a QueueOrder,
+    /// Heartbeat interval and process timeout.
     pub timing: Timing,
+    /// Within how long due scheduled jobs and retries are moved.
     pub poll_interval: Duration,
+    /// The largest payload accepted, in bytes.
     pub max_payload: usize,
+    /// The sent-mail ledger, kept on every shard.
     pub ledger: &'a Ledger,
 }
 
