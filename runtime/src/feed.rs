@@ -404,26 +404,4 @@ mod tests {
             assert_eq!(want, 1);
         }
     }
-
-    #[tokio::test]
-    async fn a_job_ending_wakes_the_fetcher() {
-        let (demand, credits) = demand(1, 0);
-        let slot = demand.slots.clone().try_acquire_owned().unwrap();
-        let credit = credits.clone().try_acquire_owned().unwrap();
-        let waiting = tokio::spawn({
-            let (demand, credits) = (demand.clone(), credits.clone());
-            async move { demand.wanted(&credits, false).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiting.is_finished());
-        let ticket = Ticket {
-            slot: Some(slot),
-            credit: Some(credit),
-            demand: demand.clone(),
-            started: Instant::now(),
-        };
-        drop(ticket);
-        let want = tokio::time::timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap();
-        assert_eq!(want, 1);
-    }
 }

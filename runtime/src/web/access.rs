@@ -150,7 +150,7 @@ impl IntoResponse for Forged {
 }
 
 /// The value of cookie `name`, if the request sent it.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

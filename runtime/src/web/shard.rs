@@ -5,12 +5,16 @@
 //! it; the overview adds a table of every shard with the totals.
 
 use super::Shared;
+use super::access::cookie;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
+
+/// The cookie that remembers the shard picked.
+const COOKIE: &str = "shard";
 
 /// The shard a request looks at, and how many there are.
 #[derive(Clone, Copy, Debug)]
@@ -26,29 +30,25 @@ impl FromRequestParts<Shared> for Picked {
 
     async fn from_request_parts(parts: &mut Parts, dashboard: &Shared) -> Result<Picked, Response> {
         let count = dashboard.shards.len();
-        let asked = query_shard(parts.uri.query()).or_else(|| cookie_shard(&parts.headers));
-        match asked {
-            Some(Ok(index)) if index < count => Ok(Picked { index, count }),
-            // A stale cookie from a runner with more shards: the first.
-            Some(Ok(_)) if query_shard(parts.uri.query()).is_none() => Ok(Picked { index: 0, count }),
-            Some(_) => Err((
-                StatusCode::BAD_REQUEST,
-                format!("shard: there are {count} shards, numbered from 0 to {}", count - 1),
-            )
-                .into_response()),
-            None => Ok(Picked { index: 0, count }),
+        if let Some(asked) = query_shard(parts.uri.query()) {
+            return match asked {
+                Ok(index) if index < count => Ok(Picked { index, count }),
+                _ => Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("shard: there are {count} shards, numbered from 0 to {}", count - 1),
+                )
+                    .into_response()),
+            };
         }
+        // The cookie only remembers a choice: one that no longer fits (a
+        // runner with fewer shards, or a mangled value) means the first.
+        let remembered = cookie(&parts.headers, COOKIE).and_then(|value| value.parse().ok());
+        Ok(Picked { index: remembered.filter(|index| *index < count).unwrap_or(0), count })
     }
 }
 
 fn query_shard(query: Option<&str>) -> Option<Result<usize, ()>> {
     let value = query?.split('&').find_map(|pair| pair.strip_prefix("shard="))?;
-    Some(value.parse().map_err(|_| ()))
-}
-
-fn cookie_shard(headers: &axum::http::HeaderMap) -> Option<Result<usize, ()>> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    let value = cookies.split(';').find_map(|c| c.trim().strip_prefix("shard="))?;
     Some(value.parse().map_err(|_| ()))
 }
 
@@ -72,7 +72,7 @@ pub async fn pick(
     }
     let back =
         back.back.filter(|path| path.starts_with('/') && !path.starts_with("//") && !path.contains('\\'));
-    let cookie = format!("shard={index}; Path=/; SameSite=Lax; HttpOnly");
+    let cookie = format!("{COOKIE}={index}; Path=/; SameSite=Lax; HttpOnly");
     ([(header::SET_COOKIE, cookie)], Redirect::to(back.as_deref().unwrap_or("/"))).into_response()
 }
 
@@ -132,6 +132,6 @@ mod tests {
         assert_eq!(query_shard(Some("shard=x")), Some(Err(())));
         let mut headers = axum::http::HeaderMap::new();
         headers.insert(header::COOKIE, "csrf=abc; shard=2".parse().unwrap());
-        assert_eq!(cookie_shard(&headers), Some(Ok(2)));
+        assert_eq!(cookie(&headers, COOKIE).as_deref(), Some("2"));
     }
 }
