@@ -53,10 +53,12 @@ build_all() {
     cp target/wasm32-wasip2/release/order_created.wasm target/variants/order_created_alt.wasm)
   (cd plugins && cargo build --release --locked --target wasm32-wasip2)
   build_python_plugin
+  build_js_plugin
   cp plugins/target/wasm32-wasip2/release/order_created.wasm \
      plugins/target/wasm32-wasip2/release/shop_mailers.wasm \
      plugins/target/wasm32-wasip2/release/welcome_mail.wasm \
-     plugins/target/python/password_reset.wasm plugins/
+     plugins/target/python/password_reset.wasm \
+     plugins/target/js/signup_digest.wasm plugins/
 }
 
 # The componentize-py release the Python plugin is built with, from PyPI.
@@ -79,4 +81,37 @@ build_python_plugin() {
   mkdir -p plugins/target/python
   "$venv/bin/componentize-py" -d wit -w job-plugin componentize -p plugins/password_reset app \
     -o plugins/target/python/password_reset.wasm >/dev/null
+}
+
+# The componentize-js release the JavaScript plugin is built with, from npm
+# (the version plugins/signup_digest/package.json names).
+COMPONENTIZE_JS_VERSION=0.23.0
+
+# Where componentize-js is installed: the tools of `npm install` in
+# plugins/signup_digest, kept under plugins/target/ like the Python venv.
+JS_TOOLS=plugins/target/js-tools
+
+# Installs componentize-js (and Node.js and npm, from Debian, if missing).
+install_componentize_js() {
+  if ! command -v npm >/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  local installed="$JS_TOOLS/node_modules/@bytecodealliance/componentize-js/package.json"
+  if ! grep -q "\"version\": \"$COMPONENTIZE_JS_VERSION\"" "$installed" 2>/dev/null; then
+    echo "==> installing componentize-js $COMPONENTIZE_JS_VERSION"
+    mkdir -p "$JS_TOOLS"
+    npm install --prefix "$JS_TOOLS" --no-audit --no-fund --loglevel=error \
+      "@bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION" >/dev/null
+  fi
+}
+
+# Builds plugins/signup_digest (JavaScript) into plugins/target/js/ with the
+# same command as its package.json's build script.
+build_js_plugin() {
+  install_componentize_js
+  echo "==> building the JavaScript plugin"
+  mkdir -p plugins/target/js
+  "$JS_TOOLS/node_modules/.bin/componentize-js" plugins/signup_digest/app.js --wit wit \
+    --world-name job-plugin --disable http fetch-event -o plugins/target/js/signup_digest.wasm >/dev/null
 }

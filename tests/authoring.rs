@@ -1,9 +1,12 @@
-//! Plugin authoring: `runner check`, `runner try`, `runner new-plugin`, the
-//! contract's versions, and a plugin written in Python.
+//! Plugin authoring: `runner check`, `runner try`, `runner new-plugin` in
+//! Rust, JavaScript and Python, the contract's versions, and a plugin
+//! written in Python.
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, job_json, plugin_wasm, repo_root, runner_bin};
+use jobrunner_tests::{
+    Redis, Runner, RunnerOptions, Shop, SmtpSink, job_json, plugin_wasm, repo_root, runner_bin,
+};
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn runner(args: &[&str]) -> Output {
@@ -79,6 +82,7 @@ fn a_new_plugin_from_the_template_builds_passes_try_and_hot_loads() {
         runner(&["try", path(&wasm), "--class", "HelloMailJob", "--args", r#"["ann@example.com", "Ann"]"#]);
     assert_eq!(tried.status.code(), Some(0), "{}", text(&tried));
     assert!(text(&tried).contains("Subject: Hello, Ann!"));
+    tries_a_user_by_global_id(&wasm, "HelloMailJob");
 
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let running = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["order_created"]));
@@ -136,4 +140,62 @@ fn the_python_plugin_mails_a_password_reset_and_comes_back_from_the_code_cache()
     assert_eq!(mail.rcpt, ["ann@example.com"]);
     assert_eq!(mail.subject, "Reset your password");
     assert!(mail.body.contains("https://shop.example/password/reset?token=t0k3n"), "{}", mail.body);
+}
+
+/// Scaffolds plugin `name` in `lang` under `dir` and runs the build command
+/// `new-plugin` printed, as printed (componentize-py on the PATH, as `pip
+/// install` puts it); returns the component it built.
+fn scaffold_and_build(dir: &Path, name: &str, lang: &str) -> PathBuf {
+    let created = runner(&["new-plugin", name, "--lang", lang, "--dir", path(dir)]);
+    assert!(created.status.success(), "{}", text(&created));
+    let printed = text(&created);
+    let command = printed.lines().find_map(|line| line.strip_prefix("build it:  ")).expect("a build command");
+    let venv = repo_root().join("plugins/target/python-venv/bin");
+    let search_path = format!("{}:{}", venv.display(), std::env::var("PATH").unwrap_or_default());
+    let build = Command::new("sh")
+        .args(["-c", command])
+        .env("PATH", search_path)
+        .envs([
+            ("npm_config_prefer_offline", "true"),
+            ("npm_config_audit", "false"),
+            ("npm_config_fund", "false"),
+        ])
+        .output()
+        .expect("running the build command");
+    assert!(build.status.success(), "the {lang} template doesn't build with {command}:\n{}", text(&build));
+    dir.join(name).join(format!("{name}.wasm"))
+}
+
+/// `runner try` of `class` with a user by address, then by GlobalID from
+/// the example app's database.
+fn tries_a_user_by_global_id(wasm: &Path, class: &str) {
+    let by_address =
+        runner(&["try", path(wasm), "--class", class, "--args", r#"[{"email": "bo@example.com"}]"#]);
+    assert_eq!(by_address.status.code(), Some(0), "{}", text(&by_address));
+    assert!(
+        text(&by_address).contains("To: bo@example.com")
+            && text(&by_address).contains("Subject: Hello, there!")
+    );
+
+    let shop = Shop::sqlite(&Redis::start());
+    let id = shop.ruby(r#"puts User.create!(email: "cy@example.com", name: "Cy").id"#);
+    let gid = format!(r#"["gid://shop/User/{id}"]"#);
+    let database = &shop.runner_database;
+    let by_gid = runner(&["try", path(wasm), "--class", class, "--database", database, "--args", &gid]);
+    assert_eq!(by_gid.status.code(), Some(0), "{}", text(&by_gid));
+    assert!(text(&by_gid).contains("To: cy@example.com") && text(&by_gid).contains("Subject: Hello, Cy!"));
+}
+
+#[test]
+fn a_new_javascript_plugin_builds_as_is_and_reads_a_user_by_global_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = scaffold_and_build(dir.path(), "hello_js", "js");
+    tries_a_user_by_global_id(&wasm, "HelloJsJob");
+}
+
+#[test]
+fn a_new_python_plugin_builds_as_is_and_reads_a_user_by_global_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = scaffold_and_build(dir.path(), "hello_py", "python");
+    tries_a_user_by_global_id(&wasm, "HelloPyJob");
 }

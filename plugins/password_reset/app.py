@@ -1,14 +1,18 @@
 """Sends the password reset mail for `PasswordResetJob`, written in Python.
 
-Arguments: `[{"email": "ann@example.com", "token": "abc123"}]` or
-`["ann@example.com", "abc123"]`.
+Arguments: the user and the token, as Rails'
+`PasswordResetJob.perform_later(user, token)` passes them, the user a
+GlobalID read from the app's database (`["gid://shop/User/7", "abc123"]`);
+or the address instead of the user, by name or by position
+(`[{"email": "ann@example.com", "token": "abc123"}]`,
+`["ann@example.com", "abc123"]`).
 """
 
 import json
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import logging, mail, types
+from wit_world.imports import logging, mail, records, types
 
 RESET_URL = "https://shop.example/password/reset?token="
 
@@ -37,7 +41,7 @@ class WitWorld(wit_world.WitWorld):
 
 
 def arguments(text: str) -> tuple[str, str]:
-    """The recipient and token, by name or by position."""
+    """The recipient and token, by name or by position; a user given by GlobalID is read."""
     args = json.loads(text)
     if args and isinstance(args[0], dict):
         email, token = args[0].get("email"), args[0].get("token")
@@ -46,8 +50,22 @@ def arguments(text: str) -> tuple[str, str]:
     else:
         email = token = None
     if not isinstance(email, str) or not isinstance(token, str):
-        raise Err(types.JobError_Permanent('expected [{"email": ..., "token": ...}] or [email, token]'))
+        raise Err(types.JobError_Permanent('expected [user, token], [{"email": ..., "token": ...}] or [email, token]'))
+    if email.startswith("gid://"):
+        email = email_of(email)
     return email, token
+
+
+def email_of(gid: str) -> str:
+    """The address of the user `gid` names, from the app's database."""
+    try:
+        row = records.locate(gid, ["email"])
+    except Err as err:
+        kind = types.JobError_Retryable if isinstance(err.value, records.RecordError_Unavailable) else types.JobError_Permanent
+        raise Err(kind(f"reading {gid}: {err.value.value}"))
+    if row is None:
+        raise Err(types.JobError_Retryable(f"Couldn't find the record {gid}"))
+    return json.loads(row)["email"]
 
 
 def job_error(error: mail.MailError) -> types.JobError:

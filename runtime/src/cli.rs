@@ -1,5 +1,6 @@
 //! The command line: `runner [options]` runs jobs; `runner enqueue` pushes one.
 
+use crate::author::Lang;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,6 +60,9 @@ pub enum Command {
         file: PathBuf,
         #[arg(long, default_value = "NoopJob")]
         class: String,
+        /// The job's arguments, as JSON.
+        #[arg(long, default_value = "[]")]
+        args: String,
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
     },
@@ -71,14 +75,17 @@ pub enum Command {
         #[arg(long)]
         memory_bytes: usize,
     },
-    /// Creates a new Rust plugin crate, <DIR>/<NAME>, that builds as is.
+    /// Creates a new plugin, <DIR>/<NAME>, in Rust, JavaScript or Python, that builds as is.
     NewPlugin {
         /// The plugin's name, e.g. hello_mail (it handles HelloMailJob).
         name: String,
         /// Where to create it.
         #[arg(long, default_value = "plugins")]
         dir: PathBuf,
-        /// The plugin SDK crate. [default: <DIR>/sdk]
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
+        /// The plugin SDK crate, for a Rust plugin. [default: <DIR>/sdk]
         #[arg(long)]
         sdk: Option<PathBuf>,
     },

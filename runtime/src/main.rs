@@ -119,15 +119,15 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Some(Command::NewPlugin { name, dir, sdk }) => {
+        Some(Command::NewPlugin { name, dir, lang, sdk }) => {
             let sdk = sdk.unwrap_or_else(|| dir.join("sdk"));
-            let root = author::new_plugin(&name, &dir, &sdk)?;
+            let root = author::new_plugin(&name, &dir, lang, &sdk)?;
             println!("created {}", root.display());
-            println!("build it:  (cd {} && cargo build --release --target wasm32-wasip2)", root.display());
+            println!("build it:  (cd {} && {})", root.display(), author::build_command(lang, &name));
             Ok(())
         }
-        Some(Command::MeasureSandbox { file, class, iterations }) => {
-            let (sandboxed, native) = author::sandbox_overhead(&file, &class, iterations).await?;
+        Some(Command::MeasureSandbox { file, class, args, iterations }) => {
+            let (sandboxed, native) = author::sandbox_overhead(&file, (&class, &args), iterations).await?;
             for (what, t) in [("sandbox", sandboxed), ("native", native)] {
                 println!("{what} p50_us={:.1} p99_us={:.1}", micros(t.p50), micros(t.p99));
             }

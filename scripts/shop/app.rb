@@ -91,6 +91,26 @@ class OrderCreateJob < ApplicationJob
   end
 end
 
+# Performed by the runner's signup_digest plugin (JavaScript):
+# `SignupDigestJob.perform_later("team@shop.example", users)`.
+class SignupDigestJob < ApplicationJob
+  queue_as :default
+
+  def perform(to, users)
+    raise "performed by the runner"
+  end
+end
+
+# Performed by the runner's password_reset plugin (Python):
+# `PasswordResetJob.perform_later(user, token)`.
+class PasswordResetJob < ApplicationJob
+  queue_as :default
+
+  def perform(user, token)
+    raise "performed by the runner"
+  end
+end
+
 class ApplicationMailer < ActionMailer::Base
   default from: "shop@example.com"
 end

@@ -60,6 +60,7 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
     let path = match name {
         "order_created_alt" => built.join("variants/order_created_alt.wasm"),
         "password_reset" => built.join("python/password_reset.wasm"),
+        "signup_digest" => built.join("js/signup_digest.wasm"),
         _ => built.join("wasm32-wasip2/release").join(format!("{name}.wasm")),
     };
     assert!(

@@ -31,14 +31,19 @@ fn native_noop(job: &wit::Job) -> Result<(), wit::JobError> {
     Ok(())
 }
 
-/// Performs `class` `iterations` times through the plugin in `file`, each
-/// in a fresh instance, and as many times through a native no-op handler.
-pub async fn sandbox_overhead(file: &Path, class: &str, iterations: usize) -> Result<(Timings, Timings)> {
+/// Performs a job of `class` with `args` `iterations` times through the
+/// plugin in `file`, each in a fresh instance, and as many times through a
+/// native no-op handler.
+pub async fn sandbox_overhead(
+    file: &Path,
+    (class, args): (&str, &str),
+    iterations: usize,
+) -> Result<(Timings, Timings)> {
     let mailer = Arc::new(Mailer::capture("jobrunner <jobrunner@localhost>")?);
     let plugin =
         load(file, (mailer, Policy::default()), None, (default_limits(), CompileLimits::default())).await?;
-    let payload =
-        format!(r#"{{"class":"{class}","args":[],"jid":"0123456789abcdef01234567","queue":"default"}}"#);
+    let (_, payload) = crate::client::new_job(class, args, "default", true)?;
+    let payload = payload.to_string();
     let mut sandboxed = Vec::with_capacity(iterations);
     let mut native = Vec::with_capacity(iterations);
     for _ in 0..iterations {

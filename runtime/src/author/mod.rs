@@ -8,7 +8,7 @@ mod measure;
 mod template;
 
 pub use measure::sandbox_overhead;
-pub use template::new_plugin;
+pub use template::{Lang, build_command, new_plugin};
 
 use crate::engine::{self, EngineLimits};
 use crate::mail::Mailer;

@@ -1,0 +1,56 @@
+//! Plugins in other languages than Rust, performing a Rails app's jobs as
+//! the app enqueues them (`scripts/shop/app.rb`): `signup_digest` in
+//! JavaScript (componentize-js) and `password_reset` in Python
+//! (componentize-py), each reading users by GlobalID from the app's
+//! database, and their mail arriving at a real SMTP server.
+
+use jobrunner_tests::{Mail, Redis, Runner, RunnerOptions, Shop, SmtpSink};
+
+/// A runner with `plugin`, reading the shop's database.
+fn runner(redis: &Redis, smtp: &SmtpSink, shop: &Shop, plugin: &'static str) -> Runner {
+    let options = RunnerOptions::plugins(&[plugin]).args(&["--database", &shop.runner_database]);
+    Runner::start(&redis.url, &smtp.url, options)
+}
+
+/// The HTML part of `mail`, its quoted-printable soft line breaks undone.
+fn html_part(mail: &Mail) -> String {
+    let at =
+        mail.raw.find("Content-Type: text/html").unwrap_or_else(|| panic!("no HTML part in {}", mail.raw));
+    mail.raw[at..].replace("=\r\n", "").replace("=\n", "")
+}
+
+#[test]
+fn the_javascript_plugin_mails_a_signup_digest_of_users_found_by_global_id() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let shop = Shop::sqlite(&redis);
+    let running = runner(&redis, &smtp, &shop, "signup_digest");
+    // A user deleted after signing up is left out, as the app would.
+    shop.ruby(
+        r#"users = [User.create!(email: "ann@example.com", name: "Ann <Admin>"),
+                    User.create!(email: "bo@example.com", name: "Bo")]
+           gone = User.create!(email: "cy@example.com", name: "Cy").destroy
+           SignupDigestJob.perform_later("team@shop.example", users + [gone])"#,
+    );
+    let mail = smtp.wait_for(1).remove(0);
+    assert_eq!(mail.rcpt, ["team@shop.example"]);
+    assert_eq!(mail.subject, "Signup digest: 2 new signups");
+    assert!(mail.body.contains("- Ann <Admin> <ann@example.com>\n- Bo <bo@example.com>"), "{}", mail.body);
+    let html = html_part(&mail);
+    assert!(html.contains("<td>Ann &#60;Admin&#62;</td><td>ann@example.com</td>"), "escaped in HTML: {html}");
+    assert!(!mail.raw.contains("cy@example.com"), "the deleted user is left out: {}", mail.raw);
+    running.wait_for_log(&["WARN", "gid://shop/User/3 is gone; left out of the digest"], 1);
+}
+
+#[test]
+fn the_python_plugin_mails_a_password_reset_to_a_user_found_by_global_id() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let shop = Shop::sqlite(&redis);
+    let _running = runner(&redis, &smtp, &shop, "password_reset");
+    shop.ruby(
+        r#"PasswordResetJob.perform_later(User.create!(email: "dee@example.com", name: "Dee"), "t0k3n")"#,
+    );
+    let mail = smtp.wait_for(1).remove(0);
+    assert_eq!(mail.rcpt, ["dee@example.com"]);
+    assert_eq!(mail.subject, "Reset your password");
+    assert!(mail.body.contains("https://shop.example/password/reset?token=t0k3n"), "{}", mail.body);
+}
