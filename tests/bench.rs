@@ -6,10 +6,14 @@
 //! and by GlobalID, reading three rows per job from PostgreSQL as a Rails
 //! app's `OrderCreateJob.perform_later(order)` asks), enqueue-to-start latency at a
 //! fixed rate, the per-job cost of a fresh sandboxed instance next to a
-//! native handler, peak RSS at two concurrencies, and for each drain the
+//! native handler, peak RSS at two concurrencies, for each drain the
 //! Redis server's own CPU per job with the jobs/s one Redis core would
-//! carry at that cost. Needs the runner and
+//! carry at that cost, and a mail plugin per language (`bench_languages.rs`).
+//! Needs the runner and
 //! plugins built (`scripts/test` or `scripts/demo` build them).
+
+#[path = "bench_languages.rs"]
+mod languages;
 
 use jobrunner_tests::{
     Postgres, Redis, Runner, RunnerOptions, Shop, SmtpSink, eventually, now, plugin_wasm, runner_bin,
@@ -23,7 +27,8 @@ struct Options {
     jobs: usize,
     /// Concurrency of the drains and the latency run.
     concurrency: u16,
-    /// The plugin drained besides order_created: `noop` by default.
+    /// The plugin drained besides order_created: `noop` by default, or one
+    /// of the mail plugins of `languages::PLUGINS`.
     plugin: String,
     /// Jobs per second offered in the latency run.
     rate: u32,
@@ -54,7 +59,8 @@ fn options() -> Options {
             "--cancels" => options.cancels = value().parse().expect("--cancels N"),
             "--help" | "-h" => {
                 println!(
-                    "bench [--jobs N] [--concurrency N] [--plugin noop] [--rate N] [--seconds N] [--cancels N]"
+                    "bench [--jobs N] [--concurrency N] [--plugin noop|order_created|password_reset|signup_digest] \
+                     [--rate N] [--seconds N] [--cancels N]"
                 );
                 std::process::exit(0);
             }
@@ -68,8 +74,9 @@ fn options() -> Options {
 fn job_for(plugin: &str, i: usize) -> (&'static str, serde_json::Value) {
     match plugin {
         "noop" => ("NoopJob", json!([])),
-        "order_created" => ("OrderCreateJob", json!([i, format!("buyer{i}@example.com")])),
-        other => panic!("no benchmark job for plugin {other}"),
+        other => {
+            languages::mail_job(other, i).unwrap_or_else(|| panic!("no benchmark job for plugin {other}"))
+        }
     }
 }
 
@@ -96,10 +103,7 @@ fn drain(plugin: &str, jobs: usize, concurrency: u16) -> Drain {
             payload(class, args, i)
         })
         .collect();
-    let plugins = match plugin {
-        "noop" => ["noop"],
-        _ => ["order_created"],
-    };
+    let plugins = [languages::PLUGINS.iter().map(|(_, p)| *p).find(|p| *p == plugin).unwrap_or("noop")];
     drain_payloads(&redis, &smtp, &plugins, &payloads, &["-c", &concurrency.to_string()])
 }
 
@@ -367,6 +371,8 @@ fn main() {
     for line in sandbox().lines() {
         println!("  {line}");
     }
+    println!();
+    languages::run(o.jobs / 10, o.concurrency);
 }
 
 fn print_drain(what: &str, jobs: usize, d: &Drain) {

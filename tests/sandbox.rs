@@ -325,3 +325,48 @@ fn a_log_flood_is_held_to_the_documented_100_lines_a_second() {
         .expect("the dropped count");
     assert!(count > 10 * written as u64, "{count} lines dropped against {written} written");
 }
+
+/// Instance reuse is an opt-in of one plugin's policy section: with
+/// `reuse = 3` an instance performs up to three jobs, the later ones seeing
+/// what the one before left, and the fourth gets a fresh instance. A job
+/// that traps or runs out of time ends its instance, so the next is clean,
+/// and a reused instance gets each job's own time limit.
+#[test]
+fn reuse_is_opted_into_per_plugin_bounded_and_ended_by_a_broken_job() {
+    let _turn = alone();
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[plugins.misbehave]\nreuse = 3\n").unwrap();
+    let options = RunnerOptions::plugins(&["misbehave"]);
+    let runner = Runner::start(
+        &redis.url,
+        &smtp.url,
+        options.args(&["-c", "1", "--timeout", "1", "--policy", policy.to_str().unwrap()]),
+    );
+    runner.wait_for_log(&["instances reused for up to 3 jobs each", "plugin=misbehave"], 1);
+    let mut sent = 0;
+    let mut secret = |i: usize| {
+        let jid = format!("{i:024}");
+        redis.push("default", &job_json("SecretJob", json!(["ops@example.com", format!("s{i}")]), &jid));
+        sent += 1;
+        let mail = smtp.wait_for(sent).into_iter().find(|m| m.message_id.contains(&jid));
+        mail.expect("the job's mail").subject
+    };
+    assert_eq!(secret(0), "clean");
+    assert_eq!(secret(1), "saw s0 and s0");
+    // Longer than the time limit between two jobs of one instance: the
+    // next job has a time limit of its own.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(secret(2), "saw s1 and s1");
+    assert_eq!(secret(3), "clean", "an instance performs at most 3 jobs");
+    redis.push("default", &one_shot("TrapJob", json!([]), "7a7a7a7a7a7a7a7a7a7a7a7a"));
+    dead_errors(&redis, 1);
+    assert_eq!(secret(4), "clean", "a trapped instance is not reused");
+    assert_eq!(secret(5), "saw s4 and s4");
+    redis.push("default", &one_shot("SpinJob", json!([]), "5b5b5b5b5b5b5b5b5b5b5b5b"));
+    assert!(dead_errors(&redis, 2)["5b5b5b5b5b5b5b5b5b5b5b5b"].contains("timed out after 1s"));
+    assert_eq!(secret(6), "clean", "a timed-out instance is not reused");
+    let failed: Option<String> = redis.query(&["GET", "stat:failed"]);
+    assert_eq!(failed.as_deref(), Some("2"), "only the trap and the spin failed, each once");
+}

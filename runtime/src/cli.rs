@@ -65,6 +65,12 @@ pub enum Command {
         args: String,
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
+        /// A policy file, e.g. one with `reuse` for the plugin.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// A code cache folder: the first load and a cached one are timed.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
     },
     /// Compiles a component read on stdin for an engine with these
     /// settings and writes the code on stdout (the runner's own child).

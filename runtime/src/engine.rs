@@ -35,6 +35,9 @@ pub struct EngineLimits {
     pub concurrency: usize,
     /// The most linear memory one job's instance may use, in bytes.
     pub memory_bytes: usize,
+    /// Instances kept idle for reuse (see `plugin::warm`): each holds its
+    /// slot between jobs, so the pool has this many more.
+    pub warm_instances: usize,
 }
 
 /// Builds the engine and starts the thread that advances its epoch.
@@ -53,8 +56,9 @@ pub fn build(limits: EngineLimits) -> Result<Engine> {
 }
 
 fn pooling(limits: EngineLimits) -> PoolingAllocationConfig {
-    // Jobs, plus room for plugins being loaded and described meanwhile.
-    let instances = (limits.concurrency + 8) as u32;
+    // Jobs, plus room for plugins being loaded and described meanwhile,
+    // plus instances kept for reuse.
+    let instances = (limits.concurrency + 8 + limits.warm_instances) as u32;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances);
     // A Rust component is its own module plus a handful of adapter shims.

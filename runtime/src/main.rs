@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
         }
     };
     if let Some(Command::CompilePlugin { concurrency, memory_bytes }) = cli.command {
-        let engine = jobrunner::engine::EngineLimits { concurrency, memory_bytes };
+        let engine = jobrunner::engine::EngineLimits { concurrency, memory_bytes, warm_instances: 0 };
         return match jobrunner::plugin::compile::compile_stdin(engine) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -126,9 +126,19 @@ async fn run(cli: Cli) -> Result<()> {
             println!("build it:  (cd {} && {})", root.display(), author::build_command(lang, &name));
             Ok(())
         }
-        Some(Command::MeasureSandbox { file, class, args, iterations }) => {
-            let (sandboxed, native) = author::sandbox_overhead(&file, (&class, &args), iterations).await?;
-            for (what, t) in [("sandbox", sandboxed), ("native", native)] {
+        Some(Command::MeasureSandbox { file, class, args, iterations, policy, cache_dir }) => {
+            let measure = author::Measure {
+                file: &file,
+                job: (&class, &args),
+                iterations,
+                policy: policy.as_deref(),
+                cache_dir: cache_dir.as_deref(),
+            };
+            let measured = author::sandbox_overhead(measure).await?;
+            if let Some((first, cached)) = measured.loads {
+                println!("loads first_ms={} cached_ms={}", first.as_millis(), cached.as_millis());
+            }
+            for (what, t) in [("sandbox", measured.sandboxed), ("native", measured.native)] {
                 println!("{what} p50_us={:.1} p99_us={:.1}", micros(t.p50), micros(t.p99));
             }
             Ok(())

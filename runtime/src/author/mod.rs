@@ -7,7 +7,7 @@
 mod measure;
 mod template;
 
-pub use measure::sandbox_overhead;
+pub use measure::{Measure, sandbox_overhead};
 pub use template::{Lang, build_command, new_plugin};
 
 use crate::engine::{self, EngineLimits};
@@ -36,17 +36,18 @@ pub mod exit {
     pub const UNUSABLE: u8 = 3;
 }
 
-/// Loads `file` as the runner would, with `mailer` behind `send-mail` and
-/// the database at `database` behind `records`.
+/// Loads `file` as the runner would, with `mailer` behind `send-mail`, the
+/// database at `database` behind `records`, and compiled code kept in
+/// `cache_dir` if given.
 async fn load(
     file: &Path,
     (mailer, policy): (Arc<Mailer>, Policy),
-    database: Option<&str>,
+    (database, cache_dir): (Option<&str>, Option<&Path>),
     (limits, compile): (Limits, CompileLimits),
 ) -> Result<Plugin> {
     let bytes = plugin::file::read(file, plugin::file::DEFAULT_MAX_SIZE)
         .with_context(|| format!("{} is not a usable plugin", file.display()))?;
-    let engine_limits = EngineLimits { concurrency: 1, memory_bytes: limits.memory_bytes };
+    let engine_limits = EngineLimits { concurrency: 1, memory_bytes: limits.memory_bytes, warm_instances: 1 };
     let engine = engine::build(engine_limits)?;
     let metrics = Arc::new(Metrics::new());
     let records = Records::new(database, 1, policy.models().clone(), metrics.clone())?;
@@ -55,7 +56,7 @@ async fn load(
         mailer,
         policy: Arc::new(policy),
         limits,
-        cache: Arc::new(CodeCache::new(None, &engine)?),
+        cache: Arc::new(CodeCache::new(cache_dir, &engine)?),
         compiler: Arc::new(Compiler::new(engine_limits, compile)),
         metrics,
         records: Arc::new(records),
@@ -76,7 +77,7 @@ fn default_limits() -> Limits {
 pub async fn check(file: &Path, compile: CompileLimits) -> ExitCode {
     let mailer =
         Arc::new(Mailer::capture("jobrunner <jobrunner@localhost>").expect("a valid default sender"));
-    match load(file, (mailer, Policy::default()), None, (default_limits(), compile)).await {
+    match load(file, (mailer, Policy::default()), (None, None), (default_limits(), compile)).await {
         Ok(plugin) => {
             let meta = &plugin.meta;
             println!("{}: ok", file.display());
@@ -129,7 +130,8 @@ async fn run_trial(trial: &Trial<'_>) -> Result<u8> {
     };
     let mailer = Arc::new(Mailer::capture(trial.mail_from)?);
     let plugin =
-        load(trial.file, (mailer.clone(), policy), trial.database, (trial.limits, trial.compile)).await?;
+        load(trial.file, (mailer.clone(), policy), (trial.database, None), (trial.limits, trial.compile))
+            .await?;
     anyhow::ensure!(
         plugin.meta.classes.iter().any(|c| c == trial.class),
         "{} handles {}, not {}",

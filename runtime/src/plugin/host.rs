@@ -1,7 +1,8 @@
 //! What the host gives one plugin instance: its store data.
 //!
-//! A [`HostState`] lives exactly as long as one instance (one job, or one
-//! `describe` call). It holds an empty WASI context (no files, no environment,
+//! A [`HostState`] lives exactly as long as one instance: one job, one
+//! `describe` call, or the jobs of an instance a plugin's policy lets it
+//! reuse (see [`super::warm`]), each begun with [`HostState::begin_job`]. It holds an empty WASI context (no files, no environment,
 //! no sockets: Rust's standard library imports WASI, so it must be present),
 //! the memory cap, the [`Capabilities`] behind `send-mail` and `log` with the
 //! plugin's policy, and the names that tag the plugin's log lines. A policy
@@ -121,6 +122,22 @@ impl HostState {
             cancel: CancellationToken::new(),
             cancelled: false,
         }
+    }
+
+    /// Makes the state of a reused instance ready for its next job: what
+    /// belongs to one job starts over, as in a fresh instance; WASI, the
+    /// memory cap and the capabilities stay with the instance.
+    pub fn begin_job(&mut self, tags: LogTags, deadline: Instant, cancel: CancellationToken) {
+        self.stderr.clear();
+        self.tags = tags;
+        self.missing_record = None;
+        self.violation = None;
+        self.dropped_logs = 0;
+        self.mail_calls = 0;
+        self.deadline = deadline;
+        self.ran_out = false;
+        self.cancel = cancel;
+        self.cancelled = false;
     }
 
     /// Stops the call when `cancel` fires.

@@ -6,7 +6,8 @@
 //! world and asks it to `describe` itself.
 //! [`Plugin::perform`] then runs one job in a fresh instance created from
 //! the pre-linked [`InstancePre`](wasmtime::component::InstancePre), under
-//! the job's time limit and memory cap.
+//! the job's time limit and memory cap; or, for a plugin whose policy opts
+//! in to `reuse`, in an idle instance kept from an earlier job ([`warm`]).
 
 mod cache;
 mod cap;
@@ -19,6 +20,7 @@ mod pace;
 mod records_host;
 mod run;
 mod stderr;
+mod warm;
 
 pub use cache::{CodeCache, CodeSource};
 pub use compile::{CompileLimits, Compiler};
@@ -84,6 +86,8 @@ pub struct Plugin {
     caps: Capabilities,
     /// Per-instance limits.
     limits: Limits,
+    /// Idle instances, when the plugin's policy lets it reuse them.
+    warm: Option<warm::Pool>,
 }
 
 /// Turns `.wasm` files into [`Plugin`]s.
@@ -143,7 +147,12 @@ impl Loader {
             contract,
         };
         let caps = self.capabilities(&meta.name);
-        Ok(Plugin { meta, pre, caps, limits: self.limits })
+        let reuse = self.policy.rules_for(&meta.name).reuse;
+        let warm = (reuse > 1).then(|| warm::Pool::new(reuse));
+        if reuse > 1 {
+            tracing::info!(plugin = %meta.name, reuse, "instances reused for up to {reuse} jobs each, as the policy says");
+        }
+        Ok(Plugin { meta, pre, caps, limits: self.limits, warm })
     }
 
     /// The compiled component for `wasm`: from the cache, or compiled now.
@@ -209,6 +218,7 @@ impl Plugin {
             jid: job.jid.clone(),
             shard,
         };
-        run::perform(&self.pre, (self.caps.clone(), self.limits), tags, job, cancel).await
+        run::perform(&self.pre, (self.caps.clone(), self.limits), tags, job, (cancel, self.warm.as_ref()))
+            .await
     }
 }

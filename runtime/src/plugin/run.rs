@@ -12,6 +12,7 @@
 use super::host::{Capabilities, HostState, LogTags, MemoryExceeded};
 use super::pace::Pace;
 use super::records_host::COMMIT_RACE_WINDOW;
+use super::warm::Pool;
 use crate::wit;
 use std::fmt;
 use std::sync::Arc;
@@ -111,18 +112,19 @@ fn humanize(d: Duration) -> String {
 /// gives up on it (the epoch deadline only fires while guest code runs).
 const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 
-fn new_store(pre: &wit::JobPluginPre<HostState>, state: HostState, limits: Limits) -> Store<HostState> {
-    let deadline = state.deadline;
-    let cancel = state.cancel.clone();
-    let mut store = Store::new(pre.engine(), state);
+fn new_store(engine: &wasmtime::Engine, state: HostState, limits: Limits) -> Store<HostState> {
+    let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
     let mut pace = Pace::new();
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
+    // The deadline and the cancel token are read from the state at each
+    // tick: a reused instance's store gets new ones for every job.
+    store.epoch_deadline_callback(move |store| {
+        let state = store.data();
+        if Instant::now() >= state.deadline {
             return Err(wasmtime::Error::new(Timeout(limits.timeout)));
         }
-        if cancel.is_cancelled() {
+        if state.cancel.is_cancelled() {
             return Err(wasmtime::Error::new(Cancelled));
         }
         Ok(UpdateDeadline::YieldCustom(1, pace.tick(crate::engine::EPOCH_TICK)))
@@ -147,13 +149,23 @@ async fn with_instance<R>(
     limits: Limits,
     call: impl AsyncFnOnce(&wit::JobPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R, CallError> {
-    let mut store = new_store(pre, state, limits);
+    let mut store = new_store(pre.engine(), state, limits);
+    bounded_call(&mut store, limits, async |store| {
+        let instance = pre.instantiate_async(&mut *store).await?;
+        call(&instance, store).await
+    })
+    .await
+}
+
+/// Runs `work` on `store` under the call's time limit and its cancel
+/// token, and says how it ended.
+async fn bounded_call<R>(
+    store: &mut Store<HostState>,
+    limits: Limits,
+    work: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, CallError> {
     let cancel = store.data().cancel.clone();
-    let work = async {
-        let instance = pre.instantiate_async(&mut store).await?;
-        call(&instance, &mut store).await
-    };
-    let ended = bounded(work, limits.timeout.saturating_add(HOST_CALL_GRACE), &cancel).await;
+    let ended = bounded(work(&mut *store), limits.timeout.saturating_add(HOST_CALL_GRACE), &cancel).await;
     match ended {
         _ if store.data().ran_out => Err(CallError::Timeout(Timeout(limits.timeout))),
         _ if store.data().cancelled => Err(CallError::Cancelled),
@@ -199,30 +211,70 @@ pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Performs one job. The outer `Result` is the host's view (trap, timeout,
 /// memory cap); the inner one is what the plugin returned, except that a
 /// broken policy rule fails the job permanently whatever the plugin said.
+/// With `warm`, the plugin's policy lets it reuse instances: the job runs
+/// in an idle one if there is one, which goes back if the job ended normally.
 pub async fn perform(
     pre: &wit::JobPluginPre<HostState>,
     (caps, limits): (Capabilities, Limits),
     tags: LogTags,
     job: &wit::Job,
-    cancel: CancellationToken,
+    (cancel, warm): (CancellationToken, Option<&Pool>),
 ) -> Result<Result<(), wit::JobError>, CallError> {
-    let state = HostState::new(caps, limits.memory_bytes, tags, deadline(limits))
-        .with_commit_race_until(commit_race_until(job, limits))
-        .with_cancel(cancel);
-    let result = with_instance(pre, state, limits, async |instance, store| {
-        let result = instance.call_perform(&mut *store, job).await?;
-        let state = store.data();
-        if state.dropped_logs > 0 {
-            tracing::warn!(dropped = state.dropped_logs, "log lines dropped by the plugin's log rate limit");
+    let until = deadline(limits);
+    let commit_race = commit_race_until(job, limits);
+    let result = match (warm, warm.and_then(Pool::take)) {
+        (Some(pool), Some(mut idle)) => {
+            let state = idle.store.data_mut();
+            state.begin_job(tags, until, cancel);
+            state.commit_race_until = commit_race;
+            idle.store.set_epoch_deadline(1);
+            let (mut store, instance, served) = (idle.store, idle.instance, idle.served);
+            let result =
+                bounded_call(&mut store, limits, async |store| perform_call(&instance, store, job).await)
+                    .await;
+            if result.is_ok() {
+                pool.put_back(store, instance, Some(served));
+            }
+            result?
         }
-        Ok(match (&state.violation, &state.missing_record) {
-            (Some(rule), _) => Ok(Err(wit::JobError::Permanent(format!("policy violation: {rule}")))),
-            (None, Some(missing)) if result.is_err() => Err(missing.clone()),
-            _ => Ok(result),
-        })
-    })
-    .await?;
+        (warm, _) => {
+            let state = HostState::new(caps, limits.memory_bytes, tags, until)
+                .with_commit_race_until(commit_race)
+                .with_cancel(cancel);
+            let mut store = new_store(pre.engine(), state, limits);
+            let ran = bounded_call(&mut store, limits, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let result = perform_call(&instance, store, job).await?;
+                Ok((instance, result))
+            })
+            .await;
+            let (instance, result) = ran?;
+            if let Some(pool) = warm {
+                pool.put_back(store, instance, None);
+            }
+            result
+        }
+    };
     result.map_err(CallError::MissingRecord)
+}
+
+/// Calls `perform` on `instance`, and turns a broken policy rule or a
+/// record that isn't there into the job's outcome.
+async fn perform_call(
+    instance: &wit::JobPlugin,
+    store: &mut Store<HostState>,
+    job: &wit::Job,
+) -> wasmtime::Result<Result<Result<(), wit::JobError>, String>> {
+    let result = instance.call_perform(&mut *store, job).await?;
+    let state = store.data();
+    if state.dropped_logs > 0 {
+        tracing::warn!(dropped = state.dropped_logs, "log lines dropped by the plugin's log rate limit");
+    }
+    Ok(match (&state.violation, &state.missing_record) {
+        (Some(rule), _) => Ok(Err(wit::JobError::Permanent(format!("policy violation: {rule}")))),
+        (None, Some(missing)) if result.is_err() => Err(missing.clone()),
+        _ => Ok(result),
+    })
 }
 
 /// Until when a record missing in `job` may still be uncommitted: a

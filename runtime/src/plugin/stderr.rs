@@ -34,6 +34,11 @@ impl TailPipe {
         String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned()
     }
 
+    /// Forgets what was kept, for an instance that starts another job.
+    pub fn clear(&self) {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     fn push(&self, bytes: &[u8]) {
         let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
         let keep = &bytes[bytes.len().saturating_sub(self.capacity)..];

@@ -13,6 +13,7 @@
 //!
 //! [plugins.order_created]
 //! mail_per_second = 2000
+//! reuse = 100          # opt-in: one instance performs up to 100 jobs
 //! ```
 //!
 //! A [`Guard`] applies one plugin's rules while it runs, with the rate
@@ -57,6 +58,11 @@ pub struct Rules {
     /// `log` lines per second across all of the plugin's jobs; the rest are
     /// dropped and counted.
     pub log_lines_per_second: u32,
+    /// How many jobs one instance may perform, one after another. 1 (the
+    /// default) gives every job a fresh instance; more is an opt-in for a
+    /// trusted plugin, set in its own section only, since a job then sees
+    /// whatever the jobs before it left in the instance's memory.
+    pub reuse: u32,
     /// The models (and their columns) the plugin may read with `records`.
     /// Without a policy file every model is readable, sensitive columns
     /// excepted; with one, only what is granted here.
@@ -75,6 +81,7 @@ impl Default for Rules {
             max_mails_per_job: 100,
             mail_per_second: 5000,
             log_lines_per_second: 100,
+            reuse: 1,
             records: None,
         }
     }
@@ -121,6 +128,11 @@ impl Policy {
 
     fn parse(text: &str) -> Result<Policy> {
         let file: PolicyFile = toml::from_str(text)?;
+        anyhow::ensure!(
+            !file.default.contains_key("reuse"),
+            "in [default]: reuse is set for one plugin at a time, under [plugins.NAME]: \
+             a reused instance keeps what one job leaves for the next"
+        );
         let default = rules(file.default.clone()).context("in [default]")?;
         let mut plugins = HashMap::new();
         for (name, changes) in file.plugins {
@@ -146,6 +158,12 @@ impl Policy {
         &self.classes
     }
 
+    /// How many plugins may reuse instances, each holding up to one idle
+    /// instance per job slot.
+    pub fn reusing_plugins(&self) -> usize {
+        self.plugins.values().filter(|rules| rules.reuse > 1).count()
+    }
+
     /// Plugins named in the file, to warn about names no plugin has.
     pub fn named_plugins(&self) -> impl Iterator<Item = &str> {
         self.plugins.keys().map(String::as_str)
@@ -159,6 +177,7 @@ fn rules(table: toml::Table) -> Result<Rules> {
     rules.records.get_or_insert_with(Default::default);
     anyhow::ensure!(rules.mail_per_second > 0, "mail_per_second must be positive");
     anyhow::ensure!(rules.log_lines_per_second > 0, "log_lines_per_second must be positive");
+    anyhow::ensure!(rules.reuse > 0, "reuse must be at least 1 (1 is a fresh instance per job)");
     Ok(rules)
 }
 
@@ -186,6 +205,18 @@ mod tests {
         assert!(Policy::parse("[defaults]\n").is_err());
         let err = format!("{:#}", Policy::parse("[default]\nrecords = { User = \"all\" }\n").unwrap_err());
         assert!(err.contains("records"), "{err}");
+    }
+
+    #[test]
+    fn reuse_is_one_plugin_at_a_time_and_never_the_default() {
+        let policy =
+            Policy::parse("[plugins.digest]\nreuse = 100\n[plugins.other]\nmax_recipients = 5\n").unwrap();
+        assert_eq!((policy.rules_for("digest").reuse, policy.rules_for("other").reuse), (100, 1));
+        assert_eq!((Policy::default().rules_for("x").reuse, policy.reusing_plugins()), (1, 1));
+        let err = format!("{:#}", Policy::parse("[default]\nreuse = 10\n").unwrap_err());
+        assert!(err.contains("[default]") && err.contains("[plugins.NAME]"), "{err}");
+        let err = format!("{:#}", Policy::parse("[plugins.x]\nreuse = 0\n").unwrap_err());
+        assert!(err.contains("plugins.x") && err.contains("reuse must be at least 1"), "{err}");
     }
 
     #[test]

@@ -118,8 +118,11 @@ struct JobSetup {
 /// The registry, with its engine and code cache; no plugin loaded yet.
 fn registry(plugins: &PluginSettings, jobs: JobSetup, queue: &Queue) -> Result<Registry> {
     let owners = Owners::new(jobs.policy.class_pins().clone(), Some(queue.clone()));
-    let engine_limits =
-        engine::EngineLimits { concurrency: jobs.concurrency, memory_bytes: jobs.limits.memory_bytes };
+    let engine_limits = engine::EngineLimits {
+        concurrency: jobs.concurrency,
+        memory_bytes: jobs.limits.memory_bytes,
+        warm_instances: jobs.policy.reusing_plugins() * jobs.concurrency,
+    };
     let engine = engine::build(engine_limits)?;
     let cache = Arc::new(CodeCache::new(plugins.cache_dir.as_deref(), &engine)?);
     let loader = Loader {
