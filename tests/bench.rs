@@ -36,6 +36,8 @@ struct Options {
     seconds: u32,
     /// Running jobs cancelled in the cancel run.
     cancels: usize,
+    /// Only the rows per language.
+    languages_only: bool,
 }
 
 fn options() -> Options {
@@ -46,6 +48,7 @@ fn options() -> Options {
         rate: 1000,
         seconds: 5,
         cancels: 100,
+        languages_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -57,10 +60,11 @@ fn options() -> Options {
             "--rate" => options.rate = value().parse().expect("--rate JOBS_PER_SECOND"),
             "--seconds" => options.seconds = value().parse().expect("--seconds N"),
             "--cancels" => options.cancels = value().parse().expect("--cancels N"),
+            "--languages" => options.languages_only = true,
             "--help" | "-h" => {
                 println!(
                     "bench [--jobs N] [--concurrency N] [--plugin noop|order_created|password_reset|signup_digest] \
-                     [--rate N] [--seconds N] [--cancels N]"
+                     [--rate N] [--seconds N] [--cancels N] [--languages]"
                 );
                 std::process::exit(0);
             }
@@ -175,6 +179,10 @@ fn drain_payloads(
     let jobs = payloads.len();
     let options = RunnerOptions { log: "info", ..RunnerOptions::plugins(plugins) }.args(args);
     let runner = Runner::start(&redis.url, &smtp.url, options);
+    // Start-up doesn't wait for plugins to compile; the drain does.
+    for plugin in plugins {
+        runner.wait_for_log(&["plugin loaded", &format!("{plugin}.wasm")], 1);
+    }
     let pid = runner.pid().expect("the runner runs");
     // Pushed to a queue nobody serves, then renamed into place in one
     // step: the drain and Redis's CPU are timed from there to the last job
@@ -338,6 +346,9 @@ fn main() {
         cores()
     );
     println!();
+    if o.languages_only {
+        return languages::run(o.jobs / 10, o.concurrency);
+    }
     println!(
         "{:<44} {:>10} {:>12} {:>14} {:>10} {:>16} {:>18}",
         "drain", "seconds", "jobs/s", "CPU µs/job", "peak RSS", "Redis µs/job", "one Redis core"

@@ -25,6 +25,10 @@ pub struct CompiledModule {
     index: Arc<CompiledFunctionsTable>,
     /// Sorted list, by function index, of names we have for this module.
     func_names: Vec<FunctionName>,
+    /// Where each defined function and its array-to-wasm trampoline are,
+    /// by `DefinedFuncIndex`, looked up once here: every `ref.func` of an
+    /// instance looks both up, and an interpreter's start-up runs thousands.
+    defined_locs: Vec<(Option<FunctionLoc>, Option<FunctionLoc>)>,
 }
 
 impl CompiledModule {
@@ -58,7 +62,20 @@ impl CompiledModule {
             meta: info.meta,
             index,
             func_names: info.func_names,
+            defined_locs: Vec::new(),
         };
+        let module_index = ret.module.module_index;
+        ret.defined_locs = ret
+            .module
+            .defined_func_indices()
+            .map(|i| {
+                let loc = |key| ret.index.func_loc(key).copied();
+                (
+                    loc(FuncKey::DefinedWasmFunction(module_index, i)),
+                    loc(FuncKey::ArrayToWasmTrampoline(module_index, i)),
+                )
+            })
+            .collect();
         ret.register_profiling(profiler)?;
 
         Ok(ret)
@@ -167,6 +184,18 @@ impl CompiledModule {
 
     /// Gets the function location information for a given function index.
     pub fn func_loc(&self, key: FuncKey) -> &FunctionLoc {
+        let known = match key {
+            FuncKey::DefinedWasmFunction(module, i) if module == self.module_index() => {
+                self.defined_locs.get(i.as_u32() as usize).and_then(|(wasm, _)| wasm.as_ref())
+            }
+            FuncKey::ArrayToWasmTrampoline(module, i) if module == self.module_index() => {
+                self.defined_locs.get(i.as_u32() as usize).and_then(|(_, array)| array.as_ref())
+            }
+            _ => None,
+        };
+        if let Some(loc) = known {
+            return loc;
+        }
         self.index
             .func_loc(key)
             .expect("defined function should be present")
