@@ -2,8 +2,9 @@
 //!
 //! A [`HostState`] lives exactly as long as one instance: one job, one
 //! `describe` call, or the jobs of an instance a plugin's policy lets it
-//! reuse (see [`super::warm`]), each begun with [`HostState::begin_job`]. It holds an empty WASI context (no files, no environment,
-//! no sockets: Rust's standard library imports WASI, so it must be present),
+//! reuse (see [`super::warm`]), each begun with [`HostState::begin_job`].
+//! It holds an empty WASI context (no files, no environment, no sockets:
+//! Rust's standard library imports WASI, so it must be present),
 //! the memory cap, the [`Capabilities`] behind `send-mail` and `log` with the
 //! plugin's policy, and the names that tag the plugin's log lines. A policy
 //! violation is remembered, so the job fails permanently whatever the
@@ -127,9 +128,16 @@ impl HostState {
     /// Makes the state of a reused instance ready for its next job: what
     /// belongs to one job starts over, as in a fresh instance; WASI, the
     /// memory cap and the capabilities stay with the instance.
-    pub fn begin_job(&mut self, tags: LogTags, deadline: Instant, cancel: CancellationToken) {
+    /// `commit_race_until` is as in [`HostState::with_commit_race_until`].
+    pub fn begin_job(
+        &mut self,
+        tags: LogTags,
+        (deadline, commit_race_until): (Instant, Option<Instant>),
+        cancel: CancellationToken,
+    ) {
         self.stderr.clear();
         self.tags = tags;
+        self.commit_race_until = commit_race_until;
         self.missing_record = None;
         self.violation = None;
         self.dropped_logs = 0;

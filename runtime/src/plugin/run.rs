@@ -12,7 +12,7 @@
 use super::host::{Capabilities, HostState, LogTags, MemoryExceeded};
 use super::pace::Pace;
 use super::records_host::COMMIT_RACE_WINDOW;
-use super::warm::Pool;
+use super::warm::{Pool, Warm};
 use crate::wit;
 use std::fmt;
 use std::sync::Arc;
@@ -224,14 +224,11 @@ pub async fn perform(
     let commit_race = commit_race_until(job, limits);
     let result = match (warm, warm.and_then(Pool::take)) {
         (Some(pool), Some(mut idle)) => {
-            let state = idle.store.data_mut();
-            state.begin_job(tags, until, cancel);
-            state.commit_race_until = commit_race;
+            idle.store.data_mut().begin_job(tags, (until, commit_race), cancel);
             idle.store.set_epoch_deadline(1);
-            let (mut store, instance, served) = (idle.store, idle.instance, idle.served);
-            let result =
-                bounded_call(&mut store, limits, async |store| perform_call(&instance, store, job).await)
-                    .await;
+            let Warm { mut store, instance, served } = idle;
+            let call = async |store: &mut Store<HostState>| perform_call(&instance, store, job).await;
+            let result = bounded_call(&mut store, limits, call).await;
             if result.is_ok() {
                 pool.put_back(store, instance, Some(served));
             }
@@ -242,13 +239,12 @@ pub async fn perform(
                 .with_commit_race_until(commit_race)
                 .with_cancel(cancel);
             let mut store = new_store(pre.engine(), state, limits);
-            let ran = bounded_call(&mut store, limits, async |store| {
+            let (instance, result) = bounded_call(&mut store, limits, async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 let result = perform_call(&instance, store, job).await?;
                 Ok((instance, result))
             })
-            .await;
-            let (instance, result) = ran?;
+            .await?;
             if let Some(pool) = warm {
                 pool.put_back(store, instance, None);
             }
