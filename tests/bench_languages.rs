@@ -4,7 +4,8 @@
 //! For each: its first load (compiling) and a load from the code cache,
 //! the cost of one job in a fresh instance and in one reused under the
 //! policy's `reuse = 100` (both from `runner measure-sandbox`, mail
-//! captured), and a drain of mail jobs through smtp-sink.
+//! captured), the first load and a fresh job with the baseline compiler
+//! (`--compiler winch`), and a drain of mail jobs through smtp-sink.
 
 use super::{drain, print_drain};
 use jobrunner_tests::{plugin_wasm, runner_bin};
@@ -57,21 +58,31 @@ pub fn run(jobs: usize, concurrency: u16) {
     let sections: String = PLUGINS.iter().map(|(_, p)| format!("[plugins.{p}]\nreuse = 100\n")).collect();
     std::fs::write(&policy, sections).expect("writing the reuse policy");
     println!(
-        "{:<28} {:>11} {:>12} {:>18} {:>18}",
-        "mail plugin", "first load", "cached load", "fresh instance/job", "reuse = 100/job"
+        "{:<28} {:>11} {:>12} {:>18} {:>18} {:>24}",
+        "mail plugin",
+        "first load",
+        "cached load",
+        "fresh instance/job",
+        "reuse = 100/job",
+        "winch: first load, job"
     );
     for (language, plugin) in PLUGINS {
         let cache = dir.path().join(format!("cache-{plugin}"));
         let fresh = measure(plugin, 2000, &["--cache-dir", cache.to_str().unwrap()]);
         let reused = measure(plugin, 2000, &["--policy", policy.to_str().unwrap()]);
-        let first_s = field(&fresh, "first_ms").parse::<f64>().unwrap() / 1000.0;
+        let winch_cache = dir.path().join(format!("winch-{plugin}"));
+        let winch =
+            measure(plugin, 2000, &["--compiler", "winch", "--cache-dir", winch_cache.to_str().unwrap()]);
+        let seconds = |text: &str| field(text, "first_ms").parse::<f64>().unwrap() / 1000.0;
         println!(
-            "{:<28} {:>9.2} s {:>9} ms {:>15} µs {:>15} µs",
+            "{:<28} {:>9.2} s {:>9} ms {:>15} µs {:>15} µs {:>9.2} s, {:>8} µs",
             format!("{plugin} ({language})"),
-            first_s,
+            seconds(&fresh),
             field(&fresh, "cached_ms"),
             field(&fresh, "p50_us"),
             field(&reused, "p50_us"),
+            seconds(&winch),
+            field(&winch, "p50_us"),
         );
     }
     println!();

@@ -2,9 +2,12 @@
 //! the app enqueues them (`scripts/shop/app.rb`): `signup_digest` in
 //! JavaScript (componentize-js) and `password_reset` in Python
 //! (componentize-py), each reading users by GlobalID from the app's
-//! database, and their mail arriving at a real SMTP server.
+//! database, and their mail arriving at a real SMTP server; and both
+//! compiled by the baseline compiler (`--compiler winch`), which loads
+//! them about 4 times faster.
 
-use jobrunner_tests::{Mail, Redis, Runner, RunnerOptions, Shop, SmtpSink};
+use jobrunner_tests::{Mail, Redis, Runner, RunnerOptions, Shop, SmtpSink, WAIT, eventually, job_json};
+use serde_json::{Value, json};
 
 /// A runner with `plugin`, reading the shop's database.
 fn runner(redis: &Redis, smtp: &SmtpSink, shop: &Shop, plugin: &'static str) -> Runner {
@@ -53,4 +56,35 @@ fn the_python_plugin_mails_a_password_reset_to_a_user_found_by_global_id() {
     assert_eq!(mail.rcpt, ["dee@example.com"]);
     assert_eq!(mail.subject, "Reset your password");
     assert!(mail.body.contains("https://shop.example/password/reset?token=t0k3n"), "{}", mail.body);
+}
+
+#[test]
+fn with_the_baseline_compiler_both_deliver_mail_and_guests_still_stop_at_their_time_limit() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = RunnerOptions::plugins(&["password_reset", "signup_digest", "misbehave"]).args(&[
+        "--compiler",
+        "winch",
+        "--timeout",
+        "1",
+    ]);
+    let running = Runner::start(&redis.url, &smtp.url, options);
+    for plugin in ["password_reset", "signup_digest", "misbehave"] {
+        running.wait_for_log(
+            &["plugin loaded", &format!("{plugin}.wasm"), "code=compiled", "compiler=winch"],
+            1,
+        );
+    }
+    let reset = json!([{"email": "ann@example.com", "token": "t0k3n"}]);
+    redis.push("default", &job_json("PasswordResetJob", reset, "aaaaaaaaaaaaaaaaaaaaaaa1"));
+    let digest = json!(["team@shop.example", [{"name": "Bo", "email": "bo@example.com"}]]);
+    redis.push("default", &job_json("SignupDigestJob", digest, "aaaaaaaaaaaaaaaaaaaaaaa2"));
+    let mut spin: Value =
+        serde_json::from_str(&job_json("SpinJob", json!([]), "aaaaaaaaaaaaaaaaaaaaaaa3")).unwrap();
+    spin["retry"] = json!(0);
+    redis.push("default", &spin.to_string());
+    let mut subjects: Vec<String> = smtp.wait_for(2).into_iter().map(|m| m.subject).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["Reset your password", "Signup digest: 1 new signup"]);
+    let dead = eventually("the spinning job in the dead set", WAIT, || redis.sorted_set("dead").pop());
+    assert!(dead["error_message"].as_str().unwrap_or_default().contains("timed out after 1s"), "{dead}");
 }

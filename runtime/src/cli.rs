@@ -1,6 +1,7 @@
 //! The command line: `runner [options]` runs jobs; `runner enqueue` pushes one.
 
 use crate::author::Lang;
+use crate::engine::CodeGen;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,6 +72,9 @@ pub enum Command {
         /// A code cache folder: the first load and a cached one are timed.
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        /// The compiler.
+        #[arg(long, value_enum, default_value_t = CodeGen::Cranelift)]
+        compiler: CodeGen,
     },
     /// Compiles a component read on stdin for an engine with these
     /// settings and writes the code on stdout (the runner's own child).
@@ -80,6 +84,8 @@ pub enum Command {
         concurrency: usize,
         #[arg(long)]
         memory_bytes: usize,
+        #[arg(long, value_enum)]
+        compiler: CodeGen,
     },
     /// Creates a new plugin, <DIR>/<NAME>, in Rust, JavaScript or Python, that builds as is.
     NewPlugin {
@@ -135,6 +141,11 @@ pub struct CompileArgs {
     /// Memory compiling one plugin may use, in MiB; a plugin that needs more is refused.
     #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u32).range(64..=65536))]
     pub compile_memory: u32,
+    /// The compiler: cranelift (the fastest code) or winch (compiles about 4
+    /// times faster, slower code; for big guests such as interpreters that
+    /// must load fast).
+    #[arg(long, value_enum, default_value_t = CodeGen::Cranelift)]
+    pub compiler: CodeGen,
 }
 
 impl CompileArgs {
@@ -143,6 +154,7 @@ impl CompileArgs {
         crate::plugin::CompileLimits {
             budget: self.compile_timeout,
             memory_bytes: u64::from(self.compile_memory) * 1024 * 1024,
+            codegen: self.compiler,
         }
     }
 }

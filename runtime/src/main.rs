@@ -18,8 +18,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Command::CompilePlugin { concurrency, memory_bytes }) = cli.command {
-        let engine = jobrunner::engine::EngineLimits { concurrency, memory_bytes, warm_instances: 0 };
+    if let Some(Command::CompilePlugin { concurrency, memory_bytes, compiler }) = cli.command {
+        let engine = jobrunner::engine::EngineLimits {
+            concurrency,
+            memory_bytes,
+            warm_instances: 0,
+            codegen: compiler,
+        };
         return match jobrunner::plugin::compile::compile_stdin(engine) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -126,13 +131,14 @@ async fn run(cli: Cli) -> Result<()> {
             println!("build it:  (cd {} && {})", root.display(), author::build_command(lang, &name));
             Ok(())
         }
-        Some(Command::MeasureSandbox { file, class, args, iterations, policy, cache_dir }) => {
+        Some(Command::MeasureSandbox { file, class, args, iterations, policy, cache_dir, compiler }) => {
             let measure = author::Measure {
                 file: &file,
                 job: (&class, &args),
                 iterations,
                 policy: policy.as_deref(),
                 cache_dir: cache_dir.as_deref(),
+                codegen: compiler,
             };
             let measured = author::sandbox_overhead(measure).await?;
             if let Some((first, cached)) = measured.loads {

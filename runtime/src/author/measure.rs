@@ -3,6 +3,7 @@
 //! decoding, the job record, the call), for the benchmark.
 
 use super::{default_limits, load};
+use crate::engine::CodeGen;
 use crate::job::Job;
 use crate::mail::Mailer;
 use crate::plugin::CompileLimits;
@@ -43,6 +44,8 @@ pub struct Measure<'a> {
     pub policy: Option<&'a Path>,
     /// A code cache to time a first load and a cached one with.
     pub cache_dir: Option<&'a Path>,
+    /// The compiler.
+    pub codegen: CodeGen,
 }
 
 /// What it found.
@@ -62,7 +65,7 @@ pub struct Measured {
 pub async fn sandbox_overhead(m: Measure<'_>) -> Result<Measured> {
     let mailer = Arc::new(Mailer::capture("jobrunner <jobrunner@localhost>")?);
     let policy = || m.policy.map_or_else(|| Ok(Policy::default()), Policy::load);
-    let bounds = (default_limits(), CompileLimits::default());
+    let bounds = (default_limits(), CompileLimits { codegen: m.codegen, ..CompileLimits::default() });
     let started = Instant::now();
     let mut plugin = load(m.file, (mailer.clone(), policy()?), (None, m.cache_dir), bounds).await?;
     let mut loads = None;

@@ -47,7 +47,12 @@ async fn load(
 ) -> Result<Plugin> {
     let bytes = plugin::file::read(file, plugin::file::DEFAULT_MAX_SIZE)
         .with_context(|| format!("{} is not a usable plugin", file.display()))?;
-    let engine_limits = EngineLimits { concurrency: 1, memory_bytes: limits.memory_bytes, warm_instances: 1 };
+    let engine_limits = EngineLimits {
+        concurrency: 1,
+        memory_bytes: limits.memory_bytes,
+        warm_instances: 1,
+        codegen: compile.codegen,
+    };
     let engine = engine::build(engine_limits)?;
     let metrics = Arc::new(Metrics::new());
     let records = Records::new(database, 1, policy.models().clone(), metrics.clone())?;

@@ -17,7 +17,7 @@
 //! a cap would refuse big legitimate guests (an embedded interpreter has
 //! tens of thousands of functions).
 
-use crate::engine::EngineLimits;
+use crate::engine::{CodeGen, EngineLimits};
 use anyhow::{Context, Result, bail};
 use std::process::Stdio;
 use std::time::Duration;
@@ -38,11 +38,17 @@ pub struct CompileLimits {
     pub budget: Duration,
     /// Bytes of memory (data segment) the compiling process may use.
     pub memory_bytes: u64,
+    /// The compiler to use.
+    pub codegen: CodeGen,
 }
 
 impl Default for CompileLimits {
     fn default() -> CompileLimits {
-        CompileLimits { budget: Duration::from_secs(30), memory_bytes: 1024 * 1024 * 1024 }
+        CompileLimits {
+            budget: Duration::from_secs(30),
+            memory_bytes: 1024 * 1024 * 1024,
+            codegen: CodeGen::default(),
+        }
     }
 }
 
@@ -62,6 +68,11 @@ impl Compiler {
         Compiler { engine, limits, slots: Semaphore::new(COMPILE_SLOTS) }
     }
 
+    /// The compiler it runs.
+    pub fn codegen(&self) -> CodeGen {
+        self.engine.codegen
+    }
+
     /// Compiles `wasm`, returning the code as `Component::serialize` would.
     pub async fn compile(&self, wasm: &[u8]) -> Result<Vec<u8>> {
         let _slot = self.slots.acquire().await.expect("the compile semaphore is never closed");
@@ -70,6 +81,7 @@ impl Compiler {
         command
             .args(["compile-plugin", "--concurrency", &self.engine.concurrency.to_string()])
             .args(["--memory-bytes", &self.engine.memory_bytes.to_string()])
+            .args(["--compiler", self.engine.codegen.as_str()])
             // It needs nothing from the environment, and the secrets there
             // (REDIS_URL, SMTP_URL, ...) have no business near hostile input.
             .env_clear()

@@ -154,6 +154,7 @@ impl Registry {
         let replaced = self.current.load().file_hash(path).unwrap_or("none").to_string();
         tracing::info!(plugin = %m.name, version = %m.version, file = %shown_path(path), sha256 = %m.sha256,
             classes = ?m.classes, code = %m.code_source.as_str(), compile_ms = m.compile_time.as_millis() as u64,
+            compiler = %self.loader.compiler.codegen().as_str(),
             replaced = %replaced, "plugin loaded");
         self.loader.metrics.plugin_loaded(&m.name);
         let kind = if replaced == "none" { "loaded" } else { "replaced" };

@@ -122,6 +122,7 @@ fn registry(plugins: &PluginSettings, jobs: JobSetup, queue: &Queue) -> Result<R
         concurrency: jobs.concurrency,
         memory_bytes: jobs.limits.memory_bytes,
         warm_instances: jobs.policy.reusing_plugins() * jobs.concurrency,
+        codegen: plugins.compile.codegen,
     };
     let engine = engine::build(engine_limits)?;
     let cache = Arc::new(CodeCache::new(plugins.cache_dir.as_deref(), &engine)?);
