@@ -147,11 +147,7 @@ impl Loader {
             contract,
         };
         let caps = self.capabilities(&meta.name);
-        let reuse = self.policy.rules_for(&meta.name).reuse;
-        let warm = (reuse > 1).then(|| warm::Pool::new(reuse));
-        if reuse > 1 {
-            tracing::info!(plugin = %meta.name, reuse, "instances reused for up to {reuse} jobs each, as the policy says");
-        }
+        let warm = self.warm_pool(&meta.name);
         Ok(Plugin { meta, pre, caps, limits: self.limits, warm })
     }
 
@@ -175,6 +171,16 @@ impl Loader {
         })
         .await??;
         Ok((component, CodeSource::Compiled))
+    }
+
+    /// Where plugin `name` keeps idle instances, if its policy lets it reuse them.
+    fn warm_pool(&self, name: &str) -> Option<warm::Pool> {
+        let reuse = self.policy.rules_for(name).reuse;
+        if reuse <= 1 {
+            return None;
+        }
+        tracing::info!(plugin = %name, reuse, "instances reused for up to {reuse} jobs each, as the policy says");
+        Some(warm::Pool::new(reuse))
     }
 
     /// The mailer and a fresh guard with the policy for plugin `name`.
