@@ -174,3 +174,15 @@ fn the_dashboards_cancel_buttons_take_out_a_scheduled_and_a_queued_job() {
     assert_eq!(redis.llen("queue:parked"), 0, "taken out of its queue");
     never_before(now() + 4.0, "a cancelled job's mail", || smtp.count() == 0);
 }
+
+#[test]
+fn a_job_cancelled_while_no_runner_runs_never_runs() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let jid = "d5d5d5d5d5d5d5d5d5d5d5d5";
+    assert!(cancel(&redis, jid).contains("not found"));
+    redis.push("default", &job_json("EchoJob", json!(["ops@example.com", "cancelled offline"]), jid));
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]));
+    runner.wait_for_log(&["job cancelled before it started", jid], 1);
+    nothing_left(&redis);
+    never_before(now() + 2.0, "a cancelled job's mail", || smtp.count() == 0);
+}

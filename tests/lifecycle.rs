@@ -164,8 +164,10 @@ fn sidekiqs_web_ui_sees_running_jobs_and_can_quiet_and_stop_the_runner() {
     });
     redis.push("default", &echo("while quiet", "111111111111111111111111"));
     assert_eq!(smtp.wait_for(1)[0].subject, "slow");
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(redis.llen("queue:default"), 1, "a quiet runner takes no new job");
+    // Longer than a fetch's 2 s wait, watched throughout.
+    never_before(now() + 4.0, "a quiet runner taking a new job", || {
+        redis.llen("queue:default") == 1 && redis.inprogress_jobs() == 0 && smtp.count() == 1
+    });
 
     // "Stop": the runner exits cleanly and the waiting job stays queued.
     let _: () = redis.query(&["LPUSH", &format!("{identity}-signals"), "TERM"]);
@@ -181,9 +183,9 @@ fn sigtstp_quiets_and_sigint_then_stops_cleanly() {
     runner.signal(libc::SIGTSTP);
     runner.wait_for_log(&["SIGTSTP received"], 1);
     redis.push("default", &echo("while quiet", "222222222222222222222222"));
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(redis.llen("queue:default"), 1, "a quiet runner takes no new job");
-    assert_eq!(smtp.count(), 0);
+    never_before(now() + 4.0, "a quiet runner taking a new job", || {
+        redis.llen("queue:default") == 1 && redis.inprogress_jobs() == 0 && smtp.count() == 0
+    });
     runner.signal(libc::SIGINT);
     let status = runner.wait_exit(WAIT);
     assert!(status.success(), "exited with {status}");

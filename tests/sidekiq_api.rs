@@ -205,3 +205,47 @@ fn the_dashboard_shows_compressed_backtraces_as_lines() {
         .unwrap();
     assert_eq!(page.matches("app/jobs/order_job.rb:12").count(), 10, "both forms decoded, five lines each");
 }
+
+#[test]
+fn a_scheduled_job_and_a_retry_moved_to_their_queue_get_a_fresh_enqueued_at() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]));
+    // Queue "parked" has no runner, so the moved jobs stay where Sidekiq's API can look.
+    let three_days_ago = now() - 3.0 * 86_400.0;
+    // As Sidekiq 7.3+ schedules: no enqueued_at at all.
+    let scheduled = json!({"class": "EchoJob", "args": [], "jid": "5c5c5c5c5c5c5c5c5c5c5c5c", "queue": "parked",
+                           "retry": true, "created_at": three_days_ago, "big": 12345678901234567u64});
+    // A retry keeps its first enqueued_at, days old; its arguments name another one.
+    let retry = json!({"class": "EchoJob", "args": [{"enqueued_at": 1.5}], "jid": "5d5d5d5d5d5d5d5d5d5d5d5d",
+                       "queue": "parked", "retry": true, "retry_count": 0, "created_at": three_days_ago,
+                       "enqueued_at": three_days_ago});
+    let (scheduled_text, retry_text) = (scheduled.to_string(), retry.to_string());
+    let _: () = redis.query(&["ZADD", "schedule", &(now() - 1.0).to_string(), &scheduled_text]);
+    let retry_one = json!({"class": "EchoJob", "args": [], "jid": "5e5e5e5e5e5e5e5e5e5e5e5e", "queue": "parked",
+                           "retry": true, "created_at": three_days_ago, "enqueued_at": three_days_ago});
+    let _: () = redis.query(&["ZADD", "retry", &(now() - 1.0).to_string(), &retry_one.to_string()]);
+    let _: () = redis.query(&["ZADD", "retry", &(now() - 1.0).to_string(), &retry_text]);
+    let moved_at = now();
+    let jobs: Vec<String> = eventually("the three jobs in their queue", WAIT, || {
+        let jobs: Vec<String> = redis.query(&["LRANGE", "queue:parked", "0", "-1"]);
+        (jobs.len() == 3).then_some(jobs)
+    });
+    let by_jid = |jid: &str| -> Value {
+        let text = jobs.iter().find(|j| j.contains(jid)).expect("the job");
+        serde_json::from_str(text).expect("still JSON")
+    };
+    for jid in ["5c5c5c5c5c5c5c5c5c5c5c5c", "5e5e5e5e5e5e5e5e5e5e5e5e"] {
+        let job = by_jid(jid);
+        let at = job["enqueued_at"].as_f64().expect("a float enqueued_at");
+        assert!((at - moved_at).abs() < 10.0, "enqueued_at {at} is not the time of the move: {job}");
+        assert_eq!(job["args"], json!([]), "[] stays an array");
+    }
+    assert_eq!(by_jid("5c5c5c5c5c5c5c5c5c5c5c5c")["big"], json!(12345678901234567u64), "numbers kept exactly");
+    // Two numeric enqueued_at fields: left alone rather than the wrong one changed.
+    assert_eq!(by_jid("5d5d5d5d5d5d5d5d5d5d5d5d")["args"], json!([{"enqueued_at": 1.5}]));
+
+    // Sidekiq's own API: the queue's latency counts from the move, not 0 or days.
+    let _: () = redis.query(&["LREM", "queue:parked", "0", &jobs.iter().find(|j| j.contains("5d5d")).unwrap().clone()]);
+    let latency: f64 = ruby(&redis, r#"puts Sidekiq::Queue.new("parked").latency"#).parse().expect("a number");
+    assert!(latency > 0.0 && latency < 30.0, "Sidekiq::Queue#latency {latency}");
+}

@@ -8,12 +8,17 @@
 //! also rereads the recorded jids every few seconds and after any
 //! reconnection, so a message missed while Redis was away still counts.
 //! A job taken after its cancellation is not run at all.
+//!
+//! The same switches stop every running job when the shutdown timeout
+//! ends ([`Cancels::stop_all`]); such a job is not cancelled but handed
+//! back to its queue, to run again elsewhere.
 
 use crate::backoff::Backoff;
 use crate::queue::Queue;
 use crate::shutdown::Shutdown;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +33,8 @@ pub struct Cancels {
     cancelled: Mutex<HashSet<String>>,
     /// The running jobs' stop switches, by jid.
     running: Mutex<HashMap<String, CancellationToken>>,
+    /// Set once the shutdown timeout stopped every running job.
+    stopping: AtomicBool,
 }
 
 /// A running job's place in [`Cancels`]; dropping it takes the job out.
@@ -64,8 +71,22 @@ impl Cancels {
         }
     }
 
+    /// Stops every running job, at the end of the shutdown timeout.
+    pub fn stop_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for token in self.running.lock().expect("cancels lock").values() {
+            token.cancel();
+        }
+    }
+
+    /// Whether job `jid`, stopped, was stopped by [`Cancels::stop_all`]
+    /// rather than cancelled: it goes back to its queue instead of away.
+    pub fn stopped_for_shutdown(&self, jid: &str) -> bool {
+        self.stopping.load(Ordering::SeqCst) && !self.cancelled.lock().expect("cancels lock").contains(jid)
+    }
+
     /// Replaces what this process knows with the jids recorded in Redis.
-    fn resync(&self, jids: Vec<String>) {
+    pub fn resync(&self, jids: Vec<String>) {
         let running: Vec<String> = {
             let running = self.running.lock().expect("cancels lock");
             jids.iter().filter(|jid| running.contains_key(*jid)).cloned().collect()
@@ -78,36 +99,38 @@ impl Cancels {
 }
 
 /// Hears cancellations until shutdown.
-pub fn listen(queue: Queue, cancels: Arc<Cancels>, shutdown: Shutdown) {
-    tokio::spawn(async move {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        while !shutdown.is_started() {
-            match queue.cancellations().await {
-                Ok(mut jids) => {
-                    backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-                    let mut resync = tokio::time::interval(RESYNC);
-                    loop {
-                        tokio::select! {
-                            jid = jids.next() => match jid {
-                                Some(jid) => cancels.cancel(&jid),
-                                None => break,
-                            },
-                            _ = resync.tick() => match queue.cancelled_jids().await {
-                                Ok(jids) => cancels.resync(jids),
-                                Err(err) => tracing::warn!(error = %format!("{err:#}"), "could not read the cancelled jobs"),
-                            },
-                            _ = shutdown.wait() => return,
-                        }
+pub fn listen(queue: Queue, cancels: Arc<Cancels>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    crate::supervise::spawn("cancel listener", move || hear(queue.clone(), cancels.clone(), shutdown.clone()))
+}
+
+async fn hear(queue: Queue, cancels: Arc<Cancels>, shutdown: Shutdown) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    while !shutdown.is_started() {
+        match queue.cancellations().await {
+            Ok(mut jids) => {
+                backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+                let mut resync = tokio::time::interval(RESYNC);
+                loop {
+                    tokio::select! {
+                        jid = jids.next() => match jid {
+                            Some(jid) => cancels.cancel(&jid),
+                            None => break,
+                        },
+                        _ = resync.tick() => match queue.cancelled_jids().await {
+                            Ok(jids) => cancels.resync(jids),
+                            Err(err) => tracing::warn!(error = %format!("{err:#}"), "could not read the cancelled jobs"),
+                        },
+                        _ = shutdown.wait() => return,
                     }
-                    tracing::warn!("the cancellation channel closed; subscribing again");
                 }
-                Err(err) => {
-                    tracing::warn!(error = %format!("{err:#}"), "could not subscribe to cancellations; retrying")
-                }
+                tracing::warn!("the cancellation channel closed; subscribing again");
             }
-            shutdown.sleep(backoff.next_wait()).await;
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "could not subscribe to cancellations; retrying")
+            }
         }
-    });
+        shutdown.sleep(backoff.next_wait()).await;
+    }
 }
 
 #[cfg(test)]
@@ -126,5 +149,17 @@ mod tests {
         cancels.resync(vec!["b".to_string()]);
         assert!(other.token.is_cancelled(), "a resync stops a running job it names");
         assert!(cancels.start("a").is_some(), "a resync forgets what Redis no longer holds");
+    }
+
+    #[test]
+    fn stopping_at_shutdown_stops_every_job_without_cancelling_it() {
+        let cancels = Arc::new(Cancels::default());
+        let (a, b) = (cancels.start("a").unwrap(), cancels.start("b").unwrap());
+        cancels.cancel("b");
+        assert!(!cancels.stopped_for_shutdown("a"), "not before the stop");
+        cancels.stop_all();
+        assert!(a.token.is_cancelled() && b.token.is_cancelled());
+        assert!(cancels.stopped_for_shutdown("a"), "a goes back to its queue");
+        assert!(!cancels.stopped_for_shutdown("b"), "b was cancelled by a user");
     }
 }

@@ -10,6 +10,14 @@
 //! longer exists on this host, is dead, and its jobs go back to their
 //! queues. At start-up the same check runs before the first fetch,
 //! so a runner restarted after SIGKILL picks its own lost jobs up at once.
+//!
+//! The pid shortcut holds only between runners that see the same pids:
+//! the same kernel boot and the same PID namespace. Containers sharing a
+//! host name (Docker with `--network host`, Kubernetes `hostNetwork`,
+//! compose with a fixed `hostname:`) each have their own namespace, where
+//! every runner may be PID 1 and `kill(pid, 0)` says nothing about the
+//! others; there, and whenever a runner's namespace isn't known, the
+//! heartbeat's age alone decides.
 
 use crate::busy::Busy;
 use crate::clock;
@@ -30,6 +38,8 @@ pub struct Process {
     pub hostname: String,
     /// This process's id.
     pub pid: u32,
+    /// The PID namespace the pid belongs to (see [`pid_namespace`]), if known.
+    pub pid_ns: Option<String>,
     /// When the runner started, in epoch seconds.
     pub started_at: f64,
     /// The most jobs it runs at once.
@@ -50,6 +60,7 @@ impl Process {
             identity: format!("{hostname}:{pid}:{nonce}"),
             hostname,
             pid,
+            pid_ns: pid_namespace(),
             started_at: clock::now(),
             concurrency,
             queues,
@@ -57,12 +68,18 @@ impl Process {
         }
     }
 
-    /// Whether `identity` names a process on this host that is certainly
-    /// gone: its pid is ours (an earlier life of this pid) or doesn't exist.
-    fn is_dead_local(&self, identity: &str) -> bool {
+    /// Whether `identity`, whose heartbeat named `pid_ns` as its PID
+    /// namespace, is a process that is certainly gone: in our namespace,
+    /// with a pid that is ours (an earlier life of this pid) or that
+    /// doesn't exist. A process of another namespace, or of one unknown,
+    /// is never certainly gone.
+    fn is_dead_local(&self, identity: &str, pid_ns: Option<&str>) -> bool {
         let mut parts = identity.rsplitn(3, ':');
         let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
         if host != Some(self.hostname.as_str()) || identity == self.identity {
+            return false;
+        }
+        if self.pid_ns.is_none() || pid_ns != self.pid_ns.as_deref() {
             return false;
         }
         match pid.and_then(|p| p.parse::<i32>().ok()) {
@@ -73,7 +90,17 @@ impl Process {
     }
 }
 
-/// Whether a process with this pid exists on this host.
+/// This process's PID namespace, as `<boot id>/<namespace inode>`: the
+/// inode alone repeats across machines and boots, the kernel's boot id
+/// doesn't. `None` where either can't be read.
+fn pid_namespace() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let inode = std::fs::metadata("/proc/self/ns/pid").ok()?.ino();
+    Some(format!("{}/{inode}", boot.trim()))
+}
+
+/// Whether a process with this pid exists in our PID namespace.
 fn pid_exists(pid: i32) -> bool {
     // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
     let status = unsafe { libc::kill(pid, 0) };
@@ -129,6 +156,7 @@ pub async fn beat(
             quiet,
             rss_kb: rss_kb(),
             rtt_us: process.rtt_us.load(Ordering::Relaxed),
+            pid_ns: process.pid_ns.as_deref(),
             ttl_secs: timing.record_ttl_secs(),
         })
         .await?;
@@ -159,15 +187,16 @@ fn info(process: &Process) -> serde_json::Value {
 }
 
 /// Requeues the jobs of every runner that is dead: silent for longer than
-/// the process timeout, or gone from this host. Their heartbeats are read
-/// in one round trip; the recovery script checks each suspect again.
+/// the process timeout, or certainly gone from our PID namespace. Their
+/// heartbeats are read in one round trip; the recovery script checks each
+/// suspect again.
 pub async fn recover_dead(queue: &Queue, process: &Process, timing: Timing) -> Result<()> {
     let runners: Vec<String> =
         queue.runners().await?.into_iter().filter(|runner| *runner != process.identity).collect();
     let beats = queue.beats(&runners).await?;
     let (now, timeout) = (clock::now(), timing.process_timeout.as_secs_f64());
-    for (runner, beat) in runners.iter().zip(beats) {
-        let force = process.is_dead_local(runner);
+    for (runner, (beat, pid_ns)) in runners.iter().zip(beats) {
+        let force = process.is_dead_local(runner, pid_ns.as_deref());
         if !force && beat.is_some_and(|beat| now - beat < timeout) {
             continue;
         }
@@ -189,31 +218,42 @@ pub fn spawn(
     timing: Timing,
     (shutdown, trigger): (Shutdown, Trigger),
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(timing.interval).await;
-            match beat(&queue, &process, timing, &busy, shutdown.is_quiet()).await {
-                Ok(Some(command)) => obey(&command, &trigger, &busy),
-                Ok(None) => {}
-                Err(err) => tracing::warn!(error = %format!("{err:#}"), "heartbeat failed"),
-            }
-            if shutdown.is_started() {
-                continue;
-            }
-            // One runner per half interval looks, so a dead runner is still
-            // found within an interval of its timeout, at a cost that
-            // doesn't grow with the number of runners squared.
-            match queue.take_turn("reap", &process.identity, timing.interval / 2).await {
-                Ok(true) => {
-                    if let Err(err) = recover_dead(&queue, &process, timing).await {
-                        tracing::warn!(error = %format!("{err:#}"), "looking for dead runners failed");
-                    }
-                }
-                Ok(false) => {}
-                Err(err) => tracing::warn!(error = %format!("{err:#}"), "looking for dead runners failed"),
-            }
-        }
+    crate::supervise::spawn("heartbeat", move || {
+        let (queue, process, busy) = (queue.clone(), process.clone(), busy.clone());
+        beat_until_aborted(queue, process, busy, timing, (shutdown.clone(), trigger.clone()))
     })
+}
+
+async fn beat_until_aborted(
+    queue: Queue,
+    process: Arc<Process>,
+    busy: Arc<Busy>,
+    timing: Timing,
+    (shutdown, trigger): (Shutdown, Trigger),
+) {
+    loop {
+        tokio::time::sleep(timing.interval).await;
+        match beat(&queue, &process, timing, &busy, shutdown.is_quiet()).await {
+            Ok(Some(command)) => obey(&command, &trigger, &busy),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "heartbeat failed"),
+        }
+        if shutdown.is_started() {
+            continue;
+        }
+        // One runner per half interval looks, so a dead runner is still
+        // found within an interval of its timeout, at a cost that
+        // doesn't grow with the number of runners squared.
+        match queue.take_turn("reap", &process.identity, timing.interval / 2).await {
+            Ok(true) => {
+                if let Err(err) = recover_dead(&queue, &process, timing).await {
+                    tracing::warn!(error = %format!("{err:#}"), "looking for dead runners failed");
+                }
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "looking for dead runners failed"),
+        }
+    }
 }
 
 /// Acts on a command from Sidekiq's Web UI, as Sidekiq does.
@@ -290,11 +330,24 @@ mod tests {
     #[test]
     fn local_identities_with_our_pid_or_no_process_are_dead() {
         let me = Process::new(1, vec![("default".into(), 0)]);
+        let (host, ns) = (&me.hostname, me.pid_ns.as_deref());
+        assert!(ns.is_some(), "Linux tells the PID namespace");
+        assert!(!me.is_dead_local(&me.identity, ns));
+        assert!(me.is_dead_local(&format!("{host}:{}:abc", me.pid), ns));
+        assert!(me.is_dead_local(&format!("{host}:999999999:abc"), ns));
+        assert!(!me.is_dead_local(&format!("{host}:1:abc"), ns), "pid 1 exists");
+        assert!(!me.is_dead_local(&format!("elsewhere:{}:abc", me.pid), ns));
+    }
+
+    #[test]
+    fn identities_of_another_or_an_unknown_pid_namespace_are_never_dead_by_pid() {
+        let me = Process::new(1, vec![("default".into(), 0)]);
         let host = &me.hostname;
-        assert!(!me.is_dead_local(&me.identity));
-        assert!(me.is_dead_local(&format!("{host}:{}:abc", me.pid)));
-        assert!(me.is_dead_local(&format!("{host}:999999999:abc")));
-        assert!(!me.is_dead_local(&format!("{host}:1:abc")), "pid 1 exists");
-        assert!(!me.is_dead_local(&format!("elsewhere:{}:abc", me.pid)));
+        // A container sharing our host name: its pid 1, or ours, or one we can't see.
+        for pid in [me.pid, 1, 999_999_999] {
+            let other = format!("{host}:{pid}:abc");
+            assert!(!me.is_dead_local(&other, Some("another-boot/4026532175")), "{other}");
+            assert!(!me.is_dead_local(&other, None), "{other} without a namespace");
+        }
     }
 }

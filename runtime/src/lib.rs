@@ -38,6 +38,7 @@
 //! - [`web`]: the dashboard, its JSON API and `/metrics`.
 //! - [`metrics`]: this process's counters and histograms.
 //! - [`shutdown`]: quiet and graceful shutdown on signals.
+//! - [`supervise`]: background loops restarted when they panic, never lost.
 //! - [`backoff`], [`clock`], [`digest`], [`secret`], [`untrusted`]: small shared pieces.
 
 pub mod activejob;
@@ -69,6 +70,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod secret;
 pub mod shutdown;
+pub mod supervise;
 pub mod unique;
 pub mod untrusted;
 pub mod web;

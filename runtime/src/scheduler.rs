@@ -16,23 +16,28 @@ use crate::queue::{Queue, keys};
 use crate::shutdown::Shutdown;
 use rand::Rng;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 /// The most jobs moved per set and call, so one call never blocks Redis long.
 const BATCH: u32 = 100;
 
 /// Polls every half to whole `interval` when it is `identity`'s turn, until shutdown.
-pub fn spawn(queue: Queue, identity: String, interval: Duration, shutdown: Shutdown) {
-    tokio::spawn(async move {
-        while !shutdown.is_started() {
-            match queue.take_turn("poll", &identity, interval / 2).await {
-                Ok(true) => enqueue_due(&queue).await,
-                Ok(false) => {}
-                Err(err) => tracing::warn!(error = %format!("{err:#}"), "enqueuing due jobs failed"),
-            }
-            let jitter = rand::rng().random_range(0.5..1.0);
-            shutdown.sleep(interval.mul_f64(jitter)).await;
+pub fn spawn(queue: Queue, identity: String, interval: Duration, shutdown: Shutdown) -> JoinHandle<()> {
+    crate::supervise::spawn("schedule poller", move || {
+        poll(queue.clone(), identity.clone(), interval, shutdown.clone())
+    })
+}
+
+async fn poll(queue: Queue, identity: String, interval: Duration, shutdown: Shutdown) {
+    while !shutdown.is_started() {
+        match queue.take_turn("poll", &identity, interval / 2).await {
+            Ok(true) => enqueue_due(&queue).await,
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "enqueuing due jobs failed"),
         }
-    });
+        let jitter = rand::rng().random_range(0.5..1.0);
+        shutdown.sleep(interval.mul_f64(jitter)).await;
+    }
 }
 
 /// Moves every due job of both sets, a batch at a time.

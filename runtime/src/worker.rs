@@ -57,8 +57,9 @@ pub struct Ended {
     raw: Vec<u8>,
     /// Its jid, empty if it had none.
     jid: String,
-    /// How it ended.
-    outcome: Outcome,
+    /// How it ended; `None` for a job stopped at the end of the shutdown
+    /// timeout, which stays in progress to be handed back to its queue.
+    outcome: Option<Outcome>,
     /// Its uniqueness lock, if it has one.
     unique: Option<Unique>,
     /// The job's span, for the recording's log lines.
@@ -88,7 +89,7 @@ impl Worker {
                     tracing::error!(error = %format!("{err:#}"), "invalid job payload; moved to the dead set");
                     self.metrics.job_finished("InvalidJob", NO_PLUGIN, true, 0.0);
                     let payload = invalid_payload(&raw, &queue, &format!("{err:#}"));
-                    (String::new(), Outcome::Dead { payload }, None)
+                    (String::new(), Some(Outcome::Dead { payload }), None)
                 }
             };
             Ended { queue, raw, jid, outcome, unique, span: tracing::Span::current() }
@@ -102,6 +103,9 @@ impl Worker {
     /// a retry.
     pub async fn settle(&self, ended: Ended) {
         let Ended { queue, raw, jid, outcome, unique, span } = ended;
+        // Stopped at shutdown: left in progress for the hand-back, its
+        // uniqueness lock and sent mail kept for the run that follows.
+        let Some(outcome) = outcome else { return };
         async {
             self.record(&queue, &raw, &jid, &outcome).await;
             // A job waiting for its retry still holds its lock.
@@ -133,29 +137,30 @@ impl Worker {
                 (String::new(), Outcome::Dead { payload: invalid_payload(&raw, &queue, &reason) })
             }
         };
-        Ended { queue, raw, jid, outcome, unique: None, span: tracing::Span::none() }
+        Ended { queue, raw, jid, outcome: Some(outcome), unique: None, span: tracing::Span::none() }
     }
 
-    async fn perform(&self, job: Job, unique: Option<&Unique>, running: &Running) -> Outcome {
+    /// Performs `job`; `None` when the end of the shutdown timeout stopped it.
+    async fn perform(&self, job: Job, unique: Option<&Unique>, running: &Running) -> Option<Outcome> {
         if injected_panic(&job.class) {
             panic!("a fault injected for class {} (JOBRUNNER_TEST_PANIC_CLASS)", job.class);
         }
         if let Some(expired_at) = expiry::expired(&job.payload, clock::now()) {
             tracing::info!(expired_at, "job expired before it started; discarded unrun");
-            self.metrics.job_expired(&job.class);
-            return Outcome::Discard;
+            self.metrics.job_expired(self.class_label(&job.class));
+            return Some(Outcome::Discard);
         }
         if let Some(unique) = unique
             && let Some(holder) = unique::duplicate_of(&self.queue, &job, unique).await
         {
             tracing::info!(held_by = %holder, "a duplicate of a pending unique job; dropped unrun");
-            self.metrics.job_duplicate(&job.class);
-            return Outcome::Discard;
+            self.metrics.job_duplicate(self.class_label(&job.class));
+            return Some(Outcome::Discard);
         }
         let Some(registered) = self.cancels.start(&job.jid) else {
             tracing::info!("job cancelled before it started; discarded unrun");
-            self.metrics.job_cancelled(&job.class, false);
-            return Outcome::Discard;
+            self.metrics.job_cancelled(self.class_label(&job.class), false);
+            return Some(Outcome::Discard);
         };
         let started = Instant::now();
         // How long the job waited in its queue, for the latency benchmark.
@@ -164,7 +169,7 @@ impl Worker {
             self.metrics.job_finished(UNHANDLED_CLASS, NO_PLUGIN, true, 0.0);
             let failure =
                 Failure::retryable("NoPluginError", format!("no plugin handles class {}", job.class));
-            return self.failed(job, failure);
+            return Some(self.failed(job, failure));
         };
         running.set_plugin(plugin.meta.label.clone());
         let result =
@@ -173,7 +178,11 @@ impl Worker {
         let elapsed_us = elapsed.as_micros() as u64;
         let failed = !matches!(result, Ok(Ok(())) | Err(CallError::Cancelled));
         self.metrics.job_finished(&job.class, &plugin.meta.name, failed, elapsed.as_secs_f64());
-        match result {
+        let outcome = match result {
+            Err(CallError::Cancelled) if self.cancels.stopped_for_shutdown(&job.jid) => {
+                tracing::info!(plugin = %plugin.meta.name, elapsed_us, "job stopped at the end of the shutdown timeout; it goes back to its queue");
+                return None;
+            }
             Ok(Ok(())) => {
                 // Per-job success lines are debug: at thousands of jobs per
                 // second they would cost more than the jobs.
@@ -192,6 +201,16 @@ impl Worker {
                 Outcome::Discard
             }
             Err(err) => self.failed(job, host_failure(&err)),
+        };
+        Some(outcome)
+    }
+
+    /// The metric label for `class`: itself once a plugin serves it, else
+    /// [`UNHANDLED_CLASS`], so whoever can push jobs can't make series.
+    fn class_label<'a>(&self, class: &'a str) -> &'a str {
+        match self.registry.lookup(class) {
+            Some(_) => class,
+            None => UNHANDLED_CLASS,
         }
     }
 

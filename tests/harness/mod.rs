@@ -112,10 +112,14 @@ pub fn now() -> f64 {
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Checks `still_undone` every 20 ms until `until` (epoch seconds), so
-/// "not before it is due" holds for the whole window, not one sample.
+/// "not before it is due" holds for the whole window, not one sample. A
+/// window that closed before a single check proves nothing, and fails.
 pub fn never_before(until: f64, what: &str, mut still_undone: impl FnMut() -> bool) {
+    let mut samples = 0;
     while now() < until - 0.05 {
         assert!(still_undone(), "{what} before it was due ({:.2}s early)", until - now());
+        samples += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(samples > 0, "never_before checked nothing: the window for {what} had closed already");
 }

@@ -18,6 +18,8 @@ pub struct RunnerOptions {
     pub log: &'static str,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// A command the runner is started under, e.g. `unshare --pid ...`.
+    pub wrapper: Vec<String>,
 }
 
 impl Default for RunnerOptions {
@@ -27,6 +29,7 @@ impl Default for RunnerOptions {
             args: Vec::new(),
             log: "info,jobrunner::worker=debug",
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -51,6 +54,15 @@ impl RunnerOptions {
         self.env.push((name.to_string(), value.to_string()));
         self
     }
+
+    /// Runs it as PID 1 of a PID namespace of its own, as in a container
+    /// that shares the host's name (Docker's `--network host`, Kubernetes'
+    /// `hostNetwork`): `unshare`, which takes the runner down with it when
+    /// killed. Each (re)start gets a fresh namespace.
+    pub fn in_own_pid_namespace(mut self) -> Self {
+        self.wrapper = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"].map(String::from).to_vec();
+        self
+    }
 }
 
 /// A running `runner`, killed when dropped.
@@ -65,6 +77,8 @@ pub struct Runner {
     log: &'static str,
     /// Its extra environment variables.
     env: Vec<(String, String)>,
+    /// The command it runs under, if any.
+    wrapper: Vec<String>,
 }
 
 /// The runner binary, built by `cargo build --release`.
@@ -108,7 +122,8 @@ impl Runner {
             command.extend(["--cache-dir".into(), dir.path().join("cache").display().to_string()]);
         }
         command.extend(options.args);
-        let mut runner = Runner { child: None, dir, command, log: options.log, env: options.env };
+        let (log, env, wrapper) = (options.log, options.env, options.wrapper);
+        let mut runner = Runner { child: None, dir, command, log, env, wrapper };
         runner.spawn();
         runner
     }
@@ -116,7 +131,15 @@ impl Runner {
     fn spawn(&mut self) {
         let log =
             File::options().create(true).append(true).open(self.log_path()).expect("opening the runner log");
-        let child = Command::new(runner_bin())
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(runner_bin());
+                command
+            }
+            None => Command::new(runner_bin()),
+        };
+        let child = command
             .args(&self.command)
             .env("RUST_LOG", self.log)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

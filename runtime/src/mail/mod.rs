@@ -7,15 +7,18 @@
 //! refused it for good ([`SendError::Rejected`], SMTP 5xx) and a passing
 //! failure worth a retry ([`SendError::Transient`], 4xx or no connection).
 //! The plugin host turns these into the contract's `mail-error`.
-//! With a [`Ledger`], a job that runs again doesn't resend what it sent.
+//! With a [`Ledger`], a job that runs again doesn't resend what it sent,
+//! and a call cut off mid-send is settled by its [`Progress`].
 
 mod compose;
 pub mod ledger;
+mod progress;
 mod smtp;
 mod tls;
 
 pub use compose::weight as message_size;
 pub use ledger::Ledger;
+pub use progress::{Progress, Stage};
 
 use crate::wit::Email;
 use anyhow::{Context, Result};
@@ -142,19 +145,19 @@ impl Mailer {
     /// an earlier run of the job sent it already. Without a jid (or a ledger) it just sends.
     /// The call is claimed in the ledger before the message is handed over,
     /// so a run that runs out of time while sending can't lead to a second
-    /// copy (see [`Mailer::interrupted`] and the [`ledger`]).
+    /// copy; `progress` says how far it got (see [`Mailer::cut_off`] and
+    /// the [`ledger`]).
     pub async fn send_for_job(
         &self,
         email: &Email,
-        shard: usize,
-        jid: &str,
-        seq: u32,
+        (shard, jid, seq): (usize, &str, u32),
+        progress: &Progress,
     ) -> Result<Delivery, SendError> {
         let key = (!jid.is_empty()).then_some((jid, seq));
         let prepared = self.prepare(email, key).await?;
         let id = prepared.id.clone();
         let Some(ledger) = self.ledger.as_ref().filter(|_| key.is_some()) else {
-            self.transmit(prepared).await?;
+            self.transmit(prepared, progress).await?;
             return Ok(Delivery::Sent(id));
         };
         // Not knowing whether it went out, sending could duplicate it: wait.
@@ -167,10 +170,11 @@ impl Mailer {
             ledger::Claim::Unfinished(id) => tracing::warn!(jid, message_id = %id,
                 "an earlier run was killed while sending this mail; sending it again with the same Message-ID"),
         }
-        if let Err(err) = self.transmit(prepared).await {
-            if let Err(note) = ledger.release(shard, jid, seq).await {
-                tracing::warn!(jid, error = %format!("{note:#}"), "mail not sent, but still marked as sending; a rerun of this job won't send it");
-            }
+        progress.set(Stage::Claimed);
+        if let Err(err) = self.transmit(prepared, progress).await {
+            // Failed after its end went out, with no refusal heard: the
+            // server may have it, as when the deadline cuts it off there.
+            self.cut_off((shard, jid, seq), progress).await;
             return Err(err);
         }
         if let Err(err) = ledger.confirm(shard, jid, seq, &id).await {
@@ -179,13 +183,27 @@ impl Mailer {
         Ok(Delivery::Sent(id))
     }
 
-    /// Notes that call `seq` of job `jid` ran out of time while being sent,
-    /// so that a rerun doesn't send it again.
-    pub async fn interrupted(&self, shard: usize, jid: &str, seq: u32) {
-        let Some(ledger) = self.ledger.as_ref().filter(|_| !jid.is_empty()) else { return };
-        if let Err(err) = ledger.interrupt(shard, jid, seq).await {
-            tracing::warn!(jid, error = %format!("{err:#}"), "could not mark an interrupted mail; a rerun will send it again");
+    /// Settles the ledger for call `seq` of job `jid`, which ended without
+    /// the server's acceptance at `progress`'s stage: handed over, it is
+    /// marked "interrupted" and a rerun counts it as sent; only claimed, the
+    /// claim is given back and a rerun sends it. Returns the stage.
+    pub async fn cut_off(&self, (shard, jid, seq): (usize, &str, u32), progress: &Progress) -> Stage {
+        let stage = progress.stage();
+        let Some(ledger) = self.ledger.as_ref().filter(|_| !jid.is_empty()) else { return stage };
+        match stage {
+            Stage::Unclaimed => {}
+            Stage::Claimed => {
+                if let Err(err) = ledger.release(shard, jid, seq).await {
+                    tracing::warn!(jid, error = %format!("{err:#}"), "mail not sent, but still marked as sending; a rerun of this job sends it again with the same Message-ID");
+                }
+            }
+            Stage::HandedOver => {
+                if let Err(err) = ledger.interrupt(shard, jid, seq).await {
+                    tracing::warn!(jid, error = %format!("{err:#}"), "could not mark an interrupted mail; a rerun will send it again");
+                }
+            }
         }
+        stage
     }
 
     /// Builds and encodes `email`, as call `seq` of job `jid` when `key`
@@ -203,17 +221,24 @@ impl Mailer {
         .map_err(|e| SendError::Transient(format!("building the message failed: {e}")))?
     }
 
-    /// Hands `message` to the transport.
-    async fn transmit(&self, message: Prepared) -> Result<(), SendError> {
+    /// Hands `message` to the transport, noting the hand-over in `progress`.
+    async fn transmit(&self, message: Prepared, progress: &Progress) -> Result<(), SendError> {
         let Prepared { envelope, raw, .. } = message;
+        if !matches!(self.transport, Transport::Smtp(_)) {
+            // A file or memory takes it whole or not at all, but may be cut
+            // off mid-write: counted as handed over from the start.
+            progress.set(Stage::HandedOver);
+        }
         match &self.transport {
-            Transport::Smtp(pool) => pool.send(&envelope, &raw).await?,
+            Transport::Smtp(pool) => pool.send(&envelope, &raw, progress).await?,
             Transport::Capture(kept) => {
                 let text = String::from_utf8_lossy(&raw).into_owned();
                 kept.lock().expect("capture lock").push(text);
             }
             Transport::Outbox(outbox, dir) => {
                 outbox.send_raw(&envelope, &raw).await.map_err(|e| {
+                    // Not written: a rerun writes it.
+                    progress.set(Stage::Claimed);
                     SendError::Transient(format!("writing to the outbox {}: {e}", dir.display()))
                 })?;
             }

@@ -18,30 +18,35 @@ use crate::shutdown::Shutdown;
 use crate::{client, clock};
 use spec::Periodic;
 use std::sync::Arc;
+use tokio::task::JoinHandle;
 use std::time::Duration;
 
 /// The most missed ticks counted when reporting a skip.
 const COUNT_SKIPS_UP_TO: usize = 100_000;
 
-/// Enqueues the schedule's ticks until shutdown.
-pub fn spawn(queue: Queue, schedule: Arc<Vec<Periodic>>, shutdown: Shutdown) {
+/// Enqueues the schedule's ticks until shutdown; `None` without a schedule.
+pub fn spawn(queue: Queue, schedule: Arc<Vec<Periodic>>, shutdown: Shutdown) -> Option<JoinHandle<()>> {
     if schedule.is_empty() {
-        return;
+        return None;
     }
-    tokio::spawn(async move {
-        report_skips(&queue, &schedule).await;
-        let mut next: Vec<Option<f64>> = schedule.iter().map(|p| p.next_after(clock::now())).collect();
-        while let Some(due) = next.iter().flatten().copied().min_by(f64::total_cmp) {
-            shutdown.sleep(Duration::from_secs_f64((due - clock::now()).max(0.0))).await;
-            if shutdown.is_started() {
-                return;
-            }
-            let now = clock::now();
-            for (periodic, tick) in schedule.iter().zip(next.iter_mut()) {
-                *tick = catch_up(&queue, periodic, *tick, now).await;
-            }
+    Some(crate::supervise::spawn("periodic jobs", move || {
+        enqueue_ticks(queue.clone(), schedule.clone(), shutdown.clone())
+    }))
+}
+
+async fn enqueue_ticks(queue: Queue, schedule: Arc<Vec<Periodic>>, shutdown: Shutdown) {
+    report_skips(&queue, &schedule).await;
+    let mut next: Vec<Option<f64>> = schedule.iter().map(|p| p.next_after(clock::now())).collect();
+    while let Some(due) = next.iter().flatten().copied().min_by(f64::total_cmp) {
+        shutdown.sleep(Duration::from_secs_f64((due - clock::now()).max(0.0))).await;
+        if shutdown.is_started() {
+            return;
         }
-    });
+        let now = clock::now();
+        for (periodic, tick) in schedule.iter().zip(next.iter_mut()) {
+            *tick = catch_up(&queue, periodic, *tick, now).await;
+        }
+    }
 }
 
 /// Enqueues the ticks of `periodic` due by `now` from `tick` on, in order

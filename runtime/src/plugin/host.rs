@@ -12,7 +12,7 @@
 
 pub use super::cap::{MemoryCap, MemoryExceeded};
 use super::stderr::TailPipe;
-use crate::mail::{Delivery, Mailer, SendError};
+use crate::mail::{Delivery, Mailer, Progress, SendError, Stage};
 use crate::metrics::Metrics;
 use crate::policy::Guard;
 use crate::records::Records;
@@ -182,23 +182,28 @@ impl mail::Host for HostState {
         self.mail_calls += 1;
         let deadline = tokio::time::Instant::from_std(self.deadline);
         let cancel = self.cancel.clone();
+        let progress = Progress::default();
         let delivered = tokio::select! {
-            result = tokio::time::timeout_at(deadline, self.deliver(&message, seq)) => result.ok(),
+            result = tokio::time::timeout_at(deadline, self.deliver(&message, seq, &progress)) => result.ok(),
             _ = cancel.cancelled() => None,
         };
         if let Some(result) = delivered {
             return result;
         }
-        // Cut off mid-send: the server may have the mail, so it counts as
-        // sent and is never sent again.
-        self.caps.mailer.interrupted(self.tags.shard, &self.tags.jid, seq).await;
+        let tags = &self.tags;
+        let stage = self.caps.mailer.cut_off((tags.shard, &tags.jid, seq), &progress).await;
         let (why, kind) = match cancel.is_cancelled() {
             true => ("was cancelled", "cancelled"),
             false => ("ran out of time", "timeout"),
         };
-        let tags = &self.tags;
-        tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, to = ?message.to,
-            "the job {why} while its mail was being sent; a rerun won't send it again");
+        match stage {
+            // The server may have it: it counts as sent and is never sent again.
+            Stage::HandedOver => tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, to = ?message.to,
+                "the job {why} while its mail was being sent; a rerun won't send it again"),
+            // Its end never went out, so no server has it: a rerun sends it.
+            Stage::Claimed | Stage::Unclaimed => tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
+                to = ?message.to, "the job {why} before its mail was handed over; not sent, a rerun sends it"),
+        }
         self.caps.metrics.mail_failed(&tags.plugin, kind);
         match cancel.is_cancelled() {
             true => self.cancelled = true,
@@ -211,12 +216,17 @@ impl mail::Host for HostState {
 impl HostState {
     /// Checks `message` against the policy, keeps to the mail rate and
     /// sends it as call `seq` of the job.
-    async fn deliver(&mut self, message: &mail::Email, seq: u32) -> Result<String, mail::MailError> {
+    async fn deliver(
+        &mut self,
+        message: &mail::Email,
+        seq: u32,
+        progress: &Progress,
+    ) -> Result<String, mail::MailError> {
         let tags = &self.tags;
         match self.caps.guard.check_mail(message, seq) {
-            Ok(wait) if wait.is_zero() => {}
-            // Keeping to the plugin's mail rate; the job's time limit still runs.
-            Ok(wait) => tokio::time::sleep(wait).await,
+            // Keeping to the plugin's mail rate; the job's time limit still
+            // runs, and a turn it cuts off goes to the next mail.
+            Ok(turn) => turn.wait().await,
             Err(rule) => {
                 tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, rule = %rule, "mail refused by policy");
                 self.violation.get_or_insert_with(|| rule.clone());
@@ -224,7 +234,7 @@ impl HostState {
                 return Err(mail::MailError::Rejected(format!("policy: {rule}")));
             }
         }
-        match self.caps.mailer.send_for_job(message, tags.shard, &tags.jid, seq).await {
+        match self.caps.mailer.send_for_job(message, (tags.shard, &tags.jid, seq), progress).await {
             Ok(Delivery::Sent(id)) => {
                 tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
                     to = ?message.to, subject = %crate::untrusted::escape(&message.subject), message_id = %id, "mail sent");

@@ -1,10 +1,9 @@
 //! One plugin's rules, applied to each `send-mail` and `log` call.
 
 use super::Rules;
-use super::rate::Rate;
+use super::rate::{Rate, Turn};
 use crate::wit::Email;
 use lettre::message::Mailbox;
-use std::time::Duration;
 
 /// Applies a plugin's [`Rules`]; shared by all its instances.
 pub struct Guard {
@@ -30,8 +29,8 @@ impl Guard {
 
     /// Checks call `seq` (0 for a job's first) of `send-mail`; the error
     /// says which rule the message breaks. A message within the rules gets
-    /// how long to wait first, so the plugin keeps to its mail rate.
-    pub fn check_mail(&self, email: &Email, seq: u32) -> Result<Duration, String> {
+    /// its turn at the plugin's mail rate, to wait for before sending.
+    pub fn check_mail(&self, email: &Email, seq: u32) -> Result<Turn<'_>, String> {
         let rules = &self.rules;
         if seq >= rules.max_mails_per_job {
             return Err(format!(
@@ -126,6 +125,7 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn email(to: &[&str]) -> Email {
         Email {
@@ -193,8 +193,9 @@ mod tests {
     #[test]
     fn past_the_mail_rate_calls_wait() {
         let g = guard(Rules { mail_per_second: 2, ..Rules::default() });
-        assert_eq!(g.check_mail(&email(&["a@x.org"]), 0), Ok(Duration::ZERO));
-        assert_eq!(g.check_mail(&email(&["a@x.org"]), 1), Ok(Duration::ZERO));
-        assert!(g.check_mail(&email(&["a@x.org"]), 2).unwrap() > Duration::from_millis(400));
+        // Turns are kept, as by jobs waiting for them.
+        let turns: Vec<_> = (0..3).map(|seq| g.check_mail(&email(&["a@x.org"]), seq).unwrap()).collect();
+        assert_eq!((turns[0].wait, turns[1].wait), (Duration::ZERO, Duration::ZERO));
+        assert!(turns[2].wait > Duration::from_millis(400), "{:?}", turns[2].wait);
     }
 }

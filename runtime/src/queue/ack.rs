@@ -31,11 +31,17 @@ pub struct Acker {
 }
 
 impl Acker {
-    /// Starts the task recording `identity`'s outcomes.
-    pub fn spawn(queue: Queue, identity: String) -> Acker {
+    /// Starts the task recording `identity`'s outcomes, supervised: after
+    /// a panic the next life takes over the same channel, and the jobs of
+    /// the batch it dropped are told to try again.
+    pub fn spawn(queue: Queue, identity: String) -> (Acker, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(record_batches(queue, identity, rx));
-        Acker { tx }
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let task = crate::supervise::spawn("outcome recorder", move || {
+            let (queue, identity, rx) = (queue.clone(), identity.clone(), rx.clone());
+            async move { record_batches(queue, identity, &mut *rx.lock().await).await }
+        });
+        (Acker { tx }, task)
     }
 
     /// Records a job's outcome; returns once Redis has, or failed to.
@@ -54,7 +60,7 @@ impl Acker {
     }
 }
 
-async fn record_batches(queue: Queue, identity: String, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn record_batches(queue: Queue, identity: String, rx: &mut mpsc::UnboundedReceiver<Request>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let jobs: Vec<Finished<'_>> = batch

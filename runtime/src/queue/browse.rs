@@ -156,9 +156,10 @@ fn timestamp(value: &Value) -> Option<f64> {
     crate::clock::epoch_seconds(value)
 }
 
-/// `page` (1-based) as a Redis range.
+/// `page` (1-based) as a Redis range. A page past any list (even
+/// `?page=18446744073709551615`) is an empty range, never an overflow.
 fn range(page: usize) -> (isize, isize) {
-    let start = (page.max(1) - 1) * PAGE_SIZE;
+    let start = (page.max(1) - 1).saturating_mul(PAGE_SIZE).min(isize::MAX as usize - PAGE_SIZE);
     (start as isize, (start + PAGE_SIZE - 1) as isize)
 }
 
@@ -390,5 +391,13 @@ mod tests {
         let job = JobView::parse("not json <b>");
         assert_eq!(job.class, "(not a job)");
         assert_eq!(job.args, Value::String("not json <b>".into()));
+    }
+
+    #[test]
+    fn any_page_number_is_a_range() {
+        assert_eq!(range(0), range(1));
+        assert_eq!(range(1).0, 0);
+        let (start, stop) = range(usize::MAX);
+        assert!(start > 0 && stop > start, "{start}..{stop}");
     }
 }

@@ -2,7 +2,8 @@
 //! `jobrunner:cancelled` (kept a day, for a runner that missed the news)
 //! and published on `jobrunner:cancel` (for the runner running it, at
 //! once), and the job is taken out of the schedule, the retry set and
-//! every queue where it waits.
+//! every queue where it waits. A job is found by its own top-level `jid`,
+//! never by a jid that its arguments mention (an admin job about job X).
 
 use super::{Queue, keys};
 use crate::clock;
@@ -63,7 +64,9 @@ impl Queue {
             let mut scan = conn.zscan_match::<_, _, (String, f64)>(set, &pattern).await?;
             let mut members = Vec::new();
             while let Some((member, _score)) = scan.next().await {
-                members.push(member);
+                if is_job(&member, needle) {
+                    members.push(member);
+                }
             }
             members
         };
@@ -87,7 +90,7 @@ impl Queue {
         loop {
             let page: Vec<String> = conn.lrange(&key, start, start + PAGE - 1).await?;
             let mut removed_here = 0;
-            for job in page.iter().filter(|job| job.contains(needle)) {
+            for job in page.iter().filter(|job| is_job(job, needle)) {
                 removed_here += conn.lrem::<_, _, i64>(&key, 0, job).await?;
             }
             removed += removed_here;
@@ -106,7 +109,7 @@ impl Queue {
         let mut running = Vec::new();
         for identity in processes {
             let work: Vec<String> = conn.hvals(keys::work(&identity)).await?;
-            if work.iter().any(|entry| entry.contains(&needle.replace('"', "\\\""))) {
+            if work.iter().any(|entry| runs_job(entry, needle)) {
                 running.push(identity);
             }
         }
@@ -144,6 +147,29 @@ pub fn check_jid(jid: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `job` (a job's JSON) is the job whose `"jid":"..."` is
+/// `needle`: the text is looked for first, which rules out nearly all
+/// without parsing, then the top-level field is read.
+fn is_job(job: &str, needle: &str) -> bool {
+    job.contains(needle)
+        && serde_json::from_str::<serde_json::Value>(job).is_ok_and(|job| jid_field(&job, needle))
+}
+
+/// Whether a `<identity>:work` entry (`{queue, payload, run_at}`, with the
+/// payload as JSON text or, from Sidekiq 8, an object) runs the job.
+fn runs_job(entry: &str, needle: &str) -> bool {
+    let Ok(entry) = serde_json::from_str::<serde_json::Value>(entry) else { return false };
+    match &entry["payload"] {
+        serde_json::Value::String(payload) => is_job(payload, needle),
+        payload => jid_field(payload, needle),
+    }
+}
+
+/// Whether the top-level `jid` of `job` makes `needle`.
+fn jid_field(job: &serde_json::Value, needle: &str) -> bool {
+    job.get("jid").and_then(|jid| jid.as_str()).is_some_and(|jid| format!("\"jid\":\"{jid}\"") == needle)
+}
+
 /// `text` with Redis's glob characters escaped.
 fn glob_escape(text: &str) -> String {
     text.chars().fold(String::new(), |mut out, c| {
@@ -167,5 +193,17 @@ mod tests {
             assert!(check_jid(bad).is_err(), "{bad:?}");
         }
         assert_eq!(glob_escape(r#""jid":"a*"#), r#""jid":"a\*"#);
+    }
+
+    #[test]
+    fn a_job_is_found_by_its_own_jid_not_one_its_arguments_name() {
+        let needle = r#""jid":"abc""#;
+        assert!(is_job(r#"{"class":"A","args":[],"jid":"abc"}"#, needle));
+        let about = r#"{"class":"Audit","args":[{"jid":"abc"}],"jid":"def"}"#;
+        assert!(!is_job(about, needle), "an admin job about job abc is not job abc");
+        let work = serde_json::json!({"queue": "default", "payload": about, "run_at": 1}).to_string();
+        assert!(!runs_job(&work, needle));
+        let work = serde_json::json!({"queue": "default", "payload": {"jid": "abc"}, "run_at": 1}).to_string();
+        assert!(runs_job(&work, needle));
     }
 }

@@ -50,31 +50,28 @@ impl Link {
 
 impl Queue {
     /// Follows the master the sentinels of `endpoint` name, until shutdown.
-    /// The receiver counts the switches.
-    pub fn follow_master(&self, endpoint: Endpoint, shutdown: Shutdown) -> watch::Receiver<u64> {
+    /// The receiver counts the switches; the tasks listen to each sentinel
+    /// and follow, supervised.
+    pub fn follow_master(
+        &self,
+        endpoint: Endpoint,
+        shutdown: Shutdown,
+    ) -> (watch::Receiver<u64>, Vec<tokio::task::JoinHandle<()>>) {
         let (switched, switches) = watch::channel(0);
-        let announced = Arc::new(Notify::new());
+        let (switched, announced) = (Arc::new(switched), Arc::new(Notify::new()));
+        let mut tasks = Vec::new();
         for addr in endpoint.sentinel_addrs() {
-            tokio::spawn(listen(addr, announced.clone(), shutdown.clone()));
+            let (announced, shutdown) = (announced.clone(), shutdown.clone());
+            tasks.push(crate::supervise::spawn("Sentinel listener", move || {
+                listen(addr.clone(), announced.clone(), shutdown.clone())
+            }));
         }
         let queue = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(FOLLOW_EVERY) => {}
-                    _ = announced.notified() => {}
-                    _ = shutdown.wait() => return,
-                }
-                match queue.follow_once(&endpoint).await {
-                    Ok(true) => switched.send_modify(|n| *n += 1),
-                    Ok(false) => {}
-                    Err(err) => {
-                        tracing::warn!(error = %format!("{err:#}"), "asking Sentinel for the Redis master failed")
-                    }
-                }
-            }
-        });
-        switches
+        tasks.push(crate::supervise::spawn("Sentinel follower", move || {
+            let (queue, endpoint, shutdown) = (queue.clone(), endpoint.clone(), shutdown.clone());
+            follow(queue, endpoint, (switched.clone(), announced.clone()), shutdown)
+        }));
+        (switches, tasks)
     }
 
     /// Switches to the master the sentinels name, if it changed.
@@ -114,6 +111,30 @@ async fn listen(addr: String, announced: Arc<Notify>, shutdown: Shutdown) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Asks the sentinels for the master every [`FOLLOW_EVERY`], or at once
+/// when one announces a switch, and counts the switches, until shutdown.
+async fn follow(
+    queue: Queue,
+    endpoint: Endpoint,
+    (switched, announced): (Arc<watch::Sender<u64>>, Arc<Notify>),
+    shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+            _ = announced.notified() => {}
+            _ = shutdown.wait() => return,
+        }
+        match queue.follow_once(&endpoint).await {
+            Ok(true) => switched.send_modify(|n| *n += 1),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "asking Sentinel for the Redis master failed")
+            }
         }
     }
 }

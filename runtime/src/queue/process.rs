@@ -34,6 +34,8 @@ pub struct Beat<'a> {
     pub rss_kb: u64,
     /// How long the previous heartbeat's round trip took, in microseconds.
     pub rtt_us: u64,
+    /// Its PID namespace, for telling whether its pid can be checked here.
+    pub pid_ns: Option<&'a str>,
     /// Seconds the record lives without another beat.
     pub ttl_secs: i64,
 }
@@ -51,7 +53,7 @@ impl Queue {
                 pipe.hset_multiple(key, beat.running).ignore().expire(key, beat.ttl_secs).ignore();
             }
         }
-        let fields = [
+        let mut fields = vec![
             ("info", beat.info.clone()),
             ("concurrency", beat.concurrency.to_string()),
             ("busy", beat.running.len().to_string()),
@@ -60,6 +62,7 @@ impl Queue {
             ("rss", beat.rss_kb.to_string()),
             ("rtt_us", beat.rtt_us.to_string()),
         ];
+        fields.extend(beat.pid_ns.map(|ns| ("pid_ns", ns.to_string())));
         let (command,): (Option<String>,) = pipe
             .sadd(keys::RUNNERS, identity)
             .ignore()
@@ -78,12 +81,13 @@ impl Queue {
         Ok(command)
     }
 
-    /// The last heartbeat (epoch seconds) of each of `identities`, in one
-    /// round trip; `None` for one that never beat or whose record expired.
-    pub async fn beats(&self, identities: &[String]) -> Result<Vec<Option<f64>>> {
+    /// The last heartbeat (epoch seconds) and the PID namespace of each of
+    /// `identities`, in one round trip; `None` for one that never beat or
+    /// whose record expired.
+    pub async fn beats(&self, identities: &[String]) -> Result<Vec<(Option<f64>, Option<String>)>> {
         let mut pipe = redis::pipe();
         for identity in identities {
-            pipe.hget(identity, "beat");
+            pipe.hget(identity, &["beat", "pid_ns"]);
         }
         pipe.query_async(&mut self.connection()).await.context("reading the runners' heartbeats")
     }

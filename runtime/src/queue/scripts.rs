@@ -94,10 +94,26 @@ return moved
 /// as Sidekiq's scheduler does: a job is pushed only if this caller's ZREM
 /// removed it. A member that isn't JSON goes to `queue:default`, where the
 /// runner will dead-letter it with the parse error.
+/// Like Sidekiq's re-push through `Client#push`, the job gets a fresh
+/// top-level `enqueued_at` (float seconds), so its queue latency counts
+/// from now, not from its first push or not at all. The JSON is edited as
+/// text, never re-encoded: cjson would turn `[]` into `{}` and round big
+/// numbers. A numeric `enqueued_at` that appears more than once (one in
+/// the arguments too) is left as it is rather than guessed at.
 /// KEYS: the sorted set. ARGV: now (epoch s), the most jobs to move.
 pub static ENQUEUE_DUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"
+        r#"
+local function stamped(job, decoded, now)
+  if type(decoded.enqueued_at) == 'nil' and string.match(job, '^{%s*"') then
+    return '{"enqueued_at":' .. now .. ',' .. string.sub(job, 2)
+  end
+  if type(decoded.enqueued_at) ~= 'number' then return job end
+  local field = '"enqueued_at":%s*%-?[%d%.eE%+%-]+'
+  local _, count = string.gsub(job, field, '')
+  if count ~= 1 then return job end
+  return (string.gsub(job, field, '"enqueued_at":' .. now))
+end
 local moved = 0
 while moved < tonumber(ARGV[2]) do
   local job = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)[1]
@@ -111,6 +127,7 @@ while moved < tonumber(ARGV[2]) do
       elseif type(decoded.queue) == 'string' then
         q = decoded.queue
       end
+      job = stamped(job, decoded, ARGV[1])
     end
     redis.call('SADD', 'queues', q)
     redis.call('LPUSH', 'queue:' .. q, job)
@@ -118,6 +135,6 @@ while moved < tonumber(ARGV[2]) do
   end
 end
 return moved
-",
+"#,
     )
 });

@@ -23,7 +23,9 @@ impl Kind {
     /// databases spells it.
     pub fn from_type(declared: &str) -> Kind {
         let t = declared.to_ascii_lowercase();
-        if t.contains("int") {
+        // By whole words, not by "int" anywhere: PostgreSQL's `interval`
+        // and `point` are no integers.
+        if t.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| INTEGER_WORDS.contains(&word)) {
             Kind::Integer
         } else if ["real", "floa", "doub", "numeric", "decimal"].iter().any(|f| t.contains(f)) {
             Kind::Float
@@ -36,6 +38,14 @@ impl Kind {
         }
     }
 }
+
+/// The words that make a declared type an integer, in SQLite (`INTEGER`,
+/// `UNSIGNED BIG INT`), PostgreSQL (`int4`, `bigserial`) and MySQL
+/// (`bigint(20) unsigned`).
+const INTEGER_WORDS: &[&str] = &[
+    "int", "integer", "tinyint", "smallint", "mediumint", "bigint", "int2", "int4", "int8", "serial",
+    "smallserial", "bigserial",
+];
 
 /// One column.
 #[derive(Clone, Debug)]
@@ -104,6 +114,12 @@ mod tests {
             ("boolean", Kind::Bool),
             ("uuid", Kind::Other),
             ("timestamp without time zone", Kind::Other),
+            ("bigint(20) unsigned", Kind::Integer),
+            ("UNSIGNED BIG INT", Kind::Integer),
+            ("int4", Kind::Integer),
+            ("interval", Kind::Other),
+            ("point", Kind::Other),
+            ("interval day to second", Kind::Other),
         ] {
             assert_eq!(Kind::from_type(declared), kind, "{declared}");
         }

@@ -5,9 +5,10 @@
 //! as changed; opening and reading a file (the runner's own reads) are not
 //! changes. Once a path has been quiet for [`SETTLE`], the
 //! registry is brought in line with what is on disk then, so a file still
-//! being written is read only after its writer is done, the atomic-save
-//! pattern (write a temp file, rename it over the old one) is one change,
-//! and hidden temp files are never looked at. Files load side by side; the
+//! being written is read only after its writer is done, and hidden temp
+//! files are never looked at. A file renamed into place (the atomic save:
+//! write a temp file, rename it over the old one) is whole the moment it
+//! appears, so it is loaded at once, without the wait. Files load side by side; the
 //! registry keeps the loads of one file in order. Should the watcher report
 //! an error (e.g. its event queue overflowed), every file is checked again.
 //!
@@ -22,7 +23,7 @@
 use super::{Registry, is_plugin_file};
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
-use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ const SETTLE: Duration = Duration::from_millis(300);
 const TICK: Duration = Duration::from_millis(100);
 
 /// Starts watching the registry's directory until shutdown.
-pub fn spawn(registry: Arc<Registry>, shutdown: Shutdown) -> Result<()> {
+pub fn spawn(registry: Arc<Registry>, shutdown: Shutdown) -> Result<tokio::task::JoinHandle<()>> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event| {
         let _ = tx.send(event);
@@ -45,8 +46,9 @@ pub fn spawn(registry: Arc<Registry>, shutdown: Shutdown) -> Result<()> {
     watcher
         .watch(registry.dir(), RecursiveMode::NonRecursive)
         .with_context(|| format!("watching the plugins directory {}", registry.dir().display()))?;
-    tokio::spawn(run(registry, watcher, rx, shutdown));
-    Ok(())
+    // Not restarted after a panic: the watcher's events go to this task
+    // alone. A panic is logged, and files dropped in wait for a restart.
+    Ok(crate::supervise::once("the plugins directory watcher".into(), run(registry, watcher, rx, shutdown)))
 }
 
 async fn run(
@@ -62,8 +64,13 @@ async fn run(
         tokio::select! {
             event = events.recv() => match event {
                 Some(Ok(event)) if changes_content(&event.kind) => {
+                    // A rename is complete: due now rather than once quiet.
+                    let at = match renamed(&event.kind) {
+                        true => Instant::now().checked_sub(SETTLE).unwrap_or_else(Instant::now),
+                        false => Instant::now(),
+                    };
                     let paths = event.paths.into_iter().filter(|p| is_candidate(p));
-                    pending.extend(paths.map(|p| (p, Instant::now())));
+                    pending.extend(paths.map(|p| (p, at)));
                 }
                 Some(Ok(_)) => {}
                 Some(Err(err)) => {
@@ -80,8 +87,8 @@ async fn run(
         for path in settled {
             pending.remove(&path);
             // Each file on its own task: a slow compile holds up no other file.
-            let registry = registry.clone();
-            tokio::spawn(async move { registry.sync_file(&path).await });
+            let (registry, what) = (registry.clone(), format!("loading plugin file {}", path.display()));
+            drop(crate::supervise::once(what, async move { registry.sync_file(&path).await }));
         }
     }
 }
@@ -95,6 +102,11 @@ fn changes_content(kind: &EventKind) -> bool {
         EventKind::Modify(ModifyKind::Metadata(_)) => false,
         _ => true,
     }
+}
+
+/// Whether an event is a rename, whose target is whole as it appears.
+fn renamed(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)))
 }
 
 /// A path that may be a plugin: `*.wasm`, not hidden. It may be gone already.
@@ -111,5 +123,20 @@ impl Registry {
             paths.extend(entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_plugin_file(p)));
         }
         paths
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange};
+
+    #[test]
+    fn only_a_rename_into_place_skips_the_wait() {
+        assert!(renamed(&EventKind::Modify(ModifyKind::Name(RenameMode::To))));
+        assert!(renamed(&EventKind::Modify(ModifyKind::Name(RenameMode::Both))));
+        assert!(!renamed(&EventKind::Modify(ModifyKind::Name(RenameMode::From))));
+        assert!(!renamed(&EventKind::Create(CreateKind::File)));
+        assert!(!renamed(&EventKind::Modify(ModifyKind::Data(DataChange::Content))));
     }
 }

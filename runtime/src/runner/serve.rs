@@ -4,6 +4,7 @@
 use crate::feed::Feed;
 use crate::queue::Queue;
 use crate::shutdown::Shutdown;
+use crate::supervise;
 use crate::worker::Worker;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -11,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+
+/// How long stopped jobs get to end at the end of the shutdown timeout.
+const STOPPED_WITHIN: Duration = Duration::from_secs(10);
 
 /// A started runner: what serving and stopping need.
 pub struct Running {
@@ -55,7 +59,7 @@ impl Running {
                 let work = AssertUnwindSafe(worker.process(queue.clone(), raw.clone(), &running));
                 let ended = match work.catch_unwind().await {
                     Ok(ended) => ended,
-                    Err(panic) => worker.panicked(queue, raw, panic_message(&*panic)),
+                    Err(panic) => worker.panicked(queue, raw, supervise::panic_message(&*panic)),
                 };
                 // The next job may start while this one's outcome is
                 // recorded, so outcomes are recorded many to a round trip.
@@ -71,15 +75,28 @@ impl Running {
         }
     }
 
-    /// Gives running jobs the shutdown timeout to run and be recorded,
-    /// leaves the process set and puts whatever is still in progress back
-    /// at the front of its queue.
+    /// Gives running jobs the shutdown timeout to run and be recorded;
+    /// then stops those still running and waits for their host calls to
+    /// end, so that none is still sending mail when another runner takes
+    /// it; leaves the process set and puts whatever is still in progress
+    /// back at the front of its queue.
     pub async fn stop(self) {
         if tokio::time::timeout(self.shutdown_timeout, self.feed.settled()).await.is_err() {
             tracing::warn!(
                 timeout_s = self.shutdown_timeout.as_secs_f64(),
-                "jobs still running at the end of the shutdown timeout"
+                "jobs still running at the end of the shutdown timeout; stopping them"
             );
+            for worker in &self.workers {
+                worker.cancels.stop_all();
+            }
+            // A guest stops at its next epoch tick and a host call at once,
+            // so this is a bound that a healthy runner never reaches.
+            if tokio::time::timeout(STOPPED_WITHIN, self.feed.settled()).await.is_err() {
+                tracing::error!(
+                    waited_s = STOPPED_WITHIN.as_secs_f64(),
+                    "jobs still running after being stopped; handing them back regardless"
+                );
+            }
         }
         for task in &self.background {
             task.abort();
@@ -104,14 +121,5 @@ async fn hand_back(shard: usize, queue: &Queue, identity: &str) {
         Err(err) => {
             tracing::error!(shard, error = %format!("{err:#}"), "could not requeue unfinished jobs; another runner will recover them")
         }
-    }
-}
-
-/// What a panic said, if it said it as text.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
-        (Some(text), _) => text.to_string(),
-        (_, Some(text)) => text.clone(),
-        _ => "(no message)".to_string(),
     }
 }

@@ -106,21 +106,30 @@ impl Connected {
             tracing::warn!(shard = index, error = %format!("{err:#}"), "looking for dead runners failed");
         }
         let rescue_asked = Arc::new(AtomicBool::new(false));
+        let mut background = Vec::new();
         if endpoint.is_sentinel() {
-            follow_master(&queue, endpoint, rescue_asked.clone(), shutdown.clone());
+            background.extend(follow_master(&queue, endpoint, rescue_asked.clone(), shutdown.clone()));
         }
         heartbeat::on_ttin(busy.clone());
         let lifeline = (shutdown.clone(), shared.trigger.clone());
-        let beating = heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, lifeline);
-        scheduler::spawn(queue.clone(), process.identity.clone(), shared.poll_interval, shutdown.clone());
+        background.push(heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, lifeline));
+        let identity = process.identity.clone();
+        background.push(scheduler::spawn(queue.clone(), identity.clone(), shared.poll_interval, shutdown.clone()));
         if index == 0 {
-            crate::periodic::spawn(queue.clone(), periodic, shutdown.clone());
+            background.extend(crate::periodic::spawn(queue.clone(), periodic, shutdown.clone()));
         }
         let cancels = Arc::new(Cancels::default());
-        cancel::listen(queue.clone(), cancels.clone(), shutdown.clone());
-        let identity = process.identity.clone();
+        // Known before the first fetch: a job cancelled while no runner ran
+        // must not slip in before the listener's first read.
+        match queue.cancelled_jids().await {
+            Ok(jids) => cancels.resync(jids),
+            Err(err) => tracing::warn!(shard = index, error = %format!("{err:#}"), "could not read the cancelled jobs"),
+        }
+        background.push(cancel::listen(queue.clone(), cancels.clone(), shutdown.clone()));
+        let (acker, recording) = Acker::spawn(queue.clone(), identity.clone());
+        background.push(recording);
         let worker = Arc::new(Worker {
-            acker: Acker::spawn(queue.clone(), identity.clone()),
+            acker,
             registry: shared.registry.clone(),
             shutdown: shutdown.clone(),
             max_payload: shared.max_payload,
@@ -132,7 +141,7 @@ impl Connected {
         });
         let order = shared.order.clone();
         let fetcher = Fetcher { queue: queue.clone(), identity, order, busy, rescue_asked };
-        Served { worker, fetcher, background: vec![beating] }
+        Served { worker, fetcher, background }
     }
 }
 
@@ -141,11 +150,17 @@ impl Connected {
 /// old master saw them finish; the new one never heard) go back to their
 /// queues, run twice rather than lost: the fetcher does it before its next
 /// fetch (see [`Fetcher::rescue_asked`]).
-fn follow_master(queue: &Queue, endpoint: Endpoint, rescue_asked: Arc<AtomicBool>, shutdown: Shutdown) {
-    let mut switches = queue.follow_master(endpoint, shutdown);
-    tokio::spawn(async move {
+fn follow_master(
+    queue: &Queue,
+    endpoint: Endpoint,
+    rescue_asked: Arc<AtomicBool>,
+    shutdown: Shutdown,
+) -> Vec<JoinHandle<()>> {
+    let (mut switches, mut tasks) = queue.follow_master(endpoint, shutdown);
+    tasks.push(tokio::spawn(async move {
         while switches.changed().await.is_ok() {
             rescue_asked.store(true, Ordering::Release);
         }
-    });
+    }));
+    tasks
 }

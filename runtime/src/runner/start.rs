@@ -46,18 +46,18 @@ pub async fn start(settings: Settings) -> Result<Running> {
     let jobs = JobSetup { concurrency, limits, mailer, policy, metrics: metrics.clone(), records };
     let registry = Arc::new(registry(&plugins, jobs, &queues[0])?);
     // Watch before the first scan, so a file dropped meanwhile isn't missed.
+    let mut background = Vec::new();
     if plugins.watch {
-        registry::watch::spawn(registry.clone(), shutdown.clone())?;
+        background.push(registry::watch::spawn(registry.clone(), shutdown.clone())?);
     }
     let files = registry.plugin_files()?;
-    tokio::spawn({
+    background.push(crate::supervise::once("loading the plugins".into(), {
         let registry = registry.clone();
         async move { registry.load_all(files).await }
-    });
+    }));
 
     let process = Arc::new(Process::new(concurrency, order.weights()));
     let busy: Vec<Arc<Busy>> = shards.iter().map(|_| Arc::new(Busy::default())).collect();
-    let mut background = Vec::new();
     if let Some((addr, credentials)) = http {
         let shards = queues.iter().zip(&busy);
         let dashboard = Dashboard {

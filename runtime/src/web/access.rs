@@ -4,16 +4,24 @@
 //! Web UI is when mounted without a constraint. Anywhere else the runner
 //! refuses to start without credentials: HTTP basic auth for people,
 //! a bearer token for scrapers and scripts; either is accepted.
+//! Open on loopback, it answers only requests whose `Host` is a loopback
+//! name or address: otherwise any web page could rebind its own name to
+//! 127.0.0.1 (DNS rebinding) and read `/api/*` from the user's browser.
 //!
-//! Every response carries a CSRF cookie (random, `SameSite=Strict`); each
-//! form repeats it in a hidden field, and an action whose field doesn't
-//! match, or that a browser marks as cross-site, is refused.
+//! Every response carries a CSRF cookie (`SameSite=Strict`) holding a
+//! token this process issued: a random nonce signed with HMAC-SHA256 under
+//! a key made at start-up, so a cookie planted by anything else is
+//! replaced, not trusted. Each form repeats the token in a hidden field;
+//! an action whose field doesn't match, or that a browser says didn't come
+//! from the dashboard itself (`Sec-Fetch-Site` other than `same-origin` or
+//! `none`), is refused.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -25,13 +33,16 @@ const CSRF_COOKIE: &str = "jobrunner_csrf";
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The credentials the dashboard asks for; none on loopback by default.
-#[derive(Clone, Debug, Default)]
+/// The credentials the dashboard asks for (none on loopback by default),
+/// and the key its CSRF tokens are signed with.
+#[derive(Clone, Debug)]
 pub struct Credentials {
     /// `user:password` for HTTP basic auth.
     basic: Option<String>,
     /// A bearer token.
     token: Option<String>,
+    /// Signs CSRF tokens; made at start-up, never shown.
+    csrf_key: [u8; 32],
 }
 
 /// The CSRF token of the current request, for forms to embed.
@@ -54,7 +65,7 @@ impl Credentials {
         if let Some(token) = &token {
             anyhow::ensure!(token.len() >= 16, "--http-token must be at least 16 characters");
         }
-        let credentials = Credentials { basic, token };
+        let credentials = Credentials { basic, token, csrf_key: rand::random() };
         anyhow::ensure!(
             addr.ip().is_loopback() || credentials.is_set(),
             "--http {addr} is reachable from other machines: set --http-auth USER:PASSWORD or --http-token TOKEN \
@@ -75,6 +86,31 @@ impl Credentials {
             (None, Some(_)) => "token",
             (Some(_), Some(_)) => "basic or token",
         }
+    }
+
+    /// A new CSRF token: a nonce and its signature.
+    fn issue_csrf(&self) -> String {
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let signature = self.sign(&nonce);
+        format!("{nonce}.{signature}")
+    }
+
+    /// Whether `token` is one this process issued.
+    fn issued(&self, token: &str) -> bool {
+        let Some((nonce, signature)) = token.split_once('.') else { return false };
+        nonce.len() == 32 && bool::from(self.sign(nonce).as_bytes().ct_eq(signature.as_bytes()))
+    }
+
+    fn sign(&self, nonce: &str) -> String {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.csrf_key).expect("HMAC takes any key length");
+        mac.update(nonce.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether the request may be answered at all: with credentials set,
+    /// any `Host`; open on loopback, only a loopback one.
+    fn host_allowed(&self, headers: &HeaderMap) -> bool {
+        self.is_set() || headers.get(header::HOST).and_then(|h| h.to_str().ok()).is_some_and(is_loopback_host)
     }
 
     /// Whether the request's `Authorization` header satisfies these credentials.
@@ -104,12 +140,19 @@ pub async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if !credentials.host_allowed(request.headers()) {
+        let host = request.headers().get(header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+        tracing::warn!(host = ?host, "dashboard request refused: its Host is not a loopback name");
+        let reason = "refused: without --http-auth or --http-token the dashboard answers only to a loopback Host \
+                      (localhost, 127.0.0.1, [::1])";
+        return (StatusCode::MISDIRECTED_REQUEST, reason).into_response();
+    }
     if !credentials.allows(request.headers()) {
         let challenge = [(header::WWW_AUTHENTICATE, r#"Basic realm="jobrunner""#)];
         return (StatusCode::UNAUTHORIZED, challenge, "authentication required").into_response();
     }
-    let existing = cookie(request.headers(), CSRF_COOKIE).filter(|t| t.len() == 32);
-    let token = existing.clone().unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+    let existing = cookie(request.headers(), CSRF_COOKIE).filter(|t| credentials.issued(t));
+    let token = existing.clone().unwrap_or_else(|| credentials.issue_csrf());
     request.extensions_mut().insert(CsrfToken(token.clone()));
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -126,10 +169,27 @@ pub async fn guard(
     response
 }
 
+/// Whether `host` (a `Host` header: a name or address, maybe a port) is
+/// this machine's loopback: `localhost`, a name under `.localhost`,
+/// 127.0.0.0/8 or `[::1]`.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Refuses an action whose form token doesn't match the cookie's, or that
-/// the browser says came from another site.
+/// the browser says didn't come from the dashboard itself.
 pub fn check_form(token: &CsrfToken, headers: &HeaderMap, form_token: Option<&str>) -> Result<(), Forged> {
-    let cross_site = headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
+    // `same-site` too is refused: another port or subdomain is another app.
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
     let same_token = form_token.is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.0.as_bytes())));
     if cross_site || !same_token {
         tracing::warn!(cross_site, "dashboard action refused: CSRF token missing or wrong");
@@ -203,8 +263,44 @@ mod tests {
         assert!(check_form(&token, &headers, Some(&"a".repeat(32))).is_ok());
         assert!(check_form(&token, &headers, Some("b")).is_err());
         assert!(check_form(&token, &headers, None).is_err());
-        let mut cross = HeaderMap::new();
-        cross.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(check_form(&token, &cross, Some(&"a".repeat(32))).is_err());
+        for site in ["cross-site", "same-site"] {
+            let mut cross = HeaderMap::new();
+            cross.insert("sec-fetch-site", HeaderValue::from_str(site).unwrap());
+            assert!(check_form(&token, &cross, Some(&"a".repeat(32))).is_err(), "{site}");
+        }
+        for site in ["same-origin", "none"] {
+            let mut same = HeaderMap::new();
+            same.insert("sec-fetch-site", HeaderValue::from_str(site).unwrap());
+            assert!(check_form(&token, &same, Some(&"a".repeat(32))).is_ok(), "{site}");
+        }
+    }
+
+    #[test]
+    fn csrf_tokens_are_only_those_issued_here() {
+        let credentials = Credentials::new(addr("127.0.0.1:1"), None, None).unwrap();
+        let token = credentials.issue_csrf();
+        assert!(credentials.issued(&token));
+        assert!(!credentials.issued(&"a".repeat(32)), "any 32 characters won't do");
+        let (nonce, _) = token.split_once('.').unwrap();
+        assert!(!credentials.issued(&format!("{nonce}.{}", "0".repeat(64))));
+        let other = Credentials::new(addr("127.0.0.1:1"), None, None).unwrap();
+        assert!(!other.issued(&token), "another process's token");
+    }
+
+    #[test]
+    fn only_loopback_hosts_when_open() {
+        for host in ["localhost", "localhost:7878", "127.0.0.1:7878", "127.1.2.3", "[::1]:7878", "app.localhost"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["evil.example", "evil.example:7878", "10.0.0.1", "[2001:db8::1]:80", "localhost.evil.example", ""] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+        let open = Credentials::new(addr("127.0.0.1:1"), None, None).unwrap();
+        let mut headers = HeaderMap::new();
+        assert!(!open.host_allowed(&headers), "no Host at all");
+        headers.insert(header::HOST, HeaderValue::from_static("rebound.evil.example"));
+        assert!(!open.host_allowed(&headers));
+        let guarded = Credentials::new(addr("0.0.0.0:1"), None, Some("0123456789abcdef".into())).unwrap();
+        assert!(guarded.host_allowed(&headers), "with credentials any name may be used");
     }
 }
