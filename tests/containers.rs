@@ -5,7 +5,9 @@
 //! take each other for dead, and a runner restarted into a fresh
 //! container must still get its earlier life's jobs back.
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now};
+use jobrunner_tests::{
+    Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now,
+};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,7 +17,8 @@ fn runs_by_jid(logs: &[String]) -> BTreeMap<String, usize> {
     let mut runs = BTreeMap::new();
     for line in logs.iter().flat_map(|log| log.lines()).filter(|l| l.contains("job done")) {
         if let Some(jid) = line.split("jid=").nth(1) {
-            let jid: String = jid.chars().take_while(char::is_ascii_hexdigit).collect();
+            let jid: String =
+                jid.trim_start_matches('"').chars().take_while(char::is_ascii_hexdigit).collect();
             *runs.entry(jid).or_insert(0) += 1;
         }
     }
@@ -26,9 +29,12 @@ fn runs_by_jid(logs: &[String]) -> BTreeMap<String, usize> {
 fn two_runners_as_pid_1_of_their_own_containers_run_every_job_once() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let options = || {
-        RunnerOptions::plugins(&["misbehave"]).args(&["-c", "4", "--process-timeout", "10"]).in_own_pid_namespace()
+        RunnerOptions::plugins(&["misbehave"])
+            .args(&["-c", "4", "--process-timeout", "10"])
+            .in_own_pid_namespace()
     };
-    let runners = [Runner::start(&redis.url, &smtp.url, options()), Runner::start(&redis.url, &smtp.url, options())];
+    let runners =
+        [Runner::start(&redis.url, &smtp.url, options()), Runner::start(&redis.url, &smtp.url, options())];
     let identities: Vec<String> = eventually("both heartbeats", WAIT, || {
         let ids: Vec<String> = redis.query(&["SMEMBERS", "processes"]);
         (ids.len() == 2).then_some(ids)
@@ -37,7 +43,9 @@ fn two_runners_as_pid_1_of_their_own_containers_run_every_job_once() {
 
     const JOBS: usize = 40;
     let jobs: Vec<String> = (0..JOBS)
-        .map(|i| job_json("SlowJob", json!([1500, "ops@example.com", format!("job-{i}")]), &format!("{i:024x}")))
+        .map(|i| {
+            job_json("SlowJob", json!([1500, "ops@example.com", format!("job-{i}")]), &format!("{i:024x}"))
+        })
         .collect();
     redis.push_many("default", &jobs);
     eventually("every job's mail", Duration::from_secs(90), || (smtp.count() >= JOBS).then_some(()));
@@ -63,7 +71,8 @@ fn two_runners_as_pid_1_of_their_own_containers_run_every_job_once() {
 #[test]
 fn a_runner_restarted_as_pid_1_of_a_new_container_gets_its_jobs_back_within_the_process_timeout() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let options = RunnerOptions::plugins(&["misbehave"]).args(&["--process-timeout", "6"]).in_own_pid_namespace();
+    let options =
+        RunnerOptions::plugins(&["misbehave"]).args(&["--process-timeout", "6"]).in_own_pid_namespace();
     let mut runner = Runner::start(&redis.url, &smtp.url, options);
     let jid = "d1d1d1d1d1d1d1d1d1d1d1d1";
     redis.push("default", &job_json("SlowJob", json!([3000, "ops@example.com", "survivor"]), jid));

@@ -240,12 +240,22 @@ fn a_scheduled_job_and_a_retry_moved_to_their_queue_get_a_fresh_enqueued_at() {
         assert!((at - moved_at).abs() < 10.0, "enqueued_at {at} is not the time of the move: {job}");
         assert_eq!(job["args"], json!([]), "[] stays an array");
     }
-    assert_eq!(by_jid("5c5c5c5c5c5c5c5c5c5c5c5c")["big"], json!(12345678901234567u64), "numbers kept exactly");
+    assert_eq!(
+        by_jid("5c5c5c5c5c5c5c5c5c5c5c5c")["big"],
+        json!(12345678901234567u64),
+        "numbers kept exactly"
+    );
     // Two numeric enqueued_at fields: left alone rather than the wrong one changed.
     assert_eq!(by_jid("5d5d5d5d5d5d5d5d5d5d5d5d")["args"], json!([{"enqueued_at": 1.5}]));
 
     // Sidekiq's own API: the queue's latency counts from the move, not 0 or days.
-    let _: () = redis.query(&["LREM", "queue:parked", "0", &jobs.iter().find(|j| j.contains("5d5d")).unwrap().clone()]);
-    let latency: f64 = ruby(&redis, r#"puts Sidekiq::Queue.new("parked").latency"#).parse().expect("a number");
+    let _: () = redis.query(&[
+        "LREM",
+        "queue:parked",
+        "0",
+        &jobs.iter().find(|j| j.contains("5d5d")).unwrap().clone(),
+    ]);
+    let latency: f64 =
+        ruby(&redis, r#"puts Sidekiq::Queue.new("parked").latency"#).parse().expect("a number");
     assert!(latency > 0.0 && latency < 30.0, "Sidekiq::Queue#latency {latency}");
 }

@@ -4,7 +4,9 @@
 //! after never sends it twice. The mail rate keeps flowing while jobs
 //! time out waiting for their turn.
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now};
+use jobrunner_tests::{
+    Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now,
+};
 use serde_json::json;
 use std::time::Duration;
 
@@ -24,7 +26,8 @@ fn retry_now(redis: &Redis) {
 #[test]
 fn a_server_that_never_greets_holds_no_job_past_its_deadline_and_the_retry_delivers_once() {
     // Accepts the connection, never says 220 (a greet pause gone wrong).
-    let (redis, silent, working) = (Redis::start(), SmtpSink::start_with(&["-W", "connect:120"]), SmtpSink::start());
+    let (redis, silent, working) =
+        (Redis::start(), SmtpSink::start_with(&["-W", "connect:120"]), SmtpSink::start());
     let options = RunnerOptions::plugins(&["misbehave"]).args(&["--timeout", "3"]);
     let mut stuck = Runner::start(&redis.url, &silent.url, options.clone());
     let jid = "6a6a6a6a6a6a6a6a6a6a6a6a";
@@ -71,17 +74,26 @@ fn the_mail_rate_keeps_flowing_while_jobs_time_out_waiting_for_their_turn() {
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, "[plugins.misbehave]\nmail_per_second = 2\n").unwrap();
     let policy = policy.display().to_string();
-    let options = RunnerOptions::plugins(&["misbehave"]).args(&["--policy", &policy, "--timeout", "2", "-c", "10"]);
+    let options =
+        RunnerOptions::plugins(&["misbehave"]).args(&["--policy", &policy, "--timeout", "2", "-c", "10"]);
     let _runner = Runner::start(&redis.url, &smtp.url, options);
     let jobs: Vec<String> = (0..120)
-        .map(|i| job_json("EchoJob", json!([format!("user{i}@example.com"), format!("mail {i}")]), &format!("{i:024x}")))
+        .map(|i| {
+            job_json(
+                "EchoJob",
+                json!([format!("user{i}@example.com"), format!("mail {i}")]),
+                &format!("{i:024x}"),
+            )
+        })
         .collect();
     redis.push_many("default", &jobs);
     // Ten jobs wait their turn at once and most time out waiting: turns
     // they gave up go to the next mail, so about 2 mails a second go out.
     // Were they kept, the debt would grow past every job's deadline and
     // mail would stop after the first burst.
-    eventually("30 mails at about 2 a second", Duration::from_secs(40), || (smtp.count() >= 30).then_some(()));
+    eventually("30 mails at about 2 a second", Duration::from_secs(40), || {
+        (smtp.count() >= 30).then_some(())
+    });
     let first = smtp.count();
     eventually("10 more", Duration::from_secs(15), || (smtp.count() >= first + 10).then_some(()));
     let mut subjects: Vec<String> = smtp.messages().into_iter().map(|m| m.subject).collect();
@@ -96,10 +108,13 @@ fn a_job_mid_send_at_the_end_of_the_shutdown_timeout_is_stopped_before_another_r
     // The server takes the message at once and answers its end after 6 s.
     let (redis, smtp) = (Redis::start(), SmtpSink::start_with(&["-W", ".:6"]));
     let options = RunnerOptions::plugins(&["misbehave"]);
-    let mut leaving = Runner::start(&redis.url, &smtp.url, options.clone().args(&["--shutdown-timeout", "1"]));
+    let mut leaving =
+        Runner::start(&redis.url, &smtp.url, options.clone().args(&["--shutdown-timeout", "1"]));
     let jid = "6c6c6c6c6c6c6c6c6c6c6c6c";
     redis.push("default", &job_json("EchoJob", json!(["ann@example.com", "once at shutdown"]), jid));
-    eventually("the mail being sent", WAIT, || ledger_entry(&redis, jid).filter(|e| e.starts_with("sending")));
+    eventually("the mail being sent", WAIT, || {
+        ledger_entry(&redis, jid).filter(|e| e.starts_with("sending"))
+    });
     // Its end reaches the local server within milliseconds of the claim.
     std::thread::sleep(Duration::from_millis(500));
     let _waiting = Runner::start(&redis.url, &smtp.url, options);

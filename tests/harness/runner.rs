@@ -60,7 +60,8 @@ impl RunnerOptions {
     /// `hostNetwork`): `unshare`, which takes the runner down with it when
     /// killed. Each (re)start gets a fresh namespace.
     pub fn in_own_pid_namespace(mut self) -> Self {
-        self.wrapper = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"].map(String::from).to_vec();
+        self.wrapper =
+            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"].map(String::from).to_vec();
         self
     }
 }

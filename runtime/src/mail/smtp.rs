@@ -162,7 +162,12 @@ impl SmtpPool {
 
     /// Sends one message over a pooled connection, noting in `progress`
     /// when its final `.` goes out.
-    pub async fn send(&self, envelope: &Envelope, message: &[u8], progress: &Progress) -> Result<(), SendError> {
+    pub async fn send(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        progress: &Progress,
+    ) -> Result<(), SendError> {
         let _slot = self.slots.acquire().await.expect("the SMTP slot semaphore is never closed");
         let mut conn = self.checkout().await?;
         let result = transaction(&mut conn, envelope, message, progress).await;
@@ -209,7 +214,8 @@ impl SmtpPool {
         let mut conn = timed(GREETING_TIMEOUT, "the greeting and EHLO", greeting).await?;
         self.secure(&mut conn).await?;
         if let Some(credentials) = &self.server.credentials {
-            timed(REPLY_TIMEOUT, "AUTH", conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)).await?;
+            timed(REPLY_TIMEOUT, "AUTH", conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials))
+                .await?;
         }
         Ok(conn)
     }
@@ -279,7 +285,9 @@ async fn transaction(
 fn require(conn: &AsyncSmtpConnection, extension: Extension, what: &str) -> Result<(), SendError> {
     match conn.server_info().supports_feature(extension) {
         true => Ok(()),
-        false => Err(SendError::Transient(format!("{what} needs {extension}, which the server doesn't offer"))),
+        false => {
+            Err(SendError::Transient(format!("{what} needs {extension}, which the server doesn't offer")))
+        }
     }
 }
 

@@ -18,8 +18,8 @@ use crate::shutdown::Shutdown;
 use crate::{client, clock};
 use spec::Periodic;
 use std::sync::Arc;
-use tokio::task::JoinHandle;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 /// The most missed ticks counted when reporting a skip.
 const COUNT_SKIPS_UP_TO: usize = 100_000;

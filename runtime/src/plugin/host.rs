@@ -198,11 +198,15 @@ impl mail::Host for HostState {
         };
         match stage {
             // The server may have it: it counts as sent and is never sent again.
-            Stage::HandedOver => tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, to = ?message.to,
-                "the job {why} while its mail was being sent; a rerun won't send it again"),
+            Stage::HandedOver => {
+                tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid, to = ?message.to,
+                "the job {why} while its mail was being sent; a rerun won't send it again")
+            }
             // Its end never went out, so no server has it: a rerun sends it.
-            Stage::Claimed | Stage::Unclaimed => tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
-                to = ?message.to, "the job {why} before its mail was handed over; not sent, a rerun sends it"),
+            Stage::Claimed | Stage::Unclaimed => {
+                tracing::warn!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
+                to = ?message.to, "the job {why} before its mail was handed over; not sent, a rerun sends it")
+            }
         }
         self.caps.metrics.mail_failed(&tags.plugin, kind);
         match cancel.is_cancelled() {

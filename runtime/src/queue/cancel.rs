@@ -203,7 +203,8 @@ mod tests {
         assert!(!is_job(about, needle), "an admin job about job abc is not job abc");
         let work = serde_json::json!({"queue": "default", "payload": about, "run_at": 1}).to_string();
         assert!(!runs_job(&work, needle));
-        let work = serde_json::json!({"queue": "default", "payload": {"jid": "abc"}, "run_at": 1}).to_string();
+        let work =
+            serde_json::json!({"queue": "default", "payload": {"jid": "abc"}, "run_at": 1}).to_string();
         assert!(runs_job(&work, needle));
     }
 }

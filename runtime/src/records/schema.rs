@@ -43,8 +43,18 @@ impl Kind {
 /// `UNSIGNED BIG INT`), PostgreSQL (`int4`, `bigserial`) and MySQL
 /// (`bigint(20) unsigned`).
 const INTEGER_WORDS: &[&str] = &[
-    "int", "integer", "tinyint", "smallint", "mediumint", "bigint", "int2", "int4", "int8", "serial",
-    "smallserial", "bigserial",
+    "int",
+    "integer",
+    "tinyint",
+    "smallint",
+    "mediumint",
+    "bigint",
+    "int2",
+    "int4",
+    "int8",
+    "serial",
+    "smallserial",
+    "bigserial",
 ];
 
 /// One column.

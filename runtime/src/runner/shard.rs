@@ -114,7 +114,12 @@ impl Connected {
         let lifeline = (shutdown.clone(), shared.trigger.clone());
         background.push(heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, lifeline));
         let identity = process.identity.clone();
-        background.push(scheduler::spawn(queue.clone(), identity.clone(), shared.poll_interval, shutdown.clone()));
+        background.push(scheduler::spawn(
+            queue.clone(),
+            identity.clone(),
+            shared.poll_interval,
+            shutdown.clone(),
+        ));
         if index == 0 {
             background.extend(crate::periodic::spawn(queue.clone(), periodic, shutdown.clone()));
         }
@@ -123,7 +128,9 @@ impl Connected {
         // must not slip in before the listener's first read.
         match queue.cancelled_jids().await {
             Ok(jids) => cancels.resync(jids),
-            Err(err) => tracing::warn!(shard = index, error = %format!("{err:#}"), "could not read the cancelled jobs"),
+            Err(err) => {
+                tracing::warn!(shard = index, error = %format!("{err:#}"), "could not read the cancelled jobs")
+            }
         }
         background.push(cancel::listen(queue.clone(), cancels.clone(), shutdown.clone()));
         let (acker, recording) = Acker::spawn(queue.clone(), identity.clone());

@@ -102,7 +102,8 @@ impl Credentials {
     }
 
     fn sign(&self, nonce: &str) -> String {
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.csrf_key).expect("HMAC takes any key length");
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(&self.csrf_key).expect("HMAC takes any key length");
         mac.update(nonce.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
@@ -141,7 +142,8 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     if !credentials.host_allowed(request.headers()) {
-        let host = request.headers().get(header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+        let host =
+            request.headers().get(header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
         tracing::warn!(host = ?host, "dashboard request refused: its Host is not a loopback name");
         let reason = "refused: without --http-auth or --http-token the dashboard answers only to a loopback Host \
                       (localhost, 127.0.0.1, [::1])";
@@ -187,9 +189,8 @@ fn is_loopback_host(host: &str) -> bool {
 /// the browser says didn't come from the dashboard itself.
 pub fn check_form(token: &CsrfToken, headers: &HeaderMap, form_token: Option<&str>) -> Result<(), Forged> {
     // `same-site` too is refused: another port or subdomain is another app.
-    let cross_site = headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
+    let cross_site =
+        headers.get("sec-fetch-site").is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
     let same_token = form_token.is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.0.as_bytes())));
     if cross_site || !same_token {
         tracing::warn!(cross_site, "dashboard action refused: CSRF token missing or wrong");
@@ -289,10 +290,19 @@ mod tests {
 
     #[test]
     fn only_loopback_hosts_when_open() {
-        for host in ["localhost", "localhost:7878", "127.0.0.1:7878", "127.1.2.3", "[::1]:7878", "app.localhost"] {
+        for host in
+            ["localhost", "localhost:7878", "127.0.0.1:7878", "127.1.2.3", "[::1]:7878", "app.localhost"]
+        {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["evil.example", "evil.example:7878", "10.0.0.1", "[2001:db8::1]:80", "localhost.evil.example", ""] {
+        for host in [
+            "evil.example",
+            "evil.example:7878",
+            "10.0.0.1",
+            "[2001:db8::1]:80",
+            "localhost.evil.example",
+            "",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
         let open = Credentials::new(addr("127.0.0.1:1"), None, None).unwrap();
