@@ -169,8 +169,17 @@ fn scaffold_and_build(dir: &Path, name: &str, lang: &str) -> PathBuf {
 /// `runner try` of `class` with a user by address, then by GlobalID from
 /// the example app's database.
 fn tries_a_user_by_global_id(wasm: &Path, class: &str) {
-    let by_address =
-        runner(&["try", path(wasm), "--class", class, "--args", r#"[{"email": "bo@example.com"}]"#]);
+    // An interpreter's first compile takes seconds, many more on a loaded machine.
+    let by_address = runner(&[
+        "try",
+        path(wasm),
+        "--class",
+        class,
+        "--args",
+        r#"[{"email": "bo@example.com"}]"#,
+        "--compile-timeout",
+        "120",
+    ]);
     assert_eq!(by_address.status.code(), Some(0), "{}", text(&by_address));
     assert!(
         text(&by_address).contains("To: bo@example.com")
@@ -181,7 +190,18 @@ fn tries_a_user_by_global_id(wasm: &Path, class: &str) {
     let id = shop.ruby(r#"puts User.create!(email: "cy@example.com", name: "Cy").id"#);
     let gid = format!(r#"["gid://shop/User/{id}"]"#);
     let database = &shop.runner_database;
-    let by_gid = runner(&["try", path(wasm), "--class", class, "--database", database, "--args", &gid]);
+    let by_gid = runner(&[
+        "try",
+        path(wasm),
+        "--class",
+        class,
+        "--database",
+        database,
+        "--args",
+        &gid,
+        "--compile-timeout",
+        "120",
+    ]);
     assert_eq!(by_gid.status.code(), Some(0), "{}", text(&by_gid));
     assert!(text(&by_gid).contains("To: cy@example.com") && text(&by_gid).contains("Subject: Hello, Cy!"));
 }

@@ -412,3 +412,55 @@ fn basic_auth_and_the_buttons_clear_add_to_queue_and_retry_now() {
     post("/retries/act", &[("one", &format!("retry|{key}"))]);
     runner.wait_for_log(&["job failed", flaky], 2);
 }
+
+#[test]
+fn forged_actions_planted_cookies_rebound_hosts_and_absurd_pages_are_refused_or_answered_cleanly() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["order_created"]));
+    let url = runner.dashboard_url();
+    let retry = job_json("GhostJob", json!([]), "f0f0f0f0f0f0f0f0f0f0f0f0");
+    let _: () = redis.query(&["ZADD", "retry", &(jobrunner_tests::now() + 3600.0).to_string(), &retry]);
+    let agent: ureq::Agent = ureq::Agent::config_builder().max_redirects(0).build().into();
+    let post = |cookie: &str, token: &str, site: Option<&str>| -> u16 {
+        let mut request = agent.post(&format!("{url}/retries/act")).header("Cookie", cookie);
+        if let Some(site) = site {
+            request = request.header("Sec-Fetch-Site", site);
+        }
+        match request.send_form([("csrf", token), ("all", "delete")]) {
+            Ok(response) => response.status().as_u16(),
+            Err(ureq::Error::StatusCode(code)) => code,
+            Err(err) => panic!("POST: {err}"),
+        }
+    };
+
+    let page = ureq::get(&format!("{url}/retries")).call().unwrap();
+    let csp = page.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let (cookie, token) = csrf(&format!("{url}/retries"));
+    // A valid cookie with another token; the right token from another site or a sibling one.
+    assert_eq!(post(&cookie, &"0".repeat(token.len()), None), 403);
+    assert_eq!(post(&cookie, &token, Some("cross-site")), 403);
+    assert_eq!(post(&cookie, &token, Some("same-site")), 403);
+    // A cookie the runner never issued (planted by another app on the same host) is no token at all.
+    let planted = "a".repeat(32);
+    assert_eq!(post(&format!("jobrunner_csrf={planted}"), &planted, None), 403);
+    assert_eq!(redis.sorted_set("retry").len(), 1, "nothing changed");
+    assert!(post(&cookie, &token, Some("same-origin")) < 400);
+    assert!(redis.sorted_set("retry").is_empty(), "the real form works");
+
+    // DNS rebinding: a page on another name that resolves to 127.0.0.1.
+    let rebound = ureq::get(&format!("{url}/api/stats")).header("Host", "rebound.evil.example").call();
+    assert!(matches!(rebound, Err(ureq::Error::StatusCode(421))), "{rebound:?}");
+    let local = ureq::get(&format!("{url}/api/stats")).header("Host", "localhost").call().unwrap();
+    assert_eq!(local.status(), 200);
+    // A page past every list, and one past usize.
+    for page in ["99999999", "18446744073709551615"] {
+        let answer = ureq::get(&format!("{url}/api/retries?page={page}")).call();
+        let status = answer.map(|r| r.status().as_u16()).unwrap_or_else(|e| match e {
+            ureq::Error::StatusCode(code) => code,
+            other => panic!("{other}"),
+        });
+        assert!(status == 200 || status == 400, "page={page}: {status}");
+    }
+    assert!(runner.logs().contains("dashboard listening") && !runner.logs().contains("panicked"));
+}

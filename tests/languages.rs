@@ -88,3 +88,38 @@ fn with_the_baseline_compiler_both_deliver_mail_and_guests_still_stop_at_their_t
     let dead = eventually("the spinning job in the dead set", WAIT, || redis.sorted_set("dead").pop());
     assert!(dead["error_message"].as_str().unwrap_or_default().contains("timed out after 1s"), "{dead}");
 }
+
+#[test]
+fn code_the_baseline_compiler_cached_is_compiled_again_by_cranelift_and_reused_by_winch() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let start = |compiler: &str| {
+        let options =
+            RunnerOptions::plugins(&["misbehave"]).args(&["--compiler", compiler, "--cache-dir", cache_dir]);
+        Runner::start(&redis.url, &smtp.url, options)
+    };
+    let loaded = |runner: &Runner, code: &str, compiler: &str| {
+        let parts: [&str; 4] =
+            ["plugin loaded", "misbehave.wasm", &format!("code={code}"), &format!("compiler={compiler}")];
+        runner.wait_for_log(&parts, 1);
+    };
+    let winch = start("winch");
+    loaded(&winch, "compiled", "winch");
+    drop(winch);
+    // Same file, same cache: Cranelift's code is its own, never winch's.
+    let cranelift = start("cranelift");
+    loaded(&cranelift, "compiled", "cranelift");
+    drop(cranelift);
+    let again = start("winch");
+    loaded(&again, "cache", "winch");
+    redis.push(
+        "default",
+        &job_json(
+            "EchoJob",
+            json!(["ops@example.com", "from cached winch code"]),
+            "aaaaaaaaaaaaaaaaaaaaaaa4",
+        ),
+    );
+    assert_eq!(smtp.wait_for(1)[0].subject, "from cached winch code");
+}

@@ -191,3 +191,36 @@ fn a_server_certificate_from_an_untrusted_ca_sends_nothing_and_the_job_retries()
     assert_eq!(tls.sink.count(), 0, "no mail went past an unchecked certificate");
     assert!(!tls.commands().contains("AUTH"), "the credentials were never sent");
 }
+
+#[test]
+fn without_smtp_each_mail_is_one_file_in_the_outbox_and_a_rerun_writes_none_again() {
+    let redis = Redis::start();
+    let outbox = tempfile::tempdir().unwrap();
+    let dir = outbox.path().join("mail");
+    let options = RunnerOptions::plugins(&["misbehave"]).args(&["--outbox", dir.to_str().unwrap()]);
+    let runner = Runner::start(&redis.url, "", options);
+    runner.wait_for_log(&["outbox"], 1);
+    let files = || -> Vec<String> {
+        let mut texts: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| entries.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
+            .unwrap_or_default();
+        texts.sort();
+        texts
+    };
+    // Mails, then fails once: the retry finds the mail in the ledger.
+    redis.push("default", &job("MailThenFailJob", json!(["ops@example.com", "to the outbox"])));
+    let retry = eventually("the first run failed", WAIT, || redis.sorted_set("retry").pop());
+    assert_eq!(retry["retry_count"], 0, "{retry}");
+    let written = files();
+    assert_eq!(written.len(), 1, "one file: {written:?}");
+    assert!(written[0].contains("Subject: to the outbox"), "{}", written[0]);
+    assert!(written[0].contains("To: ops@example.com"), "{}", written[0]);
+
+    let member: Vec<String> = redis.query(&["ZRANGE", "retry", "0", "0"]);
+    let _: () = redis.query(&["ZADD", "retry", "0", &member[0]]);
+    runner.wait_for_log(&["mail already sent by an earlier run", "b4a577edbccf1d805744efa9"], 1);
+    eventually("the job done", WAIT, || {
+        (redis.sorted_set("retry").is_empty() && redis.inprogress_jobs() == 0).then_some(())
+    });
+    assert_eq!(files().len(), 1, "the rerun wrote no second file");
+}

@@ -259,3 +259,66 @@ fn a_scheduled_job_and_a_retry_moved_to_their_queue_get_a_fresh_enqueued_at() {
         ruby(&redis, r#"puts Sidekiq::Queue.new("parked").latency"#).parse().expect("a number");
     assert!(latency > 0.0 && latency < 30.0, "Sidekiq::Queue#latency {latency}");
 }
+
+#[test]
+fn a_trapped_job_that_asks_for_a_backtrace_shows_the_guests_frames_in_sidekiqs_api() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]));
+    let mut job: Value =
+        serde_json::from_str(&job_json("TrapJob", json!([]), "5f5f5f5f5f5f5f5f5f5f5f5f")).unwrap();
+    job["backtrace"] = json!(true);
+    redis.push("default", &job.to_string());
+    let retry = eventually("the trapped job in the retry set", WAIT, || redis.sorted_set("retry").pop());
+    let written = retry["error_backtrace"].as_str().expect("an error_backtrace");
+    assert!(!written.contains('\n'), "strict Base64, as Sidekiq 7.2.1+ writes it");
+    // Sidekiq's own reader inflates it into the guest's frames.
+    let lines = ruby(&redis, "puts Sidekiq::RetrySet.new.first.error_backtrace");
+    assert!(lines.lines().count() >= 2, "{lines}");
+    assert!(lines.contains("misbehave") || lines.contains("wasm"), "{lines}");
+}
+
+#[test]
+fn the_metrics_tab_of_sidekiq_7_and_8_counts_the_jobs_the_runner_ran() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]));
+    for i in 0..3 {
+        let jid = format!("{i:0>24}");
+        redis.push("default", &job_json("EchoJob", json!(["ops@example.com", format!("metric {i}")]), &jid));
+    }
+    redis.push("default", &job_json("FlakyJob", json!(["not yet"]), "f1f1f1f1f1f1f1f1f1f1f1f1"));
+    smtp.wait_for(3);
+    // Summed over every minute key of a layout, so a run across a minute's end still adds up.
+    let sum = |pattern: &str, field: &str| -> u64 {
+        let keys: Vec<String> = redis.query(&["KEYS", pattern]);
+        keys.iter().map(|k| redis.query::<Option<u64>>(&["HGET", k, field]).unwrap_or(0)).sum()
+    };
+    // 7.x: j|%Y%m%d|%-H:%-M; 8.x minutely: j|%y%m%d|%-H:%M (its 10-minute key has one digit less).
+    let (v7, v8) =
+        ("j|[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]|*", "j|[0-9][0-9][0-9][0-9][0-9][0-9]|*:[0-9][0-9]");
+    eventually("the heartbeat to write the metrics", WAIT, || {
+        (sum(v7, "EchoJob|p") == 3 && sum(v7, "FlakyJob|f") == 1).then_some(())
+    });
+    for layout in [v7, v8] {
+        assert_eq!((sum(layout, "EchoJob|p"), sum(layout, "EchoJob|f")), (3, 0), "{layout}");
+        assert_eq!((sum(layout, "FlakyJob|p"), sum(layout, "FlakyJob|f")), (1, 1), "{layout}");
+        assert!(sum(layout, "EchoJob|ms") < 30_000, "{layout}");
+    }
+    let ten_minute: Vec<String> = redis.query(&["KEYS", "j|[0-9][0-9][0-9][0-9][0-9][0-9]|*:[0-9]"]);
+    assert!(!ten_minute.is_empty(), "8.x's 10-minute keys");
+    let ttl: i64 = redis.query(&["TTL", &ten_minute[0]]);
+    assert!(ttl > 8 * 3600, "kept 3 days: {ttl}");
+    // The histograms: three successful runs of EchoJob in 26 u16 buckets.
+    for pattern in ["EchoJob-*", "h|EchoJob-*"] {
+        let keys: Vec<String> = redis.query(&["KEYS", pattern]);
+        let mut total = 0;
+        for key in &keys {
+            let mut args = vec!["BITFIELD", key.as_str()];
+            let slots: Vec<String> = (0..26).map(|i| format!("#{i}")).collect();
+            for slot in &slots {
+                args.extend(["GET", "u16", slot.as_str()]);
+            }
+            total += redis.query::<Vec<u64>>(&args).iter().sum::<u64>();
+        }
+        assert_eq!(total, 3, "{pattern}: {keys:?}");
+    }
+}

@@ -3,7 +3,8 @@
 //! Every interval the runner writes Sidekiq's process record (see
 //! [`crate::queue::Beat`]), so the Web UI of Sidekiq 6, 7 or 8 lists it and
 //! its jobs, and picks up the Web UI's "Quiet" and "Stop" commands and the
-//! API's `TTIN` (log the running jobs, as SIGTTIN does). Then, if it is
+//! API's `TTIN` (log the running jobs, as SIGTTIN does), and writes the
+//! job metrics of its Metrics tab ([`Executions`]). Then, if it is
 //! its turn (one runner per half interval, see [`crate::queue::Queue::take_turn`]),
 //! it looks at every other runner that may hold in-progress jobs: one
 //! whose last beat is older than the process timeout, or whose pid no
@@ -21,6 +22,7 @@
 
 use crate::busy::Busy;
 use crate::clock;
+use crate::queue::executions::Executions;
 use crate::queue::{Beat, Queue};
 use crate::shutdown::{Shutdown, Trigger};
 use anyhow::Result;
@@ -213,21 +215,19 @@ pub async fn recover_dead(queue: &Queue, process: &Process, timing: Timing) -> R
 /// runners are looked for only until shutdown begins.
 pub fn spawn(
     queue: Queue,
-    process: Arc<Process>,
-    busy: Arc<Busy>,
+    (process, busy, executions): (Arc<Process>, Arc<Busy>, Arc<Executions>),
     timing: Timing,
     (shutdown, trigger): (Shutdown, Trigger),
 ) -> tokio::task::JoinHandle<()> {
     crate::supervise::spawn("heartbeat", move || {
-        let (queue, process, busy) = (queue.clone(), process.clone(), busy.clone());
-        beat_until_aborted(queue, process, busy, timing, (shutdown.clone(), trigger.clone()))
+        let shared = (process.clone(), busy.clone(), executions.clone());
+        beat_until_aborted(queue.clone(), shared, timing, (shutdown.clone(), trigger.clone()))
     })
 }
 
 async fn beat_until_aborted(
     queue: Queue,
-    process: Arc<Process>,
-    busy: Arc<Busy>,
+    (process, busy, executions): (Arc<Process>, Arc<Busy>, Arc<Executions>),
     timing: Timing,
     (shutdown, trigger): (Shutdown, Trigger),
 ) {
@@ -237,6 +237,10 @@ async fn beat_until_aborted(
             Ok(Some(command)) => obey(&command, &trigger, &busy),
             Ok(None) => {}
             Err(err) => tracing::warn!(error = %format!("{err:#}"), "heartbeat failed"),
+        }
+        // As Sidekiq flushes its job metrics: with every beat.
+        if let Err(err) = executions.flush(&queue).await {
+            tracing::warn!(error = %format!("{err:#}"), "writing the job metrics failed; kept for the next beat");
         }
         if shutdown.is_started() {
             continue;

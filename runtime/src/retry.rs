@@ -1,7 +1,8 @@
 //! What happens to a job that failed: Sidekiq's retry policy.
 //!
 //! [`decide`] records the failure on the job's JSON exactly as Sidekiq does
-//! (`error_message`, `error_class`, `failed_at`, `retried_at`, `retry_count`)
+//! (`error_message`, `error_class`, `failed_at`, `retried_at`, `retry_count`,
+//! and `error_backtrace` when the job asks for one with `backtrace`)
 //! and says where the job goes next: the `retry` set after Sidekiq's backoff,
 //! the `dead` set when it failed permanently or ran out of retries, or nowhere
 //! when the job itself asked for that (`retry: false`, `dead: false`).
@@ -23,15 +24,22 @@ pub struct Failure {
     pub error_class: &'static str,
     /// What went wrong, for people.
     pub message: String,
+    /// Where, innermost first: a trapped guest's frames; empty otherwise.
+    pub backtrace: Vec<String>,
 }
 
 impl Failure {
     pub fn retryable(error_class: &'static str, message: impl Into<String>) -> Failure {
-        Failure { retryable: true, error_class, message: cut(message.into()) }
+        Failure { retryable: true, error_class, message: cut(message.into()), backtrace: Vec::new() }
     }
 
     pub fn permanent(error_class: &'static str, message: impl Into<String>) -> Failure {
-        Failure { retryable: false, error_class, message: cut(message.into()) }
+        Failure { retryable: false, error_class, message: cut(message.into()), backtrace: Vec::new() }
+    }
+
+    /// The same failure, with where it happened.
+    pub fn with_backtrace(self, backtrace: Vec<String>) -> Failure {
+        Failure { backtrace, ..self }
     }
 }
 
@@ -72,6 +80,16 @@ pub fn decide(payload: &mut Map<String, Value>, failure: &Failure, now: f64, jit
         }
     };
     payload.insert("retry_count".into(), json!(count));
+    // As Sidekiq: `backtrace: true` keeps every line, a number that many.
+    let keep = match payload.get("backtrace") {
+        Some(Value::Bool(true)) => Some(usize::MAX),
+        Some(Value::Number(n)) => n.as_u64().filter(|n| *n > 0).map(|n| n.min(1000) as usize),
+        _ => None,
+    };
+    if let Some(keep) = keep {
+        let lines = &failure.backtrace[..failure.backtrace.len().min(keep)];
+        payload.insert("error_backtrace".into(), json!(crate::queue::backtrace::compress(lines)));
+    }
 
     let max_retries = match payload.get("retry") {
         Some(Value::Bool(false)) => return Disposition::Discard,
@@ -200,5 +218,21 @@ mod tests {
         let mut p = job(json!({}));
         decide(&mut p, &Failure::retryable("E", "x".repeat(20_000)), 0.0, 0);
         assert_eq!(p["error_message"].as_str().unwrap().len(), 10_000);
+    }
+
+    #[test]
+    fn a_job_that_asks_for_a_backtrace_gets_it_compressed() {
+        let failure =
+            Failure::retryable("Trap", "wasm trap").with_backtrace(vec!["a".into(), "b".into(), "c".into()]);
+        let mut all = job(json!({"backtrace": true}));
+        decide(&mut all, &failure, 1000.0, 0);
+        let read = crate::queue::backtrace::lines(&all["error_backtrace"]);
+        assert_eq!(read, Some(vec!["a".to_string(), "b".into(), "c".into()]));
+        let mut two = job(json!({"backtrace": 2}));
+        decide(&mut two, &failure, 1000.0, 0);
+        assert_eq!(crate::queue::backtrace::lines(&two["error_backtrace"]).map(|l| l.len()), Some(2));
+        let mut none = job(json!({}));
+        decide(&mut none, &failure, 1000.0, 0);
+        assert!(none.get("error_backtrace").is_none(), "only when asked, as Sidekiq");
     }
 }

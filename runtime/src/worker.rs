@@ -16,6 +16,7 @@ use crate::mail::Ledger;
 use crate::metrics::{Metrics, NO_PLUGIN, UNHANDLED_CLASS};
 use crate::plugin::CallError;
 use crate::queue::ack::Acker;
+use crate::queue::executions::Executions;
 use crate::queue::{Outcome, Queue};
 use crate::registry::Registry;
 use crate::retry::{self, Disposition, Failure};
@@ -47,6 +48,8 @@ pub struct Worker {
     pub shard: usize,
     /// The sent-mail ledger, which says whose records to drop.
     pub ledger: Ledger,
+    /// The Metrics tab's numbers for this shard, written at each heartbeat.
+    pub executions: Arc<Executions>,
 }
 
 /// A job that has run (or couldn't), with the outcome still to record.
@@ -178,6 +181,10 @@ impl Worker {
         let elapsed_us = elapsed.as_micros() as u64;
         let failed = !matches!(result, Ok(Ok(())) | Err(CallError::Cancelled));
         self.metrics.job_finished(&job.class, &plugin.meta.name, failed, elapsed.as_secs_f64());
+        // A job stopped by a cancel or the shutdown didn't run to its end.
+        if !matches!(result, Err(CallError::Cancelled)) {
+            self.executions.record(&job.class, elapsed.as_secs_f64(), failed);
+        }
         let outcome = match result {
             Err(CallError::Cancelled) if self.cancels.stopped_for_shutdown(&job.jid) => {
                 tracing::info!(plugin = %plugin.meta.name, elapsed_us, "job stopped at the end of the shutdown timeout; it goes back to its queue");
@@ -258,7 +265,14 @@ fn host_failure(err: &CallError) -> Failure {
         CallError::MissingRecord(_) => "ActiveJob::DeserializationError",
         CallError::Cancelled => "Cancelled",
     };
-    Failure::retryable(class, err.to_string())
+    let failure = Failure::retryable(class, err.to_string());
+    match err {
+        // The guest's frames, after the trap's first line.
+        CallError::Trap(message) => {
+            failure.with_backtrace(message.lines().skip(1).map(str::to_string).collect())
+        }
+        _ => failure,
+    }
 }
 
 /// Whether the tests asked for jobs of `class` to panic in the runner

@@ -92,8 +92,9 @@ pub fn runner_bin() -> PathBuf {
 }
 
 impl Runner {
-    /// Starts a runner against `redis_url` with mail going to `smtp_url`,
-    /// and waits until it reports that it is serving.
+    /// Starts a runner against `redis_url` with mail going to `smtp_url`
+    /// (none when empty: into `--outbox`), and waits until it reports that
+    /// it is serving.
     pub fn start(redis_url: &str, smtp_url: &str, options: RunnerOptions) -> Runner {
         let dir = tempfile::tempdir().expect("creating the runner's temp dir");
         let plugins = dir.path().join("plugins");
@@ -106,8 +107,6 @@ impl Runner {
             plugins.display().to_string(),
             "--redis".into(),
             redis_url.into(),
-            "--smtp".into(),
-            smtp_url.into(),
             "--mail-from".into(),
             "Shop <shop@example.com>".into(),
             "--heartbeat".into(),
@@ -118,8 +117,16 @@ impl Runner {
             "--http".into(),
             "127.0.0.1:0".into(),
         ];
-        // A code cache of its own, unless the test turns caching off.
-        if !options.args.iter().any(|a| a == "--no-cache") {
+        // Time for an interpreter's first compile on a loaded machine, where
+        // the default 30 s is too short; tests of the limit set their own.
+        if !options.args.iter().any(|a| a == "--compile-timeout") {
+            command.extend(["--compile-timeout".into(), "120".into()]);
+        }
+        if !smtp_url.is_empty() {
+            command.extend(["--smtp".into(), smtp_url.into()]);
+        }
+        // A code cache of its own, unless the test turns caching off or names one.
+        if !options.args.iter().any(|a| a == "--no-cache" || a == "--cache-dir") {
             command.extend(["--cache-dir".into(), dir.path().join("cache").display().to_string()]);
         }
         command.extend(options.args);

@@ -11,6 +11,7 @@
 //! plugin makes of the error.
 
 pub use super::cap::{MemoryCap, MemoryExceeded};
+use super::pace::Pace;
 use super::stderr::TailPipe;
 use crate::mail::{Delivery, Mailer, Progress, SendError, Stage};
 use crate::metrics::Metrics;
@@ -95,6 +96,10 @@ pub struct HostState {
     /// Whether a host call gave up because the job was cancelled; the call
     /// then ends as cancelled whatever the guest makes of its error.
     pub(super) cancelled: bool,
+    /// The running job's pacing, from the job's own start; `None` while a
+    /// reused instance waits for its next job, so idle instances don't
+    /// count as running calls.
+    pub(super) pace: Option<Pace>,
 }
 
 impl HostState {
@@ -122,6 +127,7 @@ impl HostState {
             ran_out: false,
             cancel: CancellationToken::new(),
             cancelled: false,
+            pace: Some(Pace::new()),
         }
     }
 
@@ -146,6 +152,7 @@ impl HostState {
         self.ran_out = false;
         self.cancel = cancel;
         self.cancelled = false;
+        self.pace = Some(Pace::new());
     }
 
     /// Stops the call when `cancel` fires.

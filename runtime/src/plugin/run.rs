@@ -10,7 +10,6 @@
 //! way a call can fail on the host's side is a [`CallError`].
 
 use super::host::{Capabilities, HostState, LogTags, MemoryExceeded};
-use super::pace::Pace;
 use super::records_host::COMMIT_RACE_WINDOW;
 use super::warm::{Pool, Warm};
 use crate::wit;
@@ -115,19 +114,22 @@ const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 fn new_store(engine: &wasmtime::Engine, state: HostState, limits: Limits) -> Store<HostState> {
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    let mut pace = Pace::new();
     store.set_epoch_deadline(1);
-    // The deadline and the cancel token are read from the state at each
-    // tick: a reused instance's store gets new ones for every job.
-    store.epoch_deadline_callback(move |store| {
-        let state = store.data();
+    // The deadline, the cancel token and the pacing are read from the state
+    // at each tick: a reused instance's store gets new ones for every job.
+    store.epoch_deadline_callback(move |mut store| {
+        let state = store.data_mut();
         if Instant::now() >= state.deadline {
             return Err(wasmtime::Error::new(Timeout(limits.timeout)));
         }
         if state.cancel.is_cancelled() {
             return Err(wasmtime::Error::new(Cancelled));
         }
-        Ok(UpdateDeadline::YieldCustom(1, pace.tick(crate::engine::EPOCH_TICK)))
+        let pause = match state.pace.as_mut() {
+            Some(pace) => pace.tick(crate::engine::EPOCH_TICK),
+            None => Box::pin(tokio::task::yield_now()),
+        };
+        Ok(UpdateDeadline::YieldCustom(1, pause))
     });
     store
 }

@@ -52,8 +52,10 @@ impl Pool {
     /// Keeps an instance that has just performed a job normally, unless it
     /// has served its count. `previous` is what it had served before this
     /// job (none for a new instance).
-    pub fn put_back(&self, store: Store<HostState>, instance: wit::JobPlugin, previous: Option<u32>) {
+    pub fn put_back(&self, mut store: Store<HostState>, instance: wit::JobPlugin, previous: Option<u32>) {
         let served = previous.unwrap_or(0) + 1;
+        // Idle, it is no running call: the pacing of the others ignores it.
+        store.data_mut().pace = None;
         if served < self.jobs_per_instance {
             let warm = Warm { store, instance, served };
             self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(warm);

@@ -1,10 +1,10 @@
-//! Reading the `error_backtrace` Sidekiq keeps on a failed job.
+//! The `error_backtrace` Sidekiq keeps on a failed job, read and written.
 //!
 //! Sidekiq 6.4 stored a JSON array of lines (or compressed them); from 7.0
 //! only the compressed form is read: Base64 of zlib-deflated JSON. Up to
 //! 7.2.0 the Base64 has a line break every 60 characters, from 7.2.1 none
-//! (`pack("m0")`). The runner never writes a backtrace, so nothing it
-//! writes can be misread; it reads every form for the dashboard.
+//! (`pack("m0")`). The runner reads every form for the dashboard and
+//! writes the one every version reads: strict Base64, as 7.2.1+ does.
 
 use base64::Engine;
 use serde_json::Value;
@@ -30,6 +30,17 @@ pub fn lines(value: &Value) -> Option<Vec<String>> {
         }
         _ => None,
     }
+}
+
+/// `lines` as Sidekiq 7.2.1+ writes `error_backtrace`: strict Base64 of
+/// zlib-deflated JSON.
+pub fn compress(lines: &[String]) -> String {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let json = serde_json::to_vec(lines).expect("strings always serialize");
+    encoder.write_all(&json).expect("writing to memory can't fail");
+    let deflated = encoder.finish().expect("writing to memory can't fail");
+    base64::engine::general_purpose::STANDARD.encode(deflated)
 }
 
 fn line(value: &Value) -> String {
@@ -63,5 +74,13 @@ mod tests {
             assert_eq!(lines(&form).as_ref(), Some(&expected), "{form}");
         }
         assert_eq!(lines(&json!("not base64 !")), None);
+    }
+
+    #[test]
+    fn writes_what_it_reads() {
+        let trace = vec!["wasm backtrace:".to_string(), "    0: 0x1a2b - misbehave!perform".to_string()];
+        let written = compress(&trace);
+        assert!(!written.contains('\n'), "strict Base64");
+        assert_eq!(lines(&json!(written)), Some(trace));
     }
 }

@@ -13,6 +13,7 @@ pub mod backtrace;
 mod browse;
 mod cancel;
 mod endpoint;
+pub mod executions;
 pub mod keys;
 mod link;
 mod periodic;

@@ -15,6 +15,7 @@ use crate::mail::Ledger;
 use crate::metrics::Metrics;
 use crate::periodic::spec::Periodic;
 use crate::queue::ack::Acker;
+use crate::queue::executions::Executions;
 use crate::queue::{Endpoint, Queue};
 use crate::registry::Registry;
 use crate::scheduler;
@@ -112,7 +113,9 @@ impl Connected {
         }
         heartbeat::on_ttin(busy.clone());
         let lifeline = (shutdown.clone(), shared.trigger.clone());
-        background.push(heartbeat::spawn(queue.clone(), process.clone(), busy.clone(), timing, lifeline));
+        let executions = Arc::new(Executions::default());
+        let beating = (process.clone(), busy.clone(), executions.clone());
+        background.push(heartbeat::spawn(queue.clone(), beating, timing, lifeline));
         let identity = process.identity.clone();
         background.push(scheduler::spawn(
             queue.clone(),
@@ -145,6 +148,7 @@ impl Connected {
             cancels,
             shard: index,
             ledger: shared.ledger.clone(),
+            executions,
         });
         let order = shared.order.clone();
         let fetcher = Fetcher { queue: queue.clone(), identity, order, busy, rescue_asked };
