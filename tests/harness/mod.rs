@@ -14,11 +14,13 @@
 //! - [`Forms`]: the dashboard's forms posted with their CSRF token.
 //! - [`Certs`]: a CA and certificates made with `openssl`, for TLS.
 //! - [`Sentinel`]: a Redis master, its replica and a sentinel.
+//! - [`FaultyLink`]: a proxy in front of a server, adding latency.
 //! - [`eventually`]: polling for a condition with a deadline; [`never_before`]:
 //!   polling that something stays undone through a whole window.
 //! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
 
 mod browser;
+mod faulty_link;
 mod forms;
 mod mariadb;
 mod postgres;
@@ -32,6 +34,7 @@ mod smtp_tls;
 mod tls;
 
 pub use browser::Browser;
+pub use faulty_link::FaultyLink;
 pub use forms::Forms;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;

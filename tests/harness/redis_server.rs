@@ -100,6 +100,11 @@ impl Redis {
         redis::Client::open(self.url.as_str()).ok()?.get_connection().ok()
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// A fresh connection.
     pub fn conn(&self) -> redis::Connection {
         self.try_conn().expect("connecting to the test Redis")
