@@ -27,6 +27,8 @@ install_packages() {
   # Mail over TLS: smtp-sink behind stunnel.
   command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || missing+=(stunnel4)
   command -v chromium >/dev/null || missing+=(chromium)
+  # Network-fault tests: partitions as nftables drop rules on loopback.
+  command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing+=(nftables)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]}"

@@ -3,7 +3,7 @@
 //! machine's kernel has no `netem`, so the faults live in the path.
 //!
 //! Its stall (Toxiproxy's `timeout` toxic) is no partition: it drops the
-//! bytes it holds, which TCP never does, so a partition is not made here.
+//! bytes it holds, which TCP never does; [`crate::Partition`] makes one.
 
 use crate::free_port;
 use noxious::proxy::{ProxyConfig, ProxyRunner, Runner as _, Toxics};

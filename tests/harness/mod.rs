@@ -15,6 +15,7 @@
 //! - [`Certs`]: a CA and certificates made with `openssl`, for TLS.
 //! - [`Sentinel`]: a Redis master, its replica and a sentinel.
 //! - [`FaultyLink`]: a proxy in front of a server, adding latency.
+//! - [`Partition`]: nftables dropping every packet to and from a port.
 //! - [`eventually`]: polling for a condition with a deadline; [`never_before`]:
 //!   polling that something stays undone through a whole window.
 //! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
@@ -23,6 +24,7 @@ mod browser;
 mod faulty_link;
 mod forms;
 mod mariadb;
+mod partition;
 mod postgres;
 mod redis_server;
 mod ruby;
@@ -37,6 +39,7 @@ pub use browser::Browser;
 pub use faulty_link::FaultyLink;
 pub use forms::Forms;
 pub use mariadb::MariaDb;
+pub use partition::Partition;
 pub use postgres::Postgres;
 pub use redis_server::Redis;
 pub use ruby::{active_job, ruby};
