@@ -5,7 +5,7 @@
 //! the server is never sent again.
 
 use jobrunner_tests::{
-    Forms, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now, runner_bin,
+    Forms, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now,
     runner_enqueue,
 };
 use serde_json::json;
@@ -13,12 +13,7 @@ use std::time::{Duration, Instant};
 
 /// `runner cancel JID`'s output.
 fn cancel(redis: &Redis, jid: &str) -> String {
-    let output = std::process::Command::new(runner_bin())
-        .args(["cancel", jid, "--redis", &redis.url])
-        .output()
-        .expect("running runner cancel");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    jobrunner_tests::runner_cancel(&redis.url, jid)
 }
 
 /// Whether a heartbeat lists `jid` among a process's running jobs.

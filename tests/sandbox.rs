@@ -107,7 +107,12 @@ fn hostile_plugins_fail_only_their_own_jobs_and_the_rest_keep_flowing() {
     assert_eq!(looped, 100, "the mail loop was stopped at the per-job limit");
     runner.wait_for_log(&["log lines dropped", "flood0000000000000000000"], 1);
     let flood_lines = runner.logs().matches("flood line").count();
-    assert!(flood_lines < 1000, "the log flood was rate-limited ({flood_lines} lines written)");
+    // The burst of 100 gets through, then the rate holds: logging works,
+    // it is only held back.
+    assert!(
+        (100..1000).contains(&flood_lines),
+        "the log flood was rate-limited, not silenced ({flood_lines} lines written)"
+    );
 
     assert!(runner.is_running(), "the runner survived them all");
     println!("3000 echo jobs: {alone:?} alone, {amid:?} amid the attacks");

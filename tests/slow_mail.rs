@@ -56,11 +56,7 @@ fn a_job_cancelled_while_the_server_has_not_greeted_sends_nothing_and_says_why()
     let jid = "6b6b6b6b6b6b6b6b6b6b6b6b";
     redis.push("default", &job_json("EchoJob", json!(["ann@example.com", "cancelled early"]), jid));
     eventually("the mail claimed", WAIT, || ledger_entry(&redis, jid).filter(|e| e.starts_with("sending")));
-    let output = std::process::Command::new(jobrunner_tests::runner_bin())
-        .args(["cancel", jid, "--redis", &redis.url])
-        .output()
-        .expect("running runner cancel");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    jobrunner_tests::runner_cancel(&redis.url, jid);
     runner.wait_for_log(&["was cancelled before its mail was handed over", jid], 1);
     runner.wait_for_log(&["job cancelled while running; stopped", jid], 1);
     eventually("the job gone", WAIT, || (redis.inprogress_jobs() == 0).then_some(()));

@@ -18,34 +18,11 @@ impl Partition {
         let port = port.to_string();
         nft(&["add", "table", "inet", &table]);
         nft(&["add", "chain", "inet", &table, "out", "{ type filter hook output priority 0; }"]);
-        nft(&[
-            "add",
-            "rule",
-            "inet",
-            &table,
-            "out",
-            "ip",
-            "daddr",
-            "127.0.0.1",
-            "tcp",
-            "dport",
-            &port,
-            "drop",
-        ]);
-        nft(&[
-            "add",
-            "rule",
-            "inet",
-            &table,
-            "out",
-            "ip",
-            "saddr",
-            "127.0.0.1",
-            "tcp",
-            "sport",
-            &port,
-            "drop",
-        ]);
+        // Both ways: the server's packets in and its replies out.
+        for (address, port_of) in [("daddr", "dport"), ("saddr", "sport")] {
+            let rule = ["ip", address, "127.0.0.1", "tcp", port_of, &port, "drop"];
+            nft(&[&["add", "rule", "inet", &table, "out"][..], &rule[..]].concat());
+        }
         Partition { table }
     }
 

@@ -279,3 +279,14 @@ pub fn runner_enqueue(redis_url: &str, args: &[&str]) -> std::process::Output {
         .output()
         .expect("running runner enqueue")
 }
+
+/// `runner cancel JID --redis REDIS_URL`; returns what it printed, and
+/// fails the test if it failed.
+pub fn runner_cancel(redis_url: &str, jid: &str) -> String {
+    let output = Command::new(runner_bin())
+        .args(["cancel", jid, "--redis", redis_url])
+        .output()
+        .expect("running runner cancel");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
