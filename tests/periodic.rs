@@ -67,8 +67,11 @@ fn a_periodic_job_is_turned_off_on_and_enqueued_now_from_the_dashboard() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let dir = tempfile::tempdir().unwrap();
     let file = config(&dir).display().to_string();
-    let runner =
-        Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]).args(&["-C", &file]));
+    let options = || RunnerOptions::plugins(&["misbehave"]).args(&["-C", &file]);
+    let runner = Runner::start(&redis.url, &smtp.url, options());
+    // A second runner with the same schedule: turned off on one dashboard,
+    // the job is off for every runner.
+    let _other = Runner::start(&redis.url, &smtp.url, options());
     let url = runner.dashboard_url();
     eventually("a tick", WAIT, || (!ticks(&redis).is_empty()).then_some(()));
 
