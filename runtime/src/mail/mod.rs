@@ -172,8 +172,9 @@ impl Mailer {
         }
         progress.set(Stage::Claimed);
         if let Err(err) = self.transmit(prepared, progress).await {
-            // Failed after its end went out, with no refusal heard: the
-            // server may have it, as when the deadline cuts it off there.
+            // Settled as a cut-off is: failed before its end went out (or
+            // refused), the claim goes back; after it, with no answer
+            // heard, the server may have it and it counts as sent.
             self.cut_off((shard, jid, seq), progress).await;
             return Err(err);
         }
