@@ -225,14 +225,13 @@ fn plugin_files_that_are_not_regular_or_too_big_are_refused() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("not a regular file"));
 }
 
-/// A panic in the runner while it performs a job (injected by a test-only
-/// variable) records the job as failed; it is not left in progress, and
+/// A panic in the runner while it performs a job (injected by the test
+/// build, `faulty-runner`) records the job as failed; it is not left in progress, and
 /// the other jobs keep flowing.
 #[test]
 fn a_panic_performing_a_job_still_records_its_outcome() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let options = RunnerOptions::plugins(&["order_created", "welcome_mail"])
-        .env("JOBRUNNER_TEST_PANIC_CLASS", "OrderCreateJob");
+    let options = RunnerOptions::plugins(&["order_created", "welcome_mail"]).panicking_on("OrderCreateJob");
     let runner = Runner::start(&redis.url, &smtp.url, options);
     redis.push(
         "default",
@@ -248,6 +247,41 @@ fn a_panic_performing_a_job_still_records_its_outcome() {
         &job_json("WelcomeMailJob", json!(["bo@example.com", "Bo"]), "e2e2e2e2e2e2e2e2e2e2e2e2"),
     );
     assert_eq!(smtp.wait_for(1)[0].rcpt, ["bo@example.com"]);
+}
+
+/// Background tasks that panic (injected by the test build as each starts)
+/// are restarted and go on doing their work: a scheduled job still comes
+/// due, outcomes are still recorded, the heartbeat still beats and a
+/// cancel still reaches a running job.
+#[test]
+fn background_tasks_that_panic_are_restarted_and_keep_working() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let tasks = ["schedule poller", "outcome recorder", "heartbeat", "cancel listener"];
+    let options = RunnerOptions::plugins(&["welcome_mail", "misbehave"]).panicking_tasks(&tasks);
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    for task in tasks {
+        runner.wait_for_log(&["background task panicked; restarting it", &format!("task=\"{task}\"")], 1);
+    }
+    let out = jobrunner_tests::runner_enqueue(
+        &redis.url,
+        &["WelcomeMailJob", r#"["cy@example.com","Cy"]"#, "--in", "1s"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(smtp.wait_for(1)[0].rcpt, ["cy@example.com"], "the scheduled job ran");
+    eventually("its outcome recorded", WAIT, || (redis.inprogress_jobs() == 0).then_some(()));
+    let processes: Vec<String> = redis.query(&["SMEMBERS", "processes"]);
+    assert_eq!(processes.len(), 1, "the heartbeat wrote the process record");
+
+    let spin = "e3e3e3e3e3e3e3e3e3e3e3e3";
+    redis.push("default", &job_json("SpinJob", json!([]), spin));
+    let identity = processes[0].clone();
+    eventually("the heartbeat listing the spinning job", WAIT, || {
+        let work: Vec<String> = redis.query(&["HVALS", &format!("{identity}:work")]);
+        work.iter().any(|entry| entry.contains(spin)).then_some(())
+    });
+    let said = jobrunner_tests::runner_cancel(&redis.url, spin);
+    assert!(said.contains("running on"), "{said}");
+    runner.wait_for_log(&["job cancelled while running; stopped", spin], 1);
 }
 
 /// A code cache others may write is not used: loading compiled code from

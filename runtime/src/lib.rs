@@ -3,6 +3,7 @@
 //!
 //! Where a job goes, following the modules:
 //!
+//! - [`app`]: the `runner` command, from its arguments to its exit code.
 //! - [`cli`]: the command line and its defaults.
 //! - [`config`]: Sidekiq's `config/sidekiq.yml`, applied as flags.
 //! - [`runner`]: wires everything together, once per Redis shard; the main
@@ -37,11 +38,13 @@
 //! - [`author`]: `runner check`, `runner try` and `runner new-plugin`.
 //! - [`web`]: the dashboard, its JSON API and `/metrics`.
 //! - [`metrics`]: this process's counters and histograms.
+//! - [`faults`]: hooks a test build uses to inject panics; unset in `runner`.
 //! - [`shutdown`]: quiet and graceful shutdown on signals.
 //! - [`supervise`]: background loops restarted when they panic, never lost.
 //! - [`backoff`], [`clock`], [`digest`], [`secret`], [`untrusted`]: small shared pieces.
 
 pub mod activejob;
+pub mod app;
 pub mod author;
 pub mod backoff;
 pub mod busy;
@@ -53,6 +56,7 @@ pub mod config;
 pub mod digest;
 pub mod engine;
 pub mod expiry;
+pub mod faults;
 pub mod feed;
 pub mod fetch;
 pub mod heartbeat;

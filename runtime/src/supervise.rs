@@ -29,7 +29,12 @@ where
 {
     tokio::spawn(async move {
         loop {
-            match AssertUnwindSafe(make()).catch_unwind().await {
+            let work = make();
+            let life = async move {
+                crate::faults::at(crate::faults::Point::TaskStart { task: name });
+                work.await
+            };
+            match AssertUnwindSafe(life).catch_unwind().await {
                 Ok(()) => return,
                 Err(panic) => {
                     tracing::error!(task = name, panic = %panic_message(&*panic), "background task panicked; restarting it");

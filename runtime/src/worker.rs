@@ -145,9 +145,7 @@ impl Worker {
 
     /// Performs `job`; `None` when the end of the shutdown timeout stopped it.
     async fn perform(&self, job: Job, unique: Option<&Unique>, running: &Running) -> Option<Outcome> {
-        if injected_panic(&job.class) {
-            panic!("a fault injected for class {} (JOBRUNNER_TEST_PANIC_CLASS)", job.class);
-        }
+        crate::faults::at(crate::faults::Point::Perform { class: &job.class });
         if let Some(expired_at) = expiry::expired(&job.payload, clock::now()) {
             tracing::info!(expired_at, "job expired before it started; discarded unrun");
             self.metrics.job_expired(self.class_label(&job.class));
@@ -273,14 +271,6 @@ fn host_failure(err: &CallError) -> Failure {
         }
         _ => failure,
     }
-}
-
-/// Whether the tests asked for jobs of `class` to panic in the runner
-/// (`JOBRUNNER_TEST_PANIC_CLASS`), to show a panic can't lose a job.
-fn injected_panic(class: &str) -> bool {
-    static CLASS: std::sync::LazyLock<Option<String>> =
-        std::sync::LazyLock::new(|| std::env::var("JOBRUNNER_TEST_PANIC_CLASS").ok());
-    CLASS.as_deref() == Some(class)
 }
 
 /// The most of an invalid payload kept in its dead-set entry.

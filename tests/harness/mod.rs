@@ -43,7 +43,9 @@ pub use partition::Partition;
 pub use postgres::Postgres;
 pub use redis_server::Redis;
 pub use ruby::{active_job, ruby};
-pub use runner::{Runner, RunnerOptions, runner_bin, runner_cancel, runner_enqueue};
+pub use runner::{
+    Binary, Runner, RunnerOptions, faulty_runner_bin, runner_bin, runner_cancel, runner_enqueue,
+};
 pub use sentinel::Sentinel;
 pub use shop::Shop;
 pub use smtp::{Mail, SmtpSink};

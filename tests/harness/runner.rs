@@ -20,6 +20,27 @@ pub struct RunnerOptions {
     pub env: Vec<(String, String)>,
     /// A command the runner is started under, e.g. `unshare --pid ...`.
     pub wrapper: Vec<String>,
+    /// The binary: the `runner`, or the test build with a fault in it.
+    pub binary: Binary,
+}
+
+/// Which build of the runner a test starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Binary {
+    /// The `runner` users get.
+    #[default]
+    Runner,
+    /// `faulty-runner`: the same command with a fault hook set.
+    Faulty,
+}
+
+impl Binary {
+    fn path(self) -> PathBuf {
+        match self {
+            Binary::Runner => runner_bin(),
+            Binary::Faulty => faulty_runner_bin(),
+        }
+    }
 }
 
 impl Default for RunnerOptions {
@@ -30,6 +51,7 @@ impl Default for RunnerOptions {
             log: "info,jobrunner::worker=debug",
             env: Vec::new(),
             wrapper: Vec::new(),
+            binary: Binary::Runner,
         }
     }
 }
@@ -53,6 +75,20 @@ impl RunnerOptions {
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// Runs the test build whose jobs of `class` make the runner panic
+    /// where it performs them (`tests/faulty_runner.rs`).
+    pub fn panicking_on(mut self, class: &str) -> Self {
+        self.binary = Binary::Faulty;
+        self.env("FAULTY_RUNNER_PANIC_CLASS", class)
+    }
+
+    /// Runs the test build whose background `tasks` (by their supervisor's
+    /// names) each panic once as they start.
+    pub fn panicking_tasks(mut self, tasks: &[&str]) -> Self {
+        self.binary = Binary::Faulty;
+        self.env("FAULTY_RUNNER_PANIC_TASKS", &tasks.join(","))
     }
 
     /// Runs it as PID 1 of a PID namespace of its own, as in a container
@@ -80,6 +116,8 @@ pub struct Runner {
     env: Vec<(String, String)>,
     /// The command it runs under, if any.
     wrapper: Vec<String>,
+    /// Which build it runs.
+    binary: Binary,
 }
 
 /// The runner binary, built by `cargo build --release`.
@@ -88,6 +126,13 @@ pub fn runner_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/release/runner"));
     assert!(path.is_file(), "{} is missing: run `cargo build --release` first", path.display());
+    path
+}
+
+/// The test build with a fault hook, which `cargo test` builds beside the tests.
+pub fn faulty_runner_bin() -> PathBuf {
+    let path = repo_root().join("target/release/faulty-runner");
+    assert!(path.is_file(), "{} is missing: run `cargo test --release` to build it", path.display());
     path
 }
 
@@ -130,8 +175,8 @@ impl Runner {
             command.extend(["--cache-dir".into(), dir.path().join("cache").display().to_string()]);
         }
         command.extend(options.args);
-        let (log, env, wrapper) = (options.log, options.env, options.wrapper);
-        let mut runner = Runner { child: None, dir, command, log, env, wrapper };
+        let (log, env, wrapper, binary) = (options.log, options.env, options.wrapper, options.binary);
+        let mut runner = Runner { child: None, dir, command, log, env, wrapper, binary };
         runner.spawn();
         runner
     }
@@ -142,10 +187,10 @@ impl Runner {
         let mut command = match self.wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
-                command.args(args).arg(runner_bin());
+                command.args(args).arg(self.binary.path());
                 command
             }
-            None => Command::new(runner_bin()),
+            None => Command::new(self.binary.path()),
         };
         let child = command
             .args(&self.command)
