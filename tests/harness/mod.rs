@@ -15,7 +15,7 @@
 //! - [`Certs`]: a CA and certificates made with `openssl`, for TLS.
 //! - [`Sentinel`]: a Redis master, its replica and a sentinel.
 //! - [`FaultyLink`]: a proxy in front of a server, adding latency.
-//! - [`Partition`]: nftables dropping every packet to and from a port.
+//! - [`PacketDrop`]: nftables dropping every packet to and from a port, or a share of them.
 //! - [`eventually`]: polling for a condition with a deadline; [`never_before`]:
 //!   polling that something stays undone through a whole window.
 //! - [`job_json`], [`now`]: jobs as Sidekiq's client writes them.
@@ -24,7 +24,7 @@ mod browser;
 mod faulty_link;
 mod forms;
 mod mariadb;
-mod partition;
+mod packet_drop;
 mod postgres;
 mod redis_server;
 mod ruby;
@@ -39,7 +39,7 @@ pub use browser::Browser;
 pub use faulty_link::FaultyLink;
 pub use forms::Forms;
 pub use mariadb::MariaDb;
-pub use partition::Partition;
+pub use packet_drop::PacketDrop;
 pub use postgres::Postgres;
 pub use redis_server::Redis;
 pub use ruby::{active_job, ruby};
@@ -130,4 +130,14 @@ pub fn never_before(until: f64, what: &str, mut still_undone: impl FnMut() -> bo
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(samples > 0, "never_before checked nothing: the window for {what} had closed already");
+}
+
+/// Held by a test that must have the machine to itself within its binary
+/// (thousands of jobs, or faults timed against the jobs' limits): `cargo
+/// test` runs two tests of one binary at once on two cores, and a drain
+/// beside a timing test makes both slow for no reason of their own.
+pub fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A failed test poisons it; the next one still runs alone.
+    ALONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
