@@ -1,8 +1,9 @@
 //! `runner -C config/sidekiq.yml`: Sidekiq's own settings file, with its
 //! environment sections and ERB, applied under the command line's flags.
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, runner_bin};
+use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, now, runner_bin};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// A file like the Sidekiq wiki's and real apps' (symbol keys, an
 /// environment section, ERB reading the environment), plus the runner's own.
@@ -60,6 +61,58 @@ fn sidekiq_yml_applies_with_its_environment_section_and_erb_under_the_flags() {
     let _runner = Runner::start(&fresh.url, &smtp.url, options.args(&["-c", "7", "-e", "staging"]));
     let info = self::info(&fresh);
     assert_eq!(info["concurrency"], 7, "{info}");
+}
+
+/// The file's `:timeout:` and poll interval are observed, not only read:
+/// due jobs are moved within the file's half second (the default is 5 s),
+/// and at SIGTERM a running job gets the file's 2 s (the default is 25 s).
+#[test]
+fn sidekiq_yml_timeout_and_poll_interval_govern_the_runner() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sidekiq.yml");
+    std::fs::write(&file, ":queues: [default]\n:timeout: 2\njobrunner:\n  poll_interval: 0.5\n").unwrap();
+    let options = RunnerOptions::plugins(&["misbehave"]).args(&["-C", file.to_str().unwrap()]);
+    let mut runner = Runner::start(&redis.url, &smtp.url, options);
+
+    // Six jobs due one after another, into a queue no runner serves, so
+    // each keeps the time the poller moved it (its fresh `enqueued_at`).
+    let start = now() + 1.0;
+    for i in 0..6 {
+        let mut job: Value =
+            serde_json::from_str(&job_json("EchoJob", json!([]), &format!("{i:024}"))).unwrap();
+        job["queue"] = json!("parked");
+        let due = start + 0.7 * i as f64;
+        let _: () = redis.query(&["ZADD", "schedule", &due.to_string(), &job.to_string()]);
+    }
+    let moved: Vec<String> = eventually("the six jobs moved", WAIT, || {
+        let moved: Vec<String> = redis.query(&["LRANGE", "queue:parked", "0", "-1"]);
+        (moved.len() == 6).then_some(moved)
+    });
+    for job in moved {
+        let job: Value = serde_json::from_str(&job).unwrap();
+        let index: f64 = job["jid"].as_str().unwrap().parse().unwrap();
+        let late = job["enqueued_at"].as_f64().unwrap() - (start + 0.7 * index);
+        assert!((-0.05..1.5).contains(&late), "job {index} moved {late:.2} s after it was due");
+    }
+
+    // A job of 6 s at SIGTERM: stopped after 2 s and handed back, not waited for.
+    redis.push(
+        "default",
+        &job_json("SlowJob", json!([6000, "ops@example.com", "slow"]), "5105105105105105105105a1"),
+    );
+    eventually("the slow job on the runner's busy list", WAIT, || {
+        let lists: Vec<String> = redis.query(&["KEYS", "*:work"]);
+        lists.iter().any(|list| redis.query::<usize>(&["HLEN", list]) == 1).then_some(())
+    });
+    let signalled = now();
+    runner.signal(libc::SIGTERM);
+    runner.wait_exit(Duration::from_secs(30));
+    let took = now() - signalled;
+    assert!((1.8..5.0).contains(&took), "the runner exited {took:.1} s after SIGTERM");
+    assert_eq!(redis.llen("queue:default"), 1, "the slow job is back in its queue");
+    assert!(runner.logs().contains("job stopped at the end of the shutdown timeout"), "{}", runner.logs());
+    assert!(smtp.messages().is_empty(), "the slow job never mailed");
 }
 
 #[test]

@@ -73,21 +73,68 @@ fn secrets_never_show_in_help_errors_or_logs() {
     assert_no_secret("the start-up log", &logs);
 }
 
+/// Every secret in use at once: Redis with `requirepass`, a mail server
+/// with credentials, a database URL and `--http-token`. A mail goes out
+/// and a job fails, so the pages have jobs, errors and sends to show.
 #[test]
 fn the_dashboard_and_metrics_show_no_secret() {
-    let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    let options = RunnerOptions::plugins(&["order_created"])
-        .args(&["--database", &format!("postgres://jobrunner:{DB_PW}@127.0.0.1:1/shop")]);
-    let runner = Runner::start(&redis.url, &smtp.url, options);
+    let mut redis = Redis::start();
+    let _: () = redis.query(&["CONFIG", "SET", "requirepass", REDIS_PW]);
+    redis.url = format!("redis://:{REDIS_PW}@127.0.0.1:{}", redis.port());
+    let smtp = SmtpSink::start();
+    let smtp_url = format!("smtp://shop:{SMTP_PW}@127.0.0.1:{}", smtp.port());
+    let options = RunnerOptions::plugins(&["order_created", "misbehave"]).args(&[
+        "--database",
+        &format!("postgres://jobrunner:{DB_PW}@127.0.0.1:1/shop"),
+        "--http-token",
+        TOKEN,
+    ]);
+    let runner = Runner::start(&redis.url, &smtp_url, options);
+    redis.push(
+        "default",
+        &job_json("EchoJob", json!(["ann@example.com", "through AUTH"]), "5ec0000000000000000000e1"),
+    );
+    redis.push("default", &job_json("FlakyJob", json!(["flaky on purpose"]), "5ec0000000000000000000f1"));
+    assert_eq!(smtp.wait_for(1)[0].subject, "through AUTH");
+    eventually("the failed job in the retry set", WAIT, || {
+        (redis.sorted_set("retry").len() == 1).then_some(())
+    });
+
     let url = runner.dashboard_url();
-    for page in ["/", "/busy", "/plugins", "/metrics", "/api/stats", "/api/busy", "/api/plugins"] {
+    let refused = ureq::get(&format!("{url}/api/stats")).call();
+    assert!(matches!(refused, Err(ureq::Error::StatusCode(401))), "no token, no stats: {refused:?}");
+    let pages = [
+        "/",
+        "/queues",
+        "/busy",
+        "/plugins",
+        "/periodic",
+        "/retries",
+        "/dead",
+        "/metrics",
+        "/api/stats",
+        "/api/history",
+        "/api/queues",
+        "/api/busy",
+        "/api/plugins",
+        "/api/retries",
+        "/api/periodic",
+    ];
+    for page in pages {
         let body = eventually(&format!("GET {page}"), WAIT, || {
-            ureq::get(&format!("{url}{page}")).call().ok()?.into_body().read_to_string().ok()
+            let response =
+                ureq::get(&format!("{url}{page}")).header("Authorization", format!("Bearer {TOKEN}"));
+            response.call().ok()?.into_body().read_to_string().ok()
         });
         assert_no_secret(page, &body);
     }
-    assert!(runner.logs().contains("jobrunner:***@127.0.0.1:1/shop"), "{}", runner.logs());
-    assert_no_secret("the log", &runner.logs());
+    let retries = ureq::get(&format!("{url}/api/retries")).header("Authorization", format!("Bearer {TOKEN}"));
+    let retries = retries.call().unwrap().into_body().read_to_string().unwrap();
+    assert!(retries.contains("flaky on purpose"), "the retry's error is shown: {retries}");
+    let logs = runner.logs();
+    assert!(logs.contains("jobrunner:***@127.0.0.1:1/shop"), "{logs}");
+    assert!(logs.contains("mail sent"), "{logs}");
+    assert_no_secret("the log", &logs);
 }
 
 /// A job that dies on its first failure.

@@ -117,6 +117,51 @@ fn twenty_swaps_under_a_steady_stream_lose_and_fail_nothing() {
     assert_eq!(seen.len(), 2, "both builds served jobs: {seen:?}");
 }
 
+/// A job that started before a swap finishes on the build it started
+/// with; a job taken after the swap runs on the new one. The new build is
+/// the same component with a custom section appended: another file and
+/// another sha256, the same behaviour.
+#[test]
+fn a_long_job_started_before_a_swap_finishes_on_the_old_build() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner =
+        Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["misbehave"]).args(&["-c", "2"]));
+    let old = plugin_wasm("misbehave");
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("misbehave.wasm");
+    let mut bytes = std::fs::read(&old).unwrap();
+    // A custom section (id 0): its size, its name's length and name, its bytes.
+    bytes.extend_from_slice(&[0, 15, 5]);
+    bytes.extend_from_slice(b"build2nd build");
+    std::fs::write(&new, &bytes).unwrap();
+
+    let long = "10e0000000000000000000a1";
+    redis.push(
+        "default",
+        &jobrunner_tests::job_json("SlowJob", json!([3000, "ops@example.com", "long"]), long),
+    );
+    eventually("the long job on the runner's busy list", WAIT, || {
+        let lists: Vec<String> = redis.query(&["KEYS", "*:work"]);
+        lists.iter().any(|list| redis.query::<usize>(&["HLEN", list]) == 1).then_some(())
+    });
+    write_then_rename(&runner.plugin_path("misbehave.wasm"), &new);
+    runner.wait_for_log(&["plugin loaded", "misbehave.wasm"], 2);
+    let after = "10e0000000000000000000a2";
+    redis.push("default", &jobrunner_tests::job_json("EchoJob", json!(["ops@example.com", "after"]), after));
+
+    let mut subjects: Vec<String> = smtp.wait_for(2).into_iter().map(|m| m.subject).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["after", "long"]);
+    let logs = runner.logs();
+    let performed_by = builds_by_jid(&logs);
+    assert_eq!(performed_by[long], sha256_prefix(&old), "the long job finished on the build it started with");
+    assert_eq!(performed_by[after], sha256_prefix(&new), "the later job ran on the new build");
+    let lines: Vec<&str> = logs.lines().collect();
+    let swapped = lines.iter().rposition(|l| l.contains("plugin loaded")).unwrap();
+    let long_done = lines.iter().position(|l| l.contains("job done") && l.contains(long)).unwrap();
+    assert!(long_done > swapped, "the long job was still running at the swap:\n{logs}");
+}
+
 #[test]
 fn bad_files_are_refused_and_the_old_version_keeps_serving() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());

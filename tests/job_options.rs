@@ -85,6 +85,45 @@ fn of_ten_concurrent_pushes_of_a_unique_job_exactly_one_runs() {
     assert_eq!((redis.llen("queue:default"), redis.inprogress_jobs()), (0, 0));
 }
 
+/// The same contention with the runners already waiting: two runners at
+/// `-c 10` take the jobs as they are pushed, so duplicates meet on two
+/// machines at once. The job runs for 4 s, so every push lands while the
+/// first is still running: one runs, the rest are dropped or refused.
+#[test]
+fn of_concurrent_pushes_taken_by_two_busy_runners_exactly_one_runs() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = || RunnerOptions::plugins(&["misbehave"]).args(&["-c", "10"]);
+    let runners =
+        [Runner::start(&redis.url, &smtp.url, options()), Runner::start(&redis.url, &smtp.url, options())];
+    let args = r#"[4000, "ops@example.com", "contended"]"#;
+    let statuses: Vec<i32> = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            ruby(
+                &redis,
+                &[],
+                r#"5.times.map { Thread.new { Sidekiq::Client.push("class" => "SlowJob", "queue" => "default",
+                     "args" => [4000, "ops@example.com", "contended"], "unique_for" => 60) } }.each(&:join)"#,
+            )
+        });
+        let pushes: Vec<_> = (0..5)
+            .map(|_| scope.spawn(|| enqueue(&redis, &["SlowJob", args, "--unique-for", "60s"])))
+            .collect();
+        pushes.into_iter().map(|p| p.join().unwrap().status.code().unwrap()).collect()
+    });
+    let pushed = 5 + statuses.iter().filter(|s| **s == 0).count();
+    assert!(
+        statuses.iter().all(|s| *s == 0 || *s == 2),
+        "each `runner enqueue` pushed or refused: {statuses:?}"
+    );
+    eventually("the one run", WAIT, || (mails(&smtp, "contended") == 1).then_some(()));
+    let dropped = || {
+        runners.iter().map(|r| r.logs().matches("a duplicate of a pending unique job").count()).sum::<usize>()
+    };
+    eventually("every duplicate dropped", WAIT, || (dropped() == pushed - 1).then_some(()));
+    never_before(now() + 3.0, "a second run", || mails(&smtp, "contended") == 1);
+    assert_eq!((redis.llen("queue:default"), redis.inprogress_jobs()), (0, 0));
+}
+
 /// A duplicate pushed while the first runs is dropped; one pushed after
 /// the first has ended runs.
 #[test]

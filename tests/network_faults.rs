@@ -28,19 +28,24 @@ fn order_id(mail: &Mail) -> u64 {
     line.trim().parse().expect("a numeric order id")
 }
 
-/// Waits until every order is mailed and nothing is queued, in progress
-/// or retrying, then returns the Message-IDs mailed per order.
+/// Waits until every order is mailed and nothing is left to do (queued,
+/// in progress, retrying or scheduled), then returns the Message-IDs mailed
+/// per order. Orders are counted, not mails: a repeated mail must not stand
+/// in for one still waiting in the retry set.
 fn settle(redis: &Redis, smtp: &SmtpSink, count: usize) -> BTreeMap<u64, Vec<String>> {
-    eventually("every order's mail", Duration::from_secs(300), || (smtp.count() >= count).then_some(()));
-    eventually("nothing left to do", Duration::from_secs(60), || {
-        let idle = redis.llen("queue:default") == 0 && redis.inprogress_jobs() == 0;
-        (idle && redis.sorted_set("retry").is_empty()).then_some(())
+    let mailed = || {
+        let mut by_order: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for mail in smtp.messages() {
+            by_order.entry(order_id(&mail)).or_default().push(mail.message_id);
+        }
+        by_order
+    };
+    eventually("as many mails as orders", Duration::from_secs(300), || (smtp.count() >= count).then_some(()));
+    eventually("every order's mail", Duration::from_secs(120), || (mailed().len() >= count).then_some(()));
+    eventually("nothing left to do", Duration::from_secs(90), || {
+        (redis.jobs_left("default") == 0).then_some(())
     });
-    let mut by_order: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for mail in smtp.messages() {
-        by_order.entry(order_id(&mail)).or_default().push(mail.message_id);
-    }
-    by_order
+    mailed()
 }
 
 /// The orders whose mail a rerun found "sending": killed mid-send.

@@ -3,7 +3,7 @@
 //! the permissions the README documents.
 
 use jobrunner_tests::{
-    Certs, Redis, Runner, RunnerOptions, Sentinel, SmtpSink, WAIT, eventually, job_json, repo_root,
+    Certs, Forms, Redis, Runner, RunnerOptions, Sentinel, SmtpSink, WAIT, eventually, job_json, repo_root,
     runner_bin,
 };
 use serde_json::json;
@@ -130,9 +130,61 @@ fn the_documented_acl_user_is_all_the_runner_needs() {
             ureq::get(&format!("{}{page}", runner.dashboard_url())).call().map(|r| r.status().as_u16());
         assert_eq!(status.ok(), Some(200), "{page}");
     }
+    click_every_action(&runner, &redis, &url);
     drop(runner);
     let denied: Vec<redis::Value> = redis.query(&["ACL", "LOG"]);
     assert!(denied.is_empty(), "commands the documented user lacks: {denied:?}");
+}
+
+/// Each of the dashboard's actions, clicked as an operator would, on a
+/// runner connected as the documented user: each must be seen done.
+fn click_every_action(runner: &Runner, redis: &Redis, url: &str) {
+    let (flaky, broken) = ("e2e2e2e2e2e2e2e2e2e2e2e2", "e3e3e3e3e3e3e3e3e3e3e3e3");
+    let dashboard = runner.dashboard_url();
+    let forms = Forms::open(&dashboard);
+    // Acts on the job `jid` of a sorted set, by the key its row's button sends.
+    let act = |set: &str, action: &str, jid: &str| {
+        let body = ureq::get(&format!("{dashboard}/api/{set}")).call().unwrap().into_body().read_to_string();
+        let page: serde_json::Value = serde_json::from_str(&body.unwrap()).unwrap();
+        let items = page["items"].as_array().unwrap();
+        let item =
+            items.iter().find(|i| i["job"]["jid"] == jid).unwrap_or_else(|| panic!("{jid} in {set}: {page}"));
+        let one = format!("{action}|{}", item["key"].as_str().unwrap());
+        assert_eq!(forms.post(&format!("/{set}/act"), &[("one", &one)]), 303, "{action} in {set}");
+    };
+    let in_set = |set: &str, jid: &str| redis.sorted_set(set).iter().any(|j| j["jid"] == jid);
+    // Retry now: the flaky job fails once more and is back in the retry set.
+    let failed = runner.logs().matches("job failed").count();
+    act("retries", "retry", flaky);
+    eventually("the retried job to fail again", WAIT, || {
+        (runner.logs().matches("job failed").count() > failed && in_set("retry", flaky)).then_some(())
+    });
+    // Kill it; in the dead set, delete one job and retry the other.
+    act("retries", "kill", flaky);
+    eventually("the killed job in the dead set", WAIT, || in_set("dead", flaky).then_some(()));
+    act("dead", "delete", broken);
+    act("dead", "retry", flaky);
+    eventually("the dead set emptied", WAIT, || redis.sorted_set("dead").is_empty().then_some(()));
+    eventually("the job retried from the dead set fails again", WAIT, || {
+        in_set("retry", flaky).then_some(())
+    });
+    // A job due in an hour, added to its queue now.
+    let due_later = enqueue(url, &["--in", "1h", "-q", "parked"]);
+    assert!(due_later.status.success(), "{}", String::from_utf8_lossy(&due_later.stderr));
+    let jid = String::from_utf8_lossy(&due_later.stdout).trim().to_string();
+    act("scheduled", "enqueue", &jid);
+    eventually("the schedule emptied", WAIT, || redis.sorted_set("schedule").is_empty().then_some(()));
+    // Delete one queued job, then clear the queue.
+    let queued: Vec<String> = redis.query(&["LRANGE", "queue:parked", "0", "-1"]);
+    assert_eq!(queued.len(), 2, "the unique job and the one added now wait in parked");
+    assert_eq!(forms.post("/queues/parked/delete", &[("payload", &queued[0])]), 303);
+    assert_eq!(redis.llen("queue:parked"), 1, "one parked job deleted");
+    assert_eq!(forms.post("/queues/parked/clear", &[]), 303);
+    assert_eq!(redis.llen("queue:parked"), 0, "the parked queue cleared");
+    // The periodic job: off, on, and enqueued now.
+    for action in ["disable", "enable", "enqueue"] {
+        assert_eq!(forms.post("/periodic/act", &[("name", "beat"), ("action", action)]), 303, "{action}");
+    }
 }
 
 #[test]

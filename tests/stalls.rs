@@ -37,32 +37,50 @@ fn a_mail_handed_over_before_a_time_out_is_not_sent_again() {
     assert_eq!(mails[0].subject, "Welcome, Ann!");
 }
 
+/// Watches a runner's heartbeat from its own thread for as long as it
+/// lives: the largest age the beat reaches.
+struct HeartbeatWatch {
+    stop: Arc<AtomicBool>,
+    worst: Arc<Mutex<f64>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HeartbeatWatch {
+    fn start(redis: &Redis) -> HeartbeatWatch {
+        let identity: String = eventually("the runner's heartbeat", WAIT, || {
+            redis.query::<Vec<String>>(&["SMEMBERS", "processes"]).pop()
+        });
+        let (stop, worst) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(0.0f64)));
+        let (stop_seen, worst_seen, url) = (stop.clone(), worst.clone(), redis.url.clone());
+        let thread = std::thread::spawn(move || {
+            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+            while !stop_seen.load(Ordering::Relaxed) {
+                let beat: Option<f64> =
+                    redis::cmd("HGET").arg(&identity).arg("beat").query(&mut conn).unwrap();
+                let age = now() - beat.unwrap_or(0.0);
+                let mut worst = worst_seen.lock().unwrap();
+                *worst = worst.max(age);
+                drop(worst);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        HeartbeatWatch { stop, worst, thread: Some(thread) }
+    }
+
+    /// Stops watching: the largest age seen, in seconds.
+    fn worst(mut self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        *self.worst.lock().unwrap()
+    }
+}
+
 #[test]
 fn a_flood_of_headers_never_stalls_the_heartbeat_or_duplicates_a_mail() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let options = RunnerOptions::plugins(&["hostile", "welcome_mail"]).args(&["--heartbeat", "0.5"]);
     let runner = Runner::start(&redis.url, &smtp.url, options);
-    let identity: String = eventually("the runner's heartbeat", WAIT, || {
-        redis.query::<Vec<String>>(&["SMEMBERS", "processes"]).pop()
-    });
-
-    // Watch the heartbeat for the whole run: the largest age it reaches.
-    let (stop, worst) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(0.0f64)));
-    let watcher = {
-        let (stop, worst, url, identity) = (stop.clone(), worst.clone(), redis.url.clone(), identity.clone());
-        std::thread::spawn(move || {
-            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                let beat: Option<f64> =
-                    redis::cmd("HGET").arg(&identity).arg("beat").query(&mut conn).unwrap();
-                let age = now() - beat.unwrap_or(0.0);
-                let mut worst = worst.lock().unwrap();
-                *worst = worst.max(age);
-                drop(worst);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let watch = HeartbeatWatch::start(&redis);
     for i in 0..20 {
         let args = json!(["ann@example.com", [["X-Many", "v"]], 100_000]);
         redis.push("default", &job_json("HeadersJob", args, &format!("{i:0>24}")));
@@ -73,14 +91,39 @@ fn a_flood_of_headers_never_stalls_the_heartbeat_or_duplicates_a_mail() {
     );
     eventually("the 20 header floods dead", WAIT, || (redis.sorted_set("dead").len() == 20).then_some(()));
     eventually("the welcome mail done", WAIT, || settled(&redis).then_some(()));
-    stop.store(true, Ordering::Relaxed);
-    watcher.join().unwrap();
 
-    let worst = *worst.lock().unwrap();
+    let worst = watch.worst();
     assert!(worst <= 1.0, "the heartbeat went {worst:.2}s stale against --heartbeat 0.5");
     assert!(redis.sorted_set("dead")[0]["error_message"].as_str().unwrap().contains("max_headers"));
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1, "one mail, the welcome: {mails:?}");
     assert_eq!(mails[0].subject, "Welcome, Bob!");
     drop(runner);
+}
+
+/// Twenty mails of 7 MiB each (about 10 MB once encoded, near the 10 MiB
+/// cap), ten at a time: each is built and sent whole, once, and building
+/// them never holds up the heartbeat.
+#[test]
+fn twenty_big_mails_at_once_arrive_whole_and_never_stall_the_heartbeat() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = RunnerOptions::plugins(&["hostile"]).args(&["--heartbeat", "0.5", "-c", "10"]);
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    let watch = HeartbeatWatch::start(&redis);
+    for i in 0..20 {
+        redis.push("default", &job_json("HugeMailJob", json!([7]), &format!("{i:0>24}")));
+    }
+    let mails = eventually("the 20 big mails", Duration::from_secs(120), || {
+        let mails = smtp.messages();
+        (mails.len() >= 20 && settled(&redis)).then_some(mails)
+    });
+    let worst = watch.worst();
+    assert!(worst <= 1.0, "the heartbeat went {worst:.2}s stale against --heartbeat 0.5");
+    assert_eq!(mails.len(), 20, "one copy each");
+    let ids: std::collections::BTreeSet<_> = mails.iter().map(|m| m.message_id.clone()).collect();
+    assert_eq!(ids.len(), 20, "twenty different mails");
+    for mail in &mails {
+        assert!(mail.raw.len() > 7 << 20, "a whole mail of {} bytes", mail.raw.len());
+    }
+    assert!(redis.sorted_set("dead").is_empty() && redis.sorted_set("retry").is_empty(), "{}", runner.logs());
 }

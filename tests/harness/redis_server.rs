@@ -156,6 +156,17 @@ impl Redis {
         keys.iter().map(|k| self.llen(k)).sum()
     }
 
+    /// Jobs of `queue` not yet done, read in one atomic step: queued, held
+    /// in progress by any runner, retrying or scheduled. Reading these one
+    /// by one can miss a job moving between them (a retry due just then).
+    pub fn jobs_left(&self, queue: &str) -> usize {
+        const SCRIPT: &str = "local n = redis.call('LLEN', 'queue:' .. ARGV[1]) \
+            for _, key in ipairs(redis.call('KEYS', 'jobrunner:inprogress:*:' .. ARGV[1])) do \
+              n = n + redis.call('LLEN', key) end \
+            return n + redis.call('ZCARD', 'retry') + redis.call('ZCARD', 'schedule')";
+        self.query(&["EVAL", SCRIPT, "0", queue])
+    }
+
     /// The length of a list.
     pub fn llen(&self, key: &str) -> usize {
         self.query(&["LLEN", key])

@@ -156,12 +156,15 @@ impl Runner {
             "Shop <shop@example.com>".into(),
             "--heartbeat".into(),
             "1".into(),
-            "--poll-interval".into(),
-            "1".into(),
             // Each runner's dashboard on a port of its own, which it logs.
             "--http".into(),
             "127.0.0.1:0".into(),
         ];
+        // A short poll interval, unless the test sets one or reads it from
+        // a settings file (where a flag would override the file's).
+        if !options.args.iter().any(|a| a == "--poll-interval" || a == "-C") {
+            command.extend(["--poll-interval".into(), "1".into()]);
+        }
         // Time for an interpreter's first compile on a loaded machine, where
         // the default 30 s is too short; tests of the limit set their own.
         if !options.args.iter().any(|a| a == "--compile-timeout") {
