@@ -214,3 +214,25 @@ fn a_retried_job_does_not_resend_the_mail_it_sent_before_failing() {
     assert_eq!(mails.len(), 1, "one mail: {mails:?}");
     assert_eq!(mails[0].message_id, "<eeeeeeeeeeeeeeeeeeeeeeee.0@example.com>");
 }
+
+#[test]
+fn a_job_taken_back_mid_run_leaves_its_outcome_to_its_other_copy() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    let jid = "ffffffffffffffffffffffff";
+    redis.push("default", &job_json("MailThenSleepJob", json!(["ops@example.com", "once", 3000]), jid));
+    smtp.wait_for(1);
+    // While it sleeps, the job is taken out of this runner's hands, as when
+    // a failover lost its fetch or another runner took this one for dead:
+    // the copy waits in a queue no runner serves yet.
+    let held: Vec<String> = redis.query(&["KEYS", "jobrunner:inprogress:*:default"]);
+    let _: String = redis.query(&["LMOVE", &held[0], "queue:aside", "RIGHT", "LEFT"]);
+    runner.wait_for_log(&["no longer in progress here"], 1);
+    assert!(redis.sorted_set("retry").is_empty() && redis.sorted_set("dead").is_empty());
+
+    // The copy runs: the sent-mail record its first run left still holds.
+    let _: String = redis.query(&["LMOVE", "queue:aside", "queue:default", "RIGHT", "LEFT"]);
+    runner.wait_for_log(&["not sent again", jid], 1);
+    wait_settled(&redis);
+    assert_eq!(smtp.count(), 1, "the mail went out once");
+}

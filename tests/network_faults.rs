@@ -154,13 +154,13 @@ fn a_mail_server_stalled_mid_transaction_past_the_time_limit_loses_no_mail_and_s
     );
 }
 
-#[test]
-fn a_sentinel_failover_under_load_over_a_lossy_link_loses_no_order() {
-    let _alone = alone();
+/// Fails Sentinel over after 500 of 2000 orders are mailed, with 5% loss
+/// to both servers; returns every order's Message-IDs once all are done.
+fn sentinel_failover(args: &[&str]) -> (BTreeMap<u64, Vec<String>>, String) {
     const ORDERS: usize = 2000;
     let (sentinel, smtp) = (Sentinel::start(), SmtpSink::start());
     let _loss: Vec<PacketDrop> = sentinel.servers.iter().map(|s| PacketDrop::share(s.port(), 5)).collect();
-    let options = RunnerOptions::plugins(&["order_created"]).args(&["-c", "10"]);
+    let options = RunnerOptions::plugins(&["order_created"]).args(&["-c", "10"]).args(args);
     let runner = Runner::start(&sentinel.url, &smtp.url, options);
     sentinel.master().push_many("default", &orders(ORDERS));
     eventually("orders to be mailed", Duration::from_secs(120), || (smtp.count() >= 500).then_some(()));
@@ -168,6 +168,19 @@ fn a_sentinel_failover_under_load_over_a_lossy_link_loses_no_order() {
     runner.wait_for_log(&["the Redis master changed"], 1);
     let by_order = settle(sentinel.master(), &smtp, ORDERS);
     assert_eq!(by_order.len(), ORDERS, "every order was mailed");
+    (by_order, runner.logs())
+}
+
+/// The runner's log lines about the job of `order`.
+fn lines_of(logs: &str, order: u64) -> Vec<&str> {
+    let jid = format!("{order:024x}");
+    logs.lines().filter(|l| l.contains(&jid)).collect()
+}
+
+#[test]
+fn a_sentinel_failover_under_load_over_a_lossy_link_loses_no_order() {
+    let _alone = alone();
+    let (by_order, _) = sentinel_failover(&[]);
     // Replication is asynchronous: the ledger notes the old master took
     // after the promotion are gone, and those orders' mails go again, as
     // the identical message (same Message-ID), never a third time.
@@ -176,7 +189,21 @@ fn a_sentinel_failover_under_load_over_a_lossy_link_loses_no_order() {
         assert!(ids.len() == 2 && ids[0] == ids[1], "order {order} mailed as {ids:?}");
     }
     println!(
-        "network: Sentinel failover mid-run, 5% loss to both servers: {ORDERS} jobs, 0 lost, {} mailed twice",
+        "network: Sentinel failover mid-run, 5% loss to both servers: {} jobs, 0 lost, {} mailed twice",
+        by_order.len(),
         twice.len()
+    );
+}
+
+#[test]
+fn with_mail_replicas_a_sentinel_failover_mails_no_order_twice() {
+    let _alone = alone();
+    let (by_order, logs) = sentinel_failover(&["--mail-replicas", "1"]);
+    let twice: Vec<_> = by_order.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    let told: Vec<_> = twice.iter().flat_map(|(order, _)| lines_of(&logs, **order)).collect();
+    assert!(twice.is_empty(), "mailed twice across the failover: {twice:?}\n{}", told.join("\n"));
+    println!(
+        "network: Sentinel failover mid-run, 5% loss to both servers, --mail-replicas 1: {} jobs, 0 lost, 0 mailed twice",
+        by_order.len()
     );
 }

@@ -317,6 +317,13 @@ pub struct RunArgs {
     /// Without it, record reads fail and their jobs are retried.
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database: Option<String>,
+    /// Redis replicas that must hold a mail's entry in the sent-mail ledger
+    /// before the mail is sent and after the server accepted it (Redis
+    /// WAIT), so that a Sentinel failover can't lose the entry and send the
+    /// mail again. While fewer replicas answer, mail waits (its job is
+    /// retried). 0 doesn't wait; behind Sentinel, 1.
+    #[arg(long, default_value_t = 0, value_name = "COUNT", value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub mail_replicas: u32,
     /// Directory that receives one .eml file per message when no --smtp is set.
     #[arg(long, default_value = "outbox")]
     pub outbox: PathBuf,

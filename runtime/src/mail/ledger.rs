@@ -19,6 +19,13 @@
 //! and a lost mail is the greater harm there. The entries of a job live in
 //! one hash, `jobrunner:sent:<jid>`, dropped when the job is done and
 //! expiring after the retry window otherwise.
+//!
+//! Redis replicates asynchronously, so a failover can lose the entries the
+//! old master took last, and the rerun sends those mails again. With
+//! `--mail-replicas N` the claim and the confirmation each wait (`WAIT`)
+//! until N replicas hold them: a mail whose claim no replica holds isn't
+//! sent (its job is retried), and a confirmation is written again, to
+//! whichever server is master by then, until replicas hold it.
 
 use crate::queue::Queue;
 use crate::queue::keys::sent_mail as key;
@@ -27,10 +34,17 @@ use redis::AsyncCommands;
 use redis::Script;
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 /// How long a job's sent mail is remembered: the 25 retries of Sidekiq's
 /// default policy take about 20 days.
 const REMEMBER_SECS: i64 = 21 * 24 * 3600;
+
+/// How long one `WAIT` for replicas may take.
+const REPLICA_WAIT: Duration = Duration::from_secs(2);
+/// How long a confirmation is written again until replicas hold it; a
+/// failover takes the sentinels a few seconds.
+const CONFIRM_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What marks a claimed call whose outcome isn't known yet.
 const SENDING: &str = "sending ";
@@ -60,6 +74,8 @@ pub struct Ledger {
     /// here, so that the record is dropped at the end only for a job that
     /// has one: a job that sends no mail costs the ledger nothing.
     touched: Arc<Mutex<HashSet<(usize, String)>>>,
+    /// Replicas that must hold each claim and confirmation (0: no wait).
+    replicas: u32,
 }
 
 /// What the ledger knew of a call when it was claimed.
@@ -79,7 +95,12 @@ pub enum Claim {
 impl Ledger {
     /// A ledger kept in each of `shards`, by index.
     pub fn new(shards: Vec<Queue>) -> Ledger {
-        Ledger { shards, touched: Arc::default() }
+        Ledger { shards, touched: Arc::default(), replicas: 0 }
+    }
+
+    /// Has each claim and confirmation wait until `replicas` replicas hold it.
+    pub fn replicated(self, replicas: u32) -> Ledger {
+        Ledger { replicas, ..self }
     }
 
     /// Whether job `jid` of `shard` claimed mail here since it started;
@@ -95,19 +116,20 @@ impl Ledger {
     }
 
     /// Claims call `seq` of job `jid`, about to be sent as `message_id`,
-    /// unless an earlier run claimed it. One round trip.
+    /// unless an earlier run claimed it. One round trip (and a `WAIT` with
+    /// replicas to wait for).
     pub async fn claim(&self, shard: usize, jid: &str, seq: u32, message_id: &str) -> Result<Claim> {
         self.touched.lock().expect("ledger lock").insert((shard, jid.to_string()));
-        let mut conn = self.queue(shard).connection();
-        let (claimed, current): (bool, Option<String>) = redis::pipe()
-            .hset_nx(key(jid), seq, format!("{SENDING}{message_id}"))
+        let mut pipe = redis::pipe();
+        pipe.hset_nx(key(jid), seq, format!("{SENDING}{message_id}"))
             .hget(key(jid), seq)
             .expire(key(jid), REMEMBER_SECS)
-            .ignore()
-            .query_async(&mut conn)
+            .ignore();
+        let ((claimed, current), held): ((bool, Option<String>), u32) = self
+            .write(shard, &pipe)
             .await
             .with_context(|| format!("claiming mail {seq} of job {jid} in the sent-mail ledger"))?;
-        Ok(match current {
+        let claim = match current {
             _ if claimed => Claim::Ours,
             None => Claim::Ours,
             Some(value) => {
@@ -119,15 +141,76 @@ impl Ledger {
                     Claim::Sent(value)
                 }
             }
-        })
+        };
+        // About to send: only once replicas hold the mark a rerun would find.
+        if matches!(claim, Claim::Ours | Claim::Unfinished(_)) && held < self.replicas {
+            if claimed {
+                // Best effort: where the claim didn't reach, neither may this.
+                let _ = self.release(shard, jid, seq).await;
+            }
+            anyhow::bail!(
+                "mail {seq} of job {jid} not sent: its claim in the sent-mail ledger reached {held} of the {} replicas --mail-replicas asks for within {}s, so a failover could lose it",
+                self.replicas,
+                REPLICA_WAIT.as_secs()
+            );
+        }
+        Ok(claim)
     }
 
     /// Notes that call `seq` of job `jid` was accepted as `message_id`.
+    /// With replicas to wait for, writes it again (to whichever server is
+    /// master by then) until they hold it.
     pub async fn confirm(&self, shard: usize, jid: &str, seq: u32, message_id: &str) -> Result<()> {
-        let mut conn = self.queue(shard).connection();
-        conn.hset::<_, _, _, ()>(key(jid), seq, message_id)
-            .await
-            .with_context(|| format!("noting mail {seq} of job {jid} in the sent-mail ledger"))
+        let mut pipe = redis::pipe();
+        pipe.hset(key(jid), seq, message_id).ignore();
+        let started = Instant::now();
+        loop {
+            let written = self.write::<()>(shard, &pipe).await;
+            let held = match written {
+                Ok(((), held)) if held >= self.replicas => return Ok(()),
+                Ok(((), held)) => held,
+                Err(_) if self.replicas > 0 && started.elapsed() < CONFIRM_PATIENCE => 0,
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("noting mail {seq} of job {jid} in the sent-mail ledger"));
+                }
+            };
+            if started.elapsed() >= CONFIRM_PATIENCE {
+                anyhow::bail!(
+                    "mail {seq} of job {jid} was sent, but its note in the sent-mail ledger reached only {held} of the {} replicas --mail-replicas asks for",
+                    self.replicas
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Runs `pipe` on `shard`'s master and returns its replies and how many
+    /// replicas hold its writes: on the shared connection when no replicas
+    /// are asked for, else on one of its own followed by `WAIT`, which
+    /// blocks the connection it runs on.
+    async fn write<T: redis::FromRedisValue>(
+        &self,
+        shard: usize,
+        pipe: &redis::Pipeline,
+    ) -> Result<(T, u32)> {
+        if self.replicas == 0 {
+            return Ok((pipe.query_async(&mut self.queue(shard).connection()).await?, 0));
+        }
+        let waited = async {
+            let mut conn = self.queue(shard).own_connection().await?;
+            let replies: T = pipe.query_async(&mut conn).await?;
+            let held: u32 = redis::cmd("WAIT")
+                .arg(self.replicas)
+                .arg(REPLICA_WAIT.as_millis() as u64)
+                .query_async(&mut conn)
+                .await?;
+            anyhow::Ok((replies, held))
+        };
+        match tokio::time::timeout(REPLICA_WAIT * 2, waited).await {
+            Ok(written) => written,
+            Err(_) => anyhow::bail!("Redis did not answer within {}s", (REPLICA_WAIT * 2).as_secs()),
+        }
     }
 
     /// Notes that call `seq` of job `jid` ran out of time while being sent.

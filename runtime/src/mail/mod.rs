@@ -179,7 +179,7 @@ impl Mailer {
             return Err(err);
         }
         if let Err(err) = ledger.confirm(shard, jid, seq, &id).await {
-            tracing::warn!(jid, error = %format!("{err:#}"), "mail sent but not confirmed; it stays marked as sending, which a rerun counts as sent");
+            tracing::warn!(jid, error = %format!("{err:#}"), "mail sent but not confirmed in the ledger; should this job run again, it sends the mail again with the same Message-ID");
         }
         Ok(Delivery::Sent(id))
     }

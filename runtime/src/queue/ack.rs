@@ -3,14 +3,14 @@
 //! Every worker hands its job's outcome to the [`Acker`] and waits until
 //! Redis has recorded it (so its slot isn't reused before the job has left
 //! the in-progress list). One task records whatever outcomes are waiting
-//! in a single transaction: under load that is dozens of jobs per round
+//! in a single script: under load that is dozens of jobs per round
 //! trip instead of one, and an idle runner still records each job at once.
 
 use super::{Finished, Outcome, Queue};
 use anyhow::{Result, anyhow};
 use tokio::sync::{mpsc, oneshot};
 
-/// The most outcomes recorded in one transaction.
+/// The most outcomes recorded in one script call.
 const BATCH: usize = 256;
 
 /// One outcome waiting to be recorded.
@@ -72,7 +72,18 @@ async fn record_batches(queue: Queue, identity: String, rx: &mut mpsc::Unbounded
                 outcome: &r.outcome,
             })
             .collect();
-        let result = queue.finish(&identity, &jobs).await.map_err(|e| format!("{e:#}"));
+        let result = match queue.finish(&identity, &jobs).await {
+            Ok(0) => Ok(()),
+            Ok(gone) => {
+                // Each has another copy, which runs instead.
+                tracing::warn!(
+                    jobs = gone,
+                    "finished jobs were no longer in progress here (the Redis master changed, or this runner was taken for dead); their outcomes are left to the copies that run again"
+                );
+                Ok(())
+            }
+            Err(err) => Err(format!("{err:#}")),
+        };
         drop(jobs);
         for request in batch.drain(..) {
             let _ = request.done.send(result.clone());

@@ -2,7 +2,7 @@
 //!
 //! [`Queue::fetch`] moves a job atomically from `queue:<name>` into a list
 //! private to this runner; [`Queue::finish`] removes it from there in the
-//! same Redis transaction that records its outcome. A job is therefore
+//! same Redis script that records its outcome. A job is therefore
 //! always somewhere: in its queue, in a runner's in-progress list, or in its
 //! final place. When a runner dies, [`Queue::recover`] puts its in-progress
 //! jobs back at the front of their queues.
@@ -149,6 +149,17 @@ impl Queue {
         self.link.load().conn.clone()
     }
 
+    /// A new connection of its own to the current master, for a command
+    /// that blocks the connection it runs on (`WAIT`), which on the shared
+    /// one would hold up every other command.
+    pub async fn own_connection(&self) -> Result<MultiplexedConnection> {
+        let link = self.link.load();
+        link.client
+            .get_multiplexed_async_connection()
+            .await
+            .with_context(|| format!("connecting to Redis at {}", crate::secret::redact_url(&link.url)))
+    }
+
     /// Pushes a job's JSON onto `queue` exactly as Sidekiq's client does.
     pub async fn push(&self, queue: &str, payload: &str) -> Result<()> {
         let mut conn = self.connection();
@@ -222,46 +233,39 @@ impl Queue {
     }
 
     /// Records the outcomes of finished jobs and removes them from the
-    /// in-progress lists, in one transaction; counts them in Sidekiq's
-    /// stats. A job that won't run again (done or discarded) has its
-    /// sent-mail record dropped.
-    pub async fn finish(&self, identity: &str, jobs: &[Finished<'_>]) -> Result<()> {
-        let now = clock::now();
-        let date = clock::utc_date(now);
+    /// in-progress lists, in one script; counts them in Sidekiq's stats. A
+    /// job that won't run again (done or discarded) has its sent-mail
+    /// record dropped. A job this runner no longer holds has another copy
+    /// that will run, so its outcome isn't recorded (see
+    /// [`scripts::FINISH`]); returns how many there were.
+    pub async fn finish(&self, identity: &str, jobs: &[Finished<'_>]) -> Result<u64> {
+        let date = clock::utc_date(clock::now());
         let failed = jobs.iter().filter(|job| !matches!(job.outcome, Outcome::Done)).count();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .incr(keys::STAT_PROCESSED, jobs.len())
-            .incr(keys::daily_stat("processed", &date), jobs.len());
-        if failed > 0 {
-            pipe.incr(keys::STAT_FAILED, failed).incr(keys::daily_stat("failed", &date), failed);
-        }
+        let mut invocation = scripts::FINISH.prepare_invoke();
+        invocation
+            .key(keys::STAT_PROCESSED)
+            .key(keys::daily_stat("processed", &date))
+            .key(keys::STAT_FAILED)
+            .key(keys::daily_stat("failed", &date))
+            .arg(clock::now())
+            .arg(self.dead.max_age_secs)
+            .arg(self.dead.max_jobs)
+            .arg(jobs.len())
+            .arg(failed);
         for job in jobs {
-            // From the tail, where the oldest fetches are: jobs mostly end
-            // in the order they were fetched.
-            pipe.lrem(keys::inprogress(identity, job.queue), -1, job.raw);
-            self.record(&mut pipe, job, now);
+            let held = keys::inprogress(identity, job.queue);
+            let (what, target, payload, at) = match job.outcome {
+                Outcome::Done | Outcome::Discard if !job.sent_mail_of.is_empty() => {
+                    ("forget", keys::sent_mail(job.sent_mail_of), "", 0.0)
+                }
+                Outcome::Done | Outcome::Discard => ("done", held.clone(), "", 0.0),
+                Outcome::Retry { payload, at } => ("retry", keys::RETRY.to_string(), payload.as_str(), *at),
+                Outcome::Dead { payload } => ("dead", keys::DEAD.to_string(), payload.as_str(), 0.0),
+            };
+            invocation.key(held).key(target).arg(what).arg(job.raw).arg(payload).arg(at);
         }
         let mut conn = self.connection();
-        pipe.exec_async(&mut conn).await.context("recording outcomes of jobs")
-    }
-
-    fn record(&self, pipe: &mut redis::Pipeline, job: &Finished<'_>, now: f64) {
-        match job.outcome {
-            Outcome::Done | Outcome::Discard => {
-                if !job.sent_mail_of.is_empty() {
-                    pipe.del(keys::sent_mail(job.sent_mail_of));
-                }
-            }
-            Outcome::Retry { payload, at } => {
-                pipe.zadd(keys::RETRY, payload, *at);
-            }
-            Outcome::Dead { payload } => {
-                pipe.zadd(keys::DEAD, payload, now)
-                    .zrembyscore(keys::DEAD, "-inf", now - self.dead.max_age_secs)
-                    .zremrangebyrank(keys::DEAD, 0, -(self.dead.max_jobs as isize) - 1);
-            }
-        }
+        invocation.invoke_async(&mut conn).await.context("recording outcomes of jobs")
     }
 
     /// Every runner that may hold in-progress jobs.

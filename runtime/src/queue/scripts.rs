@@ -138,3 +138,48 @@ return moved
 "#,
     )
 });
+
+/// Records the outcomes of a batch of finished jobs, each only if this
+/// runner still holds it: its LREM from the in-progress list must remove
+/// it. A job that isn't there any more has another copy that will run (a
+/// failover lost its fetch, or the runner was taken for dead and its jobs
+/// requeued), so recording it too would add a second copy to the retry
+/// set, or drop the sent-mail record that copy needs to not mail again.
+/// Because of the same check, recording a batch twice (its reply lost)
+/// changes nothing the second time.
+/// KEYS: the processed and failed counters (total, today), then per job its
+/// in-progress list and where its outcome goes. ARGV: now, the dead set's
+/// most age (s) and jobs, the processed and failed counts, then per job
+/// what to do (`done`, `forget` its sent mail, `retry`, `dead`), its JSON
+/// as fetched, the JSON to store and the retry time.
+/// Returns how many jobs weren't held, and so not recorded.
+pub static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local now = tonumber(ARGV[1])
+local gone = 0
+for i = 0, (#KEYS - 4) / 2 - 1 do
+  local held, target = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
+  local what, raw, payload, at = ARGV[6 + 4 * i], ARGV[7 + 4 * i], ARGV[8 + 4 * i], ARGV[9 + 4 * i]
+  if redis.call('LREM', held, -1, raw) == 0 then
+    gone = gone + 1
+  elseif what == 'forget' then
+    redis.call('DEL', target)
+  elseif what == 'retry' then
+    redis.call('ZADD', target, at, payload)
+  elseif what == 'dead' then
+    redis.call('ZADD', target, now, payload)
+    redis.call('ZREMRANGEBYSCORE', target, '-inf', now - tonumber(ARGV[2]))
+    redis.call('ZREMRANGEBYRANK', target, 0, -tonumber(ARGV[3]) - 1)
+  end
+end
+redis.call('INCRBY', KEYS[1], ARGV[4])
+redis.call('INCRBY', KEYS[2], ARGV[4])
+if tonumber(ARGV[5]) > 0 then
+  redis.call('INCRBY', KEYS[3], ARGV[5])
+  redis.call('INCRBY', KEYS[4], ARGV[5])
+end
+return gone
+",
+    )
+});

@@ -47,6 +47,8 @@ pub struct Settings {
     pub max_payload: usize,
     /// The mail transport (its ledger is added once Redis is connected).
     pub mailer: Mailer,
+    /// Replicas that must hold each ledger entry of a mail (`--mail-replicas`).
+    pub mail_replicas: u32,
     /// Limits on what plugins may do.
     pub policy: Arc<Policy>,
     /// Where the dashboard listens and who may see it, unless it is off.
@@ -120,6 +122,7 @@ impl Settings {
             },
             max_payload: args.max_payload,
             mailer,
+            mail_replicas: args.mail_replicas,
             policy: Arc::new(match &args.policy {
                 Some(path) => Policy::load(path)?,
                 None => Policy::default(),

@@ -38,10 +38,10 @@ pub async fn start(settings: Settings) -> Result<Running> {
     let shards = shard::connect_all(&settings).await;
     let Settings { order, concurrency, fetch_ahead, timing, poll_interval, shutdown_timeout, limits, .. } =
         settings;
-    let Settings { plugins, max_payload, mailer, policy, http, periodic, .. } = settings;
+    let Settings { plugins, max_payload, mailer, mail_replicas, policy, http, periodic, .. } = settings;
     let queues: Vec<Queue> = shards.iter().map(|shard| shard.queue.clone()).collect();
     let (trigger, shutdown) = shutdown::channel();
-    let ledger = Ledger::new(queues.clone());
+    let ledger = Ledger::new(queues.clone()).replicated(mail_replicas);
     let mailer = Arc::new(mailer.with_ledger(ledger.clone()));
     let jobs = JobSetup { concurrency, limits, mailer, policy, metrics: metrics.clone(), records };
     let registry = Arc::new(registry(&plugins, jobs, &queues[0])?);
