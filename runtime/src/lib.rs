@@ -25,6 +25,7 @@
 //! - [`wit`]: the contract's types, shared by the host and its plugins.
 //! - [`policy`]: what each plugin may do with `send-mail`, `log` and `records`.
 //! - [`records`]: the app's database rows, read-only, for plugins.
+//! - [`storage`]: Active Storage's services (`storage.yml`) and blob files.
 //! - [`engine`]: the wasmtime engine, pooling allocator and epoch ticker.
 //! - [`mail`]: `send-mail`, over SMTP or into an outbox directory, sent
 //!   once per job even when the job runs again.
@@ -74,6 +75,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod secret;
 pub mod shutdown;
+pub mod storage;
 pub mod supervise;
 pub mod unique;
 pub mod untrusted;

@@ -7,12 +7,28 @@
 //! - `<%= ENV.fetch("X") %>` (an error when unset);
 //! - `<%= ENV.fetch("X", default) %>`, `<%= ENV.fetch("X") { default } %>`
 //!   and `<%= ENV["X"] || default %>`, the default a quoted string or a number;
-//! - `<%# comments %>`, and `<%-`/`-%>` (which trim as Sidekiq 7.1+ does).
+//! - `<%# comments %>`, and `<%-`/`-%>` (which trim as Sidekiq 7.1+ does);
+//! - in Active Storage's `storage.yml`, also `<%= Rails.root.join("a", "b") %>`.
+//!
+//! A tag on a line that YAML comments out (the commented-out examples that
+//! `rails new` writes, such as `Rails.application.credentials.dig(...)`)
+//! renders as nothing: its output could never reach the parsed file.
 
 use anyhow::{Result, bail};
+use std::path::Path;
 
 /// Renders `text`, reading variables with `env`.
 pub fn render(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    render_in_app(text, env, None)
+}
+
+/// Renders `text` as [`render`] does, and `Rails.root` as `rails_root`
+/// when given.
+pub fn render_in_app(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    rails_root: Option<&Path>,
+) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("<%") {
@@ -33,8 +49,16 @@ pub fn render(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
             body = trimmed;
         }
         out.push_str(before);
-        if let Some(expression) = body.strip_prefix('=') {
-            let value = evaluate(expression.trim(), env).map_err(|e| anyhow::anyhow!("line {line}: {e}"))?;
+        let line_so_far = &out[out.rfind('\n').map_or(0, |i| i + 1)..];
+        if line_so_far.trim_start().starts_with('#') {
+            // Commented out in the YAML: whatever the tag would print is ignored.
+        } else if let Some(expression) = body.strip_prefix('=') {
+            let expression = expression.trim();
+            let value = match (rails_root, expression.strip_prefix("Rails.root")) {
+                (Some(root), Some(rest)) => rails_path(root, rest),
+                _ => evaluate(expression, env),
+            }
+            .map_err(|e| anyhow::anyhow!("line {line}: {e}"))?;
             out.push_str(&value);
         } else if !body.starts_with('#') {
             bail!(
@@ -46,6 +70,26 @@ pub fn render(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// `Rails.root` followed by `rest`: nothing, `.to_s`, or `.join(...)` of
+/// quoted segments (optionally `.to_s` too).
+fn rails_path(root: &Path, rest: &str) -> Result<String> {
+    let rest = rest.strip_suffix(".to_s").unwrap_or(rest).trim();
+    if rest.is_empty() {
+        return Ok(root.display().to_string());
+    }
+    let unsupported = || anyhow::anyhow!("`Rails.root{rest}` is not a path the runner understands");
+    let mut args =
+        rest.strip_prefix(".join(").and_then(|a| a.strip_suffix(')')).ok_or_else(unsupported)?.trim();
+    let mut path = root.to_path_buf();
+    while !args.is_empty() {
+        let (segment, after) = quoted(args).ok_or_else(unsupported)?;
+        path.push(segment);
+        args = after.trim_start();
+        args = args.strip_prefix(',').map_or(args, str::trim_start);
+    }
+    Ok(path.display().to_string())
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -136,6 +180,21 @@ mod tests {
         }
         assert!(render(cases[10].0, &env).is_err());
         assert_eq!(render("a: 1\n  <%-# x -%>\nb: 2", &env).unwrap(), "a: 1\nb: 2");
+    }
+
+    #[test]
+    fn renders_rails_root_and_skips_commented_out_lines() {
+        let root = Path::new("/srv/shop");
+        let text = "local:\n  root: <%= Rails.root.join(\"tmp\", 'storage') %>\n\
+                    # amazon:\n#   access_key_id: <%= Rails.application.credentials.dig(:aws, :id) %>\n\
+                    r: <%= Rails.root %>";
+        let rendered = render_in_app(text, &env, Some(root)).unwrap();
+        assert!(rendered.contains("root: /srv/shop/tmp/storage\n"), "{rendered}");
+        assert!(rendered.contains("#   access_key_id: \n"), "{rendered}");
+        assert!(rendered.ends_with("r: /srv/shop"), "{rendered}");
+        let err = render_in_app("a: <%= Rails.root.join(x) %>", &env, Some(root)).unwrap_err();
+        assert!(format!("{err}").contains("line 1"), "{err}");
+        assert!(render("a: <%= Rails.root %>", &env).is_err(), "no app root outside storage.yml");
     }
 
     #[test]

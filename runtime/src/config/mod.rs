@@ -15,8 +15,8 @@
 //! It works on the command line itself: the file's settings become flags
 //! put before the operator's own, for arguments the operator didn't give.
 
-mod erb;
-mod yaml;
+pub(crate) mod erb;
+pub(crate) mod yaml;
 
 use crate::cli::Cli;
 use anyhow::{Context, Result, bail};
