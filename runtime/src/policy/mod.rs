@@ -18,12 +18,14 @@
 //!
 //! A [`Guard`] applies one plugin's rules while it runs, with the rate
 //! buckets its instances share. [`records`] says which of the app's rows a
-//! plugin may read.
+//! plugin may read, [`blobs`] which stored files it may read or change.
 
+pub mod blobs;
 mod guard;
 mod rate;
 pub mod records;
 
+pub use blobs::{BlobAccess, BlobGrant, BlobGrants};
 pub use guard::Guard;
 pub use records::{Grant, Grants, ModelMapping};
 
@@ -67,6 +69,9 @@ pub struct Rules {
     /// Without a policy file every model is readable, sensitive columns
     /// excepted; with one, only what is granted here.
     pub records: Grants,
+    /// What the plugin may do with stored files through `blobs`. Without a
+    /// policy file, read every service; with one, only what is granted.
+    pub blobs: BlobGrants,
 }
 
 impl Default for Rules {
@@ -83,6 +88,7 @@ impl Default for Rules {
             log_lines_per_second: 100,
             reuse: 1,
             records: None,
+            blobs: Some(BlobGrant::default()),
         }
     }
 }
@@ -170,11 +176,18 @@ impl Policy {
     }
 }
 
-/// The rules of one section of a policy file. A file grants records only
-/// where it says so.
+/// The rules of one section of a policy file. A file grants records and
+/// blobs only where it says so.
 fn rules(table: toml::Table) -> Result<Rules> {
+    let grants_blobs = table.contains_key("blobs");
     let mut rules: Rules = table.try_into()?;
     rules.records.get_or_insert_with(Default::default);
+    if !grants_blobs {
+        rules.blobs = None;
+    }
+    if let Some(grant) = &rules.blobs {
+        anyhow::ensure!(grant.max_bytes > 0, "blobs.max_bytes must be positive");
+    }
     anyhow::ensure!(rules.mail_per_second > 0, "mail_per_second must be positive");
     anyhow::ensure!(rules.log_lines_per_second > 0, "log_lines_per_second must be positive");
     anyhow::ensure!(rules.reuse > 0, "reuse must be at least 1 (1 is a fresh instance per job)");
@@ -230,5 +243,19 @@ mod tests {
         assert_eq!(shop["User"], Grant::Columns(vec!["email".into()]));
         assert_eq!(policy.models()["Person"].table.as_deref(), Some("folks"));
         assert_eq!(Policy::default().rules_for("x").records, None);
+    }
+
+    #[test]
+    fn a_policy_file_grants_blobs_only_where_it_says_so() {
+        let policy = Policy::parse(
+            "[plugins.storage.blobs]\nservices = [\"local\"]\nwrite = true\n[plugins.other]\nmax_recipients = 5\n",
+        )
+        .unwrap();
+        let grant = policy.rules_for("storage").blobs.clone().unwrap();
+        assert!(grant.read && grant.write && !grant.delete && grant.services == ["local"]);
+        assert_eq!(policy.rules_for("other").blobs, None);
+        assert_eq!(Policy::default().rules_for("x").blobs, Some(BlobGrant::default()));
+        let err = format!("{:#}", Policy::parse("[plugins.x.blobs]\nwrites = true\n").unwrap_err());
+        assert!(err.contains("plugins.x") && err.contains("writes"), "{err}");
     }
 }
