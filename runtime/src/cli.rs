@@ -317,6 +317,14 @@ pub struct RunArgs {
     /// Without it, record reads fail and their jobs are retried.
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database: Option<String>,
+    /// The app's config/storage.yml, whose services plugins reach through
+    /// `blobs` (Disk services are served).
+    #[arg(long, env = "STORAGE_CONFIG", value_name = "FILE")]
+    pub storage_config: Option<PathBuf>,
+    /// The storage service a plugin gets when it names none: the app's
+    /// `config.active_storage.service` (e.g. local).
+    #[arg(long, env = "STORAGE_SERVICE", value_name = "NAME")]
+    pub storage_service: Option<String>,
     /// Redis replicas that must hold a mail's entry in the sent-mail ledger
     /// before the mail is sent and after the server accepted it (Redis
     /// WAIT), so that a Sentinel failover can't lose the entry and send the

@@ -23,7 +23,8 @@
 //! - [`registry`]: which plugin serves which class; swapped atomically.
 //! - [`plugin`]: compiling, linking and running one component under limits.
 //! - [`wit`]: the contract's types, shared by the host and its plugins.
-//! - [`policy`]: what each plugin may do with `send-mail`, `log` and `records`.
+//! - [`policy`]: what each plugin may do with `send-mail`, `log`, `records`
+//!   and `blobs`.
 //! - [`records`]: the app's database rows, read-only, for plugins.
 //! - [`storage`]: Active Storage's services (`storage.yml`) and blob files.
 //! - [`engine`]: the wasmtime engine, pooling allocator and epoch ticker.

@@ -11,6 +11,12 @@ wasmtime::component::bindgen!({
         "jobrunner:plugin/records.locate": async,
         "jobrunner:plugin/records.find": async,
         "jobrunner:plugin/records.find-all-by": async,
+        "jobrunner:plugin/blobs.read": async,
+        "jobrunner:plugin/blobs.read-range": async,
+        "jobrunner:plugin/blobs.size": async,
+        "jobrunner:plugin/blobs.write": async,
+        "jobrunner:plugin/blobs.delete": async,
+        "jobrunner:plugin/blobs.delete-prefixed": async,
     },
     exports: { default: async },
 });

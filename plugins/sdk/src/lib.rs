@@ -6,6 +6,7 @@
 //! - [`mail`]: building a message and sending it through the host, with the
 //!   host's mail errors mapped onto job errors.
 //! - [`records`]: reading the app's database rows through the host.
+//! - [`blobs`]: reading and writing stored files through the host.
 //! - [`rails`]: `deliver_later` mail jobs and GlobalIDs.
 //! - [`log`]: writing to the host's log.
 //!
@@ -21,6 +22,7 @@
 //! ```
 
 pub mod args;
+pub mod blobs;
 pub mod mail;
 pub mod rails;
 pub mod records;

@@ -65,6 +65,7 @@ async fn load(
         compiler: Arc::new(Compiler::new(engine_limits, compile)),
         metrics,
         records: Arc::new(records),
+        storage: Arc::new(crate::storage::Storage::default()),
         max_plugin_size: plugin::file::DEFAULT_MAX_SIZE,
     };
     let sha256 = crate::digest::sha256_hex(&bytes);

@@ -17,6 +17,7 @@ use crate::mail::{Delivery, Mailer, Progress, SendError, Stage};
 use crate::metrics::Metrics;
 use crate::policy::Guard;
 use crate::records::Records;
+use crate::storage::Storage;
 use crate::wit::jobrunner::plugin::{logging, mail, types};
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,6 +56,8 @@ pub struct Capabilities {
     pub metrics: Arc<Metrics>,
     /// The app's database, read-only.
     pub records: Arc<Records>,
+    /// The app's stored files, for `blobs`.
+    pub storage: Arc<Storage>,
 }
 
 /// The store data of one plugin instance.

@@ -9,6 +9,7 @@
 //! the job's time limit and memory cap; or, for a plugin whose policy opts
 //! in to `reuse`, in an idle instance kept from an earlier job ([`warm`]).
 
+mod blobs_host;
 mod cache;
 mod cap;
 pub mod compile;
@@ -108,6 +109,8 @@ pub struct Loader {
     pub metrics: Arc<Metrics>,
     /// The app's database, for `records`.
     pub records: Arc<Records>,
+    /// The app's stored files, for `blobs`.
+    pub storage: Arc<crate::storage::Storage>,
     /// The largest plugin file read, in bytes.
     pub max_plugin_size: u64,
 }
@@ -192,6 +195,7 @@ impl Loader {
             guard,
             metrics: self.metrics.clone(),
             records: self.records.clone(),
+            storage: self.storage.clone(),
         }
     }
 }

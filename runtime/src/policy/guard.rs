@@ -87,6 +87,11 @@ impl Guard {
         &self.rules.records
     }
 
+    /// What the plugin may do with stored files.
+    pub fn blob_grants(&self) -> &super::BlobGrants {
+        &self.rules.blobs
+    }
+
     /// The log rate, for the note about dropped lines.
     pub fn log_lines_per_second(&self) -> u32 {
         self.rules.log_lines_per_second

@@ -55,6 +55,8 @@ pub struct Settings {
     pub http: Option<(SocketAddr, Credentials)>,
     /// The app's database URL, for `records`.
     pub database: Option<String>,
+    /// The app's storage services, for `blobs`.
+    pub storage: Arc<crate::storage::Storage>,
     /// Where each Redis shard is and how to trust it; one for most.
     pub endpoints: Vec<Endpoint>,
     /// The periodic jobs.
@@ -136,6 +138,10 @@ impl Settings {
                 None => Vec::new(),
             }),
             database: args.database,
+            storage: Arc::new(
+                crate::storage::store::load(args.storage_config.as_deref(), args.storage_service)
+                    .context("reading the storage services")?,
+            ),
             endpoints,
         })
     }

@@ -38,12 +38,13 @@ pub async fn start(settings: Settings) -> Result<Running> {
     let shards = shard::connect_all(&settings).await;
     let Settings { order, concurrency, fetch_ahead, timing, poll_interval, shutdown_timeout, limits, .. } =
         settings;
-    let Settings { plugins, max_payload, mailer, mail_replicas, policy, http, periodic, .. } = settings;
+    let Settings { plugins, max_payload, mailer, mail_replicas, policy, http, periodic, storage, .. } =
+        settings;
     let queues: Vec<Queue> = shards.iter().map(|shard| shard.queue.clone()).collect();
     let (trigger, shutdown) = shutdown::channel();
     let ledger = Ledger::new(queues.clone()).replicated(mail_replicas);
     let mailer = Arc::new(mailer.with_ledger(ledger.clone()));
-    let jobs = JobSetup { concurrency, limits, mailer, policy, metrics: metrics.clone(), records };
+    let jobs = JobSetup { concurrency, limits, mailer, policy, metrics: metrics.clone(), records, storage };
     let registry = Arc::new(registry(&plugins, jobs, &queues[0])?);
     // Watch before the first scan, so a file dropped meanwhile isn't missed.
     let mut background = Vec::new();
@@ -113,6 +114,7 @@ struct JobSetup {
     policy: Arc<Policy>,
     metrics: Arc<Metrics>,
     records: Records,
+    storage: Arc<crate::storage::Storage>,
 }
 
 /// The registry, with its engine and code cache; no plugin loaded yet.
@@ -135,6 +137,7 @@ fn registry(plugins: &PluginSettings, jobs: JobSetup, queue: &Queue) -> Result<R
         cache,
         metrics: jobs.metrics,
         records: Arc::new(jobs.records),
+        storage: jobs.storage,
         max_plugin_size: plugins.max_size,
     };
     Ok(Registry::new(&plugins.dir, loader, owners))

@@ -9,9 +9,11 @@
 
 pub mod config;
 pub mod disk;
+pub mod store;
 
 pub use config::{S3Config, Service, Services};
 pub use disk::DiskService;
+pub use store::Storage;
 
 /// Why a blob couldn't be read, written or deleted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub enum BlobError {
     /// The file, or the range asked for, is larger than the cap.
     #[error("blob {key:?} is {size} bytes, over the cap of {cap}")]
     TooLarge { key: String, size: u64, cap: u64 },
+    /// The service named is not one the app has, or the runner serves.
+    #[error("{0}")]
+    Service(String),
     /// The service failed (a disk error, an unreachable object store).
     #[error("blob {key:?}: {message}")]
     Unavailable { key: String, message: String },

@@ -46,6 +46,7 @@ impl Guest for Misbehave {
             "SecretJob",
             "LogJob",
             "RichMailJob",
+            "BlobReverseJob",
         ];
         plugin_info("misbehave", env!("CARGO_PKG_VERSION"), &classes)
     }
@@ -84,6 +85,16 @@ impl Guest for Misbehave {
                 }
             }
             "SecretJob" => secret(&args),
+            "BlobReverseJob" => {
+                // Writes the file of `key` backwards as `into`, then deletes `key`.
+                let service: String = args.required("service", 0)?;
+                let key: String = args.required("key", 1)?;
+                let into: String = args.required("into", 2)?;
+                let mut bytes = jobrunner_plugin_sdk::blobs::read(&service, &key)?;
+                bytes.reverse();
+                jobrunner_plugin_sdk::blobs::write(&service, &into, &bytes, "application/octet-stream")?;
+                jobrunner_plugin_sdk::blobs::delete(&service, &key)
+            }
             "RichMailJob" => {
                 let mut email = mail::Email::new(&args.required::<String>("to", 0)?, "rich", "plain text\n");
                 email.cc = vec![args.required("cc", 1)?];
