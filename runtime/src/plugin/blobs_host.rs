@@ -39,7 +39,7 @@ impl HostState {
         let grants = self.caps.guard.blob_grants();
         if let Err(rule) = blobs::check(grants, &self.tags.plugin, &name, access) {
             tracing::warn!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
-                service = %shown(&name, SHOWN), rule = %rule, "blob call denied by the policy");
+                service = %shown(&name, SHOWN), rule = %crate::untrusted::escape(&rule), "blob call denied by the policy");
             self.violation.get_or_insert_with(|| rule.clone());
             return Err(WitError::Denied(rule));
         }
