@@ -5,7 +5,7 @@
 
 use super::host::HostState;
 use crate::policy::{BlobAccess, blobs};
-use crate::storage::{BlobError, DiskService, Storage};
+use crate::storage::{BlobError, Storage};
 use crate::untrusted::shown;
 use crate::wit::jobrunner::plugin::blobs::{self as wit_blobs, BlobError as WitError};
 use std::sync::Arc;
@@ -70,31 +70,44 @@ impl HostState {
         })
     }
 
-    /// Runs `op` on every service a write or delete of `service` goes to.
-    async fn change<F, Fut>(
-        &mut self,
-        service: &str,
-        access: BlobAccess,
-        key: &str,
-        op: F,
-    ) -> Result<(), WitError>
-    where
-        F: Fn(DiskService) -> Fut,
-        Fut: Future<Output = Result<(), BlobError>>,
-    {
-        let (storage, name, _) = self.blob_call(service, access)?;
+    /// Makes `change` to `key` on every service a write or delete of
+    /// `service` goes to.
+    async fn change(&mut self, service: &str, key: &str, change: Change<'_>) -> Result<(), WitError> {
+        let (access, op) = match change {
+            Change::Write(_) => (BlobAccess::Write, "write"),
+            Change::Delete | Change::DeleteFolder => (BlobAccess::Delete, "delete"),
+        };
+        let (storage, name, cap) = self.blob_call(service, access)?;
         let result = async {
+            if let Change::Write(bytes) = change
+                && bytes.len() as u64 > cap
+            {
+                return Err(BlobError::TooLarge { key: key.to_string(), size: bytes.len() as u64, cap });
+            }
             for disk in storage.writers(&name)? {
-                op(disk.clone()).await?;
+                match change {
+                    Change::Write(bytes) => disk.write(key, bytes).await?,
+                    Change::Delete => disk.delete(key).await?,
+                    Change::DeleteFolder => disk.delete_folder(key).await?,
+                }
             }
             Ok(())
         }
         .await;
-        result.map_err(|err: BlobError| {
-            self.blob_failed(if access == BlobAccess::Write { "write" } else { "delete" }, key, &err);
+        result.map_err(|err| {
+            self.blob_failed(op, key, &err);
             err.into()
         })
     }
+}
+
+/// What a write or delete does to each service it goes to.
+#[derive(Clone, Copy)]
+enum Change<'a> {
+    Write(&'a [u8]),
+    Delete,
+    /// Every file under the key, followed by `/`.
+    DeleteFolder,
 }
 
 impl wit_blobs::Host for HostState {
@@ -131,36 +144,14 @@ impl wit_blobs::Host for HostState {
         bytes: Vec<u8>,
         _content_type: String,
     ) -> Result<(), WitError> {
-        let cap = self.blob_call(&service, BlobAccess::Write)?.2;
-        if bytes.len() as u64 > cap {
-            let err = BlobError::TooLarge { key: key.clone(), size: bytes.len() as u64, cap };
-            self.blob_failed("write", &key, &err);
-            return Err(err.into());
-        }
-        let bytes = Arc::new(bytes);
-        let target = key.clone();
-        self.change(&service, BlobAccess::Write, &key, move |disk| {
-            let (bytes, key) = (bytes.clone(), target.clone());
-            async move { disk.write(&key, &bytes).await }
-        })
-        .await
+        self.change(&service, &key, Change::Write(&bytes)).await
     }
 
     async fn delete(&mut self, service: String, key: String) -> Result<(), WitError> {
-        let target = key.clone();
-        self.change(&service, BlobAccess::Delete, &key, move |disk| {
-            let key = target.clone();
-            async move { disk.delete(&key).await }
-        })
-        .await
+        self.change(&service, &key, Change::Delete).await
     }
 
     async fn delete_prefixed(&mut self, service: String, prefix: String) -> Result<(), WitError> {
-        let target = prefix.clone();
-        self.change(&service, BlobAccess::Delete, &prefix, move |disk| {
-            let prefix = target.clone();
-            async move { disk.delete_folder(&prefix).await }
-        })
-        .await
+        self.change(&service, &prefix, Change::DeleteFolder).await
     }
 }
