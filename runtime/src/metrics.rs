@@ -55,6 +55,8 @@ pub struct Metrics {
     plugin_refusals: IntCounterVec,
     /// Reads through `records`, by plugin, model and result.
     record_reads: IntCounterVec,
+    /// Updates and deletes through `records`, by plugin, model, op and result.
+    record_writes: IntCounterVec,
     /// Jobs waiting in each queue (from Redis at scrape time).
     queue_size: IntGaugeVec,
     /// Age of the oldest job in each queue, in seconds (from Redis at scrape time).
@@ -134,6 +136,11 @@ impl Metrics {
             "Reads of the app's records, by result (found, not_found, denied, invalid, unavailable).",
             &["plugin", "model", "result"],
         );
+        let record_writes = counter(
+            "jobrunner_record_writes_total",
+            "Changes to the app's records (op: update, delete), by result (changed, not_found, denied, invalid, unavailable).",
+            &["plugin", "model", "op", "result"],
+        );
         let duration = HistogramVec::new(
             HistogramOpts::new("jobrunner_job_duration_seconds", "How long jobs ran.")
                 .buckets(DURATION_BUCKETS.to_vec()),
@@ -193,6 +200,7 @@ impl Metrics {
             plugin_loads,
             plugin_refusals,
             record_reads,
+            record_writes,
             queue_size,
             queue_latency,
             set_size,
@@ -251,6 +259,12 @@ impl Metrics {
     /// before the model was found); `result` says how it went.
     pub fn record_read(&self, plugin: &str, model: &str, result: &str) {
         self.record_reads.with_label_values(&[plugin, model, result]).inc();
+    }
+
+    /// `plugin` changed (`op`) a record of `model` (`-` when the change
+    /// was refused before the model was found); `result` says how it went.
+    pub fn record_write(&self, plugin: &str, model: &str, op: &str, result: &str) {
+        self.record_writes.with_label_values(&[plugin, model, op, result]).inc();
     }
 
     /// Sets what only Redis knows, just before an export: each queue's size

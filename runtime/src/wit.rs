@@ -11,6 +11,8 @@ wasmtime::component::bindgen!({
         "jobrunner:plugin/records.locate": async,
         "jobrunner:plugin/records.find": async,
         "jobrunner:plugin/records.find-all-by": async,
+        "jobrunner:plugin/records.update": async,
+        "jobrunner:plugin/records.delete": async,
         "jobrunner:plugin/blobs.read": async,
         "jobrunner:plugin/blobs.read-range": async,
         "jobrunner:plugin/blobs.size": async,

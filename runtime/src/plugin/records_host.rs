@@ -10,7 +10,7 @@
 //! Rails' `ActiveJob::DeserializationError`, with normal retries.
 
 use super::host::HostState;
-use crate::records::{Lookup, Reader, RecordError, naming};
+use crate::records::{Change, Lookup, Reader, RecordError, Writer, naming};
 use crate::untrusted::shown;
 use crate::wit::jobrunner::plugin::records::{self, RecordError as WitError};
 use serde_json::Value;
@@ -98,6 +98,36 @@ impl HostState {
     }
 }
 
+impl HostState {
+    /// Makes `change` to the record of `model` with primary key `id` under
+    /// this plugin's grants; a change the policy denies fails the job.
+    async fn change_record(&mut self, model: &str, id: &str, change: Change<'_>) -> Result<bool, WitError> {
+        let (records, guard) = (self.caps.records.clone(), self.caps.guard.clone());
+        let writer = Writer {
+            plugin: &self.tags.plugin,
+            writes: guard.record_writes(),
+            deletes: guard.record_deletes(),
+        };
+        let result = records.change(writer, model, &Value::String(id.to_string()), change).await;
+        let (model, op) = (shown(model, naming::SHOWN), change.op());
+        match &result {
+            Ok(changed) => {
+                tracing::info!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
+                model = %model, id = %shown(id, naming::SHOWN), changed, "record {op}")
+            }
+            Err(err) => {
+                let error = err.to_string();
+                tracing::warn!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
+                    model = %model, error = %crate::untrusted::escape(&error), "record {op} failed");
+                if let RecordError::Denied(rule) = err {
+                    self.violation.get_or_insert_with(|| rule.clone());
+                }
+            }
+        }
+        Ok(result?)
+    }
+}
+
 impl records::Host for HostState {
     async fn locate(&mut self, gid: String, columns: Vec<String>) -> Result<Option<String>, WitError> {
         let gid = naming::parse_gid(&gid)?;
@@ -130,5 +160,20 @@ impl records::Host for HostState {
         let lookup = Lookup { model: &model, column: Some(&column), value: &value, columns: &columns, limit };
         let rows = self.read(&lookup).await?;
         Ok(format!("[{}]", rows.join(",")))
+    }
+
+    async fn update(&mut self, model: String, id: String, changes: String) -> Result<bool, WitError> {
+        let changes: Value = serde_json::from_str(&changes)
+            .map_err(|err| WitError::InvalidInput(format!("the changes to {model} are not JSON: {err}")))?;
+        let Value::Object(changes) = changes else {
+            return Err(WitError::InvalidInput(format!(
+                "the changes to {model} are not a JSON object of columns and values"
+            )));
+        };
+        self.change_record(&model, &id, Change::Update(&changes)).await
+    }
+
+    async fn delete(&mut self, model: String, id: String) -> Result<bool, WitError> {
+        self.change_record(&model, &id, Change::Delete).await
     }
 }

@@ -87,6 +87,16 @@ impl Guard {
         &self.rules.records
     }
 
+    /// The columns the plugin may update, by model.
+    pub fn record_writes(&self) -> &super::WriteGrants {
+        &self.rules.writes
+    }
+
+    /// The models whose rows the plugin may delete.
+    pub fn record_deletes(&self) -> &[String] {
+        &self.rules.deletes
+    }
+
     /// What the plugin may do with stored files.
     pub fn blob_grants(&self) -> &super::BlobGrants {
         &self.rules.blobs

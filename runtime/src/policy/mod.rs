@@ -18,7 +18,8 @@
 //!
 //! A [`Guard`] applies one plugin's rules while it runs, with the rate
 //! buckets its instances share. [`records`] says which of the app's rows a
-//! plugin may read, [`blobs`] which stored files it may read or change.
+//! plugin may read or change, [`blobs`] which stored files it may read or
+//! change.
 
 pub mod blobs;
 mod guard;
@@ -27,7 +28,7 @@ pub mod records;
 
 pub use blobs::{BlobAccess, BlobGrant, BlobGrants};
 pub use guard::Guard;
-pub use records::{Grant, Grants, ModelMapping};
+pub use records::{Grant, Grants, ModelMapping, WriteGrants};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -72,6 +73,12 @@ pub struct Rules {
     /// What the plugin may do with stored files through `blobs`. Without a
     /// policy file, read every service; with one, only what is granted.
     pub blobs: BlobGrants,
+    /// The columns of each model the plugin may change with
+    /// `records.update` (`{ "ActiveStorage::Blob" = ["metadata"] }`).
+    /// Nothing is writable unless a policy file grants it here.
+    pub writes: WriteGrants,
+    /// The models whose rows the plugin may delete with `records.delete`.
+    pub deletes: Vec<String>,
 }
 
 impl Default for Rules {
@@ -89,6 +96,8 @@ impl Default for Rules {
             reuse: 1,
             records: None,
             blobs: Some(BlobGrant::default()),
+            writes: WriteGrants::new(),
+            deletes: Vec::new(),
         }
     }
 }
@@ -256,6 +265,23 @@ mod tests {
         assert_eq!(policy.rules_for("other").blobs, None);
         assert_eq!(Policy::default().rules_for("x").blobs, Some(BlobGrant::default()));
         let err = format!("{:#}", Policy::parse("[plugins.x.blobs]\nwrites = true\n").unwrap_err());
+        assert!(err.contains("plugins.x") && err.contains("writes"), "{err}");
+    }
+
+    #[test]
+    fn only_a_policy_file_grants_writes_and_deletes() {
+        let policy = Policy::parse(
+            "[plugins.storage]\nwrites = { \"ActiveStorage::Blob\" = [\"metadata\"] }\n\
+             deletes = [\"ActiveStorage::Blob\"]\n",
+        )
+        .unwrap();
+        let storage = policy.rules_for("storage");
+        assert_eq!(storage.writes["ActiveStorage::Blob"], ["metadata"]);
+        assert_eq!(storage.deletes, ["ActiveStorage::Blob"]);
+        assert!(policy.rules_for("other").writes.is_empty() && policy.rules_for("other").deletes.is_empty());
+        let none = Policy::default();
+        assert!(none.rules_for("x").writes.is_empty() && none.rules_for("x").deletes.is_empty());
+        let err = format!("{:#}", Policy::parse("[plugins.x]\nwrites = { User = \"*\" }\n").unwrap_err());
         assert!(err.contains("plugins.x") && err.contains("writes"), "{err}");
     }
 }

@@ -1,13 +1,20 @@
-//! Which of the app's records a plugin may read through `records`.
+//! Which of the app's records a plugin may read or change through
+//! `records`.
 //!
-//! A grant maps a model to `"*"` (every column except sensitive ones) or
-//! to a list of columns, which are then readable by name even when they
+//! A read grant maps a model to `"*"` (every column except sensitive ones)
+//! or to a list of columns, which are then readable by name even when they
 //! look sensitive. Without a policy file every model is readable, with the
 //! same sensitive columns held back; with one, a plugin reads only what its
-//! rules grant.
+//! rules grant. Changes are granted only by a policy file, column by column
+//! for updates (`writes`) and model by model for deletes (`deletes`).
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+
+/// Columns whose names look sensitive but aren't secrets: an Active
+/// Storage blob's `key` names its file, and is of no use without the
+/// storage service's own credentials.
+const NOT_SENSITIVE: &[(&str, &str)] = &[("ActiveStorage::Blob", "key")];
 
 /// Words that mark a column as sensitive (`password_digest`,
 /// `reset_password_token`, `otp_secret`, `api_key`...).
@@ -55,7 +62,31 @@ pub fn check_model(grants: &Grants, plugin: &str, model: &str) -> Result<(), Str
 pub fn column_allowed(grants: &Grants, model: &str, column: &str) -> bool {
     match grants.as_ref().and_then(|models| models.get(model)) {
         Some(Grant::Columns(columns)) => columns.iter().any(|c| c == column),
-        Some(Grant::All(_)) | None => !is_sensitive(column),
+        Some(Grant::All(_)) | None => !is_sensitive(column) || NOT_SENSITIVE.contains(&(model, column)),
+    }
+}
+
+/// The columns of each model a plugin may update.
+pub type WriteGrants = BTreeMap<String, Vec<String>>;
+
+/// Why `plugin` may not set `column` of `model`, if it may not.
+pub fn check_write(writes: &WriteGrants, plugin: &str, model: &str, column: &str) -> Result<(), String> {
+    match writes.get(model) {
+        None => Err(format!("plugin {plugin} may not change model {model}: the policy grants it no writes")),
+        Some(columns) if !columns.iter().any(|c| c == column) => Err(format!(
+            "plugin {plugin} may not change column {column} of model {model}: the policy's writes don't name it"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Why `plugin` may not delete rows of `model`, if it may not.
+pub fn check_delete(deletes: &[String], plugin: &str, model: &str) -> Result<(), String> {
+    match deletes.iter().any(|m| m == model) {
+        true => Ok(()),
+        false => Err(format!(
+            "plugin {plugin} may not delete rows of model {model}: the policy's deletes don't name it"
+        )),
     }
 }
 
@@ -123,5 +154,18 @@ mod tests {
         assert!(check_model(&grants, "p", "LineItem").unwrap_err().contains("LineItem"));
         assert!(check_model(&None, "p", "LineItem").is_ok());
         assert!(!column_allowed(&None, "User", "password_digest"));
+        assert!(column_allowed(&None, "ActiveStorage::Blob", "key") && !column_allowed(&None, "User", "key"));
+    }
+
+    #[test]
+    fn writes_are_granted_column_by_column_and_deletes_model_by_model() {
+        let writes = WriteGrants::from([("ActiveStorage::Blob".to_string(), vec!["metadata".to_string()])]);
+        assert!(check_write(&writes, "p", "ActiveStorage::Blob", "metadata").is_ok());
+        let err = check_write(&writes, "p", "ActiveStorage::Blob", "key").unwrap_err();
+        assert!(err.contains("column key") && err.contains("ActiveStorage::Blob"), "{err}");
+        assert!(check_write(&writes, "p", "User", "email").unwrap_err().contains("no writes"));
+        let deletes = ["ActiveStorage::Blob".to_string()];
+        assert!(check_delete(&deletes, "p", "ActiveStorage::Blob").is_ok());
+        assert!(check_delete(&deletes, "p", "User").unwrap_err().contains("model User"));
     }
 }

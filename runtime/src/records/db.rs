@@ -1,10 +1,13 @@
-//! The connection to the app's database: SQLite, PostgreSQL or MySQL, each
-//! read-only by construction, and the few statements `records` runs.
+//! The connection to the app's database: SQLite, PostgreSQL or MySQL, and
+//! the few statements `records` runs.
 //!
-//! SQLite is opened read-only; PostgreSQL sessions start with
-//! `default_transaction_read_only` and a `statement_timeout`; MySQL and
-//! MariaDB sessions with `SET SESSION TRANSACTION READ ONLY` and
-//! `max_execution_time` (MariaDB: `max_statement_time`). Every
+//! Reads go through a pool that is read-only by construction: SQLite is
+//! opened read-only; PostgreSQL sessions start with
+//! `default_transaction_read_only`; MySQL and MariaDB sessions with
+//! `SET SESSION TRANSACTION READ ONLY`. Granted changes go through a second
+//! pool of [`Access::Write`] connections, opened only when a change is
+//! made. Every session has a statement timeout (`statement_timeout`,
+//! MySQL's `max_execution_time`, MariaDB's `max_statement_time`), and every
 //! query also runs under [`QUERY_TIMEOUT`] on our side. Rows come back as
 //! JSON text built by the database itself, so each value keeps the type the
 //! database gave it.
@@ -25,7 +28,14 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a query waits for a free connection, or for a new one.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A pool of read-only connections.
+/// Whether a pool's sessions may change anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// A pool of connections, read-only unless made with [`Access::Write`].
 pub enum Database {
     Sqlite(SqlitePool),
     Postgres(PgPool),
@@ -42,9 +52,9 @@ pub struct Select<'a> {
     pub limit: u32,
 }
 
-/// Runs `query` with `params` bound on whichever pool `$pool` is.
-macro_rules! fetch {
-    ($pool:expr, $query:expr, $params:expr) => {{
+/// `query` with `params` bound, for whichever pool it then runs on.
+macro_rules! bound {
+    ($query:expr, $params:expr) => {{
         let mut query = $query;
         for param in $params {
             query = match param {
@@ -54,7 +64,7 @@ macro_rules! fetch {
                 Param::Text(v) => query.bind(v.clone()),
             };
         }
-        query.fetch_all($pool).await
+        query
     }};
 }
 
@@ -62,19 +72,20 @@ impl Database {
     /// A lazily connecting pool of at most `max` connections for `url`
     /// (`sqlite://PATH`, `postgres://...`, `mysql://...`). Only the URL is
     /// checked here: an unreachable database fails each query retryably.
-    pub fn connect_lazy(url: &str, max: u32) -> Result<Database> {
+    pub fn connect_lazy(url: &str, max: u32, access: Access) -> Result<Database> {
+        let read_only = access == Access::Read;
         let shown = crate::secret::redact_url(url);
         let invalid = || format!("--database {shown} is not a valid database URL");
         let timeout_ms = QUERY_TIMEOUT.as_millis().to_string();
         Ok(match url.split_once("://").map(|(scheme, _)| scheme) {
             Some("sqlite") => {
-                let options = SqliteConnectOptions::from_str(url).with_context(invalid)?.read_only(true);
+                let options = SqliteConnectOptions::from_str(url).with_context(invalid)?.read_only(read_only);
                 let pool = SqlitePoolOptions::new().max_connections(max).acquire_timeout(ACQUIRE_TIMEOUT);
                 Database::Sqlite(pool.connect_lazy_with(options))
             }
             Some("postgres" | "postgresql") => {
                 let options = PgConnectOptions::from_str(url).with_context(invalid)?.options([
-                    ("default_transaction_read_only", "on"),
+                    ("default_transaction_read_only", if read_only { "on" } else { "off" }),
                     ("statement_timeout", timeout_ms.as_str()),
                 ]);
                 let pool = PgPoolOptions::new().max_connections(max).acquire_timeout(ACQUIRE_TIMEOUT);
@@ -91,7 +102,9 @@ impl Database {
                         let mysql = format!("SET SESSION max_execution_time = {}", QUERY_TIMEOUT.as_millis());
                         let mariadb = format!("SET SESSION max_statement_time = {}", QUERY_TIMEOUT.as_secs());
                         Box::pin(async move {
-                            conn.execute("SET SESSION TRANSACTION READ ONLY").await?;
+                            if read_only {
+                                conn.execute("SET SESSION TRANSACTION READ ONLY").await?;
+                            }
                             if conn.execute(mysql.as_str()).await.is_err() {
                                 conn.execute(mariadb.as_str()).await?;
                             }
@@ -154,12 +167,63 @@ impl Database {
         let params = [select.value.clone()];
         timed(async {
             match self {
-                Database::Sqlite(pool) => fetch!(pool, sqlx::query_scalar::<_, String>(&sql), &params),
-                Database::Postgres(pool) => fetch!(pool, sqlx::query_scalar::<_, String>(&sql), &params),
-                Database::MySql(pool) => fetch!(pool, sqlx::query_scalar::<_, String>(&sql), &params),
+                Database::Sqlite(pool) => {
+                    bound!(sqlx::query_scalar::<_, String>(&sql), &params).fetch_all(pool).await
+                }
+                Database::Postgres(pool) => {
+                    bound!(sqlx::query_scalar::<_, String>(&sql), &params).fetch_all(pool).await
+                }
+                Database::MySql(pool) => {
+                    bound!(sqlx::query_scalar::<_, String>(&sql), &params).fetch_all(pool).await
+                }
             }
         })
         .await
+    }
+
+    /// Runs a statement that changes rows and returns how many it changed.
+    /// A change the database refuses (a foreign key, a unique index, a
+    /// `NOT NULL`) is invalid input, not worth a retry.
+    pub async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64, RecordError> {
+        let run = async {
+            Ok(match self {
+                Database::Sqlite(pool) => {
+                    bound!(sqlx::query(sql), params).execute(pool).await?.rows_affected()
+                }
+                Database::Postgres(pool) => {
+                    bound!(sqlx::query(sql), params).execute(pool).await?.rows_affected()
+                }
+                Database::MySql(pool) => {
+                    bound!(sqlx::query(sql), params).execute(pool).await?.rows_affected()
+                }
+            })
+        };
+        timed(async {
+            match run.await {
+                Err(sqlx::Error::Database(err)) if err.kind() != sqlx::error::ErrorKind::Other => {
+                    Ok(Err(RecordError::Invalid(format!("the database refused the change: {err}"))))
+                }
+                other => other.map(Ok),
+            }
+        })
+        .await?
+    }
+
+    /// The `n`th (from 1) bound parameter's placeholder.
+    pub fn placeholder(&self, n: usize) -> String {
+        match self {
+            Database::Postgres(_) => format!("${n}"),
+            _ => "?".to_string(),
+        }
+    }
+
+    /// The current time in UTC as Active Record stores timestamps.
+    pub fn now_utc(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "strftime('%Y-%m-%d %H:%M:%f', 'now')",
+            Database::Postgres(_) => "(now() AT TIME ZONE 'UTC')",
+            Database::MySql(_) => "UTC_TIMESTAMP(6)",
+        }
     }
 
     /// The statement for `select`. Every name in it was found in the live
@@ -191,7 +255,7 @@ impl Database {
     }
 
     /// `name` as a quoted identifier.
-    fn quote(&self, name: &str) -> String {
+    pub fn quote(&self, name: &str) -> String {
         match self {
             Database::MySql(_) => format!("`{}`", name.replace('`', "``")),
             _ => format!("\"{}\"", name.replace('"', "\"\"")),
@@ -221,7 +285,7 @@ mod tests {
     use super::*;
 
     fn col(name: &str, kind: Kind) -> Column {
-        Column { name: name.to_string(), kind }
+        Column { name: name.to_string(), kind, declared: String::new() }
     }
 
     #[tokio::test]
@@ -237,17 +301,18 @@ mod tests {
             order_by: "id",
             limit: 1,
         };
-        let sqlite = Database::connect_lazy("sqlite:///nonexistent.db", 1).unwrap();
+        let sqlite = Database::connect_lazy("sqlite:///nonexistent.db", 1, Access::Read).unwrap();
         assert_eq!(
             sqlite.sql(&select),
             r#"SELECT json_object('email', "email", 'na"me', "na""me") FROM "users" WHERE "id" = ? ORDER BY "id" LIMIT 1"#
         );
-        let pg = Database::connect_lazy("postgres://u:secret@127.0.0.1:1/shop", 1).unwrap();
+        let pg = Database::connect_lazy("postgres://u:secret@127.0.0.1:1/shop", 1, Access::Read).unwrap();
         assert_eq!(
             pg.sql(&select),
             r#"SELECT row_to_json(r)::text FROM (SELECT "email", "na""me" FROM "users" WHERE "id" = $1 ORDER BY "id" LIMIT 1) r"#
         );
-        let err = format!("{:#}", Database::connect_lazy("oracle://u:secret@h/db", 1).err().unwrap());
+        let err =
+            format!("{:#}", Database::connect_lazy("oracle://u:secret@h/db", 1, Access::Read).err().unwrap());
         assert!(err.contains("oracle://") && !err.contains("secret"), "{err}");
     }
 }

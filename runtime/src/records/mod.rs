@@ -1,23 +1,27 @@
-//! The `records` capability: plugins read the app's own rows, read-only,
-//! under their policy.
+//! The `records` capability: plugins read the app's own rows, and change
+//! the few their policy grants, under their policy.
 //!
 //! A plugin names a model as Rails does (`Order`, from a GlobalID or by
 //! hand); [`naming`] maps it to its table, the policy says which models and
-//! columns the plugin may read, and [`schema`] checks every name against
-//! the live database before it reaches SQL ([`db`]). Values are always
-//! bound parameters. A row comes back as JSON text with the database's own
-//! types; a missing row is `None`, never an error.
+//! columns the plugin may read (or, in [`write`], update and delete), and
+//! [`schema`] checks every name against the live database before it
+//! reaches SQL ([`db`]). Values are always bound parameters. A row comes
+//! back as JSON text with the database's own types; a missing row is
+//! `None`, never an error.
 
 mod db;
 pub mod naming;
 pub mod schema;
+mod write;
+
+pub use write::{Change, Writer};
 
 use crate::metrics::Metrics;
 use crate::policy::ModelMapping;
 use crate::policy::records::{self as grants, Grants};
 use crate::untrusted::shown;
 use anyhow::Result;
-use db::{Database, Select};
+use db::{Access, Database, Select};
 use schema::{Column, Schema};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -69,8 +73,10 @@ pub struct Lookup<'a> {
 
 /// The app's database as plugins may see it.
 pub struct Records {
-    /// The connection pool; `None` when no `--database` was given.
+    /// The read-only connection pool; `None` when no `--database` was given.
     db: Option<Database>,
+    /// The pool granted changes go through, connecting on first use.
+    writer: Option<Database>,
     /// The schema as last read, and when.
     schema: tokio::sync::Mutex<Option<(Arc<Schema>, Instant)>>,
     /// Tables and primary keys set in the policy file.
@@ -88,11 +94,13 @@ impl Records {
         models: HashMap<String, ModelMapping>,
         metrics: Arc<Metrics>,
     ) -> Result<Records> {
-        let db = url.map(|url| Database::connect_lazy(url, max_connections)).transpose()?;
+        let db = url.map(|url| Database::connect_lazy(url, max_connections, Access::Read)).transpose()?;
+        let writer =
+            url.map(|url| Database::connect_lazy(url, max_connections, Access::Write)).transpose()?;
         if let (Some(db), Some(url)) = (&db, url) {
             tracing::info!(database = %crate::secret::redact_url(url), kind = db.kind(), "records read from the app's database");
         }
-        Ok(Records { db, schema: tokio::sync::Mutex::new(None), models, metrics })
+        Ok(Records { db, writer, schema: tokio::sync::Mutex::new(None), models, metrics })
     }
 
     /// The rows `lookup` asks for, as JSON texts.
@@ -121,20 +129,10 @@ impl Records {
             )));
         }
         grants::check_model(reader.grants, reader.plugin, model).map_err(RecordError::Denied)?;
-        let Some(db) = &self.db else {
-            return Err(RecordError::Unavailable(
-                "no database is configured: start the runner with --database URL".into(),
-            ));
-        };
-        let mapping = self.models.get(model).cloned().unwrap_or_default();
-        let table = mapping.table.unwrap_or_else(|| naming::table_for(model));
-        let primary_key = mapping.primary_key.unwrap_or_else(|| "id".into());
-        let schema = self.schema_with(db, &table).await?;
-        let Some(table_columns) = schema.tables.get(&table) else {
-            return Err(RecordError::Invalid(format!(
-                "model {model}: the database has no table {table} it may read"
-            )));
-        };
+        let db = connected(&self.db)?;
+        let found = self.table_of(db, model).await?;
+        let (table, primary_key) = (&found.table, &found.primary_key);
+        let table_columns = found.columns();
         let column = |name: &str| -> Result<&Column, RecordError> {
             let found = table_columns.iter().find(|c| c.name == name).ok_or_else(|| {
                 RecordError::Invalid(format!(
@@ -143,17 +141,17 @@ impl Records {
                 ))
             })?;
             // The primary key is in every GlobalID anyway: always readable.
-            match name == primary_key || grants::column_allowed(reader.grants, model, name) {
+            match name == primary_key.as_str() || grants::column_allowed(reader.grants, model, name) {
                 true => Ok(found),
                 false => {
                     Err(RecordError::Denied(grants::column_denied(reader.grants, reader.plugin, model, name)))
                 }
             }
         };
-        let key = column(lookup.column.unwrap_or(&primary_key))?;
+        let key = column(lookup.column.unwrap_or(primary_key))?;
         let columns: Vec<&Column> = if lookup.columns.is_empty() {
             let readable =
-                |c: &&Column| c.name == primary_key || grants::column_allowed(reader.grants, model, &c.name);
+                |c: &&Column| &c.name == primary_key || grants::column_allowed(reader.grants, model, &c.name);
             table_columns.iter().filter(readable).collect()
         } else {
             lookup.columns.iter().map(|name| column(name)).collect::<Result<_, _>>()?
@@ -166,24 +164,33 @@ impl Records {
         }
         let value = schema::param(lookup.value, key.kind, &format!("{table}.{}", key.name))?;
         let order_by =
-            if table_columns.iter().any(|c| c.name == primary_key) { &primary_key } else { &key.name };
+            if table_columns.iter().any(|c| &c.name == primary_key) { primary_key } else { &key.name };
         if lookup.limit == 0 {
             return Ok(Vec::new());
         }
-        let select = Select {
-            table: &table,
-            columns: &columns,
-            key,
-            value,
-            order_by,
-            limit: lookup.limit.min(MAX_ROWS),
-        };
+        let select =
+            Select { table, columns: &columns, key, value, order_by, limit: lookup.limit.min(MAX_ROWS) };
         let rows = db.select(&select).await;
         if rows.is_err() {
             // A failed query may mean the schema changed: read it afresh next time.
             *self.schema.lock().await = None;
         }
         rows
+    }
+
+    /// The table, primary key and columns of `model`, from the policy's
+    /// `[models]` or Rails' naming, found in the live schema.
+    async fn table_of(&self, db: &Database, model: &str) -> Result<Table, RecordError> {
+        let mapping = self.models.get(model).cloned().unwrap_or_default();
+        let table = mapping.table.unwrap_or_else(|| naming::table_for(model));
+        let primary_key = mapping.primary_key.unwrap_or_else(|| "id".into());
+        let schema = self.schema_with(db, &table).await?;
+        if !schema.tables.contains_key(&table) {
+            return Err(RecordError::Invalid(format!(
+                "model {model}: the database has no table {table} it may read"
+            )));
+        }
+        Ok(Table { table, primary_key, schema })
     }
 
     /// The schema, read now if it wasn't yet, or if it lacks `table` and
@@ -200,4 +207,24 @@ impl Records {
         *cached = Some((schema.clone(), Instant::now()));
         Ok(schema)
     }
+}
+
+/// A model's table as the live schema has it.
+struct Table {
+    table: String,
+    primary_key: String,
+    schema: Arc<Schema>,
+}
+
+impl Table {
+    fn columns(&self) -> &[Column] {
+        &self.schema.tables[&self.table]
+    }
+}
+
+/// The pool, or why there is none.
+fn connected(db: &Option<Database>) -> Result<&Database, RecordError> {
+    db.as_ref().ok_or_else(|| {
+        RecordError::Unavailable("no database is configured: start the runner with --database URL".into())
+    })
 }

@@ -62,6 +62,9 @@ const INTEGER_WORDS: &[&str] = &[
 pub struct Column {
     pub name: String,
     pub kind: Kind,
+    /// Its type as the database declared it (`jsonb`, `timestamp(6)
+    /// without time zone`), to cast a written text to.
+    pub declared: String,
 }
 
 /// Every readable table and its columns, in the database's order.
@@ -75,7 +78,8 @@ impl Schema {
     pub fn from_rows(rows: impl IntoIterator<Item = (String, String, String)>) -> Schema {
         let mut tables: HashMap<String, Vec<Column>> = HashMap::new();
         for (table, name, declared) in rows {
-            tables.entry(table).or_default().push(Column { name, kind: Kind::from_type(&declared) });
+            let kind = Kind::from_type(&declared);
+            tables.entry(table).or_default().push(Column { name, kind, declared });
         }
         Schema { tables }
     }
@@ -104,6 +108,29 @@ pub fn param(value: &Value, kind: Kind, what: &str) -> Result<Param, RecordError
         (Kind::Text | Kind::Other, Value::Number(n)) => Param::Text(n.to_string()),
         _ => return Err(mismatch()),
     })
+}
+
+/// Converts `value` for writing to `column`: `None` for `null`, and an
+/// object or array as its JSON text for a text or JSON column (Active
+/// Storage's `metadata` is JSON in a text column).
+pub fn write_param(value: &Value, column: &Column, what: &str) -> Result<Option<Param>, RecordError> {
+    match (column.kind, value) {
+        (_, Value::Null) => Ok(None),
+        (Kind::Text | Kind::Other, Value::Object(_) | Value::Array(_)) => {
+            Ok(Some(Param::Text(value.to_string())))
+        }
+        (Kind::Text | Kind::Other, Value::Bool(b)) => Ok(Some(Param::Text(b.to_string()))),
+        (kind, value) => param(value, kind, what).map(Some),
+    }
+}
+
+/// Whether a declared type may be written into SQL as a cast target: it
+/// came from the database, but only plain type names are taken.
+pub fn castable(declared: &str) -> bool {
+    let plain = declared.chars().all(|c| c.is_ascii_alphanumeric() || " _(),".contains(c));
+    plain
+        && !declared.is_empty()
+        && !["user-defined", "array"].contains(&declared.to_ascii_lowercase().as_str())
 }
 
 #[cfg(test)]
@@ -142,5 +169,17 @@ mod tests {
         let err = param(&json!("1 OR 1=1"), Kind::Integer, "orders.id").unwrap_err();
         assert!(matches!(err, RecordError::Invalid(m) if m.contains("orders.id")));
         assert!(param(&json!({"a": 1}), Kind::Text, "t.c").is_err());
+    }
+
+    #[test]
+    fn written_values_take_their_columns_kind() {
+        let column = |kind| Column { name: "c".into(), kind, declared: String::new() };
+        let metadata = write_param(&json!({"width": 2}), &column(Kind::Text), "t.c").unwrap();
+        assert_eq!(metadata, Some(Param::Text(r#"{"width":2}"#.into())));
+        assert_eq!(write_param(&json!(null), &column(Kind::Integer), "t.c").unwrap(), None);
+        assert_eq!(write_param(&json!("7"), &column(Kind::Integer), "t.c").unwrap(), Some(Param::Int(7)));
+        assert!(write_param(&json!({"a": 1}), &column(Kind::Integer), "t.c").is_err());
+        assert!(castable("timestamp(6) without time zone") && castable("jsonb"));
+        assert!(!castable("USER-DEFINED") && !castable("text); DROP TABLE x; --"));
     }
 }
