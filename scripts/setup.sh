@@ -22,6 +22,8 @@ install_packages() {
   ruby -e 'require "active_record"; require "sqlite3"' 2>/dev/null || missing+=(ruby-activerecord ruby-sqlite3)
   ruby -e 'require "pg"' 2>/dev/null || missing+=(ruby-pg)
   ruby -e 'require "action_mailer"; require "global_id"' 2>/dev/null || missing+=(ruby-actionmailer ruby-globalid)
+  # The example Active Storage app (scripts/gallery): Rails 6.1 itself.
+  ruby -e 'require "rails"; require "active_storage/engine"' 2>/dev/null || missing+=(ruby-railties ruby-activestorage)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
   # Mail over TLS: smtp-sink behind stunnel.
@@ -59,6 +61,7 @@ build_all() {
   cp plugins/target/wasm32-wasip2/release/order_created.wasm \
      plugins/target/wasm32-wasip2/release/shop_mailers.wasm \
      plugins/target/wasm32-wasip2/release/welcome_mail.wasm \
+     plugins/target/wasm32-wasip2/release/active_storage.wasm \
      plugins/target/python/password_reset.wasm \
      plugins/target/js/signup_digest.wasm plugins/
 }

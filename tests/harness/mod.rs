@@ -23,6 +23,7 @@
 mod browser;
 mod faulty_link;
 mod forms;
+mod gallery;
 mod mariadb;
 mod packet_drop;
 mod postgres;
@@ -38,6 +39,7 @@ mod tls;
 pub use browser::Browser;
 pub use faulty_link::FaultyLink;
 pub use forms::Forms;
+pub use gallery::Gallery;
 pub use mariadb::MariaDb;
 pub use packet_drop::PacketDrop;
 pub use postgres::Postgres;

@@ -1,4 +1,5 @@
-//! Reading the app's records through the host's `records` capability.
+//! Reading the app's records through the host's `records` capability, and
+//! changing the ones the policy grants ([`update`], [`delete`]).
 //!
 //! A record comes back as its columns, decoded into any serde type:
 //!
@@ -90,4 +91,24 @@ pub fn find_all_by<T: DeserializeOwned>(
         .map_err(|e| JobError::Permanent(format!("records: {model}.{column} value: {e}")))?;
     let json = host::find_all_by(model, column, &value, &owned(columns), limit)?;
     decode(&json, &format!("{model} rows"))
+}
+
+/// Sets `changes` (any serde value that is an object of columns) on the
+/// record of `model` whose primary key is `id`; `false` when there is no
+/// such record. The policy must grant each column under `writes`:
+///
+/// ```ignore
+/// let metadata = serde_json::json!({"identified": true, "width": 640, "height": 480, "analyzed": true});
+/// records::update("ActiveStorage::Blob", 7, &serde_json::json!({ "metadata": metadata }))?;
+/// ```
+pub fn update(model: &str, id: impl ToString, changes: &impl Serialize) -> Result<bool, JobError> {
+    let changes = serde_json::to_string(changes)
+        .map_err(|e| JobError::Permanent(format!("records: changes to {model}: {e}")))?;
+    Ok(host::update(model, &id.to_string(), &changes)?)
+}
+
+/// Deletes the record of `model` whose primary key is `id`; `false` when
+/// there is none. The policy must name the model under `deletes`.
+pub fn delete(model: &str, id: impl ToString) -> Result<bool, JobError> {
+    Ok(host::delete(model, &id.to_string())?)
 }

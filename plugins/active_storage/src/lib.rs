@@ -1,0 +1,43 @@
+//! Rails' own Active Storage jobs, performed in the sandbox:
+//!
+//! - `ActiveStorage::AnalyzeJob` (enqueued by every `attach`): reads the
+//!   blob's file, decodes an image's header for its width and height (as
+//!   Rails' image analyzer does, turned for EXIF orientations that swap
+//!   them) and writes the blob's `metadata` back with `analyzed: true`;
+//! - `ActiveStorage::PurgeJob` (`purge_later`): deletes the blob's row, its
+//!   variants' and preview's rows, and then its files, as `Blob#purge`
+//!   does, and leaves a blob something still has attached.
+//!
+//! Both take the blob's GlobalID, as Rails enqueues them, and do nothing
+//! for a blob that no longer exists (Rails discards those jobs too). The
+//! image is untrusted input: decoding it here runs under the sandbox's
+//! memory cap and deadline, with no files or shell to reach.
+
+mod analyze;
+mod blob;
+mod purge;
+
+use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, PluginInfo, plugin_info};
+
+struct ActiveStorage;
+
+impl Guest for ActiveStorage {
+    fn describe() -> PluginInfo {
+        plugin_info(
+            "active_storage",
+            env!("CARGO_PKG_VERSION"),
+            &["ActiveStorage::AnalyzeJob", "ActiveStorage::PurgeJob"],
+        )
+    }
+
+    fn perform(job: Job) -> Result<(), JobError> {
+        let gid: String = Args::parse(&job.args)?.required("blob", 0)?;
+        match job.class.as_str() {
+            "ActiveStorage::AnalyzeJob" => analyze::perform(&gid),
+            "ActiveStorage::PurgeJob" => purge::perform(&gid),
+            other => Err(JobError::Permanent(format!("active_storage does not perform {other}"))),
+        }
+    }
+}
+
+jobrunner_plugin_sdk::export_plugin!(ActiveStorage);

@@ -1,0 +1,57 @@
+# frozen_string_literal: true
+
+# A small Rails 6.1 app with Active Storage, set up as `rails new` sets it
+# up: `config/storage.yml` with a Disk service under GALLERY_ROOT, the
+# framework defaults of 6.1 (analysis and purge jobs on their own queues,
+# variants tracked in their own table), ActiveJob on Sidekiq pushing to
+# REDIS_URL, and a User with an avatar. GALLERY_DATABASE is SQLite
+# (`sqlite3:PATH`) or PostgreSQL (`postgres://...`). Tests run snippets in
+# it as the app's code would (`user.avatar.attach(...)`, `purge_later`).
+
+require "rails"
+require "active_record/railtie"
+require "active_job/railtie"
+require "active_storage/engine"
+require "sidekiq"
+require "active_job/queue_adapters/sidekiq_adapter"
+
+class Gallery < Rails::Application
+  config.load_defaults 6.1
+  config.root = ENV.fetch("GALLERY_ROOT")
+  config.eager_load = false
+  config.logger = Logger.new(nil)
+  config.secret_key_base = "gallery"
+  config.active_storage.service = :local
+  config.active_job.queue_adapter = :sidekiq
+end
+
+ENV["DATABASE_URL"] = ENV.fetch("GALLERY_DATABASE")
+Sidekiq.configure_client { |c| c.redis = { url: ENV.fetch("REDIS_URL") } }
+Sidekiq.logger.level = Logger::WARN
+Rails.application.initialize!
+
+class User < ActiveRecord::Base
+  has_one_attached :avatar
+end
+
+# Creates Active Storage's tables (its own migrations, as
+# `bin/rails active_storage:install` copies them) and the users table.
+def create_gallery_schema!
+  migrations = ActiveStorage::Engine.root.join("db/migrate")
+  Dir[migrations.join("*.rb")].sort.each { |file| require file }
+  ActiveRecord::Migration.verbose = false
+  ActiveRecord::Schema.define do
+    CreateActiveStorageTables.new.change
+    create_table(:users) { |t| t.string :name }
+  end
+end
+
+# Waits up to `seconds` for the block to be true, reading afresh each time.
+def wait_for(what, seconds: 30)
+  deadline = Time.now + seconds
+  until yield
+    raise "timed out waiting for #{what}" if Time.now > deadline
+
+    sleep 0.1
+  end
+end

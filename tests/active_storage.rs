@@ -1,0 +1,144 @@
+//! Rails' own Active Storage jobs, enqueued by a real Rails 6.1 app
+//! (`scripts/gallery`) and performed by the `active_storage` plugin: an
+//! attached image is analyzed in the sandbox and its metadata written back
+//! where Rails reads it; `purge_later` deletes the blob's rows and files,
+//! and leaves a blob that is still attached elsewhere.
+
+use image::codecs::jpeg::JpegEncoder;
+use image::{ImageEncoder, RgbImage};
+use jobrunner_tests::{Gallery, Postgres, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually};
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// What the plugin needs, and nothing more: reading Active Storage's rows,
+/// writing a blob's metadata, deleting its rows and files.
+const POLICY: &str = r#"
+[plugins.active_storage]
+records = { "ActiveStorage::Blob" = ["key", "content_type", "metadata", "service_name"], "ActiveStorage::Attachment" = ["record_type", "record_id", "blob_id"], "ActiveStorage::VariantRecord" = ["blob_id"] }
+writes = { "ActiveStorage::Blob" = ["metadata"] }
+deletes = ["ActiveStorage::Blob", "ActiveStorage::Attachment", "ActiveStorage::VariantRecord"]
+
+[plugins.active_storage.blobs]
+delete = true
+"#;
+
+/// A 30×20 PNG, and a 30×20 JPEG whose EXIF orientation (6: turned a
+/// quarter clockwise) makes it show as 20×30, in the app's root.
+fn write_images(root: &Path) {
+    let pixels = RgbImage::from_fn(30, 20, |x, y| image::Rgb([x as u8 * 8, y as u8 * 12, 90]));
+    pixels.save(root.join("avatar.png")).unwrap();
+    // A big-endian TIFF header and one IFD entry: Orientation (0x0112), SHORT, 6.
+    let exif =
+        [b"MM\0*\0\0\0\x08\0\x01".as_slice(), &[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0], &[0; 4]].concat();
+    let mut jpeg = Vec::new();
+    let mut encoder = JpegEncoder::new(&mut jpeg);
+    encoder.set_exif_metadata(exif).unwrap();
+    encoder.write_image(pixels.as_raw(), 30, 20, image::ExtendedColorType::Rgb8).unwrap();
+    std::fs::write(root.join("turned.jpg"), jpeg).unwrap();
+}
+
+fn runner(redis: &Redis, smtp: &SmtpSink, gallery: &Gallery, policy: &str) -> Runner {
+    let policy_file = gallery.root().join("policy.toml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let storage_config = gallery.storage_config();
+    let args = [
+        "--database",
+        &gallery.runner_database,
+        "--storage-config",
+        storage_config.to_str().unwrap(),
+        "--policy",
+        policy_file.to_str().unwrap(),
+    ];
+    Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["active_storage"]).args(&args))
+}
+
+/// Attaches both images as the app's users' avatars, waits (in Rails) for
+/// both to be analyzed, and returns each blob's id, key and metadata as
+/// Rails reads them.
+fn attach_and_analyze(gallery: &Gallery) -> Vec<Value> {
+    let out = gallery.ruby(
+        r#"users = { "Ann" => "avatar.png", "Bo" => "turned.jpg" }.map do |name, file|
+             user = User.create!(name: name)
+             user.avatar.attach(io: File.open(Rails.root.join(file)), filename: file)
+             user
+           end
+           wait_for("both avatars analyzed") { users.all? { |u| u.avatar.blob.reload.analyzed? } }
+           puts users.map { |u| b = u.avatar.blob; { id: b.id, key: b.key, metadata: b.metadata } }.to_json"#,
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The whole round on either database: analyzed as Rails would, then a
+/// purge of a blob with a tracked variant, and of one still attached.
+fn analyze_then_purge(gallery: &Gallery, runner: &Runner) {
+    write_images(gallery.root());
+    let blobs = attach_and_analyze(gallery);
+    let metadata = |i: usize| blobs[i]["metadata"].clone();
+    assert_eq!(metadata(0), json!({"identified": true, "width": 30, "height": 20, "analyzed": true}));
+    assert_eq!(metadata(1), json!({"identified": true, "width": 20, "height": 30, "analyzed": true}));
+    let (ann_key, bo_key) = (blobs[0]["key"].as_str().unwrap(), blobs[1]["key"].as_str().unwrap());
+    assert!(gallery.stored(ann_key).exists() && gallery.stored(bo_key).exists());
+
+    // Ann's avatar has a tracked variant with its own stored image; Bo's
+    // blob is attached to Cy too, so purging Bo's avatar must keep it.
+    let variant_key = gallery.ruby(
+        r#"ann = User.find_by!(name: "Ann")
+           variant = ActiveStorage::VariantRecord.create!(blob: ann.avatar.blob, variation_digest: "small")
+           variant.image.attach(io: File.open(Rails.root.join("avatar.png")), filename: "small.png")
+           raise "the variant's image isn't stored" unless variant.image.blob.service.exist?(variant.image.blob.key)
+           User.create!(name: "Cy").avatar.attach(User.find_by!(name: "Bo").avatar.blob)
+           ann.avatar.purge_later
+           User.find_by!(name: "Bo").avatar.purge_later
+           puts variant.image.blob.key"#,
+    );
+    let ann_id = &blobs[0]["id"];
+    let gone = gallery.ruby(&format!(
+        r#"wait_for("Ann's avatar purged") {{ !ActiveStorage::Blob.exists?({ann_id}) }}
+           puts [ActiveStorage::VariantRecord.count, ActiveStorage::Attachment.where(record_type: "ActiveStorage::VariantRecord").count].to_json"#
+    ));
+    assert_eq!(gone, "[0,0]", "the variant's record and attachment are gone with it");
+    eventually("Ann's files deleted", WAIT, || {
+        (!gallery.stored(ann_key).exists() && !gallery.stored(&variant_key).exists()).then_some(())
+    });
+    runner.wait_for_log(&["still attached; not purged"], 1);
+    let kept = gallery.ruby(
+        r#"b = User.find_by!(name: "Cy").avatar.blob; puts [b.persisted?, b.download.bytesize > 0].to_json"#,
+    );
+    assert_eq!(kept, "[true,true]", "Bo's blob, still Cy's avatar, is kept with its file");
+    assert!(gallery.stored(bo_key).exists());
+}
+
+#[test]
+fn rails_analyze_and_purge_jobs_on_sqlite() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let gallery = Gallery::sqlite(&redis);
+    let runner = runner(&redis, &smtp, &gallery, POLICY);
+    analyze_then_purge(&gallery, &runner);
+    assert!(redis.sorted_set("dead").is_empty() && redis.sorted_set("retry").is_empty(), "{}", runner.logs());
+}
+
+#[test]
+fn rails_analyze_and_purge_jobs_on_postgres() {
+    let (redis, smtp, pg) = (Redis::start(), SmtpSink::start(), Postgres::start());
+    let gallery = Gallery::postgres(&redis, &pg, "runner-secret");
+    let runner = runner(&redis, &smtp, &gallery, POLICY);
+    analyze_then_purge(&gallery, &runner);
+    assert!(redis.sorted_set("dead").is_empty() && redis.sorted_set("retry").is_empty(), "{}", runner.logs());
+}
+
+#[test]
+fn without_a_write_grant_analysis_ends_in_the_dead_set_and_the_blob_is_untouched() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let gallery = Gallery::sqlite(&redis);
+    let read_only = POLICY.replace("writes = { \"ActiveStorage::Blob\" = [\"metadata\"] }\n", "");
+    let runner = runner(&redis, &smtp, &gallery, &read_only);
+    write_images(gallery.root());
+    gallery.ruby(r#"User.create!(name: "Ann").avatar.attach(io: File.open(Rails.root.join("avatar.png")), filename: "a.png")"#);
+    let dead =
+        eventually("the analysis in the dead set", WAIT, || redis.sorted_set("dead").into_iter().next());
+    assert_eq!(dead["wrapped"], "ActiveStorage::AnalyzeJob");
+    let error = dead["error_message"].as_str().unwrap();
+    assert!(error.contains("may not change model ActiveStorage::Blob"), "{error}");
+    let metadata = gallery.ruby("puts ActiveStorage::Blob.last.metadata.to_json");
+    assert_eq!(metadata, r#"{"identified":true}"#, "{}", runner.logs());
+}
