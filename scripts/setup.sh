@@ -24,6 +24,9 @@ install_packages() {
   ruby -e 'require "action_mailer"; require "global_id"' 2>/dev/null || missing+=(ruby-actionmailer ruby-globalid)
   # The example Active Storage app (scripts/gallery): Rails 6.1 itself.
   ruby -e 'require "rails"; require "active_storage/engine"' 2>/dev/null || missing+=(ruby-railties ruby-activestorage)
+  # Rails' own image analyzer, to check the runner's against it.
+  ruby -e 'require "mini_magick"' 2>/dev/null || missing+=(ruby-mini-magick)
+  [ -x /usr/bin/identify ] || missing+=(imagemagick)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
   # Mail over TLS: smtp-sink behind stunnel.

@@ -54,7 +54,7 @@ fn runner(redis: &Redis, smtp: &SmtpSink, gallery: &Gallery, policy: &str) -> Ru
 
 /// Attaches both images as the app's users' avatars, waits (in Rails) for
 /// both to be analyzed, and returns each blob's id, key and metadata as
-/// Rails reads them.
+/// Rails reads them, with what Rails' own analyzer finds in its file.
 fn attach_and_analyze(gallery: &Gallery) -> Vec<Value> {
     let out = gallery.ruby(
         r#"users = { "Ann" => "avatar.png", "Bo" => "turned.jpg" }.map do |name, file|
@@ -63,7 +63,11 @@ fn attach_and_analyze(gallery: &Gallery) -> Vec<Value> {
              user
            end
            wait_for("both avatars analyzed") { users.all? { |u| u.avatar.blob.reload.analyzed? } }
-           puts users.map { |u| b = u.avatar.blob; { id: b.id, key: b.key, metadata: b.metadata } }.to_json"#,
+           puts users.map { |u|
+             b = u.avatar.blob
+             rails = ActiveStorage::Analyzer::ImageAnalyzer.new(b).metadata
+             { id: b.id, key: b.key, metadata: b.metadata, rails: rails }
+           }.to_json"#,
     );
     serde_json::from_str(&out).unwrap()
 }
@@ -76,6 +80,10 @@ fn analyze_then_purge(gallery: &Gallery, runner: &Runner) {
     let metadata = |i: usize| blobs[i]["metadata"].clone();
     assert_eq!(metadata(0), json!({"identified": true, "width": 30, "height": 20, "analyzed": true}));
     assert_eq!(metadata(1), json!({"identified": true, "width": 20, "height": 30, "analyzed": true}));
+    for blob in &blobs {
+        let ours = json!({"width": blob["metadata"]["width"], "height": blob["metadata"]["height"]});
+        assert_eq!(ours, blob["rails"], "the sizes Rails' own analyzer (ImageMagick) finds");
+    }
     let (ann_key, bo_key) = (blobs[0]["key"].as_str().unwrap(), blobs[1]["key"].as_str().unwrap());
     assert!(gallery.stored(ann_key).exists() && gallery.stored(bo_key).exists());
 
@@ -141,4 +149,112 @@ fn without_a_write_grant_analysis_ends_in_the_dead_set_and_the_blob_is_untouched
     assert!(error.contains("may not change model ActiveStorage::Blob"), "{error}");
     let metadata = gallery.ruby("puts ActiveStorage::Blob.last.metadata.to_json");
     assert_eq!(metadata, r#"{"identified":true}"#, "{}", runner.logs());
+}
+
+/// A 1×1 PNG whose header claims 100,000 × 100,000 pixels.
+fn png_bomb() -> Vec<u8> {
+    let mut png = Vec::new();
+    RgbImage::new(1, 1).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    // IHDR's data starts at byte 16: width, height; its CRC covers bytes 12..29.
+    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32fast::hash(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+/// A little-endian TIFF of 100,000 × 100,000 grey pixels in one deflated
+/// strip of a few bytes.
+fn tiff_bomb() -> Vec<u8> {
+    let entries: [(u16, u16, u32); 9] = [
+        (256, 4, 100_000), // ImageWidth, LONG
+        (257, 4, 100_000), // ImageLength
+        (258, 3, 8),       // BitsPerSample, SHORT
+        (259, 3, 8),       // Compression: deflate
+        (262, 3, 1),       // PhotometricInterpretation: black is zero
+        (273, 4, 122),     // StripOffsets: just after the IFD
+        (277, 3, 1),       // SamplesPerPixel
+        (278, 4, 100_000), // RowsPerStrip
+        (279, 4, 8),       // StripByteCounts
+    ];
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+    tiff.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (tag, kind, value) in entries {
+        tiff.extend_from_slice(&tag.to_le_bytes());
+        tiff.extend_from_slice(&kind.to_le_bytes());
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&value.to_le_bytes());
+    }
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(tiff.len(), 122);
+    tiff.extend_from_slice(&[0x78, 0x9c, 0x63, 0, 0, 0, 1, 0]);
+    tiff
+}
+
+#[test]
+fn hostile_images_end_their_jobs_for_good_and_leave_their_blobs_as_they_were() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let gallery = Gallery::sqlite(&redis);
+    let runner = runner(&redis, &smtp, &gallery, POLICY);
+    write_images(gallery.root());
+    let root = gallery.root();
+    std::fs::write(root.join("bomb.png"), png_bomb()).unwrap();
+    std::fs::write(root.join("bomb.tiff"), tiff_bomb()).unwrap();
+    // Cut in the middle of its pixels, headers whole.
+    let noise = RgbImage::from_fn(300, 200, |x, y| {
+        image::Rgb([(x * y % 251) as u8, (x * 7 % 253) as u8, (y * 13 % 241) as u8])
+    });
+    let mut jpeg = Vec::new();
+    JpegEncoder::new(&mut jpeg)
+        .write_image(noise.as_raw(), 300, 200, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    std::fs::write(root.join("truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    std::fs::write(root.join("garbage.png"), [b"\x89PNG\r\n\x1a\n".as_slice(), &[0x5a; 200]].concat())
+        .unwrap();
+    // The name and content type say PNG; the bytes are a JPEG.
+    std::fs::copy(root.join("turned.jpg"), root.join("lying.png")).unwrap();
+    let hostile = [
+        ("bomb.png", "image/png", "more pixels than an image may have"),
+        ("bomb.tiff", "image/tiff", "100000×100000 pixels, more pixels than an image may have"),
+        ("truncated.jpg", "image/jpeg", "a damaged image: the JPEG ends before its end marker"),
+        ("garbage.png", "image/png", "not a readable image"),
+        ("lying.png", "image/png", "its content type is image/png but its bytes are image/jpeg"),
+    ];
+    let uploads: String = hostile
+        .iter()
+        .map(|(file, content_type, _)| {
+            format!(
+                "blob = ActiveStorage::Blob.create_and_upload!(io: File.open(Rails.root.join({file:?})), \
+                 filename: {file:?}, content_type: {content_type:?}, identify: false)\n\
+                 User.create!(name: {file:?}).avatar.attach(blob)\n"
+            )
+        })
+        .collect();
+    gallery.ruby(&format!(
+        "{uploads}User.create!(name: \"Ann\").avatar.attach(io: File.open(Rails.root.join(\"avatar.png\")), filename: \"avatar.png\")"
+    ));
+
+    let dead = eventually("the five hostile images in the dead set", WAIT, || {
+        let dead = redis.sorted_set("dead");
+        (dead.len() >= hostile.len()).then_some(dead)
+    });
+    for (file, _, reason) in hostile {
+        let name = format!("{file:?}");
+        let user_blob = gallery.ruby(&format!("puts User.find_by!(name: {name}).avatar.blob.id"));
+        let gid = format!("ActiveStorage::Blob/{user_blob}\"");
+        let job = dead
+            .iter()
+            .find(|job| job["args"].to_string().contains(&gid))
+            .unwrap_or_else(|| panic!("{file} not dead"));
+        let error = job["error_message"].as_str().unwrap();
+        assert!(error.contains(reason), "{file}: {error}");
+    }
+    let metadata = gallery.ruby(
+        r#"wait_for("Ann's avatar analyzed") { User.find_by!(name: "Ann").avatar.blob.reload.analyzed? }
+           puts ActiveStorage::Blob.order(:id).map(&:metadata).to_json"#,
+    );
+    let metadata: Vec<Value> = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(metadata[..5], vec![json!({"identified": true}); 5], "nothing written to the hostile blobs");
+    assert_eq!(metadata[5], json!({"identified": true, "width": 30, "height": 20, "analyzed": true}));
+    assert!(redis.sorted_set("retry").is_empty(), "{}", runner.logs());
 }

@@ -30,6 +30,18 @@ Sidekiq.configure_client { |c| c.redis = { url: ENV.fetch("REDIS_URL") } }
 Sidekiq.logger.level = Logger::WARN
 Rails.application.initialize!
 
+# SQLite: begin transactions IMMEDIATE, as Rails 7.2 does. Rails 6.1's
+# deferred ones fail at once ("database is locked", whatever the timeout)
+# when another process writes between their first read and first write,
+# and the runner writes blobs' metadata while the app attaches more.
+if ActiveRecord::Base.connection.adapter_name == "SQLite"
+  ActiveRecord::ConnectionAdapters::SQLite3Adapter.prepend(Module.new do
+    def begin_db_transaction
+      log("begin immediate transaction", "TRANSACTION") { @connection.transaction(:immediate) }
+    end
+  end)
+end
+
 class User < ActiveRecord::Base
   has_one_attached :avatar
 end

@@ -1,9 +1,14 @@
 //! `ActiveStorage::AnalyzeJob`: `Blob#analyze`, which merges what the
 //! analyzer found and `analyzed: true` into the blob's `metadata`.
+//!
+//! An image is untrusted input. It is decoded here, in the sandbox, under
+//! limits of its own besides the sandbox's memory cap and deadline: a file
+//! that lies about its format, is damaged, or claims more pixels than an
+//! image may have fails the job for good, and its blob is left as it was.
 
 use crate::blob::{BLOB, Blob};
-use image::ImageDecoder;
 use image::metadata::Orientation;
+use image::{ImageDecoder, ImageError, ImageFormat, ImageReader};
 use jobrunner_plugin_sdk::{JobError, Level, blobs, log, records};
 use serde_json::{Map, Value, json};
 use std::io::Cursor;
@@ -12,16 +17,9 @@ pub fn perform(gid: &str) -> Result<(), JobError> {
     let Some(blob) = Blob::locate(gid)? else { return Ok(()) };
     let mut metadata = stored_metadata(&blob);
     if blob.is_image() {
-        match dimensions(&blob)? {
-            Ok((width, height)) => {
-                metadata.insert("width".into(), json!(width));
-                metadata.insert("height".into(), json!(height));
-            }
-            // As Rails' analyzer does: no dimensions, the blob is still analyzed.
-            Err(reason) => {
-                log(Level::Warn, &format!("Skipping image analysis of blob {}: {reason}", blob.id))
-            }
-        }
+        let (width, height) = dimensions(&blob)?;
+        metadata.insert("width".into(), json!(width));
+        metadata.insert("height".into(), json!(height));
     }
     metadata.insert("analyzed".into(), json!(true));
     if !records::update(BLOB, blob.id, &json!({ "metadata": metadata }))? {
@@ -38,32 +36,93 @@ fn stored_metadata(blob: &Blob) -> Map<String, Value> {
     }
 }
 
+/// The most pixels per side and in all an image may have: those of
+/// Debian's ImageMagick policy (16KP, 128MP), which Rails' analyzer runs
+/// under there.
+const MAX_SIDE: u32 = 16_384;
+const MAX_PIXELS: u64 = 128 * 1024 * 1024;
+
+/// Images whose pixels fit in this many bytes are decoded whole, so that a
+/// truncated or corrupt file is caught here rather than in a later
+/// variant; a bigger one is measured by its header, as `identify` does.
+const MAX_DECODED_BYTES: u64 = 48 * 1024 * 1024;
+
 /// The image's width and height as it is shown (an EXIF orientation that
-/// turns it by a quarter swaps them, as Rails' analyzers do), or why it
-/// can't be decoded. A file missing from the service is retried: an
-/// upload may not have finished.
-fn dimensions(blob: &Blob) -> Result<Result<(u32, u32), String>, JobError> {
+/// turns it by a quarter swaps them, as Rails' analyzers do). A file that
+/// isn't the image its content type says, can't be decoded, or is too big
+/// is a permanent error: the blob stays unanalyzed. A file missing from
+/// the service is retried: an upload may not have finished.
+fn dimensions(blob: &Blob) -> Result<(u32, u32), JobError> {
+    let bad = |reason: String| JobError::Permanent(format!("blob {} ({}): {reason}", blob.id, blob.key));
     let Some(bytes) = blobs::read_optional(blob.service(), &blob.key)? else {
         return Err(JobError::Retryable(format!(
             "the file of blob {} ({}) is not in its service",
             blob.id, blob.key
         )));
     };
-    let reader = match image::ImageReader::new(Cursor::new(bytes)).with_guessed_format() {
-        Ok(reader) => reader,
-        Err(err) => return Ok(Err(err.to_string())),
-    };
-    let mut decoder = match reader.into_decoder() {
-        Ok(decoder) => decoder,
-        Err(err) => return Ok(Err(err.to_string())),
-    };
+    let reader =
+        ImageReader::new(Cursor::new(&bytes[..])).with_guessed_format().map_err(|e| bad(e.to_string()))?;
+    let declared = blob.content_type.as_deref().unwrap_or_default();
+    match reader.format() {
+        Some(format) if format.to_mime_type() == declared || same_format(declared, format) => {}
+        Some(format) => {
+            return Err(bad(format!(
+                "its content type is {declared} but its bytes are {}",
+                format.to_mime_type()
+            )));
+        }
+        None => {
+            return Err(bad(format!(
+                "its content type is {declared} but its bytes are no image this can read"
+            )));
+        }
+    }
+    // JPEG decoders show a cut-off file with its missing part grey; Rails'
+    // analyzer would too. Such an upload failed, and isn't taken for whole.
+    if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_is_whole(&bytes) {
+        return Err(bad("a damaged image: the JPEG ends before its end marker".into()));
+    }
+    let mut decoder = reader.into_decoder().map_err(|err| match err {
+        // The decoder's own allocation limit, from the header alone.
+        ImageError::Limits(err) => bad(format!("more pixels than an image may have ({err})")),
+        err => bad(format!("not a readable image: {err}")),
+    })?;
     let (width, height) = decoder.dimensions();
+    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(bad(format!(
+            "{width}×{height} pixels, more pixels than an image may have ({MAX_SIDE} a side, {} megapixels)",
+            MAX_PIXELS >> 20
+        )));
+    }
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    if decoder.total_bytes() <= MAX_DECODED_BYTES {
+        let mut pixels = vec![0; decoder.total_bytes() as usize];
+        decoder.read_image(&mut pixels).map_err(|e| bad(format!("a damaged image: {e}")))?;
+    }
     let turned = matches!(
-        decoder.orientation().unwrap_or(Orientation::NoTransforms),
+        orientation,
         Orientation::Rotate90
             | Orientation::Rotate270
             | Orientation::Rotate90FlipH
             | Orientation::Rotate270FlipH
     );
-    Ok(Ok(if turned { (height, width) } else { (width, height) }))
+    Ok(if turned { (height, width) } else { (width, height) })
+}
+
+/// Content types browsers and Marcel give the same formats by other names.
+fn same_format(declared: &str, format: ImageFormat) -> bool {
+    matches!(
+        (declared, format),
+        ("image/jpg" | "image/pjpeg", ImageFormat::Jpeg)
+            | ("image/x-ms-bmp", ImageFormat::Bmp)
+            | ("image/x-png", ImageFormat::Png)
+    )
+}
+
+/// Whether a JPEG has its end marker (`FF D9`) after its last scan's start
+/// (`FF DA`): a thumbnail in its EXIF data has both before the main scan,
+/// and inside a scan `FF` is always followed by `00` or a restart marker.
+fn jpeg_is_whole(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    matches!((last(0xDA), last(0xD9)), (Some(scan), Some(end)) if end > scan)
 }
