@@ -26,6 +26,8 @@ install_packages() {
   ruby -e 'require "rails"; require "active_storage/engine"' 2>/dev/null || missing+=(ruby-railties ruby-activestorage)
   # Rails' own image analyzer, to check the runner's against it.
   ruby -e 'require "mini_magick"' 2>/dev/null || missing+=(ruby-mini-magick)
+  # Rails' S3 service, for the app's uploads to the test's S3 server.
+  ruby -e 'require "aws-sdk-s3"' 2>/dev/null || missing+=(ruby-aws-sdk-s3)
   [ -x /usr/bin/identify ] || missing+=(imagemagick)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v mariadbd >/dev/null || missing+=(mariadb-server)
@@ -67,6 +69,18 @@ build_all() {
      plugins/target/wasm32-wasip2/release/active_storage.wasm \
      plugins/target/python/password_reset.wasm \
      plugins/target/js/signup_digest.wasm plugins/
+}
+
+# The S3-compatible server the Active Storage tests keep files in, from
+# crates.io (its newest releases need a newer Rust than this one).
+S3S_FS_VERSION=0.14.1
+
+# Builds s3s-fs into target/tools/ once.
+install_s3s_fs() {
+  if [ ! -x target/tools/bin/s3s-fs ]; then
+    echo "==> building s3s-fs $S3S_FS_VERSION, an S3-compatible server for the tests"
+    cargo install --quiet --locked --features binary --root target/tools "s3s-fs@$S3S_FS_VERSION"
+  fi
 }
 
 # The componentize-py release the Python plugin is built with, from PyPI.

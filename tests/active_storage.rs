@@ -6,7 +6,9 @@
 
 use image::codecs::jpeg::JpegEncoder;
 use image::{ImageEncoder, RgbImage};
-use jobrunner_tests::{Gallery, Postgres, Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually};
+use jobrunner_tests::{
+    Gallery, Postgres, Redis, Runner, RunnerOptions, S3Server, SmtpSink, WAIT, eventually,
+};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -38,6 +40,16 @@ fn write_images(root: &Path) {
 }
 
 fn runner(redis: &Redis, smtp: &SmtpSink, gallery: &Gallery, policy: &str) -> Runner {
+    runner_with(redis, smtp, gallery, policy, RunnerOptions::plugins(&["active_storage"]))
+}
+
+fn runner_with(
+    redis: &Redis,
+    smtp: &SmtpSink,
+    gallery: &Gallery,
+    policy: &str,
+    options: RunnerOptions,
+) -> Runner {
     let policy_file = gallery.root().join("policy.toml");
     std::fs::write(&policy_file, policy).unwrap();
     let storage_config = gallery.storage_config();
@@ -46,10 +58,12 @@ fn runner(redis: &Redis, smtp: &SmtpSink, gallery: &Gallery, policy: &str) -> Ru
         &gallery.runner_database,
         "--storage-config",
         storage_config.to_str().unwrap(),
+        "--storage-service",
+        gallery.service(),
         "--policy",
         policy_file.to_str().unwrap(),
     ];
-    Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["active_storage"]).args(&args))
+    Runner::start(&redis.url, &smtp.url, options.args(&args))
 }
 
 /// Attaches both images as the app's users' avatars, waits (in Rails) for
@@ -132,6 +146,23 @@ fn rails_analyze_and_purge_jobs_on_postgres() {
     let runner = runner(&redis, &smtp, &gallery, POLICY);
     analyze_then_purge(&gallery, &runner);
     assert!(redis.sorted_set("dead").is_empty() && redis.sorted_set("retry").is_empty(), "{}", runner.logs());
+}
+
+/// The same on S3: Rails uploads through its own S3 service (aws-sdk-s3)
+/// to an S3-compatible server, and the runner reads and deletes there,
+/// with the credentials from its environment.
+#[test]
+fn rails_analyze_and_purge_jobs_on_s3() {
+    let (redis, smtp, s3) = (Redis::start(), SmtpSink::start(), S3Server::start("gallery"));
+    let gallery = Gallery::sqlite_on_s3(&redis, &s3);
+    let mut options = RunnerOptions::plugins(&["active_storage"]);
+    for (name, value) in s3.env() {
+        options = options.env(name, &value);
+    }
+    let runner = runner_with(&redis, &smtp, &gallery, POLICY, options);
+    analyze_then_purge(&gallery, &runner);
+    assert!(redis.sorted_set("dead").is_empty() && redis.sorted_set("retry").is_empty(), "{}", runner.logs());
+    assert!(!runner.logs().contains(jobrunner_tests::S3_SECRET_KEY), "the secret is never logged");
 }
 
 #[test]

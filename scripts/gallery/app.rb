@@ -1,7 +1,8 @@
 # frozen_string_literal: true
 
 # A small Rails 6.1 app with Active Storage, set up as `rails new` sets it
-# up: `config/storage.yml` with a Disk service under GALLERY_ROOT, the
+# up: `config/storage.yml` under GALLERY_ROOT, its service GALLERY_SERVICE
+# (`local`, a Disk service, by default; `amazon`, S3), the
 # framework defaults of 6.1 (analysis and purge jobs on their own queues,
 # variants tracked in their own table), ActiveJob on Sidekiq pushing to
 # REDIS_URL, and a User with an avatar. GALLERY_DATABASE is SQLite
@@ -21,7 +22,7 @@ class Gallery < Rails::Application
   config.eager_load = false
   config.logger = Logger.new(nil)
   config.secret_key_base = "gallery"
-  config.active_storage.service = :local
+  config.active_storage.service = ENV.fetch("GALLERY_SERVICE", "local").to_sym
   config.active_job.queue_adapter = :sidekiq
 end
 

@@ -2,16 +2,21 @@
 //! with a Disk service in its own temp directory, over a SQLite file or a
 //! PostgreSQL database. Tests run Ruby snippets in it as the app's code
 //! would (`user.avatar.attach(...)`, `purge_later`), and read its
-//! `config/storage.yml` and stored files as the runner does.
+//! `config/storage.yml` and stored files as the runner does. On S3, the
+//! app's uploads go to the test's S3 server through Rails' own S3 service.
 
-use crate::{Postgres, Redis, repo_root};
+use crate::{Postgres, Redis, S3Server, repo_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tempfile::TempDir;
 
-/// The app's `config/storage.yml`, as `rails new` writes it.
+/// The app's `config/storage.yml`, as `rails new` writes it, with its S3
+/// service taking its secrets from the environment.
 const STORAGE_YML: &str = "test:\n  service: Disk\n  root: <%= Rails.root.join(\"tmp/storage\") %>\n\n\
-     local:\n  service: Disk\n  root: <%= Rails.root.join(\"storage\") %>\n";
+     local:\n  service: Disk\n  root: <%= Rails.root.join(\"storage\") %>\n\n\
+     amazon:\n  service: S3\n  access_key_id: <%= ENV[\"AWS_ACCESS_KEY_ID\"] %>\n\
+     \x20 secret_access_key: <%= ENV[\"AWS_SECRET_ACCESS_KEY\"] %>\n  region: us-east-1\n  bucket: gallery\n\
+     \x20 endpoint: <%= ENV[\"S3_ENDPOINT\"] %>\n  force_path_style: true\n";
 
 /// The app, its schema created, and the URL the runner reads it with.
 pub struct Gallery {
@@ -22,6 +27,17 @@ pub struct Gallery {
     /// What the runner gets as `--database`.
     pub runner_database: String,
     redis_url: String,
+    /// Where uploads go: the `local` Disk service, or `amazon` on S3.
+    files: Files,
+}
+
+enum Files {
+    Disk,
+    /// The bucket's folder on the S3 server, and the app's credentials.
+    S3 {
+        bucket: PathBuf,
+        env: Vec<(&'static str, String)>,
+    },
 }
 
 impl Gallery {
@@ -35,9 +51,26 @@ impl Gallery {
             runner_database: format!("sqlite://{}", path.display()),
             redis_url: redis.url.clone(),
             root,
+            files: Files::Disk,
         };
         gallery.ruby("create_gallery_schema!");
         gallery
+    }
+
+    /// The app over a SQLite file, its uploads in `s3`'s bucket `gallery`.
+    pub fn sqlite_on_s3(redis: &Redis, s3: &S3Server) -> Gallery {
+        assert_eq!(s3.bucket, "gallery", "storage.yml names the bucket gallery");
+        let mut gallery = Gallery::sqlite(redis);
+        gallery.files = Files::S3 { bucket: s3.stored(""), env: s3.env() };
+        gallery
+    }
+
+    /// The service uploads go to, as `--storage-service` names it.
+    pub fn service(&self) -> &'static str {
+        match self.files {
+            Files::Disk => "local",
+            Files::S3 { .. } => "amazon",
+        }
     }
 
     /// The app over PostgreSQL's `shop` database. The runner connects as
@@ -49,6 +82,7 @@ impl Gallery {
             runner_database: pg.url("jobrunner", password),
             redis_url: redis.url.clone(),
             root: app_root(),
+            files: Files::Disk,
         };
         gallery.ruby("create_gallery_schema!");
         pg.sql(
@@ -76,9 +110,13 @@ impl Gallery {
         self.root().join("config/storage.yml")
     }
 
-    /// Where the `local` Disk service keeps `key`.
+    /// Where the service keeps `key`: the Disk service's `xx/yy/key`, or
+    /// the S3 server's file of the object.
     pub fn stored(&self, key: &str) -> PathBuf {
-        self.root().join("storage").join(&key[..2]).join(&key[2..4]).join(key)
+        match &self.files {
+            Files::Disk => self.root().join("storage").join(&key[..2]).join(&key[2..4]).join(key),
+            Files::S3 { bucket, .. } => bucket.join(key),
+        }
     }
 
     /// Runs `code` inside the app and returns what it printed.
@@ -91,6 +129,11 @@ impl Gallery {
             .env("GALLERY_ROOT", self.root())
             .env("GALLERY_DATABASE", &self.app_database)
             .env("REDIS_URL", &self.redis_url)
+            .env("GALLERY_SERVICE", self.service())
+            .envs(match &self.files {
+                Files::Disk => Vec::new(),
+                Files::S3 { env, .. } => env.clone(),
+            })
             .output()
             .expect("running ruby (apt-get install ruby-railties ruby-activestorage)");
         assert!(

@@ -30,6 +30,7 @@ mod postgres;
 mod redis_server;
 mod ruby;
 mod runner;
+mod s3;
 mod sentinel;
 mod shop;
 mod smtp;
@@ -48,6 +49,7 @@ pub use ruby::{active_job, ruby};
 pub use runner::{
     Binary, Runner, RunnerOptions, faulty_runner_bin, runner_bin, runner_cancel, runner_enqueue,
 };
+pub use s3::{S3_SECRET_KEY, S3Server};
 pub use sentinel::Sentinel;
 pub use shop::Shop;
 pub use smtp::{Mail, SmtpSink};

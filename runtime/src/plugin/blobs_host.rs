@@ -61,7 +61,7 @@ impl HostState {
     ) -> Result<Vec<u8>, WitError> {
         let (storage, name, cap) = self.blob_call(service, BlobAccess::Read)?;
         let result = match storage.reader(&name) {
-            Ok(disk) => disk.read(key, offset, length, cap).await,
+            Ok(service) => service.read(key, offset, length, cap).await,
             Err(err) => Err(err),
         };
         result.map_err(|err| {
@@ -84,11 +84,11 @@ impl HostState {
             {
                 return Err(BlobError::TooLarge { key: key.to_string(), size: bytes.len() as u64, cap });
             }
-            for disk in storage.writers(&name)? {
+            for service in storage.writers(&name)? {
                 match change {
-                    Change::Write(bytes) => disk.write(key, bytes).await?,
-                    Change::Delete => disk.delete(key).await?,
-                    Change::DeleteFolder => disk.delete_folder(key).await?,
+                    Change::Write(bytes) => service.write(key, bytes).await?,
+                    Change::Delete => service.delete(key).await?,
+                    Change::DeleteFolder => service.delete_folder(key).await?,
                 }
             }
             Ok(())
@@ -128,7 +128,7 @@ impl wit_blobs::Host for HostState {
     async fn size(&mut self, service: String, key: String) -> Result<u64, WitError> {
         let (storage, name, _) = self.blob_call(&service, BlobAccess::Read)?;
         let result = match storage.reader(&name) {
-            Ok(disk) => disk.size(&key).await,
+            Ok(service) => service.size(&key).await,
             Err(err) => Err(err),
         };
         result.map_err(|err| {

@@ -7,10 +7,13 @@
 //! before it becomes a path or an object name, so a key from a job's
 //! arguments or a database row can't reach outside its service.
 
+mod backend;
 pub mod config;
 pub mod disk;
+mod s3;
 pub mod store;
 
+pub use backend::Backend;
 pub use config::{S3Config, Service, Services};
 pub use disk::DiskService;
 pub use store::Storage;

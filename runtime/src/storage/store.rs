@@ -3,13 +3,18 @@
 //! Mirror service reads from its primary and writes and deletes on every
 //! service it mirrors to, as Rails' `MirrorService` does.
 
-use super::{BlobError, DiskService, Service, Services};
+use super::backend::Backend;
+use super::s3::S3Service;
+use super::{BlobError, Service, Services};
 use anyhow::{Result, bail};
+use std::collections::BTreeMap;
 
 /// The app's storage services and its default one.
 #[derive(Debug, Default)]
 pub struct Storage {
     services: Services,
+    /// A client per S3 service, by name.
+    buckets: BTreeMap<String, S3Service>,
     default: Option<String>,
 }
 
@@ -20,7 +25,13 @@ impl Storage {
         if let Some(name) = &default {
             services.get(name)?;
         }
-        Ok(Storage { services, default })
+        let mut buckets = BTreeMap::new();
+        for name in services.names() {
+            if let Service::S3(config) = services.get(name)? {
+                buckets.insert(name.to_string(), S3Service::new(name, config)?);
+            }
+        }
+        Ok(Storage { services, buckets, default })
     }
 
     /// Whether any service is configured.
@@ -38,21 +49,21 @@ impl Storage {
         })
     }
 
-    /// The Disk service that reads of `name` go to.
-    pub fn reader(&self, name: &str) -> Result<&DiskService, BlobError> {
+    /// The service that reads of `name` go to.
+    pub fn reader(&self, name: &str) -> Result<Backend<'_>, BlobError> {
         match self.service(name)? {
-            Service::Mirror { primary, .. } => self.disk(primary),
-            _ => self.disk(name),
+            Service::Mirror { primary, .. } => self.backend(primary),
+            _ => self.backend(name),
         }
     }
 
-    /// The Disk services that writes and deletes of `name` go to.
-    pub fn writers(&self, name: &str) -> Result<Vec<&DiskService>, BlobError> {
+    /// The services that writes and deletes of `name` go to.
+    pub fn writers(&self, name: &str) -> Result<Vec<Backend<'_>>, BlobError> {
         match self.service(name)? {
             Service::Mirror { primary, mirrors } => {
-                std::iter::once(primary).chain(mirrors).map(|target| self.disk(target)).collect()
+                std::iter::once(primary).chain(mirrors).map(|target| self.backend(target)).collect()
             }
-            _ => Ok(vec![self.disk(name)?]),
+            _ => Ok(vec![self.backend(name)?]),
         }
     }
 
@@ -65,10 +76,10 @@ impl Storage {
         self.services.get(name).map_err(|err| BlobError::Service(err.to_string()))
     }
 
-    fn disk(&self, name: &str) -> Result<&DiskService, BlobError> {
+    fn backend(&self, name: &str) -> Result<Backend<'_>, BlobError> {
         match self.service(name)? {
-            Service::Disk(disk) => Ok(disk),
-            Service::S3(_) => Err(unserved(name, "S3")),
+            Service::Disk(disk) => Ok(Backend::Disk(disk)),
+            Service::S3(_) => Ok(Backend::S3(&self.buckets[name])),
             Service::Mirror { .. } => Err(unserved(name, "a mirror of mirrors")),
             Service::Unsupported { kind } => Err(unserved(name, kind)),
         }
@@ -77,7 +88,7 @@ impl Storage {
 
 fn unserved(name: &str, kind: &str) -> BlobError {
     BlobError::Service(format!(
-        "storage service {name} is {kind}, which this runner doesn't serve (it serves Disk)"
+        "storage service {name} is {kind}, which this runner doesn't serve (it serves Disk, S3 and Mirror)"
     ))
 }
 
@@ -101,7 +112,7 @@ mod tests {
     fn storage() -> Storage {
         let yml = "local:\n  service: Disk\n  root: a\nbackup:\n  service: Disk\n  root: b\n\
                    both:\n  service: Mirror\n  primary: local\n  mirrors: [backup]\n\
-                   s3:\n  service: S3\n  bucket: x\n";
+                   s3:\n  service: S3\n  bucket: x\n  region: us-east-1\n";
         let services = Services::parse(yml, Path::new("/app"), &|_| None).unwrap();
         Storage::new(services, Some("local".into())).unwrap()
     }
@@ -110,12 +121,15 @@ mod tests {
     fn calls_go_to_the_service_they_name_or_the_default() {
         let storage = storage();
         assert_eq!(storage.name_of("").unwrap(), "local");
-        assert_eq!(storage.reader("local").unwrap().root(), Path::new("/app/a"));
-        assert_eq!(storage.reader("both").unwrap().root(), Path::new("/app/a"));
-        let roots: Vec<_> = storage.writers("both").unwrap().iter().map(|d| d.root().to_path_buf()).collect();
+        let root = |backend: Backend<'_>| match backend {
+            Backend::Disk(disk) => disk.root().to_path_buf(),
+            Backend::S3(_) => panic!("not a Disk service"),
+        };
+        assert_eq!(root(storage.reader("local").unwrap()), Path::new("/app/a"));
+        assert_eq!(root(storage.reader("both").unwrap()), Path::new("/app/a"));
+        let roots: Vec<_> = storage.writers("both").unwrap().into_iter().map(root).collect();
         assert_eq!(roots, [Path::new("/app/a"), Path::new("/app/b")]);
-        let err = storage.reader("s3").unwrap_err().to_string();
-        assert!(err.contains("s3 is S3"), "{err}");
+        assert!(matches!(storage.reader("s3").unwrap(), Backend::S3(_)));
         assert!(storage.reader("nope").unwrap_err().to_string().contains("\"nope\""));
         assert!(Storage::default().reader("local").unwrap_err().to_string().contains("--storage-config"));
     }
