@@ -2,7 +2,8 @@
 
 # A small Rails 6.1 app with Active Storage, set up as `rails new` sets it
 # up: `config/storage.yml` under GALLERY_ROOT, its service GALLERY_SERVICE
-# (`local`, a Disk service, by default; `amazon`, S3), the
+# (`local`, a Disk service, by default; `amazon`, S3; the file is
+# scripts/gallery/storage.yml), the
 # framework defaults of 6.1 (analysis and purge jobs on their own queues,
 # variants tracked in their own table), ActiveJob on Sidekiq pushing to
 # REDIS_URL, and a User with an avatar. GALLERY_DATABASE is SQLite
@@ -55,8 +56,19 @@ def create_gallery_schema!
   ActiveRecord::Migration.verbose = false
   ActiveRecord::Schema.define do
     CreateActiveStorageTables.new.change
-    create_table(:users) { |t| t.string :name }
+    # The example shop's users, when the demo shares its database.
+    create_table(:users, if_not_exists: true) { |t| t.string :name }
   end
+end
+
+# A PNG of `width` by `height` pixels in a gradient, made here so that the
+# demo needs no image tools.
+def gradient_png(width, height)
+  require "zlib"
+  chunk = ->(type, data) { [data.bytesize].pack("N") + type + data + [Zlib.crc32(type + data)].pack("N") }
+  rows = (0...height).map { |y| "\0" + (0...width).map { |x| [x * 255 / width, y * 255 / height, 160].pack("C3") }.join }
+  "\x89PNG\r\n\x1a\n".b + chunk.("IHDR", [width, height, 8, 2, 0, 0, 0].pack("NNC5")) +
+    chunk.("IDAT", Zlib::Deflate.deflate(rows.join)) + chunk.("IEND", "")
 end
 
 # Waits up to `seconds` for the block to be true, reading afresh each time.

@@ -10,14 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tempfile::TempDir;
 
-/// The app's `config/storage.yml`, as `rails new` writes it, with its S3
-/// service taking its secrets from the environment.
-const STORAGE_YML: &str = "test:\n  service: Disk\n  root: <%= Rails.root.join(\"tmp/storage\") %>\n\n\
-     local:\n  service: Disk\n  root: <%= Rails.root.join(\"storage\") %>\n\n\
-     amazon:\n  service: S3\n  access_key_id: <%= ENV[\"AWS_ACCESS_KEY_ID\"] %>\n\
-     \x20 secret_access_key: <%= ENV[\"AWS_SECRET_ACCESS_KEY\"] %>\n  region: us-east-1\n  bucket: gallery\n\
-     \x20 endpoint: <%= ENV[\"S3_ENDPOINT\"] %>\n  force_path_style: true\n";
-
 /// The app, its schema created, and the URL the runner reads it with.
 pub struct Gallery {
     /// Rails.root: config/storage.yml, storage/, and the SQLite file.
@@ -148,6 +140,7 @@ impl Gallery {
 fn app_root() -> TempDir {
     let root = tempfile::tempdir().expect("creating the gallery's temp dir");
     std::fs::create_dir_all(root.path().join("config")).expect("creating config/");
-    std::fs::write(root.path().join("config/storage.yml"), STORAGE_YML).expect("writing config/storage.yml");
+    std::fs::copy(repo_root().join("scripts/gallery/storage.yml"), root.path().join("config/storage.yml"))
+        .expect("copying scripts/gallery/storage.yml to config/");
     root
 }

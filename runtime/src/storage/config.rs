@@ -65,7 +65,10 @@ impl Services {
     /// Reads `path` (usually `<app>/config/storage.yml`).
     pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Services> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Services::parse(&text, &rails_root_of(path), env).with_context(|| format!("in {}", path.display()))
+        // Absolute, so that `Rails.root.join("storage")` and a relative
+        // `root:` both land where Rails puts them, whatever our directory.
+        let path = std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))?;
+        Services::parse(&text, &rails_root_of(&path), env).with_context(|| format!("in {}", path.display()))
     }
 
     /// Parses the text of a `storage.yml` for the app at `rails_root`.
@@ -169,6 +172,33 @@ fn text(settings: &Map<String, Value>, key: &str) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_config_path_puts_files_where_rails_does() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("app/config")).unwrap();
+        std::fs::write(
+            dir.path().join("app/config/storage.yml"),
+            "local:\n  service: Disk\n  root: <%= Rails.root.join(\"storage\") %>\nrel:\n  service: Disk\n  root: files\n",
+        )
+        .unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let relative = pathdiff(dir.path(), &cwd).join("app/config/storage.yml");
+        let services = Services::load(&relative, &|_| None).unwrap();
+        let root = |name| match services.get(name).unwrap() {
+            Service::Disk(disk) => disk.root().to_path_buf(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(root("local"), dir.path().join("app/storage"));
+        assert_eq!(root("rel"), dir.path().join("app/files"));
+    }
+
+    /// `path` relative to `base` (both absolute), with `..` as needed.
+    fn pathdiff(path: &Path, base: &Path) -> PathBuf {
+        let common = path.components().zip(base.components()).take_while(|(a, b)| a == b).count();
+        let ups = base.components().skip(common).map(|_| std::path::Component::ParentDir);
+        ups.chain(path.components().skip(common)).collect()
+    }
 
     /// The file `rails new` writes (Rails 6.1), with MinIO and a mirror
     /// filled in as users do.
