@@ -51,11 +51,7 @@ impl DiskService {
         let failed = |err: std::io::Error| io_error(key, &path, err);
         let mut file = tokio::fs::File::open(&path).await.map_err(failed)?;
         let size = file.metadata().await.map_err(failed)?.len();
-        let start = offset.min(size);
-        let wanted = length.map_or(size - start, |length| length.min(size - start));
-        if wanted > cap {
-            return Err(BlobError::TooLarge { key: key.to_string(), size: wanted, cap });
-        }
+        let (start, wanted) = super::span(key, size, offset, length, cap)?;
         file.seek(SeekFrom::Start(start)).await.map_err(failed)?;
         let mut bytes = Vec::with_capacity(wanted as usize);
         file.take(wanted).read_to_end(&mut bytes).await.map_err(failed)?;

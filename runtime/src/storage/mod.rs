@@ -38,6 +38,24 @@ pub enum BlobError {
     Unavailable { key: String, message: String },
 }
 
+/// The part of a file of `size` bytes that a read from `offset` of at most
+/// `length` bytes (to the end when `None`) gets, as (start, length);
+/// refused when that is more than `cap`.
+pub fn span(
+    key: &str,
+    size: u64,
+    offset: u64,
+    length: Option<u64>,
+    cap: u64,
+) -> Result<(u64, u64), BlobError> {
+    let start = offset.min(size);
+    let wanted = length.map_or(size - start, |length| length.min(size - start));
+    if wanted > cap {
+        return Err(BlobError::TooLarge { key: key.to_string(), size: wanted, cap });
+    }
+    Ok((start, wanted))
+}
+
 /// Checks that `key` names a file inside a service: not empty, not
 /// absolute, no `.` or `..` segment, no empty segment, no NUL or
 /// backslash. Rails' own keys (28 base-36 characters, or

@@ -56,12 +56,7 @@ impl S3Service {
         length: Option<u64>,
         cap: u64,
     ) -> Result<Vec<u8>, BlobError> {
-        let size = self.size(key).await?;
-        let start = offset.min(size);
-        let wanted = length.map_or(size - start, |length| length.min(size - start));
-        if wanted > cap {
-            return Err(BlobError::TooLarge { key: key.to_string(), size: wanted, cap });
-        }
+        let (start, wanted) = super::span(key, self.size(key).await?, offset, length, cap)?;
         if wanted == 0 {
             return Ok(Vec::new());
         }
