@@ -111,10 +111,8 @@ impl HostState {
         let result = records.change(writer, model, &Value::String(id.to_string()), change).await;
         let (model, op) = (shown(model, naming::SHOWN), change.op());
         match &result {
-            Ok(changed) => {
-                tracing::info!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
-                model = %model, id = %shown(id, naming::SHOWN), changed, "record {op}")
-            }
+            Ok(changed) => tracing::debug!(plugin = %self.tags.plugin, class = %self.tags.class,
+                jid = %self.tags.jid, model = %model, id = %shown(id, naming::SHOWN), changed, "record {op}"),
             Err(err) => {
                 let error = err.to_string();
                 tracing::warn!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
