@@ -261,8 +261,12 @@ fn hostile_images_end_their_jobs_for_good_and_leave_their_blobs_as_they_were() {
             )
         })
         .collect();
+    // Beside them, a good PNG, and an SVG: a format the plugin doesn't
+    // decode, analyzed without a size, as Rails' analyzer leaves it.
     gallery.ruby(&format!(
-        "{uploads}User.create!(name: \"Ann\").avatar.attach(io: File.open(Rails.root.join(\"avatar.png\")), filename: \"avatar.png\")"
+        "{uploads}User.create!(name: \"Ann\").avatar.attach(io: File.open(Rails.root.join(\"avatar.png\")), filename: \"avatar.png\")\n\
+         User.create!(name: \"Logo\").avatar.attach(io: StringIO.new(%(<svg xmlns=\"http://www.w3.org/2000/svg\"/>)), \
+         filename: \"logo.svg\", content_type: \"image/svg+xml\")"
     ));
 
     let dead = eventually("the five hostile images in the dead set", WAIT, || {
@@ -281,11 +285,12 @@ fn hostile_images_end_their_jobs_for_good_and_leave_their_blobs_as_they_were() {
         assert!(error.contains(reason), "{file}: {error}");
     }
     let metadata = gallery.ruby(
-        r#"wait_for("Ann's avatar analyzed") { User.find_by!(name: "Ann").avatar.blob.reload.analyzed? }
+        r#"wait_for("Ann's and the logo's avatars analyzed") { %w[Ann Logo].all? { |n| User.find_by!(name: n).avatar.blob.reload.analyzed? } }
            puts ActiveStorage::Blob.order(:id).map(&:metadata).to_json"#,
     );
     let metadata: Vec<Value> = serde_json::from_str(&metadata).unwrap();
     assert_eq!(metadata[..5], vec![json!({"identified": true}); 5], "nothing written to the hostile blobs");
     assert_eq!(metadata[5], json!({"identified": true, "width": 30, "height": 20, "analyzed": true}));
+    assert_eq!(metadata[6], json!({"identified": true, "analyzed": true}), "the SVG, without a size");
     assert!(redis.sorted_set("retry").is_empty(), "{}", runner.logs());
 }

@@ -17,9 +17,19 @@ pub fn perform(gid: &str) -> Result<(), JobError> {
     let Some(blob) = Blob::locate(gid)? else { return Ok(()) };
     let mut metadata = stored_metadata(&blob);
     if blob.is_image() {
-        let (width, height) = dimensions(&blob)?;
-        metadata.insert("width".into(), json!(width));
-        metadata.insert("height".into(), json!(height));
+        match dimensions(&blob)? {
+            Some((width, height)) => {
+                metadata.insert("width".into(), json!(width));
+                metadata.insert("height".into(), json!(height));
+            }
+            None => log(
+                Level::Info,
+                &format!(
+                    "blob {} is an image in a format this doesn't decode; analyzed without its size",
+                    blob.id
+                ),
+            ),
+        }
     }
     metadata.insert("analyzed".into(), json!(true));
     if !records::update(BLOB, blob.id, &json!({ "metadata": metadata }))? {
@@ -48,11 +58,12 @@ const MAX_PIXELS: u64 = 128 * 1024 * 1024;
 const MAX_DECODED_BYTES: u64 = 48 * 1024 * 1024;
 
 /// The image's width and height as it is shown (an EXIF orientation that
-/// turns it by a quarter swaps them, as Rails' analyzers do). A file that
-/// isn't the image its content type says, can't be decoded, or is too big
-/// is a permanent error: the blob stays unanalyzed. A file missing from
+/// turns it by a quarter swaps them, as Rails' analyzers do), or `None`
+/// for an image in a format this doesn't decode. A file that isn't the
+/// image its content type says, can't be decoded, or is too big is a
+/// permanent error: the blob stays unanalyzed. A file missing from
 /// the service is retried: an upload may not have finished.
-fn dimensions(blob: &Blob) -> Result<(u32, u32), JobError> {
+fn dimensions(blob: &Blob) -> Result<Option<(u32, u32)>, JobError> {
     let bad = |reason: String| JobError::Permanent(format!("blob {} ({}): {reason}", blob.id, blob.key));
     let Some(bytes) = blobs::read_optional(blob.service(), &blob.key)? else {
         return Err(JobError::Retryable(format!(
@@ -63,19 +74,21 @@ fn dimensions(blob: &Blob) -> Result<(u32, u32), JobError> {
     let reader =
         ImageReader::new(Cursor::new(&bytes[..])).with_guessed_format().map_err(|e| bad(e.to_string()))?;
     let declared = blob.content_type.as_deref().unwrap_or_default();
-    match reader.format() {
-        Some(format) if format.to_mime_type() == declared || same_format(declared, format) => {}
-        Some(format) => {
+    let claimed = ImageFormat::from_mime_type(declared).or_else(|| alias(declared));
+    match (reader.format(), claimed) {
+        (Some(format), Some(claimed)) if format == claimed && DECODED.contains(&format) => {}
+        (Some(format), Some(claimed)) if format == claimed => return Ok(None),
+        (Some(format), _) => {
             return Err(bad(format!(
                 "its content type is {declared} but its bytes are {}",
                 format.to_mime_type()
             )));
         }
-        None => {
-            return Err(bad(format!(
-                "its content type is {declared} but its bytes are no image this can read"
-            )));
+        (None, Some(claimed)) if DECODED.contains(&claimed) => {
+            return Err(bad(format!("its content type is {declared} but its bytes are no such image")));
         }
+        // SVG, HEIC and the like: not a format this decodes.
+        (None, _) => return Ok(None),
     }
     // JPEG decoders show a cut-off file with its missing part grey; Rails'
     // analyzer would too. Such an upload failed, and isn't taken for whole.
@@ -106,17 +119,29 @@ fn dimensions(blob: &Blob) -> Result<(u32, u32), JobError> {
             | Orientation::Rotate90FlipH
             | Orientation::Rotate270FlipH
     );
-    Ok(if turned { (height, width) } else { (width, height) })
+    Ok(Some(if turned { (height, width) } else { (width, height) }))
 }
 
-/// Content types browsers and Marcel give the same formats by other names.
-fn same_format(declared: &str, format: ImageFormat) -> bool {
-    matches!(
-        (declared, format),
-        ("image/jpg" | "image/pjpeg", ImageFormat::Jpeg)
-            | ("image/x-ms-bmp", ImageFormat::Bmp)
-            | ("image/x-png", ImageFormat::Png)
-    )
+/// The formats this plugin decodes; an image in another (SVG, HEIC, AVIF)
+/// is analyzed without dimensions, as Rails' analyzer leaves one its
+/// image library can't read.
+const DECODED: [ImageFormat; 6] = [
+    ImageFormat::Png,
+    ImageFormat::Jpeg,
+    ImageFormat::Gif,
+    ImageFormat::WebP,
+    ImageFormat::Bmp,
+    ImageFormat::Tiff,
+];
+
+/// Content types browsers and Marcel give some formats by other names.
+fn alias(declared: &str) -> Option<ImageFormat> {
+    match declared {
+        "image/jpg" | "image/pjpeg" => Some(ImageFormat::Jpeg),
+        "image/x-ms-bmp" => Some(ImageFormat::Bmp),
+        "image/x-png" => Some(ImageFormat::Png),
+        _ => None,
+    }
 }
 
 /// Whether a JPEG has its end marker (`FF D9`) after its last scan's start
