@@ -96,9 +96,7 @@ impl HostState {
             result
         }
     }
-}
 
-impl HostState {
     /// Makes `change` to the record of `model` with primary key `id` under
     /// this plugin's grants; a change the policy denies fails the job.
     async fn change_record(&mut self, model: &str, id: &str, change: Change<'_>) -> Result<bool, WitError> {
