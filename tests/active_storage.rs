@@ -1,8 +1,9 @@
 //! Rails' own Active Storage jobs, enqueued by a real Rails 6.1 app
 //! (`scripts/gallery`) and performed by the `active_storage` plugin: an
 //! attached image is analyzed in the sandbox and its metadata written back
-//! where Rails reads it; `purge_later` deletes the blob's rows and files,
-//! and leaves a blob that is still attached elsewhere.
+//! where Rails reads it; a `TransformJob` as Rails 7.1 enqueues it makes
+//! the variant Rails then finds; `purge_later` deletes the blob's rows and
+//! files, and leaves a blob that is still attached elsewhere.
 
 use image::codecs::jpeg::JpegEncoder;
 use image::{ImageEncoder, RgbImage};
@@ -13,14 +14,17 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 /// What the plugin needs, and nothing more: reading Active Storage's rows,
-/// writing a blob's metadata, deleting its rows and files.
+/// writing a blob's metadata, creating a variant's blob, record and
+/// attachment, deleting rows and files.
 const POLICY: &str = r#"
 [plugins.active_storage]
-records = { "ActiveStorage::Blob" = ["key", "content_type", "metadata", "service_name"], "ActiveStorage::Attachment" = ["record_type", "record_id", "blob_id"], "ActiveStorage::VariantRecord" = ["blob_id"] }
+records = { "ActiveStorage::Blob" = ["key", "filename", "content_type", "metadata", "service_name"], "ActiveStorage::Attachment" = ["name", "record_type", "record_id", "blob_id"], "ActiveStorage::VariantRecord" = ["blob_id", "variation_digest"] }
 writes = { "ActiveStorage::Blob" = ["metadata"] }
+inserts = { "ActiveStorage::Blob" = ["key", "filename", "content_type", "metadata", "service_name", "byte_size", "checksum"], "ActiveStorage::VariantRecord" = ["blob_id", "variation_digest"], "ActiveStorage::Attachment" = ["name", "record_type", "record_id", "blob_id"] }
 deletes = ["ActiveStorage::Blob", "ActiveStorage::Attachment", "ActiveStorage::VariantRecord"]
 
 [plugins.active_storage.blobs]
+write = true
 delete = true
 "#;
 
@@ -88,7 +92,7 @@ fn attach_and_analyze(gallery: &Gallery) -> Vec<Value> {
 
 /// The whole round on either database: analyzed as Rails would, then a
 /// purge of a blob with a tracked variant, and of one still attached.
-fn analyze_then_purge(gallery: &Gallery, runner: &Runner) {
+fn analyze_then_purge(gallery: &Gallery, redis: &Redis, runner: &Runner) {
     write_images(gallery.root());
     let blobs = attach_and_analyze(gallery);
     let metadata = |i: usize| blobs[i]["metadata"].clone();
@@ -100,6 +104,7 @@ fn analyze_then_purge(gallery: &Gallery, runner: &Runner) {
     }
     let (ann_key, bo_key) = (blobs[0]["key"].as_str().unwrap(), blobs[1]["key"].as_str().unwrap());
     assert!(gallery.stored(ann_key).exists() && gallery.stored(bo_key).exists());
+    let ann_variant_key = transform(gallery, redis);
 
     // Ann's avatar has a tracked variant with its own stored image; Bo's
     // blob is attached to Cy too, so purging Bo's avatar must keep it.
@@ -116,11 +121,14 @@ fn analyze_then_purge(gallery: &Gallery, runner: &Runner) {
     let ann_id = &blobs[0]["id"];
     let gone = gallery.ruby(&format!(
         r#"wait_for("Ann's avatar purged") {{ !ActiveStorage::Blob.exists?({ann_id}) }}
-           puts [ActiveStorage::VariantRecord.count, ActiveStorage::Attachment.where(record_type: "ActiveStorage::VariantRecord").count].to_json"#
+           variants = ActiveStorage::Attachment.where(record_type: "ActiveStorage::VariantRecord")
+           puts [ActiveStorage::VariantRecord.where(blob_id: {ann_id}).count,
+                 variants.where.not(record_id: ActiveStorage::VariantRecord.select(:id)).count].to_json"#
     ));
-    assert_eq!(gone, "[0,0]", "the variant's record and attachment are gone with it");
+    assert_eq!(gone, "[0,0]", "the variants' records and attachments are gone with it");
     eventually("Ann's files deleted", WAIT, || {
-        (!gallery.stored(ann_key).exists() && !gallery.stored(&variant_key).exists()).then_some(())
+        let files = [ann_key, &variant_key, &ann_variant_key];
+        files.iter().all(|key| !gallery.stored(key).exists()).then_some(())
     });
     runner.wait_for_log(&["still attached; not purged"], 1);
     let kept = gallery.ruby(
@@ -130,12 +138,77 @@ fn analyze_then_purge(gallery: &Gallery, runner: &Runner) {
     assert!(gallery.stored(bo_key).exists());
 }
 
+/// Pushes an `ActiveStorage::TransformJob` as Rails 7.1 enqueues one for
+/// a `preprocessed: true` variant (Debian's Rails 6.1 has no such job).
+const TRANSFORM_LATER: &str = r#"
+    def transform_later(blob, transformations)
+      job = { "job_class" => "ActiveStorage::TransformJob", "job_id" => SecureRandom.uuid,
+              "provider_job_id" => nil, "queue_name" => "default", "priority" => nil,
+              "arguments" => ActiveJob::Arguments.serialize([blob, transformations]),
+              "executions" => 0, "exception_executions" => {}, "locale" => "en", "timezone" => "UTC",
+              "enqueued_at" => Time.now.utc.iso8601(9), "scheduled_at" => nil }
+      Sidekiq::Client.push("class" => "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper",
+                           "wrapped" => "ActiveStorage::TransformJob", "queue" => "default", "args" => [job])
+    end
+    BO, ANN = %w[Bo Ann].map { |name| User.find_by!(name: name).avatar.blob }
+    VARIANTS = { BO => { resize_to_limit: [10, 10] }, ANN => { resize_to_fill: [8, 8], format: :gif } }
+"#;
+
+/// Transforms as Rails 7.1 would: Bo's turned JPEG limited to 10×10 (and
+/// once more when it is made, which finds it made), Ann's PNG filled to
+/// 8×8 as a GIF. Rails 6.1 then finds each variant processed under its
+/// own digest and reads its image. Returns the key of Ann's variant's file.
+fn transform(gallery: &Gallery, redis: &Redis) -> String {
+    gallery.ruby(&format!(
+        r#"{TRANSFORM_LATER}
+           VARIANTS.each {{ |blob, transformations| transform_later(blob, transformations) }}
+           wait_for("both variants processed") {{ VARIANTS.all? {{ |b, t| b.variant(t).send(:processed?) }} }}"#
+    ));
+    // Two analyses and two transforms so far; then one more transform.
+    let processed = |n: u64| {
+        eventually(&format!("{n} jobs processed"), WAIT, || {
+            (redis.query::<Option<u64>>(&["GET", "stat:processed"]) == Some(n)).then_some(())
+        })
+    };
+    processed(4);
+    gallery.ruby(&format!("{TRANSFORM_LATER}\ntransform_later(BO, VARIANTS[BO])"));
+    processed(5);
+    let out = gallery.ruby(&format!(
+        r#"require "mini_magick"
+           {TRANSFORM_LATER}
+           puts VARIANTS.map {{ |b, t|
+             image = b.variant(t).image.blob
+             size = MiniMagick::Image.read(image.download).dimensions
+             {{ key: image.key, filename: image.filename.to_s, content_type: image.content_type, size: size,
+               metadata: image.metadata, checksum_ok: image.checksum == Digest::MD5.base64digest(image.download),
+               records: b.variant_records.count,
+               images: ActiveStorage::Attachment.where(record: b.variant_records).count }}
+           }}.push(ActiveStorage::Blob.count).to_json"#
+    ));
+    let mut variants: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(variants.pop(), Some(json!(4)), "two avatars and one file for each variant, no more");
+    let seen = |v: &Value| {
+        let counts = [&v["records"], &v["images"]];
+        json!([
+            v["filename"],
+            v["content_type"],
+            v["size"],
+            v["checksum_ok"],
+            counts,
+            v["metadata"]["analyzed"]
+        ])
+    };
+    assert_eq!(seen(&variants[0]), json!(["turned.jpg", "image/jpeg", [7, 10], true, [1, 1], true]));
+    assert_eq!(seen(&variants[1]), json!(["avatar.gif", "image/gif", [8, 8], true, [1, 1], true]));
+    variants[1]["key"].as_str().unwrap().to_string()
+}
+
 #[test]
 fn rails_analyze_and_purge_jobs_on_sqlite() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let gallery = Gallery::sqlite(&redis);
     let runner = runner(&redis, &smtp, &gallery, POLICY);
-    analyze_then_purge(&gallery, &runner);
+    analyze_then_purge(&gallery, &redis, &runner);
     assert!(redis.sorted_set("dead").is_empty() && redis.sorted_set("retry").is_empty(), "{}", runner.logs());
 }
 
@@ -144,7 +217,7 @@ fn rails_analyze_and_purge_jobs_on_postgres() {
     let (redis, smtp, pg) = (Redis::start(), SmtpSink::start(), Postgres::start());
     let gallery = Gallery::postgres(&redis, &pg, "runner-secret");
     let runner = runner(&redis, &smtp, &gallery, POLICY);
-    analyze_then_purge(&gallery, &runner);
+    analyze_then_purge(&gallery, &redis, &runner);
     assert!(redis.sorted_set("dead").is_empty() && redis.sorted_set("retry").is_empty(), "{}", runner.logs());
 }
 
@@ -160,7 +233,7 @@ fn rails_analyze_and_purge_jobs_on_s3() {
         options = options.env(name, &value);
     }
     let runner = runner_with(&redis, &smtp, &gallery, POLICY, options);
-    analyze_then_purge(&gallery, &runner);
+    analyze_then_purge(&gallery, &redis, &runner);
     assert!(redis.sorted_set("dead").is_empty() && redis.sorted_set("retry").is_empty(), "{}", runner.logs());
     assert!(!runner.logs().contains(jobrunner_tests::S3_SECRET_KEY), "the secret is never logged");
 }

@@ -138,7 +138,7 @@ impl Metrics {
         );
         let record_writes = counter(
             "jobrunner_record_writes_total",
-            "Changes to the app's records (op: update, delete), by result (changed, not_found, denied, invalid, unavailable).",
+            "Changes to the app's records (op: update, insert, delete), by result (changed, inserted, not_found, denied, invalid, unavailable).",
             &["plugin", "model", "op", "result"],
         );
         let duration = HistogramVec::new(

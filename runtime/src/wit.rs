@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
         "jobrunner:plugin/records.find-all-by": async,
         "jobrunner:plugin/records.update": async,
         "jobrunner:plugin/records.delete": async,
+        "jobrunner:plugin/records.insert": async,
         "jobrunner:plugin/blobs.read": async,
         "jobrunner:plugin/blobs.read-range": async,
         "jobrunner:plugin/blobs.size": async,

@@ -67,7 +67,8 @@ impl Gallery {
 
     /// The app over PostgreSQL's `shop` database. The runner connects as
     /// `jobrunner`, granted what the README's Active Storage lines grant:
-    /// reading, the blobs' `metadata`, and deleting Active Storage's rows.
+    /// reading, the blobs' `metadata`, creating and deleting Active
+    /// Storage's rows.
     pub fn postgres(redis: &Redis, pg: &Postgres, password: &str) -> Gallery {
         let gallery = Gallery {
             app_database: pg.url("postgres", "unused"),
@@ -86,7 +87,11 @@ impl Gallery {
                  GRANT SELECT ON ALL TABLES IN SCHEMA public TO jobrunner;
                  GRANT UPDATE (metadata) ON active_storage_blobs TO jobrunner;
                  GRANT DELETE ON active_storage_blobs, active_storage_attachments,
-                   active_storage_variant_records TO jobrunner;"
+                   active_storage_variant_records TO jobrunner;
+                 GRANT INSERT ON active_storage_blobs, active_storage_attachments,
+                   active_storage_variant_records TO jobrunner;
+                 GRANT USAGE ON SEQUENCE active_storage_blobs_id_seq, active_storage_attachments_id_seq,
+                   active_storage_variant_records_id_seq TO jobrunner;"
             ),
         );
         gallery

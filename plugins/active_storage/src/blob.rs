@@ -14,6 +14,9 @@ pub const VARIANT_RECORD: &str = "ActiveStorage::VariantRecord";
 pub struct Blob {
     pub id: i64,
     pub key: String,
+    /// The uploaded file's name; variants are named after it.
+    #[serde(default)]
+    pub filename: String,
     pub content_type: Option<String>,
     /// JSON text (`{"identified":true}`), as Rails stores it.
     pub metadata: Option<String>,
@@ -56,6 +59,9 @@ impl Blob {
 #[derive(Deserialize)]
 pub struct Attachment {
     pub id: i64,
+    /// The attachment's name (`avatar`; `image` for a variant's file).
+    #[serde(default)]
+    pub name: String,
     pub record_type: String,
     pub blob_id: i64,
 }

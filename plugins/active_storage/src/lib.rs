@@ -6,16 +6,25 @@
 //!   them) and writes the blob's `metadata` back with `analyzed: true`;
 //! - `ActiveStorage::PurgeJob` (`purge_later`): deletes the blob's row, its
 //!   variants' and preview's rows, and then its files, as `Blob#purge`
-//!   does, and leaves a blob something still has attached.
+//!   does, and leaves a blob something still has attached;
+//! - `ActiveStorage::TransformJob` (Rails 7.1+, for `preprocessed: true`
+//!   variants): resizes the image as the variant's transformations say and
+//!   stores it as a new blob attached to a variant record under Rails'
+//!   digest of the variation, as `VariantWithRecord#process` does.
 //!
-//! Both take the blob's GlobalID, as Rails enqueues them, and do nothing
+//! Each takes the blob's GlobalID, as Rails enqueues them, and does nothing
 //! for a blob that no longer exists (Rails discards those jobs too). The
 //! image is untrusted input: decoding it here runs under the sandbox's
 //! memory cap and deadline, with no files or shell to reach.
 
 mod analyze;
 mod blob;
+mod decode;
+mod marshal;
 mod purge;
+mod resize;
+mod transform;
+mod variation;
 
 use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, PluginInfo, plugin_info};
 
@@ -26,15 +35,17 @@ impl Guest for ActiveStorage {
         plugin_info(
             "active_storage",
             env!("CARGO_PKG_VERSION"),
-            &["ActiveStorage::AnalyzeJob", "ActiveStorage::PurgeJob"],
+            &["ActiveStorage::AnalyzeJob", "ActiveStorage::PurgeJob", "ActiveStorage::TransformJob"],
         )
     }
 
     fn perform(job: Job) -> Result<(), JobError> {
-        let gid: String = Args::parse(&job.args)?.required("blob", 0)?;
+        let args = Args::parse(&job.args)?;
+        let gid: String = args.required("blob", 0)?;
         match job.class.as_str() {
             "ActiveStorage::AnalyzeJob" => analyze::perform(&gid),
             "ActiveStorage::PurgeJob" => purge::perform(&gid),
+            "ActiveStorage::TransformJob" => transform::perform(&gid, &args.required("transformations", 1)?),
             other => Err(JobError::Permanent(format!("active_storage does not perform {other}"))),
         }
     }

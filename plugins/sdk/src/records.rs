@@ -1,5 +1,5 @@
 //! Reading the app's records through the host's `records` capability, and
-//! changing the ones the policy grants ([`update`], [`delete`]).
+//! changing the ones the policy grants ([`update`], [`insert`], [`delete`]).
 //!
 //! A record comes back as its columns, decoded into any serde type:
 //!
@@ -105,6 +105,22 @@ pub fn update(model: &str, id: impl ToString, changes: &impl Serialize) -> Resul
     let changes = serde_json::to_string(changes)
         .map_err(|e| JobError::Permanent(format!("records: changes to {model}: {e}")))?;
     Ok(host::update(model, &id.to_string(), &changes)?)
+}
+
+/// Creates a record of `model` with `values` (any serde value that is an
+/// object of columns) and returns its primary key as text. The policy must
+/// grant each column under `inserts`; `created_at` and `updated_at` are
+/// set by the host when the table has them. A row the database refuses
+/// (a unique index) is a permanent error:
+///
+/// ```ignore
+/// let values = serde_json::json!({"blob_id": 7, "variation_digest": digest});
+/// let id = records::insert("ActiveStorage::VariantRecord", &values)?;
+/// ```
+pub fn insert(model: &str, values: &impl Serialize) -> Result<String, JobError> {
+    let values = serde_json::to_string(values)
+        .map_err(|e| JobError::Permanent(format!("records: a new {model}: {e}")))?;
+    Ok(host::insert(model, &values)?)
 }
 
 /// Deletes the record of `model` whose primary key is `id`; `false` when

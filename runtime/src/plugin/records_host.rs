@@ -10,6 +10,7 @@
 //! Rails' `ActiveJob::DeserializationError`, with normal retries.
 
 use super::host::HostState;
+use crate::policy::Guard;
 use crate::records::{Change, Lookup, Reader, RecordError, Writer, naming};
 use crate::untrusted::shown;
 use crate::wit::jobrunner::plugin::records::{self, RecordError as WitError};
@@ -101,26 +102,26 @@ impl HostState {
     /// this plugin's grants; a change the policy denies fails the job.
     async fn change_record(&mut self, model: &str, id: &str, change: Change<'_>) -> Result<bool, WitError> {
         let (records, guard) = (self.caps.records.clone(), self.caps.guard.clone());
-        let writer = Writer {
-            plugin: &self.tags.plugin,
-            writes: guard.record_writes(),
-            deletes: guard.record_deletes(),
-        };
-        let result = records.change(writer, model, &Value::String(id.to_string()), change).await;
+        let result = records
+            .change(writer(&self.tags.plugin, &guard), model, &Value::String(id.to_string()), change)
+            .await;
         let (model, op) = (shown(model, naming::SHOWN), change.op());
         match &result {
             Ok(changed) => tracing::debug!(plugin = %self.tags.plugin, class = %self.tags.class,
                 jid = %self.tags.jid, model = %model, id = %shown(id, naming::SHOWN), changed, "record {op}"),
-            Err(err) => {
-                let error = err.to_string();
-                tracing::warn!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
-                    model = %model, error = %crate::untrusted::escape(&error), "record {op} failed");
-                if let RecordError::Denied(rule) = err {
-                    self.violation.get_or_insert_with(|| rule.clone());
-                }
-            }
+            Err(err) => self.change_failed(&model, op, err),
         }
         Ok(result?)
+    }
+
+    /// Logs a failed change; one the policy denied fails the job for good.
+    fn change_failed(&mut self, model: &str, op: &str, err: &RecordError) {
+        let error = err.to_string();
+        tracing::warn!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
+            model = %model, error = %crate::untrusted::escape(&error), "record {op} failed");
+        if let RecordError::Denied(rule) = err {
+            self.violation.get_or_insert_with(|| rule.clone());
+        }
     }
 }
 
@@ -159,17 +160,43 @@ impl records::Host for HostState {
     }
 
     async fn update(&mut self, model: String, id: String, changes: String) -> Result<bool, WitError> {
-        let changes: Value = serde_json::from_str(&changes)
-            .map_err(|err| WitError::InvalidInput(format!("the changes to {model} are not JSON: {err}")))?;
-        let Value::Object(changes) = changes else {
-            return Err(WitError::InvalidInput(format!(
-                "the changes to {model} are not a JSON object of columns and values"
-            )));
-        };
+        let changes = json_object(&changes, &format!("the changes to {model}"))?;
         self.change_record(&model, &id, Change::Update(&changes)).await
     }
 
     async fn delete(&mut self, model: String, id: String) -> Result<bool, WitError> {
         self.change_record(&model, &id, Change::Delete).await
+    }
+
+    async fn insert(&mut self, model: String, values: String) -> Result<String, WitError> {
+        let values = json_object(&values, &format!("the values of a new {model}"))?;
+        let (records, guard) = (self.caps.records.clone(), self.caps.guard.clone());
+        let result = records.insert(writer(&self.tags.plugin, &guard), &model, &values).await;
+        let model = shown(&model, naming::SHOWN);
+        match &result {
+            Ok(id) => tracing::debug!(plugin = %self.tags.plugin, class = %self.tags.class,
+                jid = %self.tags.jid, model = %model, id = %shown(id, naming::SHOWN), "record insert"),
+            Err(err) => self.change_failed(&model, "insert", err),
+        }
+        Ok(result?)
+    }
+}
+
+/// What `plugin` may change, from its policy.
+fn writer<'a>(plugin: &'a str, guard: &'a Guard) -> Writer<'a> {
+    Writer {
+        plugin,
+        writes: guard.record_writes(),
+        deletes: guard.record_deletes(),
+        inserts: guard.record_inserts(),
+    }
+}
+
+/// `text` as a JSON object, or an error naming `what` it should be.
+fn json_object(text: &str, what: &str) -> Result<serde_json::Map<String, Value>, WitError> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(WitError::InvalidInput(format!("{what} are not a JSON object of columns and values"))),
+        Err(err) => Err(WitError::InvalidInput(format!("{what} are not JSON: {err}"))),
     }
 }

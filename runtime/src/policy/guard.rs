@@ -92,6 +92,11 @@ impl Guard {
         &self.rules.writes
     }
 
+    /// The columns the plugin may set in new records, by model.
+    pub fn record_inserts(&self) -> &super::WriteGrants {
+        &self.rules.inserts
+    }
+
     /// The models whose rows the plugin may delete.
     pub fn record_deletes(&self) -> &[String] {
         &self.rules.deletes

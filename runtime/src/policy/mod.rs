@@ -79,6 +79,10 @@ pub struct Rules {
     pub writes: WriteGrants,
     /// The models whose rows the plugin may delete with `records.delete`.
     pub deletes: Vec<String>,
+    /// The columns of each model the plugin may set in a record it creates
+    /// with `records.insert` (`{ "ActiveStorage::VariantRecord" =
+    /// ["blob_id", "variation_digest"] }`); timestamps are set by the host.
+    pub inserts: WriteGrants,
 }
 
 impl Default for Rules {
@@ -98,6 +102,7 @@ impl Default for Rules {
             blobs: Some(BlobGrant::default()),
             writes: WriteGrants::new(),
             deletes: Vec::new(),
+            inserts: WriteGrants::new(),
         }
     }
 }
@@ -272,12 +277,15 @@ mod tests {
     fn only_a_policy_file_grants_writes_and_deletes() {
         let policy = Policy::parse(
             "[plugins.storage]\nwrites = { \"ActiveStorage::Blob\" = [\"metadata\"] }\n\
-             deletes = [\"ActiveStorage::Blob\"]\n",
+             deletes = [\"ActiveStorage::Blob\"]\n\
+             inserts = { \"ActiveStorage::VariantRecord\" = [\"blob_id\"] }\n",
         )
         .unwrap();
         let storage = policy.rules_for("storage");
         assert_eq!(storage.writes["ActiveStorage::Blob"], ["metadata"]);
         assert_eq!(storage.deletes, ["ActiveStorage::Blob"]);
+        assert_eq!(storage.inserts["ActiveStorage::VariantRecord"], ["blob_id"]);
+        assert!(policy.rules_for("other").inserts.is_empty());
         assert!(policy.rules_for("other").writes.is_empty() && policy.rules_for("other").deletes.is_empty());
         let none = Policy::default();
         assert!(none.rules_for("x").writes.is_empty() && none.rules_for("x").deletes.is_empty());

@@ -6,7 +6,8 @@
 //! look sensitive. Without a policy file every model is readable, with the
 //! same sensitive columns held back; with one, a plugin reads only what its
 //! rules grant. Changes are granted only by a policy file, column by column
-//! for updates (`writes`) and model by model for deletes (`deletes`).
+//! for updates (`writes`) and new records (`inserts`), and model by model
+//! for deletes (`deletes`).
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -75,6 +76,20 @@ pub fn check_write(writes: &WriteGrants, plugin: &str, model: &str, column: &str
         None => Err(format!("plugin {plugin} may not change model {model}: the policy grants it no writes")),
         Some(columns) if !columns.iter().any(|c| c == column) => Err(format!(
             "plugin {plugin} may not change column {column} of model {model}: the policy's writes don't name it"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Why `plugin` may not give `column` to a new record of `model`, if it
+/// may not.
+pub fn check_insert(inserts: &WriteGrants, plugin: &str, model: &str, column: &str) -> Result<(), String> {
+    match inserts.get(model) {
+        None => Err(format!(
+            "plugin {plugin} may not create records of model {model}: the policy grants it no inserts"
+        )),
+        Some(columns) if !columns.iter().any(|c| c == column) => Err(format!(
+            "plugin {plugin} may not set column {column} of a new {model}: the policy's inserts don't name it"
         )),
         Some(_) => Ok(()),
     }
@@ -167,5 +182,14 @@ mod tests {
         let deletes = ["ActiveStorage::Blob".to_string()];
         assert!(check_delete(&deletes, "p", "ActiveStorage::Blob").is_ok());
         assert!(check_delete(&deletes, "p", "User").unwrap_err().contains("model User"));
+        let inserts =
+            WriteGrants::from([("ActiveStorage::VariantRecord".to_string(), vec!["blob_id".to_string()])]);
+        assert!(check_insert(&inserts, "p", "ActiveStorage::VariantRecord", "blob_id").is_ok());
+        assert!(
+            check_insert(&inserts, "p", "ActiveStorage::VariantRecord", "id")
+                .unwrap_err()
+                .contains("column id")
+        );
+        assert!(check_insert(&inserts, "p", "User", "email").unwrap_err().contains("no inserts"));
     }
 }

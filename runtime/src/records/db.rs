@@ -185,7 +185,7 @@ impl Database {
     /// A change the database refuses (a foreign key, a unique index, a
     /// `NOT NULL`) is invalid input, not worth a retry.
     pub async fn execute(&self, sql: &str, params: &[Param]) -> Result<u64, RecordError> {
-        let run = async {
+        refusable(async {
             Ok(match self {
                 Database::Sqlite(pool) => {
                     bound!(sqlx::query(sql), params).execute(pool).await?.rows_affected()
@@ -197,16 +197,37 @@ impl Database {
                     bound!(sqlx::query(sql), params).execute(pool).await?.rows_affected()
                 }
             })
-        };
-        timed(async {
-            match run.await {
-                Err(sqlx::Error::Database(err)) if err.kind() != sqlx::error::ErrorKind::Other => {
-                    Ok(Err(RecordError::Invalid(format!("the database refused the change: {err}"))))
-                }
-                other => other.map(Ok),
-            }
         })
-        .await?
+        .await
+    }
+
+    /// Runs an `INSERT ... RETURNING` of one row and returns the text it
+    /// returns (the new row's primary key); refusals as for [`execute`].
+    ///
+    /// [`execute`]: Database::execute
+    pub async fn insert(&self, sql: &str, params: &[Param]) -> Result<String, RecordError> {
+        refusable(async {
+            Ok(match self {
+                Database::Sqlite(pool) => {
+                    bound!(sqlx::query_scalar::<_, String>(sql), params).fetch_one(pool).await?
+                }
+                Database::Postgres(pool) => {
+                    bound!(sqlx::query_scalar::<_, String>(sql), params).fetch_one(pool).await?
+                }
+                Database::MySql(pool) => {
+                    bound!(sqlx::query_scalar::<_, String>(sql), params).fetch_one(pool).await?
+                }
+            })
+        })
+        .await
+    }
+
+    /// `name` as text, for a `RETURNING` clause.
+    pub fn as_text(&self, name: &str) -> String {
+        match self {
+            Database::MySql(_) => format!("CAST({} AS CHAR)", self.quote(name)),
+            _ => format!("CAST({} AS TEXT)", self.quote(name)),
+        }
     }
 
     /// The `n`th (from 1) bound parameter's placeholder.
@@ -266,6 +287,21 @@ impl Database {
 /// `text` as an SQL string literal.
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Runs a change under [`QUERY_TIMEOUT`]. One the database refuses (a
+/// foreign key, a unique index, a `NOT NULL`) is invalid input, not worth
+/// a retry; any other failure is.
+async fn refusable<T>(change: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, RecordError> {
+    timed(async {
+        match change.await {
+            Err(sqlx::Error::Database(err)) if err.kind() != sqlx::error::ErrorKind::Other => {
+                Ok(Err(RecordError::Invalid(format!("the database refused the change: {err}"))))
+            }
+            other => other.map(Ok),
+        }
+    })
+    .await?
 }
 
 /// Runs a query under [`QUERY_TIMEOUT`]; any failure is worth a retry.

@@ -10,6 +10,7 @@
 //! `None`, never an error.
 
 mod db;
+mod insert;
 pub mod naming;
 pub mod schema;
 mod write;

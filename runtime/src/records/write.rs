@@ -23,6 +23,8 @@ pub struct Writer<'a> {
     pub plugin: &'a str,
     pub writes: &'a WriteGrants,
     pub deletes: &'a [String],
+    /// The columns of each model the plugin may give a new record.
+    pub inserts: &'a WriteGrants,
 }
 
 /// One change to one record.
@@ -174,7 +176,7 @@ impl Statement {
 
 /// The `n`th placeholder as a value for `column`. PostgreSQL takes a text
 /// into a JSON, timestamp or uuid column only with a cast to its type.
-fn bind_as(db: &Database, column: &Column, n: usize) -> Result<String, RecordError> {
+pub(super) fn bind_as(db: &Database, column: &Column, n: usize) -> Result<String, RecordError> {
     let placeholder = db.placeholder(n);
     match (db, column.kind) {
         (Database::Postgres(_), Kind::Other) if schema::castable(&column.declared) => {
@@ -238,7 +240,8 @@ mod tests {
     #[test]
     fn only_granted_columns_and_models_change() {
         let writes = WriteGrants::from([("ActiveStorage::Blob".to_string(), vec!["metadata".to_string()])]);
-        let writer = Writer { plugin: "storage", writes: &writes, deletes: &[] };
+        let writer =
+            Writer { plugin: "storage", writes: &writes, deletes: &[], inserts: &WriteGrants::new() };
         let ok = json!({"metadata": "{}"});
         assert!(check_grant(writer, "ActiveStorage::Blob", Change::Update(ok.as_object().unwrap())).is_ok());
         let key = json!({"metadata": "{}", "key": "x"});
