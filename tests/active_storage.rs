@@ -150,6 +150,10 @@ const TRANSFORM_LATER: &str = r#"
       Sidekiq::Client.push("class" => "ActiveJob::QueueAdapters::SidekiqAdapter::JobWrapper",
                            "wrapped" => "ActiveStorage::TransformJob", "queue" => "default", "args" => [job])
     end
+"#;
+
+/// The variants `transform` makes, of Bo's and Ann's avatars.
+const VARIANTS: &str = r#"
     BO, ANN = %w[Bo Ann].map { |name| User.find_by!(name: name).avatar.blob }
     VARIANTS = { BO => { resize_to_limit: [10, 10] }, ANN => { resize_to_fill: [8, 8], format: :gif } }
 "#;
@@ -160,7 +164,7 @@ const TRANSFORM_LATER: &str = r#"
 /// own digest and reads its image. Returns the key of Ann's variant's file.
 fn transform(gallery: &Gallery, redis: &Redis) -> String {
     gallery.ruby(&format!(
-        r#"{TRANSFORM_LATER}
+        r#"{TRANSFORM_LATER}{VARIANTS}
            VARIANTS.each {{ |blob, transformations| transform_later(blob, transformations) }}
            wait_for("both variants processed") {{ VARIANTS.all? {{ |b, t| b.variant(t).send(:processed?) }} }}"#
     ));
@@ -171,11 +175,11 @@ fn transform(gallery: &Gallery, redis: &Redis) -> String {
         })
     };
     processed(4);
-    gallery.ruby(&format!("{TRANSFORM_LATER}\ntransform_later(BO, VARIANTS[BO])"));
+    gallery.ruby(&format!("{TRANSFORM_LATER}{VARIANTS}\ntransform_later(BO, VARIANTS[BO])"));
     processed(5);
     let out = gallery.ruby(&format!(
         r#"require "mini_magick"
-           {TRANSFORM_LATER}
+           {VARIANTS}
            puts VARIANTS.map {{ |b, t|
              image = b.variant(t).image.blob
              size = MiniMagick::Image.read(image.download).dimensions
@@ -365,5 +369,36 @@ fn hostile_images_end_their_jobs_for_good_and_leave_their_blobs_as_they_were() {
     assert_eq!(metadata[..5], vec![json!({"identified": true}); 5], "nothing written to the hostile blobs");
     assert_eq!(metadata[5], json!({"identified": true, "width": 30, "height": 20, "analyzed": true}));
     assert_eq!(metadata[6], json!({"identified": true, "analyzed": true}), "the SVG, without a size");
+
+    // Their variants fail as their analyses did, as does a transformation
+    // the plugin doesn't perform, naming itself; no variant is made.
+    let transforms = [
+        ("bomb.png", "{ resize_to_limit: [10, 10] }", "more pixels than an image may have"),
+        ("lying.png", "{ resize_to_limit: [10, 10] }", "its bytes are image/jpeg"),
+        ("Ann", "{ resize_to_limit: [10, 10], rotate: 90 }", "the transformation rotate is not one"),
+    ];
+    let pushes: String = transforms
+        .iter()
+        .map(|(user, variant, _)| {
+            format!("transform_later(User.find_by!(name: {user:?}).avatar.blob, {variant})\n")
+        })
+        .collect();
+    gallery.ruby(&format!("{TRANSFORM_LATER}{pushes}"));
+    let dead = eventually("the three transforms in the dead set", WAIT, || {
+        let dead: Vec<Value> = redis
+            .sorted_set("dead")
+            .into_iter()
+            .filter(|job| job["wrapped"] == "ActiveStorage::TransformJob")
+            .collect();
+        (dead.len() >= transforms.len()).then_some(dead)
+    });
+    for (user, _, reason) in transforms {
+        assert!(
+            dead.iter().any(|job| job["error_message"].as_str().unwrap().contains(reason)),
+            "{user}: {reason} in {dead:?}"
+        );
+    }
+    let made = gallery.ruby("puts [ActiveStorage::VariantRecord.count, ActiveStorage::Blob.count].to_json");
+    assert_eq!(made, "[0,7]", "no variant record, no blob beside the seven uploads");
     assert!(redis.sorted_set("retry").is_empty(), "{}", runner.logs());
 }
