@@ -242,6 +242,43 @@ fn rails_analyze_and_purge_jobs_on_s3() {
     assert!(!runner.logs().contains(jobrunner_tests::S3_SECRET_KEY), "the secret is never logged");
 }
 
+/// A direct upload lands on a Mirror service's primary alone; attaching it
+/// makes Rails enqueue a `MirrorJob`, and the runner copies the file to
+/// the mirror. A file that doesn't match its blob's checksum is copied
+/// nowhere and retried, as Rails retries its `IntegrityError`.
+#[test]
+fn rails_mirror_jobs_copy_direct_uploads_to_the_mirrors() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let gallery = Gallery::sqlite_mirrored(&redis);
+    let runner = runner(&redis, &smtp, &gallery, POLICY);
+    write_images(gallery.root());
+    let keys = gallery.ruby(
+        r#"def direct_upload(name, data, checksum)
+             blob = ActiveStorage::Blob.create_before_direct_upload!(filename: "avatar.png",
+               byte_size: data.bytesize, checksum: checksum, content_type: "image/png")
+             ActiveStorage::Blob.service.primary.upload(blob.key, StringIO.new(data)) # the browser's PUT
+             User.create!(name: name).avatar.attach(blob.signed_id)
+             blob.key
+           end
+           data = File.binread(Rails.root.join("avatar.png"))
+           puts [direct_upload("Ann", data, Digest::MD5.base64digest(data)),
+                 direct_upload("Eve", data, Digest::MD5.base64digest("something else"))].to_json"#,
+    );
+    let keys: Vec<String> = serde_json::from_str(&keys).unwrap();
+    let png = std::fs::read(gallery.root().join("avatar.png")).unwrap();
+    eventually("Ann's avatar on the mirror", WAIT, || {
+        (std::fs::read(gallery.mirrored(&keys[0])).ok()? == png).then_some(())
+    });
+    let retried = eventually("Eve's mirroring retried", WAIT, || {
+        let retry = redis.sorted_set("retry");
+        retry.into_iter().find(|job| job["wrapped"] == "ActiveStorage::MirrorJob")
+    });
+    let error = retried["error_message"].as_str().unwrap();
+    assert!(error.contains("doesn't match the blob's checksum") && error.contains(&keys[1]), "{error}");
+    assert!(gallery.stored(&keys[1]).exists() && !gallery.mirrored(&keys[1]).exists());
+    assert!(redis.sorted_set("dead").is_empty(), "{}", runner.logs());
+}
+
 #[test]
 fn without_a_write_grant_analysis_ends_in_the_dead_set_and_the_blob_is_untouched() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());

@@ -20,6 +20,7 @@ wasmtime::component::bindgen!({
         "jobrunner:plugin/blobs.write": async,
         "jobrunner:plugin/blobs.delete": async,
         "jobrunner:plugin/blobs.delete-prefixed": async,
+        "jobrunner:plugin/blobs.mirror": async,
     },
     exports: { default: async },
 });

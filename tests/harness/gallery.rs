@@ -25,6 +25,8 @@ pub struct Gallery {
 
 enum Files {
     Disk,
+    /// The `mirror` service: `local`, mirrored onto `backup`.
+    Mirror,
     /// The bucket's folder on the S3 server, and the app's credentials.
     S3 {
         bucket: PathBuf,
@@ -57,10 +59,16 @@ impl Gallery {
         gallery
     }
 
+    /// The app over a SQLite file, its uploads on the `mirror` service.
+    pub fn sqlite_mirrored(redis: &Redis) -> Gallery {
+        Gallery { files: Files::Mirror, ..Gallery::sqlite(redis) }
+    }
+
     /// The service uploads go to, as `--storage-service` names it.
     pub fn service(&self) -> &'static str {
         match self.files {
             Files::Disk => "local",
+            Files::Mirror => "mirror",
             Files::S3 { .. } => "amazon",
         }
     }
@@ -111,9 +119,19 @@ impl Gallery {
     /// the S3 server's file of the object.
     pub fn stored(&self, key: &str) -> PathBuf {
         match &self.files {
-            Files::Disk => self.root().join("storage").join(&key[..2]).join(&key[2..4]).join(key),
+            Files::Disk | Files::Mirror => self.on_disk("storage", key),
             Files::S3 { bucket, .. } => bucket.join(key),
         }
+    }
+
+    /// Where the `backup` service, the `mirror` service's mirror, keeps `key`.
+    pub fn mirrored(&self, key: &str) -> PathBuf {
+        self.on_disk("backup", key)
+    }
+
+    /// Where a Disk service with root `folder` keeps `key`: `xx/yy/key`.
+    fn on_disk(&self, folder: &str, key: &str) -> PathBuf {
+        self.root().join(folder).join(&key[..2]).join(&key[2..4]).join(key)
     }
 
     /// Runs `code` inside the app and returns what it printed.
@@ -128,7 +146,7 @@ impl Gallery {
             .env("REDIS_URL", &self.redis_url)
             .env("GALLERY_SERVICE", self.service())
             .envs(match &self.files {
-                Files::Disk => Vec::new(),
+                Files::Disk | Files::Mirror => Vec::new(),
                 Files::S3 { env, .. } => env.clone(),
             })
             .output()

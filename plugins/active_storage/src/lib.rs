@@ -10,10 +10,12 @@
 //! - `ActiveStorage::TransformJob` (Rails 7.1+, for `preprocessed: true`
 //!   variants): resizes the image as the variant's transformations say and
 //!   stores it as a new blob attached to a variant record under Rails'
-//!   digest of the variation, as `VariantWithRecord#process` does.
+//!   digest of the variation, as `VariantWithRecord#process` does;
+//! - `ActiveStorage::MirrorJob` (a Mirror service): copies a file uploaded
+//!   to the primary to each mirror that lacks it.
 //!
-//! Each takes the blob's GlobalID, as Rails enqueues them, and does nothing
-//! for a blob that no longer exists (Rails discards those jobs too). The
+//! Each but the last takes the blob's GlobalID, as Rails enqueues them,
+//! and does nothing for a blob that no longer exists (Rails discards those jobs too). The
 //! image is untrusted input: decoding it here runs under the sandbox's
 //! memory cap and deadline, with no files or shell to reach.
 
@@ -21,6 +23,7 @@ mod analyze;
 mod blob;
 mod decode;
 mod marshal;
+mod mirror;
 mod purge;
 mod resize;
 mod transform;
@@ -35,17 +38,25 @@ impl Guest for ActiveStorage {
         plugin_info(
             "active_storage",
             env!("CARGO_PKG_VERSION"),
-            &["ActiveStorage::AnalyzeJob", "ActiveStorage::PurgeJob", "ActiveStorage::TransformJob"],
+            &[
+                "ActiveStorage::AnalyzeJob",
+                "ActiveStorage::PurgeJob",
+                "ActiveStorage::TransformJob",
+                "ActiveStorage::MirrorJob",
+            ],
         )
     }
 
     fn perform(job: Job) -> Result<(), JobError> {
         let args = Args::parse(&job.args)?;
-        let gid: String = args.required("blob", 0)?;
+        let blob = || args.required::<String>("blob", 0);
         match job.class.as_str() {
-            "ActiveStorage::AnalyzeJob" => analyze::perform(&gid),
-            "ActiveStorage::PurgeJob" => purge::perform(&gid),
-            "ActiveStorage::TransformJob" => transform::perform(&gid, &args.required("transformations", 1)?),
+            "ActiveStorage::AnalyzeJob" => analyze::perform(&blob()?),
+            "ActiveStorage::PurgeJob" => purge::perform(&blob()?),
+            "ActiveStorage::TransformJob" => {
+                transform::perform(&blob()?, &args.required("transformations", 1)?)
+            }
+            "ActiveStorage::MirrorJob" => mirror::perform(&args),
             other => Err(JobError::Permanent(format!("active_storage does not perform {other}"))),
         }
     }

@@ -74,3 +74,20 @@ pub fn delete(service: &str, key: &str) -> Result<(), JobError> {
 pub fn delete_prefixed(service: &str, prefix: &str) -> Result<(), JobError> {
     Ok(host::delete_prefixed(service, prefix)?)
 }
+
+/// Copies the file of `key` from the Mirror service `service`'s primary to
+/// each of its mirrors that lacks it, once its bytes match `checksum` (the
+/// blob's MD5 in Base64), as Rails' `MirrorService#mirror`: how many it
+/// copied to, or `None` when the primary has no such file. A mismatch is
+/// retryable, as Rails retries it:
+///
+/// ```ignore
+/// blobs::mirror("", &key, &checksum)?; // "": the default service
+/// ```
+pub fn mirror(service: &str, key: &str, checksum: &str) -> Result<Option<u32>, JobError> {
+    match host::mirror(service, key, checksum) {
+        Ok(copies) => Ok(Some(copies)),
+        Err(BlobError::NotFound(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}

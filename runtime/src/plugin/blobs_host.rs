@@ -154,4 +154,19 @@ impl wit_blobs::Host for HostState {
     async fn delete_prefixed(&mut self, service: String, prefix: String) -> Result<(), WitError> {
         self.change(&service, &prefix, Change::DeleteFolder).await
     }
+
+    async fn mirror(&mut self, service: String, key: String, checksum: String) -> Result<u32, WitError> {
+        let (storage, name, cap) = self.blob_call(&service, BlobAccess::Write)?;
+        match storage.mirror(&name, &key, &checksum, cap).await {
+            Ok(copies) => {
+                tracing::debug!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
+                    service = %shown(&name, SHOWN), key = %shown(&key, SHOWN), copies, "blob mirrored");
+                Ok(copies as u32)
+            }
+            Err(err) => {
+                self.blob_failed("mirror", &key, &err);
+                Err(err.into())
+            }
+        }
+    }
 }

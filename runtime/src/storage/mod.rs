@@ -10,6 +10,7 @@
 mod backend;
 pub mod config;
 pub mod disk;
+mod mirror;
 mod s3;
 pub mod store;
 

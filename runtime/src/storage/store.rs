@@ -67,7 +67,7 @@ impl Storage {
         }
     }
 
-    fn service(&self, name: &str) -> Result<&Service, BlobError> {
+    pub(super) fn service(&self, name: &str) -> Result<&Service, BlobError> {
         if !self.is_configured() {
             return Err(BlobError::Service(
                 "the runner has no storage services (--storage-config config/storage.yml)".to_string(),
@@ -76,7 +76,7 @@ impl Storage {
         self.services.get(name).map_err(|err| BlobError::Service(err.to_string()))
     }
 
-    fn backend(&self, name: &str) -> Result<Backend<'_>, BlobError> {
+    pub(super) fn backend(&self, name: &str) -> Result<Backend<'_>, BlobError> {
         match self.service(name)? {
             Service::Disk(disk) => Ok(Backend::Disk(disk)),
             Service::S3(_) => Ok(Backend::S3(&self.buckets[name])),
