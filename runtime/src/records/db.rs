@@ -201,10 +201,13 @@ impl Database {
         .await
     }
 
-    /// Runs an `INSERT ... RETURNING` of one row and returns the text it
-    /// returns (the new row's primary key); refusals as for [`execute`].
+    /// Runs the `INSERT` of one row (SQLite and PostgreSQL with a
+    /// `RETURNING` clause, see [`returning`]) and returns the new row's
+    /// primary key as text; MySQL and MariaDB give theirs as the
+    /// connection's last insert id. Refusals as for [`execute`].
     ///
     /// [`execute`]: Database::execute
+    /// [`returning`]: Database::returning
     pub async fn insert(&self, sql: &str, params: &[Param]) -> Result<String, RecordError> {
         refusable(async {
             Ok(match self {
@@ -215,18 +218,21 @@ impl Database {
                     bound!(sqlx::query_scalar::<_, String>(sql), params).fetch_one(pool).await?
                 }
                 Database::MySql(pool) => {
-                    bound!(sqlx::query_scalar::<_, String>(sql), params).fetch_one(pool).await?
+                    bound!(sqlx::query(sql), params).execute(pool).await?.last_insert_id().to_string()
                 }
             })
         })
         .await
     }
 
-    /// `name` as text, for a `RETURNING` clause.
-    pub fn as_text(&self, name: &str) -> String {
+    /// The clause that makes an `INSERT` return the new row's `key` as
+    /// text; none for MySQL, which has no `RETURNING` (see [`insert`]).
+    ///
+    /// [`insert`]: Database::insert
+    pub fn returning(&self, key: &str) -> String {
         match self {
-            Database::MySql(_) => format!("CAST({} AS CHAR)", self.quote(name)),
-            _ => format!("CAST({} AS TEXT)", self.quote(name)),
+            Database::MySql(_) => String::new(),
+            _ => format!(" RETURNING CAST({} AS TEXT)", self.quote(key)),
         }
     }
 

@@ -70,7 +70,8 @@ fn check_grant(writer: Writer<'_>, model: &str, values: &Map<String, Value>) -> 
     values.keys().try_for_each(|column| grants::check_insert(writer.inserts, writer.plugin, model, column))
 }
 
-/// The `INSERT ... RETURNING` of one row of `table` and its bound values.
+/// The `INSERT` of one row of `table`, returning its key, and its bound
+/// values.
 fn statement(
     db: &Database,
     table: &Table,
@@ -110,11 +111,11 @@ fn statement(
         )));
     }
     let sql = format!(
-        "INSERT INTO {} ({}) VALUES ({}) RETURNING {}",
+        "INSERT INTO {} ({}) VALUES ({}){}",
         db.quote(&table.table),
         names.join(", "),
         sql_values.join(", "),
-        db.as_text(&table.primary_key)
+        db.returning(&table.primary_key)
     );
     Ok((sql, params))
 }
@@ -153,6 +154,10 @@ mod tests {
             r#"INSERT INTO "active_storage_variant_records" ("blob_id", "variation_digest", "created_at") VALUES ($1, $2, (now() AT TIME ZONE 'UTC')) RETURNING CAST("id" AS TEXT)"#
         );
         assert_eq!(params, [Param::Int(7), Param::Text("abc=".into())]);
+        // MySQL has no RETURNING: the key is the connection's last insert id.
+        let mysql = Database::connect_lazy("mysql://u@127.0.0.1:1/shop", 1, Access::Write).unwrap();
+        let (sql, _) = statement(&mysql, &variant_records(), "ActiveStorage::VariantRecord", values).unwrap();
+        assert!(sql.ends_with("VALUES (?, ?, UTC_TIMESTAMP(6))"), "{sql}");
         let sqlite = Database::connect_lazy("sqlite:///nonexistent.db", 1, Access::Write).unwrap();
         let bad = json!({"blob_id": 7, "nope": 1});
         let err =
