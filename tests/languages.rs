@@ -9,10 +9,23 @@
 use jobrunner_tests::{Mail, Redis, Runner, RunnerOptions, Shop, SmtpSink, WAIT, eventually, job_json};
 use serde_json::{Value, json};
 
-/// A runner with `plugin`, reading the shop's database.
+/// A runner with `plugin`, reading the shop's database, once the plugin is
+/// loaded. Compiling an interpreter uncached takes 15 to 40 s on 2 busy
+/// cores (more than the default `--compile-timeout`), and is not what
+/// these tests time.
 fn runner(redis: &Redis, smtp: &SmtpSink, shop: &Shop, plugin: &'static str) -> Runner {
-    let options = RunnerOptions::plugins(&[plugin]).args(&["--database", &shop.runner_database]);
-    Runner::start(&redis.url, &smtp.url, options)
+    let options = RunnerOptions::plugins(&[plugin]).args(&[
+        "--database",
+        &shop.runner_database,
+        "--compile-timeout",
+        "300",
+    ]);
+    let runner = Runner::start(&redis.url, &smtp.url, options);
+    let file = format!("{plugin}.wasm");
+    eventually(&format!("{file} loaded"), std::time::Duration::from_secs(300), || {
+        runner.logs().lines().any(|line| line.contains("plugin loaded") && line.contains(&file)).then_some(())
+    });
+    runner
 }
 
 /// The HTML part of `mail`, its quoted-printable soft line breaks undone.
