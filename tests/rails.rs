@@ -169,12 +169,19 @@ fn policy_and_injection(redis: &Redis, smtp: &SmtpSink, shop: &Shop, total: &str
         {"find": ["User", "1 OR 1=1", []]},
         {"locate": ["gid://shop/Order/1", ["id", "total"]]},
         {"locate": ["gid://shop/users/1", []]},
+        {"find_batch": ["Order", "{}", null, ["total"], null, 2]},
+        {"find_batch": ["User", "{\"password_digest\": \"x\"}", null, [], null, 10]},
+        {"find_batch": ["Order", "{}", ["created_at) OR (1=1", "\"2020\"", null], [], null, 10]},
+        {"find_batch": ["Order", "{}", null, [], "1 OR 1=1", 10]},
+        {"find_batch": ["Order", "{}", null, [], null, 1001]},
+        {"find_many": ["User", ["1", "2 OR 1=1"], []]},
+        {"find_many": ["User", ["99", "1"], ["email"]]},
     ]);
     redis.push(
         "default",
         &jobrunner_tests::job_json("RecordsJob", json!([{"calls": calls}]), "a0a0a0a0a0a0a0a0a0a0a0a0"),
     );
-    let lines = runner.wait_for_log(&["records 8:"], 1);
+    let lines = runner.wait_for_log(&["records 15:"], 1);
     let logs = runner.logs();
     let outcome = |i: usize| {
         let line = logs
@@ -200,6 +207,18 @@ fn policy_and_injection(redis: &Redis, smtp: &SmtpSink, shop: &Shop, total: &str
     assert!(outcome(6).contains("invalid") && outcome(6).contains("users.id"), "{}", outcome(6));
     assert!(outcome(7).contains(&format!(r#"ok {{"id":1,"total":{total}}}"#)), "{}", outcome(7));
     assert!(outcome(8).contains("invalid"), "{}", outcome(8));
+    // Batches: the key is always read, and is where the next batch starts.
+    assert!(
+        outcome(9).contains(&format!(r#"ok [{{"id":1,"total":{total}}}] last=Some("1")"#)),
+        "{}",
+        outcome(9)
+    );
+    assert!(outcome(10).contains("denied") && outcome(10).contains("password_digest"), "{}", outcome(10));
+    assert!(outcome(11).contains("invalid") && outcome(11).contains("no column"), "{}", outcome(11));
+    assert!(outcome(12).contains("invalid") && outcome(12).contains("orders.id"), "{}", outcome(12));
+    assert!(outcome(13).contains("invalid") && outcome(13).contains("1000"), "{}", outcome(13));
+    assert!(outcome(14).contains("invalid") && outcome(14).contains("users.id"), "{}", outcome(14));
+    assert!(outcome(15).contains(r#"ok [{"id":1,"email":"ann@example.com"}]"#), "{}", outcome(15));
     assert_eq!(shop.ruby("puts User.count"), "1", "the users table is intact");
     // The grant is the plugin's own: order_created still mails the order.
     shop.ruby("place_order(email: \"cy@example.com\", name: \"Cy\")");

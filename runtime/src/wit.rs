@@ -11,6 +11,8 @@ wasmtime::component::bindgen!({
         "jobrunner:plugin/records.locate": async,
         "jobrunner:plugin/records.find": async,
         "jobrunner:plugin/records.find-all-by": async,
+        "jobrunner:plugin/records.find-batch": async,
+        "jobrunner:plugin/records.find-many": async,
         "jobrunner:plugin/records.update": async,
         "jobrunner:plugin/records.delete": async,
         "jobrunner:plugin/records.insert": async,

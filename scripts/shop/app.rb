@@ -111,6 +111,16 @@ class PasswordResetJob < ApplicationJob
   end
 end
 
+# Performed by the runner's tally test plugin: reads the orders in batches.
+# `OrderTallyJob.perform_later("ops@shop.example", user_id, from, until, 500)`.
+class OrderTallyJob < ApplicationJob
+  queue_as :default
+
+  def perform(to, user_id, from, until_time, batch_size)
+    raise "performed by the runner"
+  end
+end
+
 class ApplicationMailer < ActionMailer::Base
   default from: "shop@example.com"
 end
@@ -147,4 +157,20 @@ def place_order(email: "ann@example.com", name: "Ann", commit_delay: 0)
     placed
   end
   [user, order]
+end
+
+# Creates `count` orders without callbacks (no jobs), spread over users
+# 1 to `users` and over November 2026, `per_insert` rows per statement, as
+# a data import would. Prints how many orders there are.
+def import_orders(count, users: 3, per_insert: 1000)
+  users.times { |i| User.create!(email: "user#{i + 1}@example.com", name: "User #{i + 1}") }
+  user_ids = User.order(:id).limit(users).pluck(:id)
+  start = Time.utc(2026, 11, 1)
+  (0...count).each_slice(per_insert) do |slice|
+    Order.insert_all(slice.map do |i|
+      { user_id: user_ids[i % users], total: format("%.2f", (i % 997) / 10.0 + 1),
+        created_at: start + (i * 30 * 86_400 / count) }
+    end)
+  end
+  puts Order.count
 end

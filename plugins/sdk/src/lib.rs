@@ -5,7 +5,8 @@
 //!   errors that name the missing or malformed field.
 //! - [`mail`]: building a message and sending it through the host, with the
 //!   host's mail errors mapped onto job errors.
-//! - [`records`]: reading the app's database rows through the host.
+//! - [`records`]: reading the app's database rows through the host, one
+//!   at a time or in batches.
 //! - [`blobs`]: reading and writing stored files through the host.
 //! - [`rails`]: `deliver_later` mail jobs and GlobalIDs.
 //! - [`log`]: writing to the host's log.
@@ -26,6 +27,7 @@ pub mod blobs;
 pub mod mail;
 pub mod rails;
 pub mod records;
+mod scan;
 
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)] // generated code

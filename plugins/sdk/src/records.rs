@@ -1,5 +1,6 @@
-//! Reading the app's records through the host's `records` capability, and
-//! changing the ones the policy grants ([`update`], [`insert`], [`delete`]).
+//! Reading the app's records through the host's `records` capability, one
+//! or many at a time ([`scan`], [`find_many`]), and changing the ones the
+//! policy grants ([`update`], [`insert`], [`delete`]).
 //!
 //! A record comes back as its columns, decoded into any serde type:
 //!
@@ -22,6 +23,8 @@ pub use host::RecordError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::scan::{Batch, Batches, Each, MAX_BATCH, Scan, find_many, scan};
+
 impl From<RecordError> for JobError {
     fn from(err: RecordError) -> JobError {
         match err {
@@ -32,11 +35,11 @@ impl From<RecordError> for JobError {
     }
 }
 
-fn owned(columns: &[&str]) -> Vec<String> {
+pub(crate) fn owned(columns: &[&str]) -> Vec<String> {
     columns.iter().map(|c| c.to_string()).collect()
 }
 
-fn decode<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, JobError> {
+pub(crate) fn decode<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, JobError> {
     serde_json::from_str(json).map_err(|e| JobError::Permanent(format!("records: unexpected {what}: {e}")))
 }
 

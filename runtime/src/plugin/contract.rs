@@ -4,8 +4,8 @@
 //! The version is read from the component's imports (`jobrunner:plugin/
 //! mail@0.1.0`, ...). Versions follow semver as the component model applies
 //! it: before 1.0 the minor version is the breaking one, so a runner that
-//! provides 0.1.3 loads plugins built against 0.1.0 to 0.1.3, and refuses
-//! 0.2.0 or 0.1.4 with a message naming both versions.
+//! provides 0.1.4 loads plugins built against 0.1.0 to 0.1.4, and refuses
+//! 0.2.0 or 0.1.5 with a message naming both versions.
 
 use anyhow::{Result, bail};
 use wasmtime::Engine;
@@ -13,7 +13,7 @@ use wasmtime::component::Component;
 
 /// The package and version of `wit/plugin.wit`.
 pub const PACKAGE: &str = "jobrunner:plugin";
-pub const VERSION: &str = "0.1.3";
+pub const VERSION: &str = "0.1.4";
 
 /// The version `component` was built against; `None` if it imports nothing
 /// of ours (a plugin that neither mails nor logs).
@@ -53,7 +53,7 @@ fn parse(version: &str) -> Option<(u64, u64, u64)> {
     Some((parts.next()??, parts.next()??, parts.next()??))
 }
 
-/// The versions `ours` loads, for people: `0.1.0 to 0.1.3`.
+/// The versions `ours` loads, for people: `0.1.0 to 0.1.4`.
 fn range(ours: &str) -> String {
     match parse(ours) {
         Some((0, minor, _)) => format!("0.{minor}.0 to {ours}"),

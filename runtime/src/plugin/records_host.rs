@@ -11,7 +11,7 @@
 
 use super::host::HostState;
 use crate::policy::Guard;
-use crate::records::{Change, Lookup, Reader, RecordError, Writer, naming};
+use crate::records::{Bounds, Change, Lookup, Reader, RecordError, Scan, Writer, naming};
 use crate::untrusted::shown;
 use crate::wit::jobrunner::plugin::records::{self, RecordError as WitError};
 use serde_json::Value;
@@ -98,6 +98,14 @@ impl HostState {
         }
     }
 
+    /// Logs a read that failed.
+    fn read_failed<T>(&self, model: &str, result: &Result<T, RecordError>) {
+        if let Err(err) = result {
+            tracing::warn!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
+                model = %shown(model, naming::SHOWN), error = %crate::untrusted::escape(&err.to_string()), "record read failed");
+        }
+    }
+
     /// Makes `change` to the record of `model` with primary key `id` under
     /// this plugin's grants; a change the policy denies fails the job.
     async fn change_record(&mut self, model: &str, id: &str, change: Change<'_>) -> Result<bool, WitError> {
@@ -159,6 +167,52 @@ impl records::Host for HostState {
         Ok(format!("[{}]", rows.join(",")))
     }
 
+    async fn find_batch(
+        &mut self,
+        model: String,
+        equal: String,
+        range: Option<records::Bounds>,
+        columns: Vec<String>,
+        after: Option<String>,
+        batch_size: u32,
+    ) -> Result<records::Batch, WitError> {
+        let equal = json_object(&equal, &format!("the conditions on {model}"))?;
+        let bound = |value: Option<&str>, what| value.map(|v| json_value(v, what)).transpose();
+        let from = bound(range.as_ref().and_then(|r| r.at_least.as_deref()), "at-least")?;
+        let until = bound(range.as_ref().and_then(|r| r.below.as_deref()), "below")?;
+        let after = after.map(Value::String);
+        let range =
+            range.as_ref().map(|r| Bounds { column: &r.column, from: from.as_ref(), until: until.as_ref() });
+        let scan = Scan {
+            model: &model,
+            equal: &equal,
+            range,
+            columns: &columns,
+            after: after.as_ref(),
+            size: batch_size,
+        };
+        let (records, guard) = (self.caps.records.clone(), self.caps.guard.clone());
+        let reader = Reader { plugin: &self.tags.plugin, grants: guard.record_grants() };
+        let result = records.scan(reader, &scan).await;
+        self.read_failed(&model, &result);
+        let batch = result?;
+        Ok(records::Batch { rows: format!("[{}]", batch.rows.join(",")), last_key: batch.last_key })
+    }
+
+    async fn find_many(
+        &mut self,
+        model: String,
+        ids: Vec<String>,
+        columns: Vec<String>,
+    ) -> Result<String, WitError> {
+        let ids: Vec<Value> = ids.into_iter().map(Value::String).collect();
+        let (records, guard) = (self.caps.records.clone(), self.caps.guard.clone());
+        let reader = Reader { plugin: &self.tags.plugin, grants: guard.record_grants() };
+        let result = records.find_many(reader, &model, &ids, &columns).await;
+        self.read_failed(&model, &result);
+        Ok(format!("[{}]", result?.join(",")))
+    }
+
     async fn update(&mut self, model: String, id: String, changes: String) -> Result<bool, WitError> {
         let changes = json_object(&changes, &format!("the changes to {model}"))?;
         self.change_record(&model, &id, Change::Update(&changes)).await
@@ -190,6 +244,16 @@ fn writer<'a>(plugin: &'a str, guard: &'a Guard) -> Writer<'a> {
         deletes: guard.record_deletes(),
         inserts: guard.record_inserts(),
     }
+}
+
+/// `text` as a JSON value, or an error naming the bound `what` it is.
+fn json_value(text: &str, what: &str) -> Result<Value, WitError> {
+    serde_json::from_str(text).map_err(|err| {
+        WitError::InvalidInput(format!(
+            "the bound {what} \"{}\" is not JSON: {err}",
+            shown(text, naming::SHOWN)
+        ))
+    })
 }
 
 /// `text` as a JSON object, or an error naming `what` it should be.

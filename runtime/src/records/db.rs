@@ -13,7 +13,7 @@
 //! database gave it.
 
 use super::RecordError;
-use super::schema::{Column, Kind, Param, Schema};
+use super::schema::{self, Column, Kind, Param, Schema};
 use anyhow::{Context, Result, bail};
 use sqlx::Executor;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
@@ -42,14 +42,43 @@ pub enum Database {
     MySql(MySqlPool),
 }
 
-/// One query: the columns of one table where one column equals a value.
+/// One query: the columns of one table's rows that pass every filter, in
+/// one column's order.
 pub struct Select<'a> {
     pub table: &'a str,
     pub columns: &'a [&'a Column],
-    pub key: &'a Column,
-    pub value: Param,
+    pub filters: &'a [Filter<'a>],
     pub order_by: &'a str,
     pub limit: u32,
+}
+
+/// One condition of a [`Select`]: `column` compared with bound values.
+pub struct Filter<'a> {
+    pub column: &'a Column,
+    pub test: Test,
+}
+
+/// How a [`Filter`] compares its column.
+#[derive(Clone, Debug)]
+pub enum Test {
+    Equals(Param),
+    /// `IS NULL`, as Rails writes `where(deleted_at: nil)`.
+    Null,
+    AtLeast(Param),
+    Below(Param),
+    After(Param),
+    /// One of the values (at least one).
+    OneOf(Vec<Param>),
+}
+
+impl Test {
+    fn params(&self) -> &[Param] {
+        match self {
+            Test::Equals(p) | Test::AtLeast(p) | Test::Below(p) | Test::After(p) => std::slice::from_ref(p),
+            Test::OneOf(params) => params,
+            Test::Null => &[],
+        }
+    }
 }
 
 /// `query` with `params` bound, for whichever pool it then runs on.
@@ -164,7 +193,7 @@ impl Database {
     /// Runs `select` and returns each row as the JSON text of an object.
     pub async fn select(&self, select: &Select<'_>) -> Result<Vec<String>, RecordError> {
         let sql = self.sql(select);
-        let params = [select.value.clone()];
+        let params: Vec<Param> = select.filters.iter().flat_map(|f| f.test.params()).cloned().collect();
         timed(async {
             match self {
                 Database::Sqlite(pool) => {
@@ -258,12 +287,13 @@ impl Database {
     fn sql(&self, s: &Select<'_>) -> String {
         let q = |name: &str| self.quote(name);
         let names: Vec<String> = s.columns.iter().map(|c| q(&c.name)).collect();
-        let key = match (self, s.key.kind) {
-            (Database::Postgres(_), Kind::Other) => format!("CAST({} AS TEXT) = $1", q(&s.key.name)),
-            (Database::Postgres(_), _) => format!("{} = $1", q(&s.key.name)),
-            _ => format!("{} = ?", q(&s.key.name)),
-        };
-        let filter = format!("FROM {} WHERE {key} ORDER BY {} LIMIT {}", q(s.table), q(s.order_by), s.limit);
+        let mut bound = 0;
+        let conditions: Vec<String> = s.filters.iter().map(|f| self.condition(f, &mut bound)).collect();
+        let mut filter = format!("FROM {}", q(s.table));
+        if !conditions.is_empty() {
+            filter = format!("{filter} WHERE {}", conditions.join(" AND "));
+        }
+        let filter = format!("{filter} ORDER BY {} LIMIT {}", q(s.order_by), s.limit);
         let pairs = |f: &dyn Fn(&str) -> String| {
             s.columns.iter().map(|c| format!("{}, {}", f(&c.name), q(&c.name))).collect::<Vec<_>>().join(", ")
         };
@@ -277,6 +307,40 @@ impl Database {
                     "SELECT CAST(JSON_OBJECT({}) AS CHAR) {filter}",
                     pairs(&|n| literal(&n.replace('\\', "\\\\")))
                 )
+            }
+        }
+    }
+
+    /// `filter` as SQL, its values bound from placeholder `bound + 1` on.
+    /// PostgreSQL compares a column of another kind (uuid, timestamp) as
+    /// text for equality, and orders it as its own type, cast from the
+    /// bound text, so that `created_at >= '2026-01-01'` uses its index.
+    fn condition(&self, filter: &Filter<'_>, bound: &mut usize) -> String {
+        let column = &filter.column;
+        let quoted = self.quote(&column.name);
+        let postgres_other = matches!(self, Database::Postgres(_)) && column.kind == Kind::Other;
+        let ordered_as_its_type = postgres_other && schema::castable(&column.declared);
+        let name = match &filter.test {
+            Test::AtLeast(_) | Test::Below(_) | Test::After(_) if ordered_as_its_type => quoted,
+            _ if postgres_other => format!("CAST({quoted} AS TEXT)"),
+            _ => quoted,
+        };
+        let mut value = || {
+            *bound += 1;
+            match ordered_as_its_type && !matches!(filter.test, Test::Equals(_) | Test::OneOf(_)) {
+                true => format!("CAST({} AS {})", self.placeholder(*bound), column.declared),
+                false => self.placeholder(*bound),
+            }
+        };
+        match &filter.test {
+            Test::Null => format!("{} IS NULL", self.quote(&column.name)),
+            Test::Equals(_) => format!("{name} = {}", value()),
+            Test::AtLeast(_) => format!("{name} >= {}", value()),
+            Test::Below(_) => format!("{name} < {}", value()),
+            Test::After(_) => format!("{name} > {}", value()),
+            Test::OneOf(params) => {
+                let list: Vec<String> = params.iter().map(|_| value()).collect();
+                format!("{name} IN ({})", list.join(", "))
             }
         }
     }
@@ -335,14 +399,9 @@ mod tests {
         let (email, name, id) =
             (col("email", Kind::Text), col("na\"me", Kind::Text), col("id", Kind::Integer));
         let columns = [&email, &name];
-        let select = Select {
-            table: "users",
-            columns: &columns,
-            key: &id,
-            value: Param::Int(1),
-            order_by: "id",
-            limit: 1,
-        };
+        let filters = [Filter { column: &id, test: Test::Equals(Param::Int(1)) }];
+        let select =
+            Select { table: "users", columns: &columns, filters: &filters, order_by: "id", limit: 1 };
         let sqlite = Database::connect_lazy("sqlite:///nonexistent.db", 1, Access::Read).unwrap();
         assert_eq!(
             sqlite.sql(&select),
@@ -356,5 +415,39 @@ mod tests {
         let err =
             format!("{:#}", Database::connect_lazy("oracle://u:secret@h/db", 1, Access::Read).err().unwrap());
         assert!(err.contains("oracle://") && !err.contains("secret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_keyset_query_with_every_value_bound() {
+        let (id, user, total) =
+            (col("id", Kind::Integer), col("user_id", Kind::Integer), col("total", Kind::Float));
+        let created = Column {
+            name: "created_at".into(),
+            kind: Kind::Other,
+            declared: "timestamp(6) without time zone".into(),
+        };
+        let columns = [&id, &total];
+        let filters = [
+            Filter { column: &user, test: Test::Equals(Param::Int(7)) },
+            Filter { column: &created, test: Test::AtLeast(Param::Text("2026-01-01".into())) },
+            Filter { column: &created, test: Test::Below(Param::Text("2026-02-01".into())) },
+            Filter { column: &id, test: Test::After(Param::Int(500)) },
+        ];
+        let select =
+            Select { table: "orders", columns: &columns, filters: &filters, order_by: "id", limit: 1000 };
+        let pg = Database::connect_lazy("postgres://u@127.0.0.1:1/shop", 1, Access::Read).unwrap();
+        assert_eq!(
+            pg.sql(&select),
+            r#"SELECT row_to_json(r)::text FROM (SELECT "id", "total" FROM "orders" WHERE "user_id" = $1 AND "created_at" >= CAST($2 AS timestamp(6) without time zone) AND "created_at" < CAST($3 AS timestamp(6) without time zone) AND "id" > $4 ORDER BY "id" LIMIT 1000) r"#
+        );
+        let many = [Filter { column: &id, test: Test::OneOf(vec![Param::Int(3), Param::Int(1)]) }];
+        let select = Select { table: "orders", columns: &columns, filters: &many, order_by: "id", limit: 2 };
+        let sqlite = Database::connect_lazy("sqlite:///nonexistent.db", 1, Access::Read).unwrap();
+        assert_eq!(
+            sqlite.sql(&select),
+            r#"SELECT json_object('id', "id", 'total', "total") FROM "orders" WHERE "id" IN (?, ?) ORDER BY "id" LIMIT 2"#
+        );
+        let all = Select { table: "orders", columns: &columns, filters: &[], order_by: "id", limit: 10 };
+        assert!(sqlite.sql(&all).ends_with(r#"FROM "orders" ORDER BY "id" LIMIT 10"#));
     }
 }

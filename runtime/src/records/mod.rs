@@ -9,12 +9,14 @@
 //! back as JSON text with the database's own types; a missing row is
 //! `None`, never an error.
 
+mod batch;
 mod db;
 mod insert;
 pub mod naming;
 pub mod schema;
 mod write;
 
+pub use batch::{Batch, Bounds, Scan};
 pub use write::{Change, Writer};
 
 use crate::metrics::Metrics;
@@ -22,7 +24,7 @@ use crate::policy::ModelMapping;
 use crate::policy::records::{self as grants, Grants};
 use crate::untrusted::shown;
 use anyhow::Result;
-use db::{Access, Database, Select};
+use db::{Access, Database, Filter, Select, Test};
 use schema::{Column, Schema};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -107,76 +109,76 @@ impl Records {
     /// The rows `lookup` asks for, as JSON texts.
     pub async fn lookup(&self, reader: Reader<'_>, lookup: &Lookup<'_>) -> Result<Vec<String>, RecordError> {
         let result = self.run(reader, lookup).await;
-        let outcome = match &result {
-            Ok(rows) if rows.is_empty() => "not_found",
+        self.count_read(reader, lookup.model, &result.as_ref().map(Vec::len));
+        result
+    }
+
+    async fn run(&self, reader: Reader<'_>, lookup: &Lookup<'_>) -> Result<Vec<String>, RecordError> {
+        let (db, readable) = self.readable(reader, lookup.model, lookup.columns.len()).await?;
+        let table = &readable.table;
+        let key = readable.column(lookup.column.unwrap_or(&table.primary_key))?;
+        let columns = readable.selected(lookup.columns)?;
+        let value = schema::param(lookup.value, key.kind, &format!("{}.{}", table.table, key.name))?;
+        let order_by = match readable.has_primary_key() {
+            true => table.primary_key.as_str(),
+            false => key.name.as_str(),
+        };
+        if lookup.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let filters = [Filter { column: key, test: Test::Equals(value) }];
+        let select = Select {
+            table: &table.table,
+            columns: &columns,
+            filters: &filters,
+            order_by,
+            limit: lookup.limit.min(MAX_ROWS),
+        };
+        self.select(db, &select).await
+    }
+
+    /// `model`'s table as `reader` may read it, checked against the policy
+    /// and the live schema, with the pool to read it through.
+    async fn readable<'a>(
+        &self,
+        reader: Reader<'a>,
+        model: &'a str,
+        columns_named: usize,
+    ) -> Result<(&Database, Readable<'a>), RecordError> {
+        naming::check_model(model)?;
+        if columns_named > MAX_COLUMNS {
+            return Err(RecordError::Invalid(format!(
+                "{columns_named} columns named, more than the {MAX_COLUMNS} one read may name"
+            )));
+        }
+        grants::check_model(reader.grants, reader.plugin, model).map_err(RecordError::Denied)?;
+        let db = connected(&self.db)?;
+        let table = self.table_of(db, model).await?;
+        Ok((db, Readable { reader, model, table }))
+    }
+
+    /// Runs `select`; a failed query may mean the schema changed, so it is
+    /// read afresh next time.
+    async fn select(&self, db: &Database, select: &Select<'_>) -> Result<Vec<String>, RecordError> {
+        let rows = db.select(select).await;
+        if rows.is_err() {
+            *self.schema.lock().await = None;
+        }
+        rows
+    }
+
+    /// Counts a read of `model` that found `rows`, or failed.
+    fn count_read(&self, reader: Reader<'_>, model: &str, result: &Result<usize, &RecordError>) {
+        let outcome = match result {
+            Ok(0) => "not_found",
             Ok(_) => "found",
             Err(RecordError::Denied(_)) => "denied",
             Err(RecordError::Invalid(_)) => "invalid",
             Err(RecordError::Unavailable(_)) => "unavailable",
         };
         // Only models the database has become label values.
-        let model = if result.is_ok() { lookup.model } else { "-" };
+        let model = if result.is_ok() { model } else { "-" };
         self.metrics.record_read(reader.plugin, model, outcome);
-        result
-    }
-
-    async fn run(&self, reader: Reader<'_>, lookup: &Lookup<'_>) -> Result<Vec<String>, RecordError> {
-        let model = lookup.model;
-        naming::check_model(model)?;
-        if lookup.columns.len() > MAX_COLUMNS {
-            return Err(RecordError::Invalid(format!(
-                "{} columns named, more than the {MAX_COLUMNS} one read may name",
-                lookup.columns.len()
-            )));
-        }
-        grants::check_model(reader.grants, reader.plugin, model).map_err(RecordError::Denied)?;
-        let db = connected(&self.db)?;
-        let found = self.table_of(db, model).await?;
-        let (table, primary_key) = (&found.table, &found.primary_key);
-        let table_columns = found.columns();
-        let column = |name: &str| -> Result<&Column, RecordError> {
-            let found = table_columns.iter().find(|c| c.name == name).ok_or_else(|| {
-                RecordError::Invalid(format!(
-                    "model {model} has no column \"{}\"",
-                    shown(name, naming::SHOWN)
-                ))
-            })?;
-            // The primary key is in every GlobalID anyway: always readable.
-            match name == primary_key.as_str() || grants::column_allowed(reader.grants, model, name) {
-                true => Ok(found),
-                false => {
-                    Err(RecordError::Denied(grants::column_denied(reader.grants, reader.plugin, model, name)))
-                }
-            }
-        };
-        let key = column(lookup.column.unwrap_or(primary_key))?;
-        let columns: Vec<&Column> = if lookup.columns.is_empty() {
-            let readable =
-                |c: &&Column| &c.name == primary_key || grants::column_allowed(reader.grants, model, &c.name);
-            table_columns.iter().filter(readable).collect()
-        } else {
-            lookup.columns.iter().map(|name| column(name)).collect::<Result<_, _>>()?
-        };
-        if columns.is_empty() {
-            return Err(RecordError::Denied(format!(
-                "plugin {} may read no column of model {model}",
-                reader.plugin
-            )));
-        }
-        let value = schema::param(lookup.value, key.kind, &format!("{table}.{}", key.name))?;
-        let order_by =
-            if table_columns.iter().any(|c| &c.name == primary_key) { primary_key } else { &key.name };
-        if lookup.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let select =
-            Select { table, columns: &columns, key, value, order_by, limit: lookup.limit.min(MAX_ROWS) };
-        let rows = db.select(&select).await;
-        if rows.is_err() {
-            // A failed query may mean the schema changed: read it afresh next time.
-            *self.schema.lock().await = None;
-        }
-        rows
     }
 
     /// The table, primary key and columns of `model`, from the policy's
@@ -220,6 +222,65 @@ struct Table {
 impl Table {
     fn columns(&self) -> &[Column] {
         &self.schema.tables[&self.table]
+    }
+}
+
+/// A model's table as one plugin may read it.
+struct Readable<'a> {
+    reader: Reader<'a>,
+    model: &'a str,
+    table: Table,
+}
+
+impl Readable<'_> {
+    /// The column `name`, if the table has it and the policy lets the
+    /// plugin read it.
+    fn column(&self, name: &str) -> Result<&Column, RecordError> {
+        let (reader, model) = (self.reader, self.model);
+        let found = self.table.columns().iter().find(|c| c.name == name).ok_or_else(|| {
+            RecordError::Invalid(format!("model {model} has no column \"{}\"", shown(name, naming::SHOWN)))
+        })?;
+        // The primary key is in every GlobalID anyway: always readable.
+        match name == self.table.primary_key || grants::column_allowed(reader.grants, model, name) {
+            true => Ok(found),
+            false => {
+                Err(RecordError::Denied(grants::column_denied(reader.grants, reader.plugin, model, name)))
+            }
+        }
+    }
+
+    /// The columns `names` asks for, or every readable one when empty.
+    fn selected(&self, names: &[String]) -> Result<Vec<&Column>, RecordError> {
+        let (reader, model, primary_key) = (self.reader, self.model, &self.table.primary_key);
+        let columns: Vec<&Column> = if names.is_empty() {
+            let readable =
+                |c: &&Column| &c.name == primary_key || grants::column_allowed(reader.grants, model, &c.name);
+            self.table.columns().iter().filter(readable).collect()
+        } else {
+            names.iter().map(|name| self.column(name)).collect::<Result<_, _>>()?
+        };
+        if columns.is_empty() {
+            return Err(RecordError::Denied(format!(
+                "plugin {} may read no column of model {model}",
+                reader.plugin
+            )));
+        }
+        Ok(columns)
+    }
+
+    /// The primary key column, which batched reads order and resume by.
+    fn primary_key(&self) -> Result<&Column, RecordError> {
+        let (model, key) = (self.model, &self.table.primary_key);
+        self.table.columns().iter().find(|c| &c.name == key).ok_or_else(|| {
+            RecordError::Invalid(format!(
+                "model {model} has no primary key column \"{key}\" to read in batches by; \
+                 name its primary key under [models] in the policy"
+            ))
+        })
+    }
+
+    fn has_primary_key(&self) -> bool {
+        self.table.columns().iter().any(|c| c.name == self.table.primary_key)
     }
 }
 

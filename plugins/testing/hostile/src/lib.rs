@@ -19,8 +19,10 @@
 //!   that mimic the runner's own lines, then fails with such a message.
 //! - `RecordsJob`: makes the `records` calls listed in `args[0]` (each
 //!   `{"locate": [gid, columns]}`, `{"find": [model, id, columns]}` or
-//!   `{"find_all_by": [model, column, value, columns, limit]}`, names and
-//!   values as it likes) and logs each outcome as `records N: ...`.
+//!   `{"find_all_by": [model, column, value, columns, limit]}`,
+//!   `{"find_batch": [model, where, [column, from, until] or null, columns,
+//!   after or null, size]}` or `{"find_many": [model, ids, columns]}`, names
+//!   and values as it likes) and logs each outcome as `records N: ...`.
 
 use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, Level, PluginInfo, log, mail, plugin_info};
 
@@ -184,6 +186,19 @@ fn records_call(call: &serde_json::Value) -> String {
     } else if call.get("find_all_by").is_some() {
         let limit = text(4).and_then(|v| v.as_u64()).unwrap_or(10) as u32;
         host::find_all_by(&string(0), &string(1), &string(2), &columns(3), limit)
+    } else if call.get("find_batch").is_some() {
+        let bounds = text(2).and_then(|v| serde_json::from_value::<Vec<Option<String>>>(v).ok());
+        let bounds = bounds.map(|b| host::Bounds {
+            column: b.first().cloned().flatten().unwrap_or_default(),
+            at_least: b.get(1).cloned().flatten(),
+            below: b.get(2).cloned().flatten(),
+        });
+        let after = text(4).and_then(|v| v.as_str().map(str::to_string));
+        let size = text(5).and_then(|v| v.as_u64()).unwrap_or(10) as u32;
+        host::find_batch(&string(0), &string(1), bounds.as_ref(), &columns(3), after.as_deref(), size)
+            .map(|batch| format!("{} last={:?}", batch.rows, batch.last_key))
+    } else if call.get("find_many").is_some() {
+        host::find_many(&string(0), &columns(1), &columns(2))
     } else {
         return format!("unknown call {call}");
     };
