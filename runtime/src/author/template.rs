@@ -73,6 +73,8 @@ pub fn new_plugin(name: &str, dir: &Path, lang: Lang, sdk: &Path) -> Result<Path
         text.replace("__NAME__", name)
             .replace("__CLASS__", &class_name(name))
             .replace("__SDK__", &sdk.display().to_string())
+            // The WIT version this runner provides, which the JS imports name.
+            .replace("__CONTRACT__", crate::plugin::contract::VERSION)
     };
     for (path, text) in files(lang) {
         let path = root.join(path);
