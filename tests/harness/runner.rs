@@ -206,7 +206,9 @@ impl Runner {
             .expect("starting the runner");
         let started = self.logs().matches("runner started").count() + 1;
         self.child = Some(child);
-        eventually("the runner to start", WAIT, || {
+        // Generous: on a loaded 2-core machine a start can take a while,
+        // and nothing here measures how long it takes.
+        eventually("the runner to start", 3 * WAIT, || {
             assert!(self.is_running(), "the runner exited during start-up:\n{}", self.logs());
             (self.logs().matches("runner started").count() >= started).then_some(())
         });
