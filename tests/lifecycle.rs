@@ -251,28 +251,32 @@ fn runner_enqueue_at_schedules_a_job_for_that_time() {
 #[test]
 fn weighted_queues_are_served_in_proportion() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
-    // 12,000 and 4,000: at 3:1 both queues run dry together, so any moment
-    // of the run shows the ratio, however late the sample.
+    // 60,000 and 20,000: at 3:1 both queues run dry together, so any moment
+    // of the run shows the ratio, however late the sample; and the run lasts
+    // seconds, so a sampler the loaded machine leaves unscheduled for a while
+    // still finds both queues busy.
     let noop = |i: usize| job_json("NoopJob", json!([]), &format!("{i:024x}"));
-    redis.push_many("critical", &(0..12_000).map(noop).collect::<Vec<_>>());
-    redis.push_many("default", &(12_000..16_000).map(noop).collect::<Vec<_>>());
+    redis.push_many("critical", &(0..60_000).map(noop).collect::<Vec<_>>());
+    redis.push_many("default", &(60_000..80_000).map(noop).collect::<Vec<_>>());
     let options = RunnerOptions::plugins(&["noop"]).args(&["-q", "critical,3", "-q", "default,1", "-c", "4"]);
     let _runner = Runner::start(&redis.url, &smtp.url, options);
-    // Sampled every 2 ms: the whole run takes well under a second.
+    // Sampled every 2 ms.
     let mut conn = redis.conn();
     let deadline = std::time::Instant::now() + WAIT;
     let (critical, default) = loop {
         let (left_critical, left_default): (usize, usize) =
             redis::pipe().atomic().llen("queue:critical").llen("queue:default").query(&mut conn).unwrap();
-        let (critical, default) = (12_000 - left_critical, 4_000 - left_default);
-        if critical + default >= 4000 && left_critical > 0 && left_default > 0 {
+        let (critical, default) = (60_000 - left_critical, 20_000 - left_default);
+        // Each fetch takes a batch from one queue, so the share is sampled
+        // over many batches: 20,000 jobs.
+        if critical + default >= 20_000 && left_critical > 0 && left_default > 0 {
             break (critical, default);
         }
         assert!(
             left_critical > 0 && left_default > 0,
             "a queue ran dry before the sample: {critical} vs {default}"
         );
-        assert!(std::time::Instant::now() < deadline, "4,000 jobs weren't done in time");
+        assert!(std::time::Instant::now() < deadline, "20,000 jobs weren't done in time");
         std::thread::sleep(Duration::from_millis(2));
     };
     let share = critical as f64 / (critical + default) as f64;
