@@ -300,6 +300,12 @@ pub struct RunArgs {
     /// longer job fails with "timed out".
     #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = duration)]
     pub timeout: Duration,
+    /// How long one run of an iterable job (a plugin that imports
+    /// `iteration`) goes on before it is told to stop at its next
+    /// checkpoint and goes back to its queue to resume, in seconds (or 5m,
+    /// ...). Must be shorter than --timeout; by default three quarters of it.
+    #[arg(long, value_name = "SECONDS", value_parser = duration)]
+    pub slice: Option<Duration>,
     /// Linear memory one job may use, in MiB; more fails the job with "memory limit exceeded".
     #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub memory: u32,

@@ -19,6 +19,7 @@
 //! - [`expiry`]: jobs that must start before a deadline, or not at all.
 //! - [`unique`]: jobs whose duplicates are dropped while they are pending.
 //! - [`cancel`]: cancelled jobs, stopped where they run or never started.
+//! - [`iteration`]: long jobs run in slices, resuming from their cursor.
 //! - [`retry`]: Sidekiq's retry policy and backoff.
 //! - [`registry`]: which plugin serves which class; swapped atomically.
 //! - [`plugin`]: compiling, linking and running one component under limits.
@@ -62,6 +63,7 @@ pub mod faults;
 pub mod feed;
 pub mod fetch;
 pub mod heartbeat;
+pub mod iteration;
 pub mod job;
 pub mod mail;
 pub mod metrics;

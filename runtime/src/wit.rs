@@ -23,6 +23,7 @@ wasmtime::component::bindgen!({
         "jobrunner:plugin/blobs.delete": async,
         "jobrunner:plugin/blobs.delete-prefixed": async,
         "jobrunner:plugin/blobs.mirror": async,
+        "jobrunner:plugin/iteration.checkpoint": async,
     },
     exports: { default: async },
 });

@@ -11,6 +11,7 @@
 use crate::backoff::Backoff;
 use crate::busy::Running;
 use crate::cancel::Cancels;
+use crate::iteration::{End, Iteration, Stop};
 use crate::job::Job;
 use crate::mail::Ledger;
 use crate::metrics::{Metrics, NO_PLUGIN, UNHANDLED_CLASS};
@@ -50,6 +51,9 @@ pub struct Worker {
     pub ledger: Ledger,
     /// The Metrics tab's numbers for this shard, written at each heartbeat.
     pub executions: Arc<Executions>,
+    /// How long one run of an iterable job goes on before it is told to
+    /// stop at its next checkpoint (`--slice`).
+    pub slice: Duration,
 }
 
 /// A job that has run (or couldn't), with the outcome still to record.
@@ -173,8 +177,27 @@ impl Worker {
             return Some(self.failed(job, failure));
         };
         running.set_plugin(plugin.meta.label.clone());
+        let iteration = match plugin.meta.iterates {
+            true => match Iteration::begin(self.queue.clone(), &job.jid, self.slice, self.shutdown.clone())
+                .await
+            {
+                Ok(iteration) => Some(Arc::new(iteration)),
+                Err(err) => {
+                    let failure = Failure::retryable("IterationStateError", format!("{err:#}"));
+                    return Some(self.failed(job, failure));
+                }
+            },
+            false => None,
+        };
+        if let Some(iteration) = iteration.as_ref().filter(|it| it.cancelled_before()) {
+            tracing::info!("iterable job cancelled before this run; discarded unrun");
+            self.metrics.job_cancelled(&job.class, false);
+            iteration.ended(&End::Stopped(Stop::Cancelled)).await;
+            return Some(Outcome::Discard);
+        }
+        let token = registered.token.clone();
         let result =
-            plugin.perform_unless_cancelled(&job.to_wit(), self.shard, registered.token.clone()).await;
+            plugin.perform_unless_cancelled(&job.to_wit(), self.shard, token, iteration.clone()).await;
         let elapsed = started.elapsed();
         let elapsed_us = elapsed.as_micros() as u64;
         let failed = !matches!(result, Ok(Ok(())) | Err(CallError::Cancelled));
@@ -183,10 +206,25 @@ impl Worker {
         if !matches!(result, Err(CallError::Cancelled)) {
             self.executions.record(&job.class, elapsed.as_secs_f64(), failed);
         }
+        let stopped = iteration.as_ref().and_then(|it| it.stopped());
+        if let Some(iteration) = &iteration {
+            iteration
+                .ended(&iteration_end(&result, stopped, self.cancels.stopped_for_shutdown(&job.jid)))
+                .await;
+        }
         let outcome = match result {
             Err(CallError::Cancelled) if self.cancels.stopped_for_shutdown(&job.jid) => {
                 tracing::info!(plugin = %plugin.meta.name, elapsed_us, "job stopped at the end of the shutdown timeout; it goes back to its queue");
                 return None;
+            }
+            Ok(Ok(())) if stopped == Some(Stop::Cancelled) => {
+                tracing::info!(plugin = %plugin.meta.name, elapsed_us, "iterable job cancelled; stopped at its checkpoint");
+                self.metrics.job_cancelled(&job.class, true);
+                Outcome::Discard
+            }
+            Ok(Ok(())) if stopped.is_some() => {
+                tracing::info!(plugin = %plugin.meta.name, elapsed_us, "iterable job stopped at its checkpoint; back to its queue to resume");
+                Outcome::Requeue { payload: requeued(job) }
             }
             Ok(Ok(())) => {
                 // Per-job success lines are debug: at thousands of jobs per
@@ -251,6 +289,30 @@ impl Worker {
             self.shutdown.sleep(backoff.next_wait()).await;
         }
     }
+}
+
+/// What a run of an iterable job comes to, for its saved state: `stopped`
+/// says whether a checkpoint told it to stop, `handed_back` whether the
+/// shutdown's end cut it off.
+fn iteration_end(
+    result: &Result<Result<(), wit::JobError>, CallError>,
+    stopped: Option<Stop>,
+    handed_back: bool,
+) -> End {
+    match (result, stopped) {
+        (Err(CallError::Cancelled), _) if handed_back => End::Unfinished,
+        (Err(CallError::Cancelled), _) => End::Stopped(Stop::Cancelled),
+        (Ok(Ok(())), Some(stop)) => End::Stopped(stop),
+        (Ok(Ok(())), None) => End::Complete,
+        _ => End::Unfinished,
+    }
+}
+
+/// The payload of an iterable job going back to its queue, stamped as
+/// pushed now, as Sidekiq's client stamps a job it pushes again.
+fn requeued(mut job: Job) -> String {
+    job.payload.insert("enqueued_at".into(), json!(clock::now()));
+    Value::Object(job.payload).to_string()
 }
 
 /// A failure of the host's making: the time limit, the memory cap, a trap.

@@ -8,6 +8,8 @@
 //! - [`records`]: reading the app's database rows through the host, one
 //!   at a time or in batches.
 //! - [`blobs`]: reading and writing stored files through the host.
+//! - [`iteration`]: long jobs that checkpoint a cursor, run in slices and
+//!   resume where they stopped.
 //! - [`rails`]: `deliver_later` mail jobs and GlobalIDs.
 //! - [`log`]: writing to the host's log.
 //!
@@ -24,6 +26,7 @@
 
 pub mod args;
 pub mod blobs;
+pub mod iteration;
 pub mod mail;
 pub mod rails;
 pub mod records;

@@ -4,8 +4,8 @@
 //! The version is read from the component's imports (`jobrunner:plugin/
 //! mail@0.1.0`, ...). Versions follow semver as the component model applies
 //! it: before 1.0 the minor version is the breaking one, so a runner that
-//! provides 0.1.4 loads plugins built against 0.1.0 to 0.1.4, and refuses
-//! 0.2.0 or 0.1.5 with a message naming both versions.
+//! provides 0.1.5 loads plugins built against 0.1.0 to 0.1.5, and refuses
+//! 0.2.0 or 0.1.6 with a message naming both versions.
 
 use anyhow::{Result, bail};
 use wasmtime::Engine;
@@ -13,7 +13,7 @@ use wasmtime::component::Component;
 
 /// The package and version of `wit/plugin.wit`.
 pub const PACKAGE: &str = "jobrunner:plugin";
-pub const VERSION: &str = "0.1.4";
+pub const VERSION: &str = "0.1.5";
 
 /// The version `component` was built against; `None` if it imports nothing
 /// of ours (a plugin that neither mails nor logs).
@@ -24,6 +24,12 @@ pub fn version_of(component: &Component, engine: &Engine) -> Option<String> {
         .imports(engine)
         .filter_map(|(name, _)| name.strip_prefix(&prefix)?.split_once('@').map(|(_, v)| v.to_string()))
         .next()
+}
+
+/// Whether `component` imports our interface `name` (e.g. `iteration`).
+pub fn imports(component: &Component, engine: &Engine, name: &str) -> bool {
+    let prefix = format!("{PACKAGE}/{name}@");
+    component.component_type().imports(engine).any(|(import, _)| import.starts_with(&prefix))
 }
 
 /// Refuses a component built against a version this runner can't serve.
@@ -53,7 +59,7 @@ fn parse(version: &str) -> Option<(u64, u64, u64)> {
     Some((parts.next()??, parts.next()??, parts.next()??))
 }
 
-/// The versions `ours` loads, for people: `0.1.0 to 0.1.4`.
+/// The versions `ours` loads, for people: `0.1.0 to 0.1.5`.
 fn range(ours: &str) -> String {
     match parse(ours) {
         Some((0, minor, _)) => format!("0.{minor}.0 to {ours}"),

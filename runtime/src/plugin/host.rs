@@ -86,7 +86,7 @@ pub struct HostState {
     pub(super) dropped_logs: u64,
     /// How many `send-mail` calls this instance has made; numbers each call
     /// so a rerun of the job can tell which mail it already sent.
-    mail_calls: u32,
+    pub(super) mail_calls: u32,
     /// When the call into the guest must be over. Host calls stop waiting
     /// then: the epoch check only runs while guest code does.
     pub(super) deadline: Instant,
@@ -103,6 +103,8 @@ pub struct HostState {
     /// reused instance waits for its next job, so idle instances don't
     /// count as running calls.
     pub(super) pace: Option<Pace>,
+    /// The run of an iterable job this is, when the plugin iterates.
+    pub(super) iteration: Option<Arc<crate::iteration::Iteration>>,
 }
 
 impl HostState {
@@ -131,6 +133,7 @@ impl HostState {
             cancel: CancellationToken::new(),
             cancelled: false,
             pace: Some(Pace::new()),
+            iteration: None,
         }
     }
 
@@ -156,6 +159,7 @@ impl HostState {
         self.cancel = cancel;
         self.cancelled = false;
         self.pace = Some(Pace::new());
+        self.iteration = None;
     }
 
     /// Stops the call when `cancel` fires.

@@ -17,6 +17,7 @@ pub mod contract;
 pub mod file;
 mod host;
 mod info;
+mod iteration_host;
 mod pace;
 mod records_host;
 mod run;
@@ -75,6 +76,8 @@ pub struct PluginMeta {
     pub contract: Option<String>,
     /// `name version`, as the busy list shows it.
     pub label: Arc<str>,
+    /// Whether it imports `iteration`: its jobs run as iterable jobs.
+    pub iterates: bool,
 }
 
 /// A loaded plugin, ready to perform jobs.
@@ -126,6 +129,7 @@ impl Loader {
         let compile_time = started.elapsed();
         contract::check(&component, self.linker.engine())?;
         let contract = contract::version_of(&component, self.linker.engine());
+        let iterates = contract::imports(&component, self.linker.engine(), "iteration");
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -148,6 +152,7 @@ impl Loader {
             code_source,
             loaded_at: SystemTime::now(),
             contract,
+            iterates,
         };
         let caps = self.capabilities(&meta.name);
         let warm = self.warm_pool(&meta.name);
@@ -211,16 +216,18 @@ pub fn contract_of(plugin: &Plugin) -> String {
 impl Plugin {
     /// Performs `job` in a fresh instance.
     pub async fn perform(&self, job: &wit::Job) -> Result<Result<(), wit::JobError>, CallError> {
-        self.perform_unless_cancelled(job, 0, CancellationToken::new()).await
+        self.perform_unless_cancelled(job, 0, CancellationToken::new(), None).await
     }
 
     /// Performs `job`, taken from Redis shard `shard`, in a fresh
-    /// instance, stopping it when `cancel` fires.
+    /// instance, stopping it when `cancel` fires; as a run of an iterable
+    /// job when `iteration` is given.
     pub async fn perform_unless_cancelled(
         &self,
         job: &wit::Job,
         shard: usize,
         cancel: CancellationToken,
+        iteration: Option<Arc<crate::iteration::Iteration>>,
     ) -> Result<Result<(), wit::JobError>, CallError> {
         let tags = LogTags {
             plugin: Arc::from(self.meta.name.as_str()),
@@ -228,7 +235,7 @@ impl Plugin {
             jid: job.jid.clone(),
             shard,
         };
-        run::perform(&self.pre, (self.caps.clone(), self.limits), tags, job, (cancel, self.warm.as_ref()))
-            .await
+        let control = (cancel, iteration, self.warm.as_ref());
+        run::perform(&self.pre, (self.caps.clone(), self.limits), tags, job, control).await
     }
 }

@@ -12,6 +12,7 @@
 use super::host::{Capabilities, HostState, LogTags, MemoryExceeded};
 use super::records_host::COMMIT_RACE_WINDOW;
 use super::warm::{Pool, Warm};
+use crate::iteration::Iteration;
 use crate::wit;
 use std::fmt;
 use std::sync::Arc;
@@ -220,13 +221,14 @@ pub async fn perform(
     (caps, limits): (Capabilities, Limits),
     tags: LogTags,
     job: &wit::Job,
-    (cancel, warm): (CancellationToken, Option<&Pool>),
+    (cancel, iteration, warm): (CancellationToken, Option<Arc<Iteration>>, Option<&Pool>),
 ) -> Result<Result<(), wit::JobError>, CallError> {
     let until = deadline(limits);
     let commit_race = commit_race_until(job, limits);
     let result = match (warm, warm.and_then(Pool::take)) {
         (Some(pool), Some(mut idle)) => {
             idle.store.data_mut().begin_job(tags, (until, commit_race), cancel);
+            idle.store.data_mut().set_iteration(iteration);
             idle.store.set_epoch_deadline(1);
             let Warm { mut store, instance, served } = idle;
             let call = async |store: &mut Store<HostState>| perform_call(&instance, store, job).await;
@@ -239,7 +241,8 @@ pub async fn perform(
         (warm, _) => {
             let state = HostState::new(caps, limits.memory_bytes, tags, until)
                 .with_commit_race_until(commit_race)
-                .with_cancel(cancel);
+                .with_cancel(cancel)
+                .with_iteration(iteration);
             let mut store = new_store(pre.engine(), state, limits);
             let (instance, result) = bounded_call(&mut store, limits, async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;

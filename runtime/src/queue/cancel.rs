@@ -36,6 +36,9 @@ impl Queue {
             .zadd(keys::CANCELLED, jid, now)
             .zrembyscore(keys::CANCELLED, "-inf", now - REMEMBERED_SECS)
             .publish(keys::CANCEL_CHANNEL, jid)
+            // As Sidekiq's `cancel!` marks an iterable job, for its Web UI.
+            .hset_nx(keys::iteration(jid), "cancelled", now as i64)
+            .expire(keys::iteration(jid), super::iteration::STATE_TTL_SECS)
             .exec_async(&mut conn)
             .await
             .with_context(|| format!("recording the cancellation of job {jid}"))?;

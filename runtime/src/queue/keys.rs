@@ -90,3 +90,9 @@ pub fn periodic(name: &str) -> String {
 pub fn daily_stat(stat: &str, date: &str) -> String {
     format!("stat:{stat}:{date}")
 }
+
+/// The state of iterable job `jid`: executions, cursor, runtime and
+/// cancellation, as Sidekiq 7.3+ names it.
+pub fn iteration(jid: &str) -> String {
+    format!("it-{jid}")
+}

@@ -14,6 +14,7 @@ mod browse;
 mod cancel;
 mod endpoint;
 pub mod executions;
+pub mod iteration;
 pub mod keys;
 mod link;
 mod periodic;
@@ -78,6 +79,10 @@ pub enum Outcome {
     Dead { payload: String },
     /// Failed and dropped, as the job asked (`retry: false`).
     Discard,
+    /// An iterable job that stopped at a checkpoint: back at the end of
+    /// its queue, to resume from its cursor. Not a failure, and its sent
+    /// mail is kept for the runs to come.
+    Requeue { payload: String },
 }
 
 /// A finished job, as [`Queue::finish`] records it.
@@ -240,7 +245,8 @@ impl Queue {
     /// [`scripts::FINISH`]); returns how many there were.
     pub async fn finish(&self, identity: &str, jobs: &[Finished<'_>]) -> Result<u64> {
         let date = clock::utc_date(clock::now());
-        let failed = jobs.iter().filter(|job| !matches!(job.outcome, Outcome::Done)).count();
+        let failed =
+            jobs.iter().filter(|job| !matches!(job.outcome, Outcome::Done | Outcome::Requeue { .. })).count();
         let mut invocation = scripts::FINISH.prepare_invoke();
         invocation
             .key(keys::STAT_PROCESSED)
@@ -261,6 +267,7 @@ impl Queue {
                 Outcome::Done | Outcome::Discard => ("done", held.clone(), "", 0.0),
                 Outcome::Retry { payload, at } => ("retry", keys::RETRY.to_string(), payload.as_str(), *at),
                 Outcome::Dead { payload } => ("dead", keys::DEAD.to_string(), payload.as_str(), 0.0),
+                Outcome::Requeue { payload } => ("requeue", keys::queue(job.queue), payload.as_str(), 0.0),
             };
             invocation.key(held).key(target).arg(what).arg(job.raw).arg(payload).arg(at);
         }

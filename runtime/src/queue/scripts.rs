@@ -150,7 +150,7 @@ return moved
 /// KEYS: the processed and failed counters (total, today), then per job its
 /// in-progress list and where its outcome goes. ARGV: now, the dead set's
 /// most age (s) and jobs, the processed and failed counts, then per job
-/// what to do (`done`, `forget` its sent mail, `retry`, `dead`), its JSON
+/// what to do (`done`, `forget` its sent mail, `retry`, `dead`, `requeue`), its JSON
 /// as fetched, the JSON to store and the retry time.
 /// Returns how many jobs weren't held, and so not recorded.
 pub static FINISH: LazyLock<Script> = LazyLock::new(|| {
@@ -167,6 +167,8 @@ for i = 0, (#KEYS - 4) / 2 - 1 do
     redis.call('DEL', target)
   elseif what == 'retry' then
     redis.call('ZADD', target, at, payload)
+  elseif what == 'requeue' then
+    redis.call('LPUSH', target, payload)
   elseif what == 'dead' then
     redis.call('ZADD', target, now, payload)
     redis.call('ZREMRANGEBYSCORE', target, '-inf', now - tonumber(ARGV[2]))

@@ -41,6 +41,9 @@ pub struct Settings {
     pub dead: DeadLimits,
     /// Time and memory one job may use.
     pub limits: Limits,
+    /// How long one run of an iterable job goes on before it is told to
+    /// stop at its next checkpoint.
+    pub slice: Duration,
     /// Where plugins come from and how they are loaded.
     pub plugins: PluginSettings,
     /// The largest job payload accepted, in bytes.
@@ -113,6 +116,7 @@ impl Settings {
             shutdown_timeout: args.shutdown_timeout,
             dead: DeadLimits { max_jobs: args.dead_max_jobs, max_age_secs: args.dead_timeout.as_secs_f64() },
             limits: Limits { timeout: args.timeout, memory_bytes: args.memory as usize * 1024 * 1024 },
+            slice: slice(args.slice, args.timeout)?,
             plugins: PluginSettings {
                 dir: std::fs::canonicalize(&args.plugins).with_context(|| {
                     format!("the plugins directory {} is not usable", args.plugins.display())
@@ -144,5 +148,20 @@ impl Settings {
             ),
             endpoints,
         })
+    }
+}
+
+/// The slice of an iterable job's run: `--slice`, or three quarters of
+/// `--timeout`, which leaves the last step a quarter of it to reach its
+/// checkpoint. A slice must end before the time limit does.
+fn slice(given: Option<Duration>, timeout: Duration) -> Result<Duration> {
+    match given {
+        Some(slice) if slice >= timeout => anyhow::bail!(
+            "--slice {}s must be shorter than --timeout {}s: a run that outlives its time limit fails instead of stopping at a checkpoint",
+            slice.as_secs_f64(),
+            timeout.as_secs_f64()
+        ),
+        Some(slice) => Ok(slice),
+        None => Ok(timeout * 3 / 4),
     }
 }

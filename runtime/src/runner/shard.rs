@@ -66,6 +66,8 @@ pub struct Shared<'a> {
     pub poll_interval: Duration,
     /// The largest payload accepted, in bytes.
     pub max_payload: usize,
+    /// How long one run of an iterable job goes on.
+    pub slice: Duration,
     /// The sent-mail ledger, kept on every shard.
     pub ledger: &'a Ledger,
 }
@@ -143,6 +145,7 @@ impl Connected {
             registry: shared.registry.clone(),
             shutdown: shutdown.clone(),
             max_payload: shared.max_payload,
+            slice: shared.slice,
             metrics: shared.metrics.clone(),
             queue: queue.clone(),
             cancels,

@@ -36,8 +36,17 @@ pub async fn start(settings: Settings) -> Result<Running> {
     let records = Records::new(database, settings.concurrency as u32, models, metrics.clone())?;
     // Everything is checked; only now wait for Redis, which may be starting.
     let shards = shard::connect_all(&settings).await;
-    let Settings { order, concurrency, fetch_ahead, timing, poll_interval, shutdown_timeout, limits, .. } =
-        settings;
+    let Settings {
+        order,
+        concurrency,
+        fetch_ahead,
+        timing,
+        poll_interval,
+        shutdown_timeout,
+        limits,
+        slice,
+        ..
+    } = settings;
     let Settings { plugins, max_payload, mailer, mail_replicas, policy, http, periodic, storage, .. } =
         settings;
     let queues: Vec<Queue> = shards.iter().map(|shard| shard.queue.clone()).collect();
@@ -81,6 +90,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         timing,
         poll_interval,
         max_payload,
+        slice,
         ledger: &ledger,
     };
     let (mut workers, mut fetchers) = (Vec::new(), Vec::new());
