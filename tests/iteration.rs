@@ -167,3 +167,77 @@ fn sidekiq_s_cancel_mark_stops_an_iterating_job_at_its_next_save() {
     nothing_left(&redis);
     assert_eq!(smtp.count(), 0);
 }
+
+/// `ImportJob.perform_later(items, ms, to)` as Rails 8.1's Sidekiq adapter
+/// pushes a job that includes `ActiveJob::Continuable`, with the progress
+/// a Rails worker left (`{}` before any).
+fn continuable_job(jid: &str, args: Value, continuation: Value, resumptions: u64) -> String {
+    let serialized = json!({
+        "job_class": "ImportJob", "job_id": "6f1c2d4e-0b7a-4c1e-9a55-2f3b4c5d6e7f",
+        "provider_job_id": null, "queue_name": "default", "priority": null, "arguments": args,
+        "executions": resumptions, "exception_executions": {}, "locale": "en", "timezone": "UTC",
+        "enqueued_at": "2026-12-05T07:00:00.000000000Z", "scheduled_at": null,
+        "continuation": continuation, "resumptions": resumptions,
+    });
+    json!({"class": "Sidekiq::ActiveJob::Wrapper", "wrapped": "ImportJob", "queue": "default",
+           "args": [serialized], "retry": true, "jid": jid, "created_at": now(), "enqueued_at": now()})
+    .to_string()
+}
+
+#[test]
+fn a_rails_continuation_resumes_at_its_step_and_cursor() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["steps"]));
+    // A Rails worker did `prepare` and 30 items of `process`, then stopped.
+    let progress = json!({"completed": ["prepare"], "current": ["process", 30]});
+    redis.push(
+        "default",
+        &continuable_job("c0c0c0c0c0c0c0c0c0c0c0c0", json!([50, 1, "ops@example.com"]), progress, 1),
+    );
+    let mail = eventually("the import's mail", WAIT, || {
+        smtp.messages().into_iter().find(|m| m.subject == "ImportJob done: 50 items")
+    });
+    assert!(mail.body.contains("prepare, process, finish"));
+    runner.wait_for_log(&["process begins at item 30"], 1);
+    assert!(!runner.logs().contains("prepare runs"), "a completed step isn't run again");
+    nothing_left(&redis);
+}
+
+#[test]
+fn an_interrupted_rails_continuation_goes_back_with_its_progress_as_rails_writes_it() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = RunnerOptions::plugins(&["steps"]).args(&["--timeout", "60", "-t", "2"]);
+    let mut runner = Runner::start(&redis.url, &smtp.url, options);
+    let jid = "c1c1c1c1c1c1c1c1c1c1c1c1";
+    redis.push("default", &continuable_job(jid, json!([400, 50, "ops@example.com"]), json!({}), 0));
+    runner.wait_for_log(&["process begins at item 0"], 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(runner.terminate().success());
+    let queued: Value =
+        serde_json::from_str(&redis.query::<String>(&["LINDEX", "queue:default", "0"])).unwrap();
+    let serialized = &queued["args"][0];
+    let continuation = &serialized["continuation"];
+    assert_eq!(
+        (queued["jid"].as_str(), &continuation["completed"]),
+        (Some(jid), &json!(["prepare"])),
+        "{queued}"
+    );
+    assert_eq!(continuation["current"][0], "process", "{continuation}");
+    let at = continuation["current"][1].as_u64().expect("the item to resume at");
+    assert!(at > 0 && at < 400, "{continuation}");
+    // The first run made progress from nothing: an execution, not a resumption.
+    assert_eq!((serialized["executions"].as_u64(), serialized["resumptions"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(redis.sorted_set("retry").len(), 0);
+
+    // The next run resumes there, and counts a resumption when it stops.
+    runner.restart();
+    runner.wait_for_log(&[&format!("process begins at item {at}")], 1);
+    runner.signal(libc::SIGTERM);
+    runner.wait_exit(WAIT);
+    let queued: Value =
+        serde_json::from_str(&redis.query::<String>(&["LINDEX", "queue:default", "0"])).unwrap();
+    let serialized = &queued["args"][0];
+    assert_eq!((serialized["executions"].as_u64(), serialized["resumptions"].as_u64()), (Some(2), Some(1)));
+    assert!(serialized["continuation"]["current"][1].as_u64().unwrap() >= at);
+    assert_eq!(smtp.count(), 0);
+}

@@ -11,7 +11,7 @@
 use crate::backoff::Backoff;
 use crate::busy::Running;
 use crate::cancel::Cancels;
-use crate::iteration::{End, Iteration, Stop};
+use crate::iteration::{End, Iteration, Stop, continuation};
 use crate::job::Job;
 use crate::mail::Ledger;
 use crate::metrics::{Metrics, NO_PLUGIN, UNHANDLED_CLASS};
@@ -177,17 +177,9 @@ impl Worker {
             return Some(self.failed(job, failure));
         };
         running.set_plugin(plugin.meta.label.clone());
-        let iteration = match plugin.meta.iterates {
-            true => match Iteration::begin(self.queue.clone(), &job.jid, self.slice, self.shutdown.clone())
-                .await
-            {
-                Ok(iteration) => Some(Arc::new(iteration)),
-                Err(err) => {
-                    let failure = Failure::retryable("IterationStateError", format!("{err:#}"));
-                    return Some(self.failed(job, failure));
-                }
-            },
-            false => None,
+        let iteration = match self.begin_iteration(&job, plugin.meta.iterates).await {
+            Ok(iteration) => iteration,
+            Err(failure) => return Some(self.failed(job, failure)),
         };
         if let Some(iteration) = iteration.as_ref().filter(|it| it.cancelled_before()) {
             tracing::info!("iterable job cancelled before this run; discarded unrun");
@@ -224,7 +216,7 @@ impl Worker {
             }
             Ok(Ok(())) if stopped.is_some() => {
                 tracing::info!(plugin = %plugin.meta.name, elapsed_us, "iterable job stopped at its checkpoint; back to its queue to resume");
-                Outcome::Requeue { payload: requeued(job) }
+                Outcome::Requeue { payload: requeued(job, iteration.as_deref()) }
             }
             Ok(Ok(())) => {
                 // Per-job success lines are debug: at thousands of jobs per
@@ -246,6 +238,20 @@ impl Worker {
             Err(err) => self.failed(job, host_failure(&err)),
         };
         Some(outcome)
+    }
+
+    /// The run of an iterable job `job` is, when its plugin `iterates`.
+    async fn begin_iteration(&self, job: &Job, iterates: bool) -> Result<Option<Arc<Iteration>>, Failure> {
+        if !iterates {
+            return Ok(None);
+        }
+        let rails = continuation::of(&job.payload);
+        let begun =
+            Iteration::begin(self.queue.clone(), (&job.jid, rails), self.slice, self.shutdown.clone()).await;
+        match begun {
+            Ok(iteration) => Ok(Some(Arc::new(iteration))),
+            Err(err) => Err(Failure::retryable("IterationStateError", format!("{err:#}"))),
+        }
     }
 
     /// The metric label for `class`: itself once a plugin serves it, else
@@ -309,9 +315,15 @@ fn iteration_end(
 }
 
 /// The payload of an iterable job going back to its queue, stamped as
-/// pushed now, as Sidekiq's client stamps a job it pushes again.
-fn requeued(mut job: Job) -> String {
+/// pushed now, as Sidekiq's client stamps a job it pushes again; a Rails
+/// continuable job's continuation advanced to its cursor.
+fn requeued(mut job: Job, iteration: Option<&Iteration>) -> String {
     job.payload.insert("enqueued_at".into(), json!(clock::now()));
+    if let Some(iteration) = iteration.filter(|it| it.continuable())
+        && let Some(cursor) = iteration.resume_from().and_then(|c| serde_json::from_str(&c).ok())
+    {
+        continuation::advance(&mut job.payload, &cursor, iteration.resumed());
+    }
     Value::Object(job.payload).to_string()
 }
 

@@ -10,6 +10,7 @@
 //! - [`blobs`]: reading and writing stored files through the host.
 //! - [`iteration`]: long jobs that checkpoint a cursor, run in slices and
 //!   resume where they stopped.
+//! - [`continuation`]: the same in Rails 8.1's steps (`ActiveJob::Continuable`).
 //! - [`rails`]: `deliver_later` mail jobs and GlobalIDs.
 //! - [`log`]: writing to the host's log.
 //!
@@ -26,6 +27,7 @@
 
 pub mod args;
 pub mod blobs;
+pub mod continuation;
 pub mod iteration;
 pub mod mail;
 pub mod rails;

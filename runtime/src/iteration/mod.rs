@@ -13,12 +13,16 @@
 //! the last cursor written. When the run ends, [`Iteration::ended`] says
 //! what it comes to: complete (the state is dropped), stopped (the job
 //! goes back to its queue), cancelled, or failed (the cursor is kept for
-//! the retry).
+//! the retry). A Rails 8.1 continuable job keeps its progress in its
+//! payload too ([`continuation`]).
+
+pub mod continuation;
 
 use crate::queue::Queue;
 use crate::queue::iteration::Saved;
 use crate::shutdown::Shutdown;
 use anyhow::Result;
+use continuation::Continuable;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -60,6 +64,10 @@ pub struct Iteration {
     began: Instant,
     /// When its slice is over.
     slice_ends: Instant,
+    /// The job's Rails continuation, when it is continuable.
+    rails: Option<Continuable>,
+    /// Whether this run resumes from progress an earlier one made.
+    resumed: bool,
     /// The state as loaded, then as the checkpoints move it.
     state: Mutex<State>,
 }
@@ -89,10 +97,19 @@ pub enum End {
 }
 
 impl Iteration {
-    /// Begins a run of job `jid`: loads its state and counts the run.
-    pub async fn begin(queue: Queue, jid: &str, slice: Duration, shutdown: Shutdown) -> Result<Iteration> {
+    /// Begins a run of job `jid` (with its Rails continuation, when it is
+    /// continuable): loads its state and counts the run.
+    pub async fn begin(
+        queue: Queue,
+        (jid, rails): (&str, Option<Continuable>),
+        slice: Duration,
+        shutdown: Shutdown,
+    ) -> Result<Iteration> {
         let mut saved = queue.iteration_state(jid).await?;
         saved.executions += 1;
+        // A cursor saved here is newer than the payload's continuation: a
+        // run killed after saving one left the payload as it was fetched.
+        let resumed = saved.cursor.is_some() || rails.as_ref().is_some_and(|r| r.progress.is_some());
         let now = Instant::now();
         let state = State {
             earlier_runtime: saved.runtime,
@@ -108,6 +125,8 @@ impl Iteration {
             shutdown,
             began: now,
             slice_ends: now + slice,
+            rails,
+            resumed,
             state: Mutex::new(state),
         })
     }
@@ -121,9 +140,20 @@ impl Iteration {
         self.state().saved.cancelled
     }
 
-    /// The cursor this run resumes from.
+    /// The cursor this run resumes from (the latest, once it has moved).
     pub fn resume_from(&self) -> Option<String> {
-        self.state().saved.cursor.clone()
+        let saved = self.state().saved.cursor.clone();
+        saved.or_else(|| self.rails.as_ref()?.progress.clone())
+    }
+
+    /// Whether this run resumed from an earlier run's progress.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// Whether the job is a Rails continuable job.
+    pub fn continuable(&self) -> bool {
+        self.rails.is_some()
     }
 
     /// Runs begun, this one included.
@@ -150,6 +180,10 @@ impl Iteration {
         cancelled: bool,
     ) -> Result<Option<Stop>, String> {
         check_cursor(&cursor)?;
+        if self.rails.is_some() {
+            let value = serde_json::from_str(&cursor).map_err(|e| e.to_string())?;
+            continuation::check(&value)?;
+        }
         let stop = match () {
             _ if cancelled => Some(Stop::Cancelled),
             _ if self.shutdown.is_quiet() => Some(Stop::Leaving),
