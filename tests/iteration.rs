@@ -24,6 +24,12 @@ fn cursor(redis: &Redis, jid: &str) -> Option<Value> {
     Some(serde_json::from_str(&saved).expect("the cursor is JSON")).filter(|c: &Value| !c.is_null())
 }
 
+/// The body of `GET url`.
+fn get(url: &str) -> String {
+    let response = ureq::get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    response.into_body().read_to_string().unwrap()
+}
+
 /// The one mail saying the job is done, and its body's `key: value` lines.
 fn done_mail(smtp: &SmtpSink, steps: u64) -> HashMap<String, String> {
     let subject = format!("StepsJob done: {steps} steps");
@@ -89,6 +95,18 @@ fn a_killed_runner_s_job_resumes_from_its_last_saved_cursor() {
 
     runner.restart();
     runner.wait_for_log(&[&format!("run 2 begins at step {resume_at}")], 1);
+    // The Busy page shows the resumed run, as Sidekiq's shows `it-<jid>`.
+    let dashboard = runner.dashboard_url();
+    let work = eventually("the job on the Busy page", WAIT, || {
+        let busy: Value = serde_json::from_str(&get(&format!("{dashboard}/api/busy"))).unwrap();
+        Some(busy[0]["jobs"][0].clone()).filter(|work| !work.is_null())
+    });
+    assert_eq!(
+        (work["job"]["jid"].as_str(), work["iteration"]["executions"].as_u64()),
+        (Some(jid), Some(2)),
+        "{work}"
+    );
+    assert!(get(&format!("{dashboard}/busy")).contains("resumed 1 time, at"));
     let story = done_mail(&smtp, 200);
     assert_eq!((story["runs"].as_str(), story["starts"].clone()), ("2", format!("0,{resume_at}")));
     assert_eq!(story["steps done"], "200", "every step once in the cursor's count");

@@ -107,18 +107,16 @@ impl Iteration {
     ) -> Result<Iteration> {
         let mut saved = queue.iteration_state(jid).await?;
         saved.executions += 1;
+        // Counted at once, so the Busy page shows a resumed run as one.
+        if !saved.cancelled {
+            saved.cancelled = queue.save_iteration(jid, &saved).await?;
+        }
         // A cursor saved here is newer than the payload's continuation: a
         // run killed after saving one left the payload as it was fetched.
         let resumed = saved.cursor.is_some() || rails.as_ref().is_some_and(|r| r.progress.is_some());
         let now = Instant::now();
-        let state = State {
-            earlier_runtime: saved.runtime,
-            saved,
-            written_at: now,
-            // The new execution count is written with the first cursor.
-            moved: true,
-            stop: None,
-        };
+        let state =
+            State { earlier_runtime: saved.runtime, saved, written_at: now, moved: false, stop: None };
         Ok(Iteration {
             jid: jid.to_string(),
             queue,

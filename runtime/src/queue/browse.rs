@@ -117,6 +117,8 @@ pub struct WorkView {
     pub plugin: Option<String>,
     pub run_at: f64,
     pub job: JobView,
+    /// An iterable job's progress (Sidekiq's `it-<jid>`): its runs and cursor.
+    pub iteration: Option<super::iteration::Saved>,
 }
 
 impl JobView {
@@ -364,10 +366,17 @@ impl Admin {
                     // Integer seconds in every Sidekiq version.
                     run_at: work["run_at"].as_f64().unwrap_or(0.0),
                     job: JobView::parse(&payload),
+                    iteration: None,
                 }
             })
             .collect();
         jobs.sort_by(|a, b| a.run_at.total_cmp(&b.run_at));
+        // As Sidekiq 8.1.4's Busy page reads each job's `it-<jid>`.
+        let jids: Vec<&str> = jobs.iter().map(|work| work.job.jid.as_str()).collect();
+        let states = self.queue.iteration_states(&jids).await?;
+        for (work, state) in jobs.iter_mut().zip(states) {
+            work.iteration = state;
+        }
         Ok(jobs)
     }
 }

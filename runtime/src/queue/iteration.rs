@@ -16,7 +16,7 @@ use std::collections::HashMap;
 pub const STATE_TTL_SECS: i64 = 30 * 24 * 3600;
 
 /// What `it-<jid>` holds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Saved {
     /// How many runs have begun.
     pub executions: u32,
@@ -53,6 +53,23 @@ impl Queue {
             .await
             .with_context(|| format!("reading the iteration state of job {jid}"))?;
         Ok(Saved::from_hash(hash))
+    }
+
+    /// The saved states of jobs `jids`, in one round trip; `None` for a
+    /// job that has none (one that doesn't iterate).
+    pub async fn iteration_states(&self, jids: &[&str]) -> Result<Vec<Option<Saved>>> {
+        if jids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for jid in jids {
+            pipe.hgetall(keys::iteration(jid));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe
+            .query_async(&mut self.connection())
+            .await
+            .context("reading the iteration states of running jobs")?;
+        Ok(hashes.into_iter().map(|hash| (!hash.is_empty()).then(|| Saved::from_hash(hash))).collect())
     }
 
     /// Writes `saved` for job `jid` and says whether the job has been

@@ -6,6 +6,7 @@ use super::access::CsrfToken;
 use super::actions::encode;
 use super::format::{self, relative, span, utc};
 use super::{Picked, Shared, WebResult};
+use crate::queue::iteration::Saved;
 use crate::queue::{Day, Page, ProcessView};
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -292,7 +293,8 @@ fn running_jobs(processes: &[ProcessView], csrf: &CsrfToken) -> Markup {
     html! {
         table.jobs {
             thead { tr {
-                th { "Process" } th { "Queue" } th { "Class" } th { "Plugin" } th { "Arguments" } th { "Running for" } th {}
+                th { "Process" } th { "Queue" } th { "Class" } th { "Plugin" } th { "Arguments" } th { "Running for" }
+                th { "Progress" } th {}
             } }
             tbody {
                 @for p in processes {
@@ -302,12 +304,24 @@ fn running_jobs(processes: &[ProcessView], csrf: &CsrfToken) -> Markup {
                             td { (work.plugin.as_deref().unwrap_or("-")) }
                             td.args { code { (format::args(&work.job.args)) } }
                             td title=(utc(work.run_at)) { (span(crate::clock::now() - work.run_at)) }
+                            td.progress { (progress(work.iteration.as_ref())) }
                             td { (cancel_button(&work.job.jid, csrf)) }
                         }
                     }
                 }
-                @if processes.iter().all(|p| p.jobs.is_empty()) { tr { td colspan="7" { "Nothing is running." } } }
+                @if processes.iter().all(|p| p.jobs.is_empty()) { tr { td colspan="8" { "Nothing is running." } } }
             }
         }
+    }
+}
+
+/// An iterable job's progress: how many times it has resumed, and its
+/// cursor as last saved.
+fn progress(iteration: Option<&Saved>) -> Markup {
+    let Some(saved) = iteration else { return html! { "-" } };
+    let resumed = saved.executions.saturating_sub(1);
+    html! {
+        "resumed " (resumed) @if resumed == 1 { " time" } @else { " times" }
+        @if let Some(cursor) = &saved.cursor { ", at " code { (cursor) } }
     }
 }
