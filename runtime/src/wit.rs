@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
     world: "job-plugin",
     imports: {
         "jobrunner:plugin/mail.send-mail": async,
+        "jobrunner:plugin/mail.send-mail-with-attachments": async,
         "jobrunner:plugin/records.locate": async,
         "jobrunner:plugin/records.find": async,
         "jobrunner:plugin/records.find-all-by": async,
@@ -23,6 +24,8 @@ wasmtime::component::bindgen!({
         "jobrunner:plugin/blobs.delete": async,
         "jobrunner:plugin/blobs.delete-prefixed": async,
         "jobrunner:plugin/blobs.mirror": async,
+        "jobrunner:plugin/blobs.append": async,
+        "jobrunner:plugin/blobs.finish": async,
         "jobrunner:plugin/iteration.checkpoint": async,
     },
     exports: { default: async },

@@ -212,6 +212,11 @@ impl Iteration {
         Ok(stop)
     }
 
+    /// Writes the state now if it moved since it was last written.
+    pub async fn save(&self) -> Result<()> {
+        self.write().await.map(|_| ())
+    }
+
     /// Writes the state if it moved; whether the job was cancelled.
     async fn write(&self) -> Result<bool> {
         let saved = {

@@ -6,6 +6,7 @@ use super::SendError;
 use crate::wit::Email;
 use lettre::Message;
 use lettre::address::Envelope;
+use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
@@ -43,6 +44,7 @@ fn mailbox(field: &str, address: &str) -> Result<Mailbox, SendError> {
 /// copies are recognisably the same message; without a key it is random.
 pub fn message(
     email: &Email,
+    attachments: &[Attachment],
     default_from: &Mailbox,
     key: Option<(&str, u32)>,
 ) -> Result<Message, SendError> {
@@ -70,13 +72,72 @@ pub fn message(
     for (name, value) in &email.headers {
         builder = builder.raw_header(header(name, value)?);
     }
-    let built = match &email.html_body {
-        Some(html) => {
+    let built = match (&email.html_body, attachments.is_empty()) {
+        (Some(html), true) => {
             builder.multipart(MultiPart::alternative_plain_html(email.text_body.clone(), html.clone()))
         }
-        None => builder.singlepart(SinglePart::plain(email.text_body.clone())),
+        (None, true) => builder.singlepart(SinglePart::plain(email.text_body.clone())),
+        (_, false) => builder.multipart(with_attachments(email, attachments)?),
     };
     built.map_err(|e| invalid(format!("cannot build the message: {e}")))
+}
+
+/// A file sent with a message, its bytes in hand.
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    /// The name the recipient sees.
+    pub filename: String,
+    /// Its MIME type.
+    pub content_type: String,
+    /// The Content-ID of an inline part, without angle brackets.
+    pub content_id: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// The body and its attachments: multipart/mixed around the text (or its
+/// HTML alternative, inside multipart/related with the inline parts).
+fn with_attachments(email: &Email, attachments: &[Attachment]) -> Result<MultiPart, SendError> {
+    let (inline, files): (Vec<&Attachment>, Vec<&Attachment>) =
+        attachments.iter().partition(|a| a.content_id.is_some());
+    let text = SinglePart::plain(email.text_body.clone());
+    let mut mixed = match (&email.html_body, inline.is_empty()) {
+        (None, true) => MultiPart::mixed().singlepart(text),
+        (None, false) => return Err(invalid("inline attachments need an HTML body that shows them".into())),
+        (Some(html), true) => MultiPart::mixed()
+            .multipart(MultiPart::alternative_plain_html(email.text_body.clone(), html.clone())),
+        (Some(html), false) => {
+            let mut related = MultiPart::related().singlepart(SinglePart::html(html.clone()));
+            for part in inline {
+                related = related.singlepart(part_of(part)?);
+            }
+            MultiPart::mixed().multipart(MultiPart::alternative().singlepart(text).multipart(related))
+        }
+    };
+    for file in files {
+        mixed = mixed.singlepart(part_of(file)?);
+    }
+    Ok(mixed)
+}
+
+/// One attachment as a MIME part, its name and type checked.
+fn part_of(attachment: &Attachment) -> Result<SinglePart, SendError> {
+    let name = &attachment.filename;
+    if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+        return Err(invalid(format!("attachment file name {name:?}: empty, over 255 bytes, or a path")));
+    }
+    let content_type = ContentType::parse(&attachment.content_type).map_err(|e| {
+        invalid(format!("attachment {name:?}: content type {:?}: {e}", attachment.content_type))
+    })?;
+    let builder = match &attachment.content_id {
+        Some(id) if id.is_empty() || !id.chars().all(|c| c.is_ascii_graphic() && c != '<' && c != '>') => {
+            return Err(invalid(format!(
+                "attachment {name:?}: Content-ID {id:?} isn't plain printable ASCII"
+            )));
+        }
+        Some(id) => lettre::message::Attachment::new_inline_with_name(id.clone(), name.clone()),
+        None => lettre::message::Attachment::new(name.clone()),
+    };
+    Ok(builder.body(attachment.bytes.clone(), content_type))
 }
 
 /// A message ready for any transport.
@@ -92,10 +153,11 @@ pub struct Prepared {
 /// Builds and encodes the message `email` describes (see [`message`]).
 pub fn prepare(
     email: &Email,
+    attachments: &[Attachment],
     default_from: &Mailbox,
     key: Option<(&str, u32)>,
 ) -> Result<Prepared, SendError> {
-    let message = message(email, default_from, key)?;
+    let message = message(email, attachments, default_from, key)?;
     let id = message.headers().get_raw("Message-ID").unwrap_or_default().to_string();
     Ok(Prepared { envelope: message.envelope().clone(), raw: message.formatted(), id })
 }
@@ -162,7 +224,7 @@ mod tests {
     }
 
     fn error(email: &Email) -> String {
-        match message(email, &"shop@example.com".parse().unwrap(), None) {
+        match message(email, &[], &"shop@example.com".parse().unwrap(), None) {
             Err(SendError::InvalidInput(msg)) => msg,
             other => panic!("expected invalid input, got {:?}", other.map(|_| ())),
         }
@@ -170,7 +232,7 @@ mod tests {
 
     #[test]
     fn builds_a_valid_message_with_default_sender() {
-        let msg = message(&email(), &"shop@example.com".parse().unwrap(), None).unwrap();
+        let msg = message(&email(), &[], &"shop@example.com".parse().unwrap(), None).unwrap();
         let text = String::from_utf8(msg.formatted()).unwrap();
         assert!(text.contains("From: shop@example.com"));
         assert!(text.contains("X-Order-Id: 42"));
@@ -180,10 +242,10 @@ mod tests {
     #[test]
     fn a_jobs_mail_is_named_by_jid_and_call() {
         let from = "shop@example.com".parse().unwrap();
-        let msg = message(&email(), &from, Some(("abc123", 2))).unwrap();
+        let msg = message(&email(), &[], &from, Some(("abc123", 2))).unwrap();
         let text = String::from_utf8(msg.formatted()).unwrap();
         assert!(text.contains("Message-ID: <abc123.2@example.com>"), "{text}");
-        let odd = message(&email(), &from, Some(("a b>", 0))).unwrap();
+        let odd = message(&email(), &[], &from, Some(("a b>", 0))).unwrap();
         let text = String::from_utf8(odd.formatted()).unwrap();
         assert!(!text.contains("a b>"));
     }

@@ -16,6 +16,7 @@ mod progress;
 mod smtp;
 mod tls;
 
+pub use compose::Attachment;
 pub use compose::weight as message_size;
 pub use ledger::Ledger;
 pub use progress::{Progress, Stage};
@@ -149,12 +150,12 @@ impl Mailer {
     /// the [`ledger`]).
     pub async fn send_for_job(
         &self,
-        email: &Email,
+        (email, attachments): (&Email, Vec<Attachment>),
         (shard, jid, seq): (usize, &str, u32),
         progress: &Progress,
     ) -> Result<Delivery, SendError> {
         let key = (!jid.is_empty()).then_some((jid, seq));
-        let prepared = self.prepare(email, key).await?;
+        let prepared = self.prepare(email, attachments, key).await?;
         let id = prepared.id.clone();
         let Some(ledger) = self.ledger.as_ref().filter(|_| key.is_some()) else {
             self.transmit(prepared, progress).await?;
@@ -209,14 +210,20 @@ impl Mailer {
 
     /// Builds and encodes `email`, as call `seq` of job `jid` when `key`
     /// says so; big messages on a blocking thread.
-    async fn prepare(&self, email: &Email, key: Option<(&str, u32)>) -> Result<Prepared, SendError> {
-        if message_size(email) <= BUILD_INLINE_BYTES {
-            return compose::prepare(email, &self.default_from, key);
+    async fn prepare(
+        &self,
+        email: &Email,
+        attachments: Vec<Attachment>,
+        key: Option<(&str, u32)>,
+    ) -> Result<Prepared, SendError> {
+        let attached: usize = attachments.iter().map(|a| a.bytes.len()).sum();
+        if message_size(email) + attached <= BUILD_INLINE_BYTES {
+            return compose::prepare(email, &attachments, &self.default_from, key);
         }
         let (email, from) = (email.clone(), self.default_from.clone());
         let key = key.map(|(jid, seq)| (jid.to_string(), seq));
         tokio::task::spawn_blocking(move || {
-            compose::prepare(&email, &from, key.as_ref().map(|(jid, seq)| (jid.as_str(), *seq)))
+            compose::prepare(&email, &attachments, &from, key.as_ref().map(|(jid, seq)| (jid.as_str(), *seq)))
         })
         .await
         .map_err(|e| SendError::Transient(format!("building the message failed: {e}")))?

@@ -5,7 +5,7 @@
 
 use super::host::HostState;
 use crate::policy::{BlobAccess, blobs};
-use crate::storage::{BlobError, Storage};
+use crate::storage::{BlobError, Storage, pieces};
 use crate::untrusted::shown;
 use crate::wit::jobrunner::plugin::blobs::{self as wit_blobs, BlobError as WitError};
 use std::sync::Arc;
@@ -18,9 +18,10 @@ impl From<BlobError> for WitError {
         let message = err.to_string();
         match err {
             BlobError::NotFound(_) => WitError::NotFound(message),
-            BlobError::InvalidKey { .. } | BlobError::TooLarge { .. } | BlobError::Service(_) => {
-                WitError::InvalidInput(message)
-            }
+            BlobError::InvalidKey { .. }
+            | BlobError::TooLarge { .. }
+            | BlobError::Service(_)
+            | BlobError::Offset { .. } => WitError::InvalidInput(message),
             BlobError::Unavailable { .. } => WitError::Unavailable(message),
         }
     }
@@ -29,7 +30,7 @@ impl From<BlobError> for WitError {
 impl HostState {
     /// The service `service` names, checked for `access` under the policy,
     /// and the cap on one call's bytes.
-    fn blob_call(
+    pub(super) fn blob_call(
         &mut self,
         service: &str,
         access: BlobAccess,
@@ -101,6 +102,53 @@ impl HostState {
     }
 }
 
+/// A step of a blob written in pieces.
+#[derive(Clone, Copy)]
+enum Pieces<'a> {
+    /// These bytes at this offset.
+    Append(u64, &'a [u8]),
+    /// Made whole.
+    Assemble,
+    /// Its pieces deleted.
+    Clear,
+}
+
+impl HostState {
+    /// Takes `step` on `key`'s pieces on every service a write of
+    /// `service` goes to; returns what the first (the primary) says.
+    async fn in_pieces(&mut self, service: &str, key: &str, step: Pieces<'_>) -> Result<u64, WitError> {
+        let (storage, name, cap) = self.blob_call(service, BlobAccess::Write)?;
+        let result = async {
+            let mut first = None;
+            for service in storage.writers(&name)? {
+                let done = match step {
+                    Pieces::Append(_, bytes) if bytes.len() as u64 > cap => {
+                        return Err(BlobError::TooLarge {
+                            key: key.to_string(),
+                            size: bytes.len() as u64,
+                            cap,
+                        });
+                    }
+                    Pieces::Append(offset, bytes) => pieces::append(&service, key, offset, bytes).await?,
+                    Pieces::Assemble => pieces::assemble(&service, key).await?,
+                    Pieces::Clear => pieces::clear(&service, key).await.map(|()| 0)?,
+                };
+                first.get_or_insert(done);
+            }
+            Ok(first.unwrap_or(0))
+        }
+        .await;
+        let op = match step {
+            Pieces::Append(..) => "append",
+            Pieces::Assemble | Pieces::Clear => "finish",
+        };
+        result.map_err(|err| {
+            self.blob_failed(op, key, &err);
+            err.into()
+        })
+    }
+}
+
 /// What a write or delete does to each service it goes to.
 #[derive(Clone, Copy)]
 enum Change<'a> {
@@ -153,6 +201,33 @@ impl wit_blobs::Host for HostState {
 
     async fn delete_prefixed(&mut self, service: String, prefix: String) -> Result<(), WitError> {
         self.change(&service, &prefix, Change::DeleteFolder).await
+    }
+
+    async fn append(
+        &mut self,
+        service: String,
+        key: String,
+        offset: u64,
+        bytes: Vec<u8>,
+    ) -> Result<u64, WitError> {
+        self.in_pieces(&service, &key, Pieces::Append(offset, &bytes)).await
+    }
+
+    async fn finish(&mut self, service: String, key: String, _content_type: String) -> Result<u64, WitError> {
+        let size = self.in_pieces(&service, &key, Pieces::Assemble).await?;
+        // The job's cursor, past its last piece, is saved before the pieces
+        // go: a rerun then appends nothing and finds the file whole.
+        if let Some(iteration) = &self.iteration
+            && let Err(err) = iteration.save().await
+        {
+            return Err(WitError::Unavailable(format!(
+                "saving the job's cursor before finishing blob {key:?}: {err:#}"
+            )));
+        }
+        self.in_pieces(&service, &key, Pieces::Clear).await?;
+        tracing::info!(plugin = %self.tags.plugin, class = %self.tags.class, jid = %self.tags.jid,
+            key = %shown(&key, SHOWN), size, "blob written in pieces finished");
+        Ok(size)
     }
 
     async fn mirror(&mut self, service: String, key: String, checksum: String) -> Result<u32, WitError> {

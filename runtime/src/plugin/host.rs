@@ -13,7 +13,7 @@
 pub use super::cap::{MemoryCap, MemoryExceeded};
 use super::pace::Pace;
 use super::stderr::TailPipe;
-use crate::mail::{Delivery, Mailer, Progress, SendError, Stage};
+use crate::mail::{Attachment, Delivery, Mailer, Progress, SendError, Stage};
 use crate::metrics::Metrics;
 use crate::policy::Guard;
 use crate::records::Records;
@@ -192,13 +192,34 @@ impl types::Host for HostState {}
 
 impl mail::Host for HostState {
     async fn send_mail(&mut self, message: mail::Email) -> Result<String, mail::MailError> {
+        self.send_with(message, Vec::new()).await
+    }
+
+    async fn send_mail_with_attachments(
+        &mut self,
+        mut message: mail::Email,
+        attachments: Vec<mail::Attachment>,
+    ) -> Result<String, mail::MailError> {
+        let (attachments, links) = self.attachments(attachments).await?;
+        super::attach::add_links(&mut message, &links);
+        self.send_with(message, attachments).await
+    }
+}
+
+impl HostState {
+    /// Sends `message` with `attachments` as the job's next mail call.
+    async fn send_with(
+        &mut self,
+        message: mail::Email,
+        attachments: Vec<Attachment>,
+    ) -> Result<String, mail::MailError> {
         let seq = self.mail_calls;
         self.mail_calls += 1;
         let deadline = tokio::time::Instant::from_std(self.deadline);
         let cancel = self.cancel.clone();
         let progress = Progress::default();
         let delivered = tokio::select! {
-            result = tokio::time::timeout_at(deadline, self.deliver(&message, seq, &progress)) => result.ok(),
+            result = tokio::time::timeout_at(deadline, self.deliver((&message, attachments), seq, &progress)) => result.ok(),
             _ = cancel.cancelled() => None,
         };
         if let Some(result) = delivered {
@@ -229,19 +250,18 @@ impl mail::Host for HostState {
         }
         Err(mail::MailError::Transient(format!("the job {why} while sending")))
     }
-}
 
-impl HostState {
     /// Checks `message` against the policy, keeps to the mail rate and
     /// sends it as call `seq` of the job.
     async fn deliver(
         &mut self,
-        message: &mail::Email,
+        (message, attachments): (&mail::Email, Vec<Attachment>),
         seq: u32,
         progress: &Progress,
     ) -> Result<String, mail::MailError> {
         let tags = &self.tags;
-        match self.caps.guard.check_mail(message, seq) {
+        let attached = attachments.iter().map(|a| a.bytes.len()).sum();
+        match self.caps.guard.check_mail_with(message, attached, seq) {
             // Keeping to the plugin's mail rate; the job's time limit still
             // runs, and a turn it cuts off goes to the next mail.
             Ok(turn) => turn.wait().await,
@@ -252,7 +272,12 @@ impl HostState {
                 return Err(mail::MailError::Rejected(format!("policy: {rule}")));
             }
         }
-        match self.caps.mailer.send_for_job(message, (tags.shard, &tags.jid, seq), progress).await {
+        match self
+            .caps
+            .mailer
+            .send_for_job((message, attachments), (tags.shard, &tags.jid, seq), progress)
+            .await
+        {
             Ok(Delivery::Sent(id)) => {
                 tracing::info!(plugin = %tags.plugin, class = %tags.class, jid = %tags.jid,
                     to = ?message.to, subject = %crate::untrusted::escape(&message.subject), message_id = %id, "mail sent");

@@ -9,6 +9,7 @@
 //! the job's time limit and memory cap; or, for a plugin whose policy opts
 //! in to `reuse`, in an idle instance kept from an earlier job ([`warm`]).
 
+mod attach;
 mod blobs_host;
 mod cache;
 mod cap;

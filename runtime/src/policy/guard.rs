@@ -31,6 +31,12 @@ impl Guard {
     /// says which rule the message breaks. A message within the rules gets
     /// its turn at the plugin's mail rate, to wait for before sending.
     pub fn check_mail(&self, email: &Email, seq: u32) -> Result<Turn<'_>, String> {
+        self.check_mail_with(email, 0, seq)
+    }
+
+    /// As [`Guard::check_mail`], for a message carrying `attached` bytes of
+    /// attachments, which count against `max_message_bytes`.
+    pub fn check_mail_with(&self, email: &Email, attached: usize, seq: u32) -> Result<Turn<'_>, String> {
         let rules = &self.rules;
         if seq >= rules.max_mails_per_job {
             return Err(format!(
@@ -59,7 +65,7 @@ impl Guard {
                 rules.max_header_bytes
             ));
         }
-        let size = crate::mail::message_size(email);
+        let size = crate::mail::message_size(email) + attached;
         if size > rules.max_message_bytes {
             return Err(format!(
                 "the message is {size} bytes, more than the {} allowed (max_message_bytes)",
@@ -103,6 +109,11 @@ impl Guard {
     }
 
     /// What the plugin may do with stored files.
+    /// The largest message, attachments included (`max_message_bytes`).
+    pub fn max_message_bytes(&self) -> usize {
+        self.rules.max_message_bytes
+    }
+
     pub fn blob_grants(&self) -> &super::BlobGrants {
         &self.rules.blobs
     }

@@ -1,5 +1,5 @@
 //! Where a call lands: one Disk service or one S3 bucket, each doing the
-//! same five things to a blob's file.
+//! the same things to a blob's file.
 
 use super::{BlobError, DiskService, s3::S3Service};
 
@@ -55,6 +55,32 @@ impl Backend<'_> {
         match self {
             Backend::Disk(disk) => disk.delete_folder(prefix).await,
             Backend::S3(bucket) => bucket.delete_folder(prefix).await,
+        }
+    }
+
+    /// The files directly under `folder/`, as (name, size).
+    pub async fn list(&self, folder: &str) -> Result<Vec<(String, u64)>, BlobError> {
+        match self {
+            Backend::Disk(disk) => disk.list(folder).await,
+            Backend::S3(bucket) => bucket.list(folder).await,
+        }
+    }
+
+    /// Writes the files of `parts`, in order, as the file of `key`, whole
+    /// or not at all; returns its size.
+    pub async fn assemble(&self, key: &str, parts: &[String]) -> Result<u64, BlobError> {
+        match self {
+            Backend::Disk(disk) => disk.assemble(key, parts).await,
+            Backend::S3(bucket) => bucket.assemble(key, parts).await,
+        }
+    }
+
+    /// A URL that fetches the file of `key` for `ttl`, when the service
+    /// can sign one (S3); `None` for Disk.
+    pub async fn link(&self, key: &str, ttl: std::time::Duration) -> Result<Option<String>, BlobError> {
+        match self {
+            Backend::Disk(_) => Ok(None),
+            Backend::S3(bucket) => bucket.link(key, ttl).await.map(Some),
         }
     }
 }

@@ -84,6 +84,58 @@ impl DiskService {
         tokio::fs::rename(&temp, &path).await.map_err(failed)
     }
 
+    /// The files directly under `folder/`, as (name, size); none when it
+    /// doesn't exist.
+    pub async fn list(&self, folder: &str) -> Result<Vec<(String, u64)>, BlobError> {
+        let path = self.path_for(folder)?;
+        let failed = |err: std::io::Error| io_error(folder, &path, err);
+        let mut entries = match tokio::fs::read_dir(&path).await {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            entries => entries.map_err(failed)?,
+        };
+        let mut files = Vec::new();
+        while let Some(entry) = entries.next_entry().await.map_err(failed)? {
+            let meta = entry.metadata().await.map_err(failed)?;
+            if meta.is_file() {
+                files.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
+            }
+        }
+        Ok(files)
+    }
+
+    /// Writes the files of `parts`, in order, as the file of `key`: into a
+    /// temporary file beside it, then renamed into place. Returns its size.
+    pub async fn assemble(&self, key: &str, parts: &[String]) -> Result<u64, BlobError> {
+        let path = self.path_for(key)?;
+        let failed = |err: std::io::Error| io_error(key, &path, err);
+        let folder = path.parent().expect("a blob path has a folder");
+        tokio::fs::create_dir_all(folder).await.map_err(failed)?;
+        let temp = folder.join(format!(
+            ".{}.{:016x}.tmp",
+            path.file_name().unwrap().display(),
+            rand::random::<u64>()
+        ));
+        let written = async {
+            let mut out = tokio::fs::File::create(&temp).await?;
+            let mut size = 0;
+            for part in parts {
+                let mut input =
+                    tokio::fs::File::open(self.path_for(part).map_err(std::io::Error::other)?).await?;
+                size += tokio::io::copy(&mut input, &mut out).await?;
+            }
+            out.sync_all().await?;
+            Ok::<u64, std::io::Error>(size)
+        }
+        .await;
+        match written {
+            Ok(size) => tokio::fs::rename(&temp, &path).await.map(|()| size).map_err(failed),
+            Err(err) => {
+                let _ = tokio::fs::remove_file(&temp).await;
+                Err(failed(err))
+            }
+        }
+    }
+
     /// Deletes the file of `key`; one already gone is no error, as in Rails.
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
         let path = self.path_for(key)?;

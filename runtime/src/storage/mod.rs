@@ -11,6 +11,7 @@ mod backend;
 pub mod config;
 pub mod disk;
 mod mirror;
+pub mod pieces;
 mod s3;
 pub mod store;
 
@@ -34,6 +35,12 @@ pub enum BlobError {
     /// The service named is not one the app has, or the runner serves.
     #[error("{0}")]
     Service(String),
+    /// An append at an offset that isn't the length written so far (or a
+    /// checkpointed length before it).
+    #[error(
+        "blob {key:?} in pieces has {length} bytes; an append at {offset} would leave a gap or split a piece"
+    )]
+    Offset { key: String, offset: u64, length: u64 },
     /// The service failed (a disk error, an unreachable object store).
     #[error("blob {key:?}: {message}")]
     Unavailable { key: String, message: String },

@@ -13,7 +13,8 @@ use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+use object_store::signer::Signer;
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, WriteMultipart};
 use std::sync::Arc;
 
 /// One bucket.
@@ -78,6 +79,53 @@ impl S3Service {
         let payload = PutPayload::from(bytes.to_vec());
         self.store.put(&path(key)?, payload).await.map_err(|err| self.failed(key, err))?;
         Ok(())
+    }
+
+    /// The objects directly under `folder/`, as (name, size).
+    pub async fn list(&self, folder: &str) -> Result<Vec<(String, u64)>, BlobError> {
+        let prefix = path(folder)?;
+        let listed: Vec<object_store::ObjectMeta> =
+            self.store.list(Some(&prefix)).try_collect().await.map_err(|err| self.failed(folder, err))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|meta| Some((meta.location.filename()?.to_string(), meta.size)))
+            .collect())
+    }
+
+    /// Writes the objects of `parts`, in order, as the object of `key`, in
+    /// a multipart upload (S3 shows it once it is whole). Returns its size.
+    pub async fn assemble(&self, key: &str, parts: &[String]) -> Result<u64, BlobError> {
+        let upload = self.store.put_multipart(&path(key)?).await.map_err(|err| self.failed(key, err))?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut size = 0;
+        for part in parts {
+            let bytes = match self.store.get(&path(part)?).await {
+                Ok(object) => object.bytes().await,
+                Err(err) => Err(err),
+            };
+            match bytes {
+                Ok(bytes) => {
+                    size += bytes.len() as u64;
+                    writer.put(bytes);
+                }
+                Err(err) => {
+                    let _ = writer.abort().await;
+                    return Err(self.failed(part, err));
+                }
+            }
+        }
+        writer.finish().await.map_err(|err| self.failed(key, err))?;
+        Ok(size)
+    }
+
+    /// A presigned GET URL of the object of `key`, working for `ttl`.
+    pub async fn link(&self, key: &str, ttl: std::time::Duration) -> Result<String, BlobError> {
+        let url = self
+            .store
+            .signed_url(http::Method::GET, &path(key)?, ttl)
+            .await
+            .map_err(|err| self.failed(key, err))?;
+        Ok(url.to_string())
     }
 
     /// Deletes the object of `key`; one already gone is no error.
