@@ -67,6 +67,7 @@ build_all() {
      plugins/target/wasm32-wasip2/release/shop_mailers.wasm \
      plugins/target/wasm32-wasip2/release/welcome_mail.wasm \
      plugins/target/wasm32-wasip2/release/active_storage.wasm \
+     plugins/target/wasm32-wasip2/release/order_export.wasm \
      plugins/target/python/password_reset.wasm \
      plugins/target/js/signup_digest.wasm plugins/
 }

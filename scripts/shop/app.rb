@@ -121,6 +121,17 @@ class OrderTallyJob < ApplicationJob
   end
 end
 
+# Performed by the runner's order_export plugin: the orders created from
+# `from` until before `to` as a gzipped CSV, mailed to `admin_email`.
+# `OrderExportJob.perform_later("ops@shop.example", "2026-11-01", "2026-12-01")`.
+class OrderExportJob < ApplicationJob
+  queue_as :default
+
+  def perform(admin_email, from, to, batch_size = 1000)
+    raise "performed by the runner"
+  end
+end
+
 class ApplicationMailer < ActionMailer::Base
   default from: "shop@example.com"
 end
@@ -161,8 +172,9 @@ end
 
 # Creates `count` orders without callbacks (no jobs), spread over users
 # 1 to `users` and over November 2026, `per_insert` rows per statement, as
-# a data import would. Prints how many orders there are.
-def import_orders(count, users: 3, per_insert: 1000)
+# a data import would, each with `line_items` line items. Prints how many
+# orders there are.
+def import_orders(count, users: 3, per_insert: 1000, line_items: 0)
   users.times { |i| User.create!(email: "user#{i + 1}@example.com", name: "User #{i + 1}") }
   user_ids = User.order(:id).limit(users).pluck(:id)
   start = Time.utc(2026, 11, 1)
@@ -172,5 +184,16 @@ def import_orders(count, users: 3, per_insert: 1000)
         created_at: start + (i * 30 * 86_400 / count) }
     end)
   end
+  import_line_items(line_items, per_insert) if line_items > 0
   puts Order.count
+end
+
+# Gives every order `per_order` line items: quantity 1 to 3, priced from
+# the order's id.
+def import_line_items(per_order, per_insert)
+  Order.in_batches(of: per_insert) do |orders|
+    LineItem.insert_all(orders.pluck(:id).flat_map do |id|
+      (1..per_order).map { |n| { order_id: id, name: "Item #{n}", quantity: n % 3 + 1, price: format("%.2f", (id % 89) / 4.0 + n) } }
+    end)
+  end
 end

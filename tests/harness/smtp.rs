@@ -138,6 +138,13 @@ fn parse(raw: &str) -> Option<Mail> {
     let header = |name: &str| -> Vec<String> {
         headers.lines().filter_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).collect()
     };
+    // A multipart message is whole once its closing boundary is in.
+    if let Some((_, rest)) = headers.split_once("boundary=\"")
+        && let Some((boundary, _)) = rest.split_once('"')
+        && !body.contains(&format!("--{boundary}--"))
+    {
+        return None;
+    }
     let subject = header("Subject:").into_iter().next()?;
     let message_id = header("Message-ID:").into_iter().next().unwrap_or_default();
     let rcpt = header("X-Rcpt-Args:").iter().map(|r| r.trim_matches(['<', '>']).to_string()).collect();

@@ -6,6 +6,9 @@
 //! blobs::write("local", "variants/abc/def", &png, "image/png")?;
 //! ```
 //!
+//! A file too big to hold in memory is written in pieces with an
+//! [`Appender`], which an iterable job resumes at its checkpointed length.
+//!
 //! Errors map onto job errors as the runner treats them: a call the policy
 //! denies, a bad key or service, a file over the cap or one that isn't
 //! there are permanent; a failing service is retryable. [`read_optional`]
@@ -89,5 +92,47 @@ pub fn mirror(service: &str, key: &str, checksum: &str) -> Result<Option<u32>, J
         Ok(copies) => Ok(Some(copies)),
         Err(BlobError::NotFound(_)) => Ok(None),
         Err(err) => Err(err.into()),
+    }
+}
+
+/// Writes a file in pieces, each appended where the last ended, and makes
+/// it whole at [`Appender::finish`]. An iterable job keeps
+/// [`Appender::length`] in its cursor and resumes with [`Appender::at`]:
+/// whatever a killed run appended after that checkpoint is dropped, so
+/// every byte is written once.
+///
+/// ```ignore
+/// let mut out = blobs::Appender::at("", "exports/orders.csv", cursor.length);
+/// out.append(b"1,ann@example.com,7.50\n")?;
+/// iteration::checkpoint(&Cursor { length: out.length(), .. })?;
+/// let size = out.finish("text/csv")?;
+/// ```
+pub struct Appender {
+    service: String,
+    key: String,
+    length: u64,
+}
+
+impl Appender {
+    /// An appender to `key` of `service` that has written `length` bytes
+    /// (0 for a new file).
+    pub fn at(service: &str, key: &str, length: u64) -> Appender {
+        Appender { service: service.to_string(), key: key.to_string(), length }
+    }
+
+    /// Appends `bytes`.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), JobError> {
+        self.length = host::append(&self.service, &self.key, self.length, bytes)?;
+        Ok(())
+    }
+
+    /// The bytes written so far.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// Makes the file whole and readable; returns its size.
+    pub fn finish(self, content_type: &str) -> Result<u64, JobError> {
+        Ok(host::finish(&self.service, &self.key, content_type)?)
     }
 }
