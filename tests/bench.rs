@@ -15,6 +15,9 @@
 #[path = "bench_languages.rs"]
 mod languages;
 
+#[path = "bench_export.rs"]
+mod export;
+
 use jobrunner_tests::{
     Postgres, Redis, Runner, RunnerOptions, Shop, SmtpSink, eventually, now, plugin_wasm, runner_bin,
 };
@@ -38,6 +41,8 @@ struct Options {
     cancels: usize,
     /// Only the rows per language.
     languages_only: bool,
+    /// Only the orders export, of this many orders.
+    export: Option<usize>,
 }
 
 fn options() -> Options {
@@ -49,6 +54,7 @@ fn options() -> Options {
         seconds: 5,
         cancels: 100,
         languages_only: false,
+        export: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -61,10 +67,11 @@ fn options() -> Options {
             "--seconds" => options.seconds = value().parse().expect("--seconds N"),
             "--cancels" => options.cancels = value().parse().expect("--cancels N"),
             "--languages" => options.languages_only = true,
+            "--export" => options.export = Some(value().parse().expect("--export ORDERS")),
             "--help" | "-h" => {
                 println!(
                     "bench [--jobs N] [--concurrency N] [--plugin noop|order_created|password_reset|signup_digest] \
-                     [--rate N] [--seconds N] [--cancels N] [--languages]"
+                     [--rate N] [--seconds N] [--cancels N] [--languages] [--export ORDERS]"
                 );
                 std::process::exit(0);
             }
@@ -348,6 +355,9 @@ fn main() {
     println!();
     if o.languages_only {
         return languages::run(o.jobs / 10, o.concurrency);
+    }
+    if let Some(orders) = o.export {
+        return export::run(orders);
     }
     println!(
         "{:<44} {:>10} {:>12} {:>14} {:>10} {:>16} {:>18}",

@@ -129,7 +129,10 @@ impl HostState {
                             cap,
                         });
                     }
-                    Pieces::Append(offset, bytes) => pieces::append(&service, key, offset, bytes).await?,
+                    Pieces::Append(offset, bytes) => {
+                        let ours = self.appended.get(&(name.clone(), key.to_string())) == Some(&offset);
+                        pieces::append(&service, key, (offset, ours), bytes).await?
+                    }
                     Pieces::Assemble => pieces::assemble(&service, key).await?,
                     Pieces::Clear => pieces::clear(&service, key).await.map(|()| 0)?,
                 };
@@ -141,6 +144,11 @@ impl HostState {
         let op = match step {
             Pieces::Append(..) => "append",
             Pieces::Assemble | Pieces::Clear => "finish",
+        };
+        // This run wrote up to there: its next append there needn't look.
+        match (&result, step) {
+            (Ok(end), Pieces::Append(..)) => self.appended.insert((name, key.to_string()), *end),
+            _ => self.appended.remove(&(name, key.to_string())),
         };
         result.map_err(|err| {
             self.blob_failed(op, key, &err);

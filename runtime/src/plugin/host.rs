@@ -105,6 +105,8 @@ pub struct HostState {
     pub(super) pace: Option<Pace>,
     /// The run of an iterable job this is, when the plugin iterates.
     pub(super) iteration: Option<Arc<crate::iteration::Iteration>>,
+    /// Where this job's appends to each (service, key) in pieces ended.
+    pub(super) appended: std::collections::HashMap<(String, String), u64>,
 }
 
 impl HostState {
@@ -134,6 +136,7 @@ impl HostState {
             cancelled: false,
             pace: Some(Pace::new()),
             iteration: None,
+            appended: Default::default(),
         }
     }
 
@@ -160,6 +163,7 @@ impl HostState {
         self.cancelled = false;
         self.pace = Some(Pace::new());
         self.iteration = None;
+        self.appended.clear();
     }
 
     /// Stops the call when `cancel` fires.
