@@ -156,11 +156,12 @@ fn two_hundred_thousand_orders_from_sqlite_export_in_slices_every_row_once() {
     let shop = Shop::sqlite(&redis);
     assert_eq!(shop.ruby("import_orders(200_000, users: 7, line_items: 1)"), "200000");
     let setup = Setup::new();
-    // Slices of 1 s under a 3 s limit: the export takes several.
-    let runner = setup.runner(&redis, &smtp, &shop, &["--slice", "1", "--timeout", "3"]);
+    // Slices of 0.3 s under a 3 s limit: the export takes several.
+    let runner = setup.runner(&redis, &smtp, &shop, &["--slice", "0.3", "--timeout", "3"]);
     let jid = enqueue_export(&shop, 1000);
     assert_export_matches(&shop, &smtp);
-    assert!(runner.logs().matches("its slice is over").count() >= 2, "the export ran in slices");
+    let slices = runner.logs().matches("its slice is over").count();
+    assert!(slices >= 2, "the export ran in slices: {slices}");
     assert!(cursor(&redis, &jid).is_none(), "a complete export's cursor is dropped");
     let left: Vec<_> = walkdir(setup.storage.path()).into_iter().filter(|p| p.contains("pieces")).collect();
     assert!(left.is_empty(), "the pieces are gone: {left:?}");
@@ -173,7 +174,8 @@ fn a_postgres_export_killed_midway_resumes_from_its_cursor_every_row_once() {
     assert_eq!(shop.ruby("import_orders(200_000, users: 7, line_items: 1)"), "200000");
     let setup = Setup::new();
     let mut runner = setup.runner(&redis, &smtp, &shop, &["--timeout", "120"]);
-    let jid = enqueue_export(&shop, 1000);
+    // Batches of 200: long enough an export to be saved (every 5 s) midway.
+    let jid = enqueue_export(&shop, 200);
     let saved = eventually("a saved cursor", 2 * WAIT, || cursor(&redis, &jid));
     runner.kill();
     let saved = cursor(&redis, &jid).unwrap_or(saved);
@@ -183,9 +185,9 @@ fn a_postgres_export_killed_midway_resumes_from_its_cursor_every_row_once() {
     runner.restart();
     assert_export_matches(&shop, &smtp);
     // The second run read only what the cursor hadn't covered: the batches
-    // of 1,000 after it, and at most the one that ends the scan.
+    // of 200 after it, and at most the one that ends the scan.
     let batches = reads_of(&runner, "Order");
-    assert!(batches <= (200_000 - done) / 1000 + 2, "{batches} batches read after resuming at {done} rows");
+    assert!(batches <= (200_000 - done) / 200 + 2, "{batches} batches read after resuming at {done} rows");
 }
 
 #[test]
