@@ -8,7 +8,7 @@
 //! when the export runs in slices, and after a SIGKILL or a SIGTERM.
 
 use jobrunner_tests::{
-    Postgres, Redis, Runner, RunnerOptions, Shop, SmtpSink, WAIT, eventually, never_before, now,
+    Postgres, Redis, Runner, RunnerOptions, S3Server, Shop, SmtpSink, WAIT, eventually, never_before, now,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 const POLICY: &str = r#"
 [plugins.order_export]
 records = { Order = ["user_id", "total", "created_at"], User = ["email"], LineItem = ["order_id", "quantity", "price"] }
-blobs = { services = ["local"], read = true, write = true }
+blobs = { services = ["local", "amazon"], read = true, write = true }
 max_message_bytes = 52428800
 "#;
 
@@ -63,8 +63,20 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with(None)
+    }
+
+    /// With the S3 server's bucket as the service `amazon` too.
+    fn with(s3: Option<&S3Server>) -> Setup {
         let storage = tempfile::tempdir().unwrap();
-        let yml = format!("local:\n  service: Disk\n  root: {}\n", storage.path().join("files").display());
+        let mut yml =
+            format!("local:\n  service: Disk\n  root: {}\n", storage.path().join("files").display());
+        if let Some(s3) = s3 {
+            yml.push_str(&format!(
+                "amazon:\n  service: S3\n  region: us-east-1\n  bucket: {}\n  endpoint: {}\n  force_path_style: true\n",
+                s3.bucket, s3.endpoint
+            ));
+        }
         std::fs::write(storage.path().join("storage.yml"), yml).unwrap();
         let policy = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(policy.path(), POLICY).unwrap();
@@ -72,6 +84,18 @@ impl Setup {
     }
 
     fn runner(&self, redis: &Redis, smtp: &SmtpSink, shop: &Shop, extra: &[&str]) -> Runner {
+        self.runner_on(redis, smtp, shop, extra, None)
+    }
+
+    /// A runner whose default service is `amazon` on `s3`, when given.
+    fn runner_on(
+        &self,
+        redis: &Redis,
+        smtp: &SmtpSink,
+        shop: &Shop,
+        extra: &[&str],
+        s3: Option<&S3Server>,
+    ) -> Runner {
         let storage_config = self.storage.path().join("storage.yml");
         let mut args = vec![
             "--database",
@@ -79,12 +103,16 @@ impl Setup {
             "--storage-config",
             storage_config.to_str().unwrap(),
             "--storage-service",
-            "local",
+            if s3.is_some() { "amazon" } else { "local" },
             "--policy",
             self.policy.path().to_str().unwrap(),
         ];
         args.extend(extra);
-        Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["order_export"]).args(&args))
+        let mut options = RunnerOptions::plugins(&["order_export"]).args(&args);
+        for (name, value) in s3.map(S3Server::env).unwrap_or_default() {
+            options = options.env(name, &value);
+        }
+        Runner::start(&redis.url, &smtp.url, options)
     }
 }
 
@@ -165,6 +193,26 @@ fn two_hundred_thousand_orders_from_sqlite_export_in_slices_every_row_once() {
     assert!(cursor(&redis, &jid).is_none(), "a complete export's cursor is dropped");
     let left: Vec<_> = walkdir(setup.storage.path()).into_iter().filter(|p| p.contains("pieces")).collect();
     assert!(left.is_empty(), "the pieces are gone: {left:?}");
+}
+
+#[test]
+fn an_export_to_s3_is_assembled_whole_by_a_multipart_upload() {
+    let (redis, smtp, s3) = (Redis::start(), SmtpSink::start(), S3Server::start("exports"));
+    let shop = Shop::sqlite(&redis);
+    // About 1.7 MB gzipped: one part of a multipart upload (create,
+    // upload the part, complete), from 120 pieces.
+    assert_eq!(shop.ruby("import_orders(120_000, users: 5, line_items: 1)"), "120000");
+    let setup = Setup::with(Some(&s3));
+    let _runner = setup.runner_on(&redis, &smtp, &shop, &[], Some(&s3));
+    let jid = enqueue_export(&shop, 1000);
+    assert_export_matches(&shop, &smtp);
+    let stored = s3.stored(&format!("exports/orders-{jid}.csv.gz"));
+    let size = std::fs::metadata(&stored).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 1_000_000, "the export is in the bucket: {} is {size} bytes", stored.display());
+    assert!(
+        !s3.stored("pieces").join("exports").exists() || walkdir(&s3.stored("pieces")).is_empty(),
+        "the pieces are gone"
+    );
 }
 
 #[test]
