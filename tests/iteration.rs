@@ -148,6 +148,25 @@ fn sigterm_puts_an_iterating_job_back_in_its_queue_with_its_cursor() {
 }
 
 #[test]
+fn a_quiet_runner_hands_an_iterating_job_back_for_another_to_resume() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let options = RunnerOptions::plugins(&["steps"]).args(&["--timeout", "60"]);
+    let quiet = Runner::start(&redis.url, &smtp.url, options.clone());
+    let jid = "9a9a9a9a9a9a9a9a9a9a9a9a";
+    redis.push("default", &job_json("StepsJob", json!([200, 50, "ops@example.com"]), jid));
+    quiet.wait_for_log(&["run 1 begins at step 0"], 1);
+    quiet.signal(libc::SIGTSTP);
+    quiet.wait_for_log(&["the job stops at its checkpoint: the runner is quieting or shutting down"], 1);
+    eventually("the job back in its queue", WAIT, || (redis.llen("queue:default") == 1).then_some(()));
+    let resume_at = cursor(&redis, jid).expect("the cursor saved at the stop")["next"].as_u64().unwrap();
+    // The quiet runner takes nothing; a second one resumes the job.
+    let other = Runner::start(&redis.url, &smtp.url, options);
+    other.wait_for_log(&[&format!("run 2 begins at step {resume_at}")], 1);
+    let story = done_mail(&smtp, 200);
+    assert_eq!(story["starts"], format!("0,{resume_at}"));
+}
+
+#[test]
 fn a_cancel_stops_an_iterating_job_for_good() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let runner =
