@@ -5,11 +5,11 @@
 //! its service, and one too big for the message is refused naming the cap
 //! (Disk) or linked by a URL that fetches it (S3).
 
-use jobrunner_tests::{Redis, Runner, RunnerOptions, S3Server, SmtpSink, WAIT, eventually, job_json};
+use jobrunner_tests::{
+    Redis, Runner, RunnerOptions, S3Server, SmtpSink, WAIT, eventually, job_json, python_json,
+};
 use serde_json::{Value, json};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 /// What the `attach` plugin may do: read every service, mail up to 1 MiB.
 const POLICY: &str = "[plugins.attach]\nblobs = { read = true }\nmax_message_bytes = 1048576\n";
@@ -36,17 +36,7 @@ print(json.dumps({"type": message.get_content_type(), "parts": parts}))
 
 /// The parts of `mail`, as [`READ_PARTS`] prints them.
 fn parts(mail: &jobrunner_tests::Mail) -> Value {
-    let mut python = Command::new("python3")
-        .args(["-c", READ_PARTS])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    python.stdin.take().unwrap().write_all(mail.raw.as_bytes()).unwrap();
-    let output = python.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
+    python_json(READ_PARTS, mail.raw.as_bytes())
 }
 
 /// The part named `filename`.

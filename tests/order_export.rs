@@ -9,11 +9,10 @@
 
 use jobrunner_tests::{
     Postgres, Redis, Runner, RunnerOptions, S3Server, Shop, SmtpSink, WAIT, eventually, never_before, now,
+    python_json,
 };
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 /// What the export may read and write.
 const POLICY: &str = r#"
@@ -130,17 +129,7 @@ fn received_export(smtp: &SmtpSink) -> Value {
     let mail = eventually("the export's mail", 6 * WAIT, || {
         smtp.messages().into_iter().find(|m| m.subject.starts_with("Orders export"))
     });
-    let mut python = Command::new("python3")
-        .args(["-c", READ_EXPORT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    python.stdin.take().unwrap().write_all(mail.raw.as_bytes()).unwrap();
-    let output = python.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
+    python_json(READ_EXPORT, mail.raw.as_bytes())
 }
 
 /// Every order of November once, in key order, as ActiveRecord has it.

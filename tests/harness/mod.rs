@@ -27,6 +27,7 @@ mod gallery;
 mod mariadb;
 mod packet_drop;
 mod postgres;
+mod python;
 mod redis_server;
 mod ruby;
 mod runner;
@@ -44,6 +45,7 @@ pub use gallery::Gallery;
 pub use mariadb::MariaDb;
 pub use packet_drop::PacketDrop;
 pub use postgres::Postgres;
+pub use python::python_json;
 pub use redis_server::Redis;
 pub use ruby::{active_job, ruby};
 pub use runner::{

@@ -72,11 +72,7 @@ impl DiskService {
         let failed = |err: std::io::Error| io_error(key, &path, err);
         let folder = path.parent().expect("a blob path has a folder");
         tokio::fs::create_dir_all(folder).await.map_err(failed)?;
-        let temp = folder.join(format!(
-            ".{}.{:016x}.tmp",
-            path.file_name().unwrap().display(),
-            rand::random::<u64>()
-        ));
+        let temp = temp_beside(&path);
         if let Err(err) = tokio::fs::write(&temp, bytes).await {
             let _ = tokio::fs::remove_file(&temp).await;
             return Err(failed(err));
@@ -110,11 +106,7 @@ impl DiskService {
         let failed = |err: std::io::Error| io_error(key, &path, err);
         let folder = path.parent().expect("a blob path has a folder");
         tokio::fs::create_dir_all(folder).await.map_err(failed)?;
-        let temp = folder.join(format!(
-            ".{}.{:016x}.tmp",
-            path.file_name().unwrap().display(),
-            rand::random::<u64>()
-        ));
+        let temp = temp_beside(&path);
         let written = async {
             let mut out = tokio::fs::File::create(&temp).await?;
             let mut size = 0;
@@ -155,6 +147,13 @@ impl DiskService {
             _ => Ok(()),
         }
     }
+}
+
+/// A fresh temporary name in `path`'s folder, hidden, for a file renamed
+/// into place once it is whole.
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().expect("a blob path has a file name").display();
+    path.with_file_name(format!(".{name}.{:016x}.tmp", rand::random::<u64>()))
 }
 
 fn io_error(key: &str, path: &Path, err: std::io::Error) -> BlobError {
