@@ -227,16 +227,22 @@ fn a_postgres_export_killed_midway_resumes_from_its_cursor_every_row_once() {
     assert!(batches <= (200_000 - done) / 200 + 2, "{batches} batches read after resuming at {done} rows");
 }
 
+/// An export of 20,000 orders in batches of 10: a thousand batches,
+/// seconds of work to stop midway. Returns its jid, once it has read some.
+fn export_under_way(shop: &Shop, runner: &Runner) -> String {
+    assert_eq!(shop.ruby("import_orders(20_000, users: 3, line_items: 1)"), "20000");
+    let jid = enqueue_export(shop, 10);
+    eventually("some orders read", WAIT, || (reads_of(runner, "Order") >= 3).then_some(()));
+    jid
+}
+
 #[test]
-fn sigterm_mid_export_puts_it_back_with_its_cursor_and_a_cancel_ends_it_unmailed() {
+fn sigterm_mid_export_puts_it_back_with_its_cursor_and_it_resumes_to_every_row_once() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let shop = Shop::sqlite(&redis);
-    assert_eq!(shop.ruby("import_orders(20_000, users: 3, line_items: 1)"), "20000");
     let setup = Setup::new();
     let mut runner = setup.runner(&redis, &smtp, &shop, &["--timeout", "120", "-t", "2"]);
-    // Batches of 10: a thousand of them, seconds of work to stop midway.
-    let jid = enqueue_export(&shop, 10);
-    eventually("some orders read", WAIT, || (reads_of(&runner, "Order") >= 3).then_some(()));
+    let jid = export_under_way(&shop, &runner);
     assert!(runner.terminate().success());
     assert_eq!(
         (redis.llen("queue:default"), redis.sorted_set("retry").len()),
@@ -244,16 +250,27 @@ fn sigterm_mid_export_puts_it_back_with_its_cursor_and_a_cancel_ends_it_unmailed
         "back in its queue, not failed"
     );
     let saved = cursor(&redis, &jid).expect("the cursor saved at the stop");
-    assert!(saved["rows"].as_u64().unwrap() > 0, "{saved}");
-
-    // Resumed, then cancelled: it stops, isn't retried and mails nothing.
+    let done = saved["rows"].as_u64().unwrap();
+    assert!(done > 0 && done < 20_000, "{saved}");
     runner.restart();
-    eventually("the export resumed", WAIT, || (reads_of(&runner, "Order") >= 1).then_some(()));
+    assert_export_matches(&shop, &smtp);
+    let batches = reads_of(&runner, "Order");
+    assert!(batches <= (20_000 - done) / 10 + 2, "resumed at {done} rows, then read {batches} batches");
+}
+
+#[test]
+fn a_cancelled_export_stops_for_good_unmailed() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let shop = Shop::sqlite(&redis);
+    let setup = Setup::new();
+    let runner = setup.runner(&redis, &smtp, &shop, &["--timeout", "120"]);
+    let jid = export_under_way(&shop, &runner);
     jobrunner_tests::runner_cancel(&redis.url, &jid);
     eventually("the export stopped", WAIT, || (redis.inprogress_jobs() == 0).then_some(()));
     let sets: Vec<usize> = ["retry", "dead", "schedule"].iter().map(|s| redis.sorted_set(s).len()).collect();
-    assert_eq!((sets, redis.llen("queue:default")), (vec![0, 0, 0], 0));
+    assert_eq!((sets, redis.llen("queue:default")), (vec![0, 0, 0], 0), "not retried");
     never_before(now() + 3.0, "no mail from a cancelled export", || smtp.count() == 0);
+    assert!(cursor(&redis, &jid).is_none(), "a cancelled export's state is dropped");
 }
 
 /// Every file under `dir`, as text.
