@@ -1,6 +1,6 @@
 //! Redis as production runs it: over TLS (a CA file, client certificates,
 //! `#insecure` for development) and as a Redis 6 ACL user holding exactly
-//! the permissions the README documents.
+//! the permissions docs/operations.md documents.
 
 use jobrunner_tests::{
     Certs, Forms, Redis, Runner, RunnerOptions, Sentinel, SmtpSink, WAIT, eventually, job_json, repo_root,
@@ -69,11 +69,11 @@ fn a_server_that_asks_for_a_client_certificate_gets_one() {
     assert_eq!(smtp.wait_for(1)[0].rcpt, ["bo@example.com"]);
 }
 
-/// The `ACL SETUSER` line of the README, with `password` in it.
+/// The `ACL SETUSER` line of docs/operations.md, with `password` in it.
 fn documented_acl(password: &str) -> Vec<String> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let page = std::fs::read_to_string(repo_root().join("docs/operations.md")).unwrap();
     let line =
-        readme.lines().find(|l| l.starts_with("ACL SETUSER jobrunner ")).expect("the README's ACL line");
+        page.lines().find(|l| l.starts_with("ACL SETUSER jobrunner ")).expect("the ACL line of docs/operations.md");
     line.replace(">PASSWORD", &format!(">{password}")).split_whitespace().map(str::to_string).collect()
 }
 

@@ -308,7 +308,7 @@ fn log_lines_are_cut_at_8_kib_and_enabled_follows_the_filter() {
     }
 }
 
-/// The README's `log_lines_per_second` default, 100, with bursts of up to
+/// The `log_lines_per_second` default of docs/security.md, 100, with bursts of up to
 /// one second's worth: a plugin logging flat out for three seconds gets
 /// about 400 lines written, and the rest are counted as dropped.
 #[test]

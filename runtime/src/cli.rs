@@ -343,7 +343,7 @@ pub struct RunArgs {
     pub outbox: PathBuf,
     /// A TOML file of limits on what plugins may do with send-mail and log
     /// (senders, recipient domains, sizes, rates), by default and per
-    /// plugin. Without it, safe defaults apply (see the README).
+    /// plugin. Without it, safe defaults apply (see docs/security.md).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// The sender of mail whose plugin names none.

@@ -74,7 +74,7 @@ impl Gallery {
     }
 
     /// The app over PostgreSQL's `shop` database. The runner connects as
-    /// `jobrunner`, granted what the README's Active Storage lines grant:
+    /// `jobrunner`, granted what the Active Storage lines of docs/rails.md grant:
     /// reading, the blobs' `metadata`, creating and deleting Active
     /// Storage's rows.
     pub fn postgres(redis: &Redis, pg: &Postgres, password: &str) -> Gallery {

@@ -38,7 +38,7 @@ impl Shop {
     }
 
     /// The app over PostgreSQL's `shop` database. The runner connects as
-    /// `jobrunner`, granted only what the README's GRANT lines give.
+    /// `jobrunner`, granted only what the GRANT lines of docs/rails.md give.
     pub fn postgres(redis: &Redis, pg: &Postgres) -> Shop {
         let shop = Shop {
             app_database: pg.url("postgres", "unused"),
