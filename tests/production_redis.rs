@@ -72,8 +72,10 @@ fn a_server_that_asks_for_a_client_certificate_gets_one() {
 /// The `ACL SETUSER` line of docs/operations.md, with `password` in it.
 fn documented_acl(password: &str) -> Vec<String> {
     let page = std::fs::read_to_string(repo_root().join("docs/operations.md")).unwrap();
-    let line =
-        page.lines().find(|l| l.starts_with("ACL SETUSER jobrunner ")).expect("the ACL line of docs/operations.md");
+    let line = page
+        .lines()
+        .find(|l| l.starts_with("ACL SETUSER jobrunner "))
+        .expect("the ACL line of docs/operations.md");
     line.replace(">PASSWORD", &format!(">{password}")).split_whitespace().map(str::to_string).collect()
 }
 

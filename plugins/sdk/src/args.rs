@@ -12,6 +12,19 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The decoded arguments of one job.
+///
+/// ```
+/// use jobrunner_plugin_sdk::Args;
+///
+/// // OrderCreateJob.perform_later(id: 42, email: "a@example.com"), or
+/// // Sidekiq::Client.push("args" => [42, "a@example.com"]): the same reads.
+/// for json in [r#"[{"id": 42, "email": "a@example.com"}]"#, r#"[42, "a@example.com"]"#] {
+///     let args = Args::parse(json)?;
+///     assert_eq!(args.required::<u64>("id", 0)?, 42);
+///     assert_eq!(args.optional::<String>("name", 2)?, None);
+/// }
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub enum Args {
     /// `[{...}]`: fields by name.
     Named(serde_json::Map<String, Value>),
@@ -20,7 +33,19 @@ pub enum Args {
 }
 
 impl Args {
-    /// Parses the JSON text of a job's `args` array.
+    /// Parses the JSON text of a job's `args` array ([`Job::args`]).
+    /// Anything but a JSON array is a permanent error.
+    ///
+    /// [`Job::args`]: crate::Job::args
+    ///
+    /// ```
+    /// use jobrunner_plugin_sdk::Args;
+    ///
+    /// assert!(matches!(Args::parse(r#"[{"id": 1}]"#)?, Args::Named(_)));
+    /// assert!(matches!(Args::parse("[1, 2]")?, Args::Positional(_)));
+    /// assert!(Args::parse(r#"{"id": 1}"#).is_err());
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn parse(json: &str) -> Result<Args, JobError> {
         let value: Value = serde_json::from_str(json)
             .map_err(|e| JobError::Permanent(format!("args are not valid JSON: {e}")))?;
@@ -42,13 +67,33 @@ impl Args {
         value.filter(|v| !v.is_null())
     }
 
-    /// The field `name` (or the argument at `position`), which must be present.
+    /// The field `name` (or the argument at `position`), which must be
+    /// present and not `null`; the error names the field.
+    ///
+    /// ```
+    /// use jobrunner_plugin_sdk::Args;
+    ///
+    /// let args = Args::parse(r#"[{"email": "a@example.com"}]"#)?;
+    /// let email: String = args.required("email", 0)?;
+    /// assert!(args.required::<u64>("id", 1).is_err()); // "missing argument `id`"
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn required<T: DeserializeOwned>(&self, name: &str, position: usize) -> Result<T, JobError> {
         self.optional(name, position)?
             .ok_or_else(|| JobError::Permanent(format!("missing argument `{name}`")))
     }
 
-    /// The field `name` (or the argument at `position`), if present.
+    /// The field `name` (or the argument at `position`), if present and
+    /// not `null`; a value of the wrong type is still an error.
+    ///
+    /// ```
+    /// use jobrunner_plugin_sdk::Args;
+    ///
+    /// let args = Args::parse(r#"["a@example.com", null]"#)?;
+    /// let name: Option<String> = args.optional("name", 1)?;
+    /// assert_eq!(name, None);
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn optional<T: DeserializeOwned>(&self, name: &str, position: usize) -> Result<Option<T>, JobError> {
         let Some(value) = self.raw(name, position) else {
             return Ok(None);

@@ -1,9 +1,13 @@
 //! Reading and writing stored files (Active Storage's blobs) through the
 //! host's `blobs` capability.
 //!
-//! ```ignore
-//! let bytes = blobs::read("", &blob.key)?;          // the default service
-//! blobs::write("local", "variants/abc/def", &png, "image/png")?;
+//! ```no_run
+//! use jobrunner_plugin_sdk::blobs;
+//!
+//! # let png = Vec::new();
+//! let bytes = blobs::read("", "xtapjjcjiudrlk3tmwyjgpuobabd")?; // "": the default service
+//! blobs::write("local", "variants/xtap/5f1e", &png, "image/png")?;
+//! # Ok::<(), jobrunner_plugin_sdk::JobError>(())
 //! ```
 //!
 //! A file too big to hold in memory is written in pieces with an
@@ -29,12 +33,29 @@ impl From<BlobError> for JobError {
     }
 }
 
-/// The whole file of `key` in `service` ("" for the default service).
+/// The whole file of `key` in `service` ("" for the default service),
+/// at most the policy's `max_bytes`.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::blobs;
+///
+/// let bytes = blobs::read("", "xtapjjcjiudrlk3tmwyjgpuobabd")?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn read(service: &str, key: &str) -> Result<Vec<u8>, JobError> {
     Ok(host::read(service, key)?)
 }
 
 /// Like [`read`], with `None` for a file that isn't there.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::blobs;
+///
+/// if blobs::read_optional("", "xtapjjcjiudrlk3tmwyjgpuobabd")?.is_none() {
+///     return Ok(()); // purged before the job ran: nothing to do
+/// }
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn read_optional(service: &str, key: &str) -> Result<Option<Vec<u8>>, JobError> {
     match host::read(service, key) {
         Ok(bytes) => Ok(Some(bytes)),
@@ -45,16 +66,37 @@ pub fn read_optional(service: &str, key: &str) -> Result<Option<Vec<u8>>, JobErr
 
 /// Up to `length` bytes of the file of `key` from `offset` (a header, to
 /// tell an image's format and size without reading it all).
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::blobs;
+///
+/// let header = blobs::read_range("", "xtapjjcjiudrlk3tmwyjgpuobabd", 0, 64 * 1024)?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn read_range(service: &str, key: &str, offset: u64, length: u64) -> Result<Vec<u8>, JobError> {
     Ok(host::read_range(service, key, offset, length)?)
 }
 
 /// The size of the file of `key`, in bytes.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::blobs;
+///
+/// let bytes = blobs::size("", "xtapjjcjiudrlk3tmwyjgpuobabd")?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn size(service: &str, key: &str) -> Result<u64, JobError> {
     Ok(host::size(service, key)?)
 }
 
 /// Like [`size`], with `None` for a file that isn't there.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::blobs;
+///
+/// let size = blobs::size_optional("", "xtapjjcjiudrlk3tmwyjgpuobabd")?.unwrap_or(0);
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn size_optional(service: &str, key: &str) -> Result<Option<u64>, JobError> {
     match host::size(service, key) {
         Ok(size) => Ok(Some(size)),
@@ -63,17 +105,40 @@ pub fn size_optional(service: &str, key: &str) -> Result<Option<u64>, JobError> 
     }
 }
 
-/// Stores `bytes` as the file of `key`, whole or not at all.
+/// Stores `bytes` as the file of `key`, whole or not at all (needs
+/// `write = true` in the plugin's `blobs` policy).
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::blobs;
+///
+/// blobs::write("", "reports/2026-11.txt", b"42 orders\n", "text/plain")?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn write(service: &str, key: &str, bytes: &[u8], content_type: &str) -> Result<(), JobError> {
     Ok(host::write(service, key, bytes, content_type)?)
 }
 
-/// Deletes the file of `key`; one already gone is no error.
+/// Deletes the file of `key`; one already gone is no error (needs
+/// `delete = true`).
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::blobs;
+///
+/// blobs::delete("", "xtapjjcjiudrlk3tmwyjgpuobabd")?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn delete(service: &str, key: &str) -> Result<(), JobError> {
     Ok(host::delete(service, key)?)
 }
 
 /// Deletes every file under `prefix/` (a blob's variants: `variants/<key>/`).
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::blobs;
+///
+/// blobs::delete_prefixed("", "variants/xtapjjcjiudrlk3tmwyjgpuobabd")?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn delete_prefixed(service: &str, prefix: &str) -> Result<(), JobError> {
     Ok(host::delete_prefixed(service, prefix)?)
 }
@@ -84,8 +149,11 @@ pub fn delete_prefixed(service: &str, prefix: &str) -> Result<(), JobError> {
 /// copied to, or `None` when the primary has no such file. A mismatch is
 /// retryable, as Rails retries it:
 ///
-/// ```ignore
-/// blobs::mirror("", &key, &checksum)?; // "": the default service
+/// ```no_run
+/// use jobrunner_plugin_sdk::blobs;
+///
+/// let copies = blobs::mirror("", "xtapjjcjiudrlk3tmwyjgpuobabd", "1B2M2Y8AsgTpgAmY7PhCfg==")?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
 /// ```
 pub fn mirror(service: &str, key: &str, checksum: &str) -> Result<Option<u32>, JobError> {
     match host::mirror(service, key, checksum) {
@@ -101,11 +169,18 @@ pub fn mirror(service: &str, key: &str, checksum: &str) -> Result<Option<u32>, J
 /// whatever a killed run appended after that checkpoint is dropped, so
 /// every byte is written once.
 ///
-/// ```ignore
+/// ```no_run
+/// use jobrunner_plugin_sdk::{blobs, iteration};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Default)]
+/// struct Cursor { after: u64, length: u64 }
+///
+/// let cursor: Cursor = iteration::resume_from()?.unwrap_or_default();
 /// let mut out = blobs::Appender::at("", "exports/orders.csv", cursor.length);
 /// out.append(b"1,ann@example.com,7.50\n")?;
-/// iteration::checkpoint(&Cursor { length: out.length(), .. })?;
+/// iteration::checkpoint(&Cursor { after: 1, length: out.length() })?;
 /// let size = out.finish("text/csv")?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
 /// ```
 pub struct Appender {
     service: String,
@@ -115,23 +190,26 @@ pub struct Appender {
 
 impl Appender {
     /// An appender to `key` of `service` that has written `length` bytes
-    /// (0 for a new file).
+    /// (0 for a new file). See [`Appender`] for an example.
     pub fn at(service: &str, key: &str, length: u64) -> Appender {
         Appender { service: service.to_string(), key: key.to_string(), length }
     }
 
-    /// Appends `bytes`.
+    /// Appends `bytes`. See [`Appender`] for an example.
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), JobError> {
         self.length = host::append(&self.service, &self.key, self.length, bytes)?;
         Ok(())
     }
 
-    /// The bytes written so far.
+    /// The bytes written so far: what the job's cursor keeps. See
+    /// [`Appender`] for an example.
     pub fn length(&self) -> u64 {
         self.length
     }
 
-    /// Makes the file whole and readable; returns its size.
+    /// Makes the file whole and readable; returns its size. Finishing a
+    /// file already finished (a job run again after a crash) returns its
+    /// size again. See [`Appender`] for an example.
     pub fn finish(self, content_type: &str) -> Result<u64, JobError> {
         Ok(host::finish(&self.service, &self.key, content_type)?)
     }

@@ -3,7 +3,12 @@
 //! and cursor it stopped at, whichever side (a Rails worker or this
 //! runner) ran it before.
 //!
-//! ```ignore
+//! ```no_run
+//! use jobrunner_plugin_sdk::continuation::Continuation;
+//! use jobrunner_plugin_sdk::iteration::Flow;
+//!
+//! # let total = 100u64;
+//! # let process = |_id: u64| Ok::<(), jobrunner_plugin_sdk::JobError>(());
 //! let mut job = Continuation::resume()?;
 //! if job.step("validate", |_| Ok(Flow::GoOn))? == Flow::Stop {
 //!     return Ok(());
@@ -17,6 +22,7 @@
 //!     }
 //!     Ok(Flow::GoOn)
 //! })?;
+//! # Ok::<(), jobrunner_plugin_sdk::JobError>(())
 //! ```
 //!
 //! As in Rails, a completed step is skipped when the job runs again, there
@@ -30,7 +36,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-/// A continuable job's progress through its steps.
+/// A continuable job's progress through its steps; see the [module's
+/// example](self).
 pub struct Continuation {
     completed: Vec<String>,
     /// The step in progress and its cursor.
@@ -42,6 +49,13 @@ pub struct Continuation {
 impl Continuation {
     /// The progress this run resumes from: what the job's last run (here
     /// or in Rails) left, or nothing done.
+    ///
+    /// ```no_run
+    /// use jobrunner_plugin_sdk::continuation::Continuation;
+    ///
+    /// let job = Continuation::resume()?;
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn resume() -> Result<Continuation, JobError> {
         let saved: Value = iteration::resume_from()?.unwrap_or_else(|| json!({}));
         let invalid = || JobError::Permanent(format!("continuation: {saved} is not Rails' progress"));
@@ -60,6 +74,14 @@ impl Continuation {
     }
 
     /// The names of the steps done, in order.
+    ///
+    /// ```no_run
+    /// use jobrunner_plugin_sdk::continuation::Continuation;
+    ///
+    /// let job = Continuation::resume()?;
+    /// let fresh = job.completed().is_empty();
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn completed(&self) -> &[String] {
         &self.completed
     }
@@ -67,6 +89,17 @@ impl Continuation {
     /// Runs step `name` unless an earlier run completed it. `body` gets
     /// the step, with its cursor when it resumes; it returns `Flow::Stop`
     /// when told to stop, and the job then returns from `perform`.
+    ///
+    /// ```no_run
+    /// use jobrunner_plugin_sdk::continuation::Continuation;
+    /// use jobrunner_plugin_sdk::iteration::Flow;
+    ///
+    /// let mut job = Continuation::resume()?;
+    /// if job.step("notify", |_step| Ok(Flow::GoOn))? == Flow::Stop {
+    ///     return Ok(());
+    /// }
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn step(
         &mut self,
         name: &str,
@@ -106,12 +139,24 @@ impl Continuation {
 }
 
 /// The step in progress.
+/// A step in progress, given to [`Continuation::step`]'s body: its
+/// cursor, and its checkpoints.
 pub struct Step<'a> {
     continuation: &'a mut Continuation,
 }
 
 impl Step<'_> {
     /// The step's cursor; `None` when it starts afresh.
+    ///
+    /// ```no_run
+    /// # use jobrunner_plugin_sdk::{continuation::Continuation, iteration::Flow};
+    /// # let mut job = Continuation::resume()?;
+    /// job.step("import", |step| {
+    ///     let from: u64 = step.cursor()?.unwrap_or(0);
+    ///     Ok(Flow::GoOn)
+    /// })?;
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn cursor<T: DeserializeOwned>(&self) -> Result<Option<T>, JobError> {
         let cursor = self.continuation.current.as_ref().map(|(_, c)| c.clone()).unwrap_or(Value::Null);
         if cursor.is_null() {
@@ -123,6 +168,20 @@ impl Step<'_> {
     }
 
     /// Sets the cursor (Rails' `set!`), a checkpoint: says whether to go on.
+    ///
+    /// ```no_run
+    /// # use jobrunner_plugin_sdk::{continuation::Continuation, iteration::Flow};
+    /// # let mut job = Continuation::resume()?;
+    /// job.step("import", |step| {
+    ///     for page in step.cursor::<u32>()?.unwrap_or(0)..10 {
+    ///         if step.set(page + 1)? == Flow::Stop {
+    ///             return Ok(Flow::Stop);
+    ///         }
+    ///     }
+    ///     Ok(Flow::GoOn)
+    /// })?;
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn set(&mut self, cursor: impl Serialize) -> Result<Flow, JobError> {
         let cursor = serde_json::to_value(cursor)
             .map_err(|e| JobError::Permanent(format!("continuation: the cursor can't be JSON: {e}")))?;
@@ -133,6 +192,13 @@ impl Step<'_> {
     }
 
     /// A checkpoint that keeps the cursor (Rails' `checkpoint!`).
+    ///
+    /// ```no_run
+    /// # use jobrunner_plugin_sdk::{continuation::Continuation, iteration::Flow};
+    /// # let mut job = Continuation::resume()?;
+    /// job.step("cleanup", |step| step.checkpoint())?;
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn checkpoint(&mut self) -> Result<Flow, JobError> {
         self.continuation.checkpoint()
     }

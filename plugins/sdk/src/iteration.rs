@@ -2,15 +2,20 @@
 //! that the job runs in slices and resumes where it stopped after a
 //! deploy, a crash or the end of its slice (Sidekiq's `IterableJob`).
 //!
-//! ```ignore
-//! let start: u64 = iteration::resume_from()?.unwrap_or(0);
-//! for step in start..total {
-//!     do_step(step)?;
-//!     if iteration::checkpoint(&(step + 1))? == Flow::Stop {
-//!         return Ok(()); // resumes at step + 1
+//! ```no_run
+//! use jobrunner_plugin_sdk::JobError;
+//! use jobrunner_plugin_sdk::iteration::{self, Flow};
+//!
+//! fn perform_steps(total: u64, do_step: impl Fn(u64) -> Result<(), JobError>) -> Result<(), JobError> {
+//!     let start: u64 = iteration::resume_from()?.unwrap_or(0);
+//!     for step in start..total {
+//!         do_step(step)?;
+//!         if iteration::checkpoint(&(step + 1))? == Flow::Stop {
+//!             return Ok(()); // resumes at step + 1
+//!         }
 //!     }
+//!     Ok(()) // complete
 //! }
-//! Ok(()) // complete
 //! ```
 //!
 //! The host keeps the cursor in Redis (every few seconds, and always when
@@ -26,7 +31,7 @@ use crate::scan::{Batch, Batches, Scan};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// What the host says at a checkpoint.
+/// What the host says at a checkpoint: see [`checkpoint`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
     /// Go on with the next step.
@@ -35,7 +40,18 @@ pub enum Flow {
     Stop,
 }
 
-/// The cursor this run resumes from; `None` on the job's first run.
+/// The cursor this run resumes from; `None` on the job's first run. A
+/// cursor that doesn't deserialize as `T` is a permanent error.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::iteration;
+///
+/// #[derive(serde::Deserialize, Default)]
+/// struct Cursor { next_page: u32 }
+///
+/// let cursor: Cursor = iteration::resume_from()?.unwrap_or_default();
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn resume_from<T: DeserializeOwned>() -> Result<Option<T>, JobError> {
     let Some(text) = host::resume_from() else { return Ok(None) };
     serde_json::from_str(&text)
@@ -43,12 +59,36 @@ pub fn resume_from<T: DeserializeOwned>() -> Result<Option<T>, JobError> {
         .map_err(|e| JobError::Permanent(format!("iteration: the saved cursor {text} doesn't fit: {e}")))
 }
 
-/// How many runs of this job have begun, this one included.
+/// How many runs of this job have begun, this one included (Sidekiq's
+/// `executions`): 1 on the first run.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::{Level, iteration, log};
+///
+/// if iteration::executions() > 1 {
+///     log(Level::Info, "resuming");
+/// }
+/// ```
 pub fn executions() -> u32 {
     host::executions()
 }
 
 /// Records that everything before `cursor` is done; says whether to go on.
+/// The host saves the cursor at most every 5 s, and always before it says
+/// [`Flow::Stop`] (the slice is over, the runner is quieting or stopping,
+/// or the job was cancelled).
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::iteration::{self, Flow};
+///
+/// for page in 0..100u32 {
+///     // ... the page's work ...
+///     if iteration::checkpoint(&(page + 1))? == Flow::Stop {
+///         break; // return from perform: the job resumes at page + 1
+///     }
+/// }
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn checkpoint<T: Serialize + ?Sized>(cursor: &T) -> Result<Flow, JobError> {
     let text = serde_json::to_string(cursor)
         .map_err(|e| JobError::Permanent(format!("iteration: the cursor can't be written as JSON: {e}")))?;
@@ -63,12 +103,20 @@ pub fn checkpoint<T: Serialize + ?Sized>(cursor: &T) -> Result<Flow, JobError> {
 /// key the last run checkpointed, each batch's last key checkpointed once
 /// the loop has handled it, ending early when the host says stop.
 ///
-/// ```ignore
+/// ```no_run
+/// use jobrunner_plugin_sdk::{iteration, records};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Order { id: u64, total: String }
+///
 /// let mut orders = iteration::batches::<Order>(records::scan("Order").batch_size(500))?;
 /// for batch in &mut orders {
 ///     for order in batch?.rows { /* ... */ }
 /// }
-/// if orders.stopped() { return Ok(()) } // resumes after the last batch handled
+/// if orders.stopped() {
+///     return Ok(()); // resumes after the last batch handled
+/// }
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
 /// ```
 pub fn batches<T: DeserializeOwned>(scan: Scan) -> Result<Resumed<T>, JobError> {
     let scan = match resume_from::<String>()? {
@@ -87,7 +135,8 @@ pub struct Resumed<T> {
 }
 
 impl<T> Resumed<T> {
-    /// Whether the host said stop: the job returns, to resume later.
+    /// Whether the host said stop: the job returns, to resume later. See
+    /// [`batches`] for an example.
     pub fn stopped(&self) -> bool {
         self.stopped
     }

@@ -16,14 +16,36 @@
 //!
 //! A plugin implements [`Guest`] and calls [`export_plugin!`]:
 //!
-//! ```ignore
+//! ```no_run
+//! use jobrunner_plugin_sdk::{Args, Guest, Job, JobError, PluginInfo, mail, plugin_info};
+//!
 //! struct Hello;
-//! impl jobrunner_plugin_sdk::Guest for Hello {
-//!     fn describe() -> PluginInfo { plugin_info("hello", "1.0.0", &["HelloJob"]) }
-//!     fn perform(job: Job) -> Result<(), JobError> { Ok(()) }
+//!
+//! impl Guest for Hello {
+//!     fn describe() -> PluginInfo {
+//!         plugin_info("hello", "1.0.0", &["HelloJob"])
+//!     }
+//!
+//!     fn perform(job: Job) -> Result<(), JobError> {
+//!         let args = Args::parse(&job.args)?;
+//!         let email: String = args.required("email", 0)?;
+//!         mail::send(&mail::Email::new(&email, "Hello!", "Hello from a plugin.\n"))?;
+//!         Ok(())
+//!     }
 //! }
+//!
 //! jobrunner_plugin_sdk::export_plugin!(Hello);
+//! # fn main() {}
 //! ```
+//!
+//! Errors: every helper returns a [`JobError`], `Retryable` for what may
+//! pass (a mail server's 4xx, a database that can't be reached) and
+//! `Permanent` for what never will (bad arguments, a refused address, a
+//! call the policy denies), so `?` gives the runner the right outcome.
+//! Outside a runner (in a plugin's own unit tests) the host calls are not
+//! there: test the plugin with `runner try` instead.
+
+#![warn(missing_docs)]
 
 pub mod args;
 pub mod blobs;
@@ -34,8 +56,10 @@ pub mod rails;
 pub mod records;
 mod scan;
 
+/// The generated bindings of `wit/plugin.wit`; the items a plugin needs
+/// are re-exported at the crate's root and in its modules.
 #[doc(hidden)]
-#[allow(clippy::too_many_arguments)] // generated code
+#[allow(clippy::too_many_arguments, missing_docs)] // generated code
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -52,7 +76,16 @@ pub use bindings::jobrunner::plugin::types::{Job, JobError, PluginInfo};
 pub use bindings::{Guest, export_plugin};
 pub use rails::MailerJob;
 
-/// Builds the [`PluginInfo`] a plugin returns from `describe`.
+/// Builds the [`PluginInfo`] a plugin returns from `describe`: its name
+/// (1 to 64 letters, digits, `_`, `-` or `.`), its version, and the job
+/// classes it performs (a `deliver_later` mail as `Mailer#action`).
+///
+/// ```
+/// use jobrunner_plugin_sdk::plugin_info;
+///
+/// let info = plugin_info("shop_mailers", "1.2.0", &["UserMailer#welcome_email", "OrderCreateJob"]);
+/// assert_eq!(info.classes.len(), 2);
+/// ```
 pub fn plugin_info(name: &str, version: &str, classes: &[&str]) -> PluginInfo {
     PluginInfo {
         name: name.to_string(),
@@ -61,12 +94,30 @@ pub fn plugin_info(name: &str, version: &str, classes: &[&str]) -> PluginInfo {
     }
 }
 
-/// Whether a message at `level` would be written.
+/// Whether a message at `level` would be written, to skip building one
+/// the runner's `RUST_LOG` filters out.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::{Level, log, log_enabled};
+///
+/// # let rows: Vec<String> = Vec::new();
+/// if log_enabled(Level::Debug) {
+///     log(Level::Debug, &format!("read {} rows: {rows:?}", rows.len()));
+/// }
+/// ```
 pub fn log_enabled(level: Level) -> bool {
     bindings::jobrunner::plugin::logging::enabled(level)
 }
 
-/// Writes `message` to the host's log, tagged with this plugin and the job.
+/// Writes `message` to the host's log, tagged with this plugin and the
+/// job's class and jid. Lines beyond the policy's `log_lines_per_second`
+/// are dropped and counted; control characters are escaped.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::{Level, log};
+///
+/// log(Level::Info, "greeting sent");
+/// ```
 pub fn log(level: Level, message: &str) {
     bindings::jobrunner::plugin::logging::log(level, message);
 }

@@ -11,7 +11,23 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-/// A `deliver_later` mail job, the same for every Rails version.
+/// A `deliver_later` mail job, the same for every Rails version (5.2 to
+/// 8.1): which mailer method, and what it was given.
+///
+/// ```
+/// use jobrunner_plugin_sdk::MailerJob;
+///
+/// # let job = jobrunner_plugin_sdk::Job {
+/// #     jid: "b3c7e1a0d2f4".into(), class: "UserMailer#welcome_email".into(), queue: "mailers".into(),
+/// #     args: r#"[{"mailer": "UserMailer", "action": "welcome_email", "delivery_method": "deliver_now",
+/// #       "params": {"user": "gid://shop/User/1"}, "args": ["Welcome!"], "kwargs": {"coupon": "TEA10"}}]"#.into(),
+/// #     retry_count: 0, enqueued_at: None, created_at: None,
+/// # };
+/// // UserMailer.with(user: user).welcome_email("Welcome!", coupon: "TEA10").deliver_later
+/// let delivery = MailerJob::parse(&job)?;
+/// assert_eq!((delivery.mailer.as_str(), delivery.action.as_str()), ("UserMailer", "welcome_email"));
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct MailerJob {
     /// The mailer class, e.g. `UserMailer`.
@@ -32,7 +48,8 @@ pub struct MailerJob {
 }
 
 impl MailerJob {
-    /// Reads the delivery from a mail job's arguments.
+    /// Reads the delivery from a mail job's arguments; anything else is a
+    /// permanent error naming the class. See [`MailerJob`] for an example.
     pub fn parse(job: &Job) -> Result<MailerJob, JobError> {
         let bad = |e: String| JobError::Permanent(format!("{} is not a deliver_later job: {e}", job.class));
         let mut args: Vec<MailerJob> = serde_json::from_str(&job.args).map_err(|e| bad(e.to_string()))?;
@@ -43,16 +60,56 @@ impl MailerJob {
     }
 
     /// The `with(name: ...)` parameter `name`, if given.
+    ///
+    /// ```
+    /// # use jobrunner_plugin_sdk::MailerJob;
+    /// # let job = jobrunner_plugin_sdk::Job {
+    /// #     jid: "b3c7e1a0d2f4".into(), class: "UserMailer#welcome_email".into(), queue: "mailers".into(),
+    /// #     args: r#"[{"mailer": "UserMailer", "action": "welcome_email", "delivery_method": "deliver_now",
+    /// #       "params": {"user": "gid://shop/User/1"}, "args": ["Welcome!"], "kwargs": {"coupon": "TEA10"}}]"#.into(),
+    /// #     retry_count: 0, enqueued_at: None, created_at: None,
+    /// # };
+    /// let delivery = MailerJob::parse(&job)?;
+    /// let user: Option<String> = delivery.param("user")?;
+    /// assert_eq!(user.as_deref(), Some("gid://shop/User/1"));
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn param<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, JobError> {
         decode(self.params.get(name), &format!("params[:{name}]"))
     }
 
     /// The positional argument at `index`, if given.
+    ///
+    /// ```
+    /// # use jobrunner_plugin_sdk::MailerJob;
+    /// # let job = jobrunner_plugin_sdk::Job {
+    /// #     jid: "b3c7e1a0d2f4".into(), class: "UserMailer#welcome_email".into(), queue: "mailers".into(),
+    /// #     args: r#"[{"mailer": "UserMailer", "action": "welcome_email", "delivery_method": "deliver_now",
+    /// #       "params": {"user": "gid://shop/User/1"}, "args": ["Welcome!"], "kwargs": {"coupon": "TEA10"}}]"#.into(),
+    /// #     retry_count: 0, enqueued_at: None, created_at: None,
+    /// # };
+    /// let greeting: Option<String> = MailerJob::parse(&job)?.arg(0)?;
+    /// assert_eq!(greeting.as_deref(), Some("Welcome!"));
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn arg<T: DeserializeOwned>(&self, index: usize) -> Result<Option<T>, JobError> {
         decode(self.args.get(index), &format!("argument {index}"))
     }
 
     /// The keyword argument `name`, if given.
+    ///
+    /// ```
+    /// # use jobrunner_plugin_sdk::MailerJob;
+    /// # let job = jobrunner_plugin_sdk::Job {
+    /// #     jid: "b3c7e1a0d2f4".into(), class: "UserMailer#welcome_email".into(), queue: "mailers".into(),
+    /// #     args: r#"[{"mailer": "UserMailer", "action": "welcome_email", "delivery_method": "deliver_now",
+    /// #       "params": {"user": "gid://shop/User/1"}, "args": ["Welcome!"], "kwargs": {"coupon": "TEA10"}}]"#.into(),
+    /// #     retry_count: 0, enqueued_at: None, created_at: None,
+    /// # };
+    /// let coupon: Option<String> = MailerJob::parse(&job)?.kwarg("coupon")?;
+    /// assert_eq!(coupon.as_deref(), Some("TEA10"));
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn kwarg<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, JobError> {
         decode(self.kwargs.get(name), &format!("keyword argument {name}:"))
     }
@@ -68,6 +125,13 @@ fn decode<T: DeserializeOwned>(value: Option<&Value>, what: &str) -> Result<Opti
 }
 
 /// Whether `value` is a GlobalID of `model`: `gid://app/Order/42` for `Order`.
+///
+/// ```
+/// use jobrunner_plugin_sdk::rails::is_gid_of;
+///
+/// assert!(is_gid_of("gid://shop/Order/42", "Order"));
+/// assert!(!is_gid_of("gid://shop/User/42", "Order"));
+/// ```
 pub fn is_gid_of(value: &str, model: &str) -> bool {
     value.strip_prefix("gid://").and_then(|rest| rest.split('/').nth(1)) == Some(model)
 }

@@ -4,10 +4,14 @@
 //!
 //! A record comes back as its columns, decoded into any serde type:
 //!
-//! ```ignore
+//! ```no_run
+//! use jobrunner_plugin_sdk::records;
+//!
 //! #[derive(serde::Deserialize)]
 //! struct User { email: String, name: Option<String> }
+//!
 //! let user: User = records::locate_required("gid://shop/User/1", &["email", "name"])?;
+//! # Ok::<(), jobrunner_plugin_sdk::JobError>(())
 //! ```
 //!
 //! Errors map onto job errors as the runner treats them: a read the policy
@@ -45,6 +49,16 @@ pub(crate) fn decode<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, J
 
 /// The record a GlobalID names (`gid://shop/Order/42`), with `columns`
 /// (empty for every permitted column); `None` when there is no such row.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::records;
+///
+/// #[derive(serde::Deserialize)]
+/// struct User { email: String, name: Option<String> }
+///
+/// let user: Option<User> = records::locate("gid://shop/User/1", &["email", "name"])?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn locate<T: DeserializeOwned>(gid: &str, columns: &[&str]) -> Result<Option<T>, JobError> {
     match host::locate(gid, &owned(columns))? {
         Some(json) => decode(&json, gid).map(Some),
@@ -53,11 +67,31 @@ pub fn locate<T: DeserializeOwned>(gid: &str, columns: &[&str]) -> Result<Option
 }
 
 /// Like [`locate`], but a missing record fails the job for a retry.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::records;
+///
+/// #[derive(serde::Deserialize)]
+/// struct User { email: String, name: Option<String> }
+///
+/// let user: User = records::locate_required("gid://shop/User/1", &["email", "name"])?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn locate_required<T: DeserializeOwned>(gid: &str, columns: &[&str]) -> Result<T, JobError> {
     locate(gid, columns)?.ok_or_else(|| JobError::Retryable(format!("Couldn't find the record {gid}")))
 }
 
 /// The record of `model` (`Order`) whose primary key is `id`.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::records;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Order { user_id: u64, total: String }
+///
+/// let order: Option<Order> = records::find("Order", 42, &["user_id", "total"])?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn find<T: DeserializeOwned>(
     model: &str,
     id: impl ToString,
@@ -71,6 +105,16 @@ pub fn find<T: DeserializeOwned>(
 }
 
 /// Like [`find`], but a missing record fails the job for a retry.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::records;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Order { user_id: u64, total: String }
+///
+/// let order: Order = records::find_required("Order", 42, &["user_id", "total"])?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn find_required<T: DeserializeOwned>(
     model: &str,
     id: impl ToString,
@@ -82,7 +126,17 @@ pub fn find_required<T: DeserializeOwned>(
 }
 
 /// Up to `limit` records of `model` whose `column` equals `value`, in
-/// primary key order: `find_all_by("LineItem", "order_id", 42, &[], 100)`.
+/// primary key order (at most 1,000).
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::records;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Item { name: String, quantity: u32, price: String }
+///
+/// let items: Vec<Item> = records::find_all_by("LineItem", "order_id", 42, &["name", "quantity", "price"], 100)?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn find_all_by<T: DeserializeOwned>(
     model: &str,
     column: &str,
@@ -100,9 +154,12 @@ pub fn find_all_by<T: DeserializeOwned>(
 /// record of `model` whose primary key is `id`; `false` when there is no
 /// such record. The policy must grant each column under `writes`:
 ///
-/// ```ignore
+/// ```no_run
+/// use jobrunner_plugin_sdk::records;
+///
 /// let metadata = serde_json::json!({"identified": true, "width": 640, "height": 480, "analyzed": true});
 /// records::update("ActiveStorage::Blob", 7, &serde_json::json!({ "metadata": metadata }))?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
 /// ```
 pub fn update(model: &str, id: impl ToString, changes: &impl Serialize) -> Result<bool, JobError> {
     let changes = serde_json::to_string(changes)
@@ -116,9 +173,12 @@ pub fn update(model: &str, id: impl ToString, changes: &impl Serialize) -> Resul
 /// set by the host when the table has them. A row the database refuses
 /// (a unique index) is a permanent error:
 ///
-/// ```ignore
-/// let values = serde_json::json!({"blob_id": 7, "variation_digest": digest});
+/// ```no_run
+/// use jobrunner_plugin_sdk::records;
+///
+/// let values = serde_json::json!({"blob_id": 7, "variation_digest": "5f1e0b"});
 /// let id = records::insert("ActiveStorage::VariantRecord", &values)?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
 /// ```
 pub fn insert(model: &str, values: &impl Serialize) -> Result<String, JobError> {
     let values = serde_json::to_string(values)
@@ -128,6 +188,13 @@ pub fn insert(model: &str, values: &impl Serialize) -> Result<String, JobError> 
 
 /// Deletes the record of `model` whose primary key is `id`; `false` when
 /// there is none. The policy must name the model under `deletes`.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::records;
+///
+/// let deleted = records::delete("ActiveStorage::Attachment", 12)?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn delete(model: &str, id: impl ToString) -> Result<bool, JobError> {
     Ok(host::delete(model, &id.to_string())?)
 }

@@ -2,9 +2,12 @@
 //! (Rails' `find_each` and `find_in_batches`), and many records by their
 //! keys (`where(id: [...])`).
 //!
-//! ```ignore
+//! ```no_run
+//! use jobrunner_plugin_sdk::records;
+//!
 //! #[derive(serde::Deserialize)]
 //! struct Order { id: u64, total: String }
+//!
 //! let orders = records::scan("Order")
 //!     .where_eq("user_id", 7)
 //!     .at_least("created_at", "2026-11-01")
@@ -13,6 +16,7 @@
 //! for order in orders.each::<Order>() {
 //!     let order = order?;
 //! }
+//! # Ok::<(), jobrunner_plugin_sdk::JobError>(())
 //! ```
 //!
 //! The host reads one batch per query (500 rows unless
@@ -30,12 +34,23 @@ use serde_json::{Map, Value};
 use std::marker::PhantomData;
 
 /// The most rows one batch, or one [`find_many`] query, holds.
+///
+/// ```
+/// let scan = jobrunner_plugin_sdk::records::scan("Order").batch_size(jobrunner_plugin_sdk::records::MAX_BATCH);
+/// ```
 pub const MAX_BATCH: u32 = 1000;
 
 /// The rows a scan reads unless told otherwise.
 const DEFAULT_BATCH: u32 = 500;
 
 /// The records of `model` to read in batches; all of them until narrowed.
+/// Nothing is read until [`Scan::batches`] or [`Scan::each`] is walked.
+///
+/// ```
+/// use jobrunner_plugin_sdk::records;
+///
+/// let every_order = records::scan("Order");
+/// ```
 pub fn scan(model: &str) -> Scan {
     Scan {
         model: model.to_string(),
@@ -48,7 +63,8 @@ pub fn scan(model: &str) -> Scan {
     }
 }
 
-/// A scan being described: which records, which columns, from where.
+/// A scan being described: which records, which columns, from where;
+/// made by [`scan`].
 #[derive(Debug)]
 pub struct Scan {
     model: String,
@@ -63,6 +79,12 @@ pub struct Scan {
 
 impl Scan {
     /// Only records whose `column` equals `value` (`None` for `IS NULL`).
+    ///
+    /// ```
+    /// use jobrunner_plugin_sdk::records;
+    ///
+    /// let scan = records::scan("Order").where_eq("user_id", 7).where_eq("shipped_at", None::<String>);
+    /// ```
     pub fn where_eq(mut self, column: &str, value: impl Serialize) -> Scan {
         match serde_json::to_value(value) {
             Ok(value) => {
@@ -74,17 +96,36 @@ impl Scan {
     }
 
     /// Only records whose `column` is at least `value` (Rails' `from..`).
+    ///
+    /// ```
+    /// use jobrunner_plugin_sdk::records;
+    ///
+    /// let scan = records::scan("Order").at_least("created_at", "2026-11-01");
+    /// ```
     pub fn at_least(self, column: &str, value: impl Serialize) -> Scan {
         self.bound(column, value, |bounds, value| bounds.at_least = Some(value))
     }
 
     /// Only records whose `column` is below `value` (Rails' `...until`).
+    /// One column may be bounded, from below, above or both.
+    ///
+    /// ```
+    /// use jobrunner_plugin_sdk::records;
+    ///
+    /// let scan = records::scan("Order").at_least("created_at", "2026-11-01").below("created_at", "2026-12-01");
+    /// ```
     pub fn below(self, column: &str, value: impl Serialize) -> Scan {
         self.bound(column, value, |bounds, value| bounds.below = Some(value))
     }
 
     /// The columns to read; every permitted one unless named. The primary
     /// key is always read.
+    ///
+    /// ```
+    /// use jobrunner_plugin_sdk::records;
+    ///
+    /// let scan = records::scan("Order").columns(&["user_id", "total"]);
+    /// ```
     pub fn columns(mut self, columns: &[&str]) -> Scan {
         self.columns = owned(columns);
         self
@@ -92,12 +133,25 @@ impl Scan {
 
     /// Starts after the record whose primary key is `key`: a resumed job
     /// passes the last key it finished.
+    ///
+    /// ```
+    /// use jobrunner_plugin_sdk::records;
+    ///
+    /// let scan = records::scan("Order").after("41");
+    /// ```
     pub fn after(mut self, key: impl ToString) -> Scan {
         self.after = Some(key.to_string());
         self
     }
 
-    /// Reads `size` records per query (1 to 1,000).
+    /// Reads `size` records per query (1 to 1,000); another size is an
+    /// error at the first batch.
+    ///
+    /// ```
+    /// use jobrunner_plugin_sdk::records;
+    ///
+    /// let scan = records::scan("Order").batch_size(1000);
+    /// ```
     pub fn batch_size(mut self, size: u32) -> Scan {
         if size == 0 || size > MAX_BATCH {
             self.fail(format!("records: a batch of {size} rows; batches hold 1 to {MAX_BATCH}"));
@@ -107,11 +161,37 @@ impl Scan {
     }
 
     /// The records a batch at a time, each with the key to resume after.
+    ///
+    /// ```no_run
+    /// use jobrunner_plugin_sdk::records;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Order { id: u64, total: String }
+    ///
+    /// for batch in records::scan("Order").batch_size(1000).batches::<Order>() {
+    ///     let batch = batch?;
+    ///     // batch.rows, then batch.last_key to resume after
+    /// }
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn batches<T: DeserializeOwned>(self) -> Batches<T> {
         Batches { scan: self, done: false, rows: PhantomData }
     }
 
     /// The records one by one, read a batch at a time.
+    ///
+    /// ```no_run
+    /// use jobrunner_plugin_sdk::records;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Order { id: u64, total: String }
+    ///
+    /// let mut total = 0.0;
+    /// for order in records::scan("Order").columns(&["total"]).each::<Order>() {
+    ///     total += order?.total.parse::<f64>().unwrap_or(0.0);
+    /// }
+    /// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+    /// ```
     pub fn each<T: DeserializeOwned>(self) -> Each<T> {
         Each { batches: self.batches(), current: Vec::new().into_iter() }
     }
@@ -160,16 +240,18 @@ impl Scan {
     }
 }
 
-/// One batch of records, and the primary key of its last one.
+/// One batch of records, and the primary key of its last one; see
+/// [`Scan::batches`].
 #[derive(Debug)]
 pub struct Batch<T> {
+    /// The records, in primary key order.
     pub rows: Vec<T>,
     /// Where the next batch starts: pass it to [`Scan::after`] to resume.
     pub last_key: Option<String>,
 }
 
 /// The batches of a [`Scan`]; ends after the first short batch, or at the
-/// first error.
+/// first error. Made by [`Scan::batches`].
 pub struct Batches<T> {
     scan: Scan,
     done: bool,
@@ -195,7 +277,7 @@ impl<T: DeserializeOwned> Iterator for Batches<T> {
     }
 }
 
-/// The records of a [`Scan`] one by one.
+/// The records of a [`Scan`] one by one. Made by [`Scan::each`].
 pub struct Each<T> {
     batches: Batches<T>,
     current: std::vec::IntoIter<T>,
@@ -220,6 +302,16 @@ impl<T: DeserializeOwned> Iterator for Each<T> {
 /// The records of `model` whose primary keys are `ids`, leaving out keys
 /// with no record: Rails' `where(id: ids)`. One query per 1,000 keys, each
 /// query's records in primary key order.
+///
+/// ```no_run
+/// use jobrunner_plugin_sdk::records;
+///
+/// #[derive(serde::Deserialize)]
+/// struct User { id: u64, email: String }
+///
+/// let users: Vec<User> = records::find_many("User", [3, 1, 2], &["email"])?;
+/// # Ok::<(), jobrunner_plugin_sdk::JobError>(())
+/// ```
 pub fn find_many<T: DeserializeOwned>(
     model: &str,
     ids: impl IntoIterator<Item = impl ToString>,
