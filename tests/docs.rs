@@ -180,44 +180,50 @@ fn every_metric_a_runner_serves_is_in_the_metrics_reference() {
     assert!(undocumented.is_empty(), "served but not in docs/reference/metrics.md: {undocumented:?}");
 }
 
+/// Every code block of one language in the pages, each with the page and
+/// line it starts on, as `path:line`.
+fn examples(language: &str) -> Vec<(String, String)> {
+    pages()
+        .iter()
+        .flat_map(|page| {
+            blocks(&read(page), language)
+                .into_iter()
+                .map(|(line, block)| (format!("{}:{line}", page.display()), block))
+        })
+        .collect()
+}
+
 #[test]
 fn the_policy_examples_in_the_docs_load() {
     let dir = tempfile::tempdir().unwrap();
-    let mut loaded = 0;
-    for page in pages() {
-        for (line, block) in blocks(&read(&page), "toml") {
-            let file = dir.path().join(format!("policy-{loaded}.toml"));
-            std::fs::write(&file, &block).unwrap();
-            if let Err(e) = jobrunner::policy::Policy::load(&file) {
-                panic!("{}:{line}: the policy example is refused: {e:#}\n{block}", page.display());
-            }
-            loaded += 1;
+    let examples = examples("toml");
+    for (n, (at, block)) in examples.iter().enumerate() {
+        let file = dir.path().join(format!("policy-{n}.toml"));
+        std::fs::write(&file, block).unwrap();
+        if let Err(e) = jobrunner::policy::Policy::load(&file) {
+            panic!("{at}: the policy example is refused: {e:#}\n{block}");
         }
     }
-    assert!(loaded >= 8, "only {loaded} policy examples found");
+    assert!(examples.len() >= 8, "only {} policy examples found", examples.len());
 }
 
 #[test]
 fn the_sidekiq_yml_examples_in_the_docs_apply() {
     let dir = tempfile::tempdir().unwrap();
-    let mut applied = 0;
-    for page in pages() {
-        for (line, block) in blocks(&read(&page), "yaml") {
-            let file = dir.path().join(format!("sidekiq-{applied}.yml"));
-            std::fs::write(&file, &block).unwrap();
-            let argv = ["runner", "-C", file.to_str().unwrap(), "-e", "production"].map(Into::into).to_vec();
-            let where_ = format!("{}:{line}", page.display());
-            let cli = jobrunner::config::apply(argv)
-                .unwrap_or_else(|e| panic!("{where_}: the sidekiq.yml example is refused: {e:#}\n{block}"))
-                .cli;
-            if let Some(periodic) = &cli.run.periodic {
-                jobrunner::periodic::spec::parse(periodic)
-                    .unwrap_or_else(|e| panic!("{where_}: its periodic jobs are refused: {e:#}"));
-            }
-            applied += 1;
+    let examples = examples("yaml");
+    for (n, (at, block)) in examples.iter().enumerate() {
+        let file = dir.path().join(format!("sidekiq-{n}.yml"));
+        std::fs::write(&file, block).unwrap();
+        let argv = ["runner", "-C", file.to_str().unwrap(), "-e", "production"].map(Into::into).to_vec();
+        let cli = jobrunner::config::apply(argv)
+            .unwrap_or_else(|e| panic!("{at}: the sidekiq.yml example is refused: {e:#}\n{block}"))
+            .cli;
+        if let Some(periodic) = &cli.run.periodic {
+            jobrunner::periodic::spec::parse(periodic)
+                .unwrap_or_else(|e| panic!("{at}: its periodic jobs are refused: {e:#}"));
         }
     }
-    assert!(applied >= 2, "only {applied} sidekiq.yml examples found");
+    assert!(examples.len() >= 2, "only {} sidekiq.yml examples found", examples.len());
 }
 
 /// The `runner` command lines of a shell block, continuation lines joined,
@@ -238,15 +244,13 @@ fn runner_commands(block: &str) -> Vec<Vec<String>> {
 fn the_runner_commands_in_the_docs_parse() {
     use clap::Parser;
     let mut parsed = 0;
-    for page in pages() {
-        for (line, block) in blocks(&read(&page), "sh") {
-            for words in runner_commands(&block) {
-                let argv = std::iter::once("runner".to_string()).chain(words.iter().cloned());
-                if let Err(e) = Cli::try_parse_from(argv) {
-                    panic!("{}:{line}: `runner {}` doesn't parse: {e}", page.display(), words.join(" "));
-                }
-                parsed += 1;
+    for (at, block) in examples("sh") {
+        for words in runner_commands(&block) {
+            let argv = std::iter::once("runner".to_string()).chain(words.iter().cloned());
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("{at}: `runner {}` doesn't parse: {e}", words.join(" "));
             }
+            parsed += 1;
         }
     }
     assert!(parsed >= 10, "only {parsed} runner command lines found");
