@@ -96,7 +96,7 @@ def main():
         functions[re.sub(r"::h[0-9a-f]{16}$", "", function)] += 1
         total += 1
     if total == 0:
-        sys.exit("no samples: was perf allowed to record the runner?")
+        sys.exit("no samples: the drain ended before perf started (give it more jobs), or perf may not record the runner")
     us_per_job = args.cpu_seconds / args.jobs * 1e6
     print(args.title)
     print(f"{args.jobs / args.wall_seconds:.0f} jobs/s, runner CPU {us_per_job:.1f} µs/job, {total} samples")

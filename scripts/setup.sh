@@ -138,3 +138,27 @@ build_js_plugin() {
   "$JS_TOOLS/node_modules/.bin/componentize-js" plugins/signup_digest/app.js --wit wit \
     --world-name job-plugin --disable http fetch-event -o plugins/target/js/signup_digest.wasm >/dev/null
 }
+
+# For the benchmark and the profile: a scratch directory `$work`, a Redis
+# on `$redis_port` and smtp-sink on `$smtp_port`, all removed on exit with
+# every process in `pids`.
+start_servers() {
+  work=$(mktemp -d)
+  pids=()
+  trap cleanup_servers EXIT
+  redis_port=$(free_port)
+  smtp_port=$(free_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
+  pids+=($!)
+  /usr/sbin/smtp-sink -u root 127.0.0.1:"$smtp_port" 256 &
+  pids+=($!)
+  until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+}
+
+cleanup_servers() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
