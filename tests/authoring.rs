@@ -27,7 +27,7 @@ fn check_prints_what_a_plugin_declares_or_why_it_is_refused() {
     assert!(ok.status.success(), "{}", text(&ok));
     let out = text(&ok);
     assert!(out.contains("plugin   order_created 1.0.0") && out.contains("classes  OrderCreateJob"), "{out}");
-    assert!(out.contains("contract jobrunner:plugin@0.1.5"), "{out}");
+    assert!(out.contains("contract jobrunner:plugin@0.1.6"), "{out}");
 
     let command = runner(&["check", path(&plugin_wasm("not_a_plugin"))]);
     assert_eq!(command.status.code(), Some(3));
@@ -108,7 +108,7 @@ fn a_plugin_built_against_an_older_contract_loads_and_a_newer_one_is_refused_nam
     let refused = running.wait_for_log(&["plugin refused", "future_contract.wasm"], 1);
     assert!(
         refused[0].contains("built against jobrunner:plugin@0.2.0")
-            && refused[0].contains("provides jobrunner:plugin@0.1.5"),
+            && refused[0].contains("provides jobrunner:plugin@0.1.6"),
         "{}",
         refused[0]
     );

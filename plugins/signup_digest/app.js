@@ -7,9 +7,9 @@
 // with a name and an email:
 //   ["team@shop.example", ["gid://shop/User/7", {"name": "Bo", "email": "bo@example.com"}]]
 
-import { log } from 'jobrunner:plugin/logging@0.1.5';
-import { sendMail } from 'jobrunner:plugin/mail@0.1.5';
-import { locate } from 'jobrunner:plugin/records@0.1.5';
+import { log } from 'jobrunner:plugin/logging@0.1.6';
+import { sendMail } from 'jobrunner:plugin/mail@0.1.6';
+import { locate } from 'jobrunner:plugin/records@0.1.6';
 
 export function describe() {
   return { name: 'signup_digest', version: '1.0.0', classes: ['SignupDigestJob'] };

@@ -24,13 +24,15 @@
 //! - [`registry`]: which plugin serves which class; swapped atomically.
 //! - [`plugin`]: compiling, linking and running one component under limits.
 //! - [`wit`]: the contract's types, shared by the host and its plugins.
-//! - [`policy`]: what each plugin may do with `send-mail`, `log`, `records`
-//!   and `blobs`.
+//! - [`policy`]: what each plugin may do with `send-mail`, `log`, `records`,
+//!   `blobs`, outgoing HTTP and `signing`.
 //! - [`records`]: the app's database rows, read-only, for plugins.
 //! - [`storage`]: Active Storage's services (`storage.yml`) and blob files.
 //! - [`engine`]: the wasmtime engine, pooling allocator and epoch ticker.
 //! - [`mail`]: `send-mail`, over SMTP or into an outbox directory, sent
 //!   once per job even when the job runs again.
+//! - [`outbound`]: plugins' outgoing HTTP (`wasi:http`), where their policy
+//!   grants it: allow-listed, never to a private address unless named.
 //! - [`heartbeat`]: the process record, the Web UI's commands, and recovery
 //!   of dead runners.
 //! - [`busy`]: the jobs running now, as the heartbeat reports them.
@@ -67,6 +69,7 @@ pub mod iteration;
 pub mod job;
 pub mod mail;
 pub mod metrics;
+pub mod outbound;
 pub mod periodic;
 pub mod plugin;
 pub mod policy;

@@ -57,6 +57,10 @@ pub struct Metrics {
     record_reads: IntCounterVec,
     /// Updates and deletes through `records`, by plugin, model, op and result.
     record_writes: IntCounterVec,
+    /// Outgoing HTTP requests, by plugin, granted destination and result.
+    http_requests: IntCounterVec,
+    /// How long outgoing requests took to their response's head.
+    http_duration: HistogramVec,
     /// Jobs waiting in each queue (from Redis at scrape time).
     queue_size: IntGaugeVec,
     /// Age of the oldest job in each queue, in seconds (from Redis at scrape time).
@@ -141,6 +145,20 @@ impl Metrics {
             "Changes to the app's records (op: update, insert, delete), by result (changed, inserted, not_found, denied, invalid, unavailable).",
             &["plugin", "model", "op", "result"],
         );
+        let http_requests = counter(
+            "jobrunner_http_requests_total",
+            "Outgoing HTTP requests of plugins, by the destination their policy names and result (2xx, 3xx, 4xx, 5xx, denied, timeout, error).",
+            &["plugin", "host", "result"],
+        );
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "jobrunner_http_request_duration_seconds",
+                "How long plugins' outgoing HTTP requests took to their response's head.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["plugin", "host"],
+        )
+        .expect("valid histogram");
         let duration = HistogramVec::new(
             HistogramOpts::new("jobrunner_job_duration_seconds", "How long jobs ran.")
                 .buckets(DURATION_BUCKETS.to_vec()),
@@ -177,6 +195,7 @@ impl Metrics {
         .expect("valid gauge");
         for metric in [
             Box::new(duration.clone()) as Box<dyn Collector>,
+            Box::new(http_duration.clone()),
             Box::new(in_flight.clone()),
             Box::new(queue_size.clone()),
             Box::new(queue_latency.clone()),
@@ -201,11 +220,23 @@ impl Metrics {
             plugin_refusals,
             record_reads,
             record_writes,
+            http_requests,
+            http_duration,
             queue_size,
             queue_latency,
             set_size,
             shard_queue_size,
             shard_set_size,
+        }
+    }
+
+    /// An outgoing request of `plugin` to destination `host` (as its policy
+    /// names it; empty when none matched) ended with `result`, after
+    /// `seconds` when it was sent.
+    pub fn http_request(&self, plugin: &str, host: &str, result: &str, seconds: Option<f64>) {
+        self.http_requests.with_label_values(&[plugin, host, result]).inc();
+        if let Some(seconds) = seconds {
+            self.http_duration.with_label_values(&[plugin, host]).observe(seconds);
         }
     }
 

@@ -26,15 +26,35 @@ pub struct Failure {
     pub message: String,
     /// Where, innermost first: a trapped guest's frames; empty otherwise.
     pub backtrace: Vec<String>,
+    /// The least wait before a retry, when a server asked for one
+    /// (`Retry-After`); the backoff still applies when it is longer.
+    pub wait_at_least: Option<std::time::Duration>,
 }
 
 impl Failure {
     pub fn retryable(error_class: &'static str, message: impl Into<String>) -> Failure {
-        Failure { retryable: true, error_class, message: cut(message.into()), backtrace: Vec::new() }
+        Failure {
+            retryable: true,
+            error_class,
+            message: cut(message.into()),
+            backtrace: Vec::new(),
+            wait_at_least: None,
+        }
     }
 
     pub fn permanent(error_class: &'static str, message: impl Into<String>) -> Failure {
-        Failure { retryable: false, error_class, message: cut(message.into()), backtrace: Vec::new() }
+        Failure {
+            retryable: false,
+            error_class,
+            message: cut(message.into()),
+            backtrace: Vec::new(),
+            wait_at_least: None,
+        }
+    }
+
+    /// The same failure, retried no sooner than `wait` from now.
+    pub fn not_before(self, wait: Option<std::time::Duration>) -> Failure {
+        Failure { wait_at_least: wait, ..self }
     }
 
     /// The same failure, with where it happened.
@@ -101,7 +121,8 @@ pub fn decide(payload: &mut Map<String, Value>, failure: &Failure, now: f64, jit
         if let Some(queue) = payload.get("retry_queue").filter(|q| q.is_string()).cloned() {
             payload.insert("queue".into(), queue);
         }
-        return Disposition::Retry { at: now + backoff(count, jitter) };
+        let asked = failure.wait_at_least.map_or(0.0, |wait| wait.as_secs_f64());
+        return Disposition::Retry { at: now + backoff(count, jitter).max(asked) };
     }
     if payload.get("dead") == Some(&Value::Bool(false)) {
         return Disposition::Discard;
@@ -149,6 +170,18 @@ mod tests {
         assert_eq!(p["failed_at"], 1000.0);
         assert_eq!(p["error_message"], "boom");
         assert_eq!(p["error_class"], "E");
+    }
+
+    #[test]
+    fn a_server_asking_for_a_later_retry_gets_it_and_a_shorter_ask_keeps_the_backoff() {
+        let asked =
+            |secs| Failure::retryable("E", "429").not_before(Some(std::time::Duration::from_secs(secs)));
+        let mut p = job(json!({"retry": true}));
+        assert_eq!(decide(&mut p, &asked(120), 1000.0, 0), Disposition::Retry { at: 1120.0 });
+        let mut p = job(json!({"retry": true}));
+        assert_eq!(decide(&mut p, &asked(2), 1000.0, 0), Disposition::Retry { at: 1015.0 });
+        let mut p = job(json!({"retry": 0}));
+        assert_eq!(decide(&mut p, &asked(120), 1000.0, 0), Disposition::Dead);
     }
 
     #[test]

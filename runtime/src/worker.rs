@@ -188,8 +188,9 @@ impl Worker {
             return Some(Outcome::Discard);
         }
         let token = registered.token.clone();
-        let result =
-            plugin.perform_unless_cancelled(&job.to_wit(), self.shard, token, iteration.clone()).await;
+        let report = Arc::new(crate::outbound::Report::default());
+        let run = (token, report.clone());
+        let result = plugin.perform_unless_cancelled(&job.to_wit(), self.shard, run, iteration.clone()).await;
         let elapsed = started.elapsed();
         let elapsed_us = elapsed.as_micros() as u64;
         let failed = !matches!(result, Ok(Ok(())) | Err(CallError::Cancelled));
@@ -225,7 +226,8 @@ impl Worker {
                 Outcome::Done
             }
             Ok(Err(wit::JobError::Retryable(message))) => {
-                self.failed(job, Failure::retryable("RetryableError", message))
+                let failure = Failure::retryable("RetryableError", message).not_before(report.retry_after());
+                self.failed(job, failure)
             }
             Ok(Err(wit::JobError::Permanent(message))) => {
                 self.failed(job, Failure::permanent("PermanentError", message))

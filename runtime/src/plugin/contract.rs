@@ -4,8 +4,8 @@
 //! The version is read from the component's imports (`jobrunner:plugin/
 //! mail@0.1.0`, ...). Versions follow semver as the component model applies
 //! it: before 1.0 the minor version is the breaking one, so a runner that
-//! provides 0.1.5 loads plugins built against 0.1.0 to 0.1.5, and refuses
-//! 0.2.0 or 0.1.6 with a message naming both versions.
+//! provides 0.1.6 loads plugins built against 0.1.0 to 0.1.6, and refuses
+//! 0.2.0 or 0.1.7 with a message naming both versions.
 
 use anyhow::{Result, bail};
 use wasmtime::Engine;
@@ -13,7 +13,7 @@ use wasmtime::component::Component;
 
 /// The package and version of `wit/plugin.wit`.
 pub const PACKAGE: &str = "jobrunner:plugin";
-pub const VERSION: &str = "0.1.5";
+pub const VERSION: &str = "0.1.6";
 
 /// The version `component` was built against; `None` if it imports nothing
 /// of ours (a plugin that neither mails nor logs).

@@ -11,10 +11,12 @@
 //! plugin makes of the error.
 
 pub use super::cap::{MemoryCap, MemoryExceeded};
+use super::http_host::Hooks;
 use super::pace::Pace;
 use super::stderr::TailPipe;
 use crate::mail::{Attachment, Delivery, Mailer, Progress, SendError, Stage};
 use crate::metrics::Metrics;
+use crate::outbound::Report;
 use crate::policy::Guard;
 use crate::records::Records;
 use crate::storage::Storage;
@@ -24,6 +26,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpHooks};
 
 /// How much of a guest's stderr is kept to explain a trap (a Rust panic
 /// prints its message there before trapping).
@@ -66,6 +69,10 @@ pub struct HostState {
     wasi: WasiCtx,
     /// WASI's resource handles.
     table: ResourceTable,
+    /// `wasi:http`'s context.
+    http: WasiHttpCtx,
+    /// The job's outgoing requests, under the plugin's policy.
+    hooks: Hooks,
     /// The guest's stderr, kept to explain traps.
     stderr: TailPipe,
     /// Enforces the memory cap.
@@ -118,9 +125,12 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let hooks = Hooks::new(&caps, &tags, deadline, Arc::new(Report::default()));
         HostState {
             wasi,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks,
             stderr,
             limiter: MemoryCap::new(memory_bytes),
             caps,
@@ -148,9 +158,10 @@ impl HostState {
         &mut self,
         tags: LogTags,
         (deadline, commit_race_until): (Instant, Option<Instant>),
-        cancel: CancellationToken,
+        (cancel, report): (CancellationToken, Arc<Report>),
     ) {
         self.stderr.clear();
+        self.hooks.begin_job(&tags, deadline, report);
         self.tags = tags;
         self.commit_race_until = commit_race_until;
         self.missing_record = None;
@@ -169,6 +180,23 @@ impl HostState {
     /// Stops the call when `cancel` fires.
     pub fn with_cancel(self, cancel: CancellationToken) -> HostState {
         HostState { cancel, ..self }
+    }
+
+    /// Reports what the job's requests came to into `report`.
+    pub fn with_report(mut self, report: Arc<Report>) -> HostState {
+        self.hooks.0.report = report;
+        self
+    }
+
+    /// What the job's requests came to.
+    pub fn report(&self) -> &Report {
+        &self.hooks.0.report
+    }
+
+    /// What `wasi:http` works on: its context, the resource table (shared
+    /// with WASI) and the job's requests.
+    pub(super) fn http_parts(&mut self) -> (&mut WasiHttpCtx, &mut ResourceTable, &mut dyn WasiHttpHooks) {
+        (&mut self.http, &mut self.table, &mut self.hooks)
     }
 
     /// Lets a missing record be looked for again until `until`.

@@ -17,6 +17,7 @@ pub mod compile;
 pub mod contract;
 pub mod file;
 mod host;
+mod http_host;
 mod info;
 mod iteration_host;
 mod pace;
@@ -45,10 +46,12 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::error::Context as _;
 
 /// Builds the linker every plugin is instantiated with: WASI with nothing
-/// granted, plus the `jobrunner:plugin` imports.
+/// granted, `wasi:http` under the plugin's policy, plus the
+/// `jobrunner:plugin` imports.
 pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).context("linking wasi:http")?;
     wit::JobPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
         .context("linking the jobrunner:plugin imports")?;
     Ok(linker)
@@ -217,17 +220,19 @@ pub fn contract_of(plugin: &Plugin) -> String {
 impl Plugin {
     /// Performs `job` in a fresh instance.
     pub async fn perform(&self, job: &wit::Job) -> Result<Result<(), wit::JobError>, CallError> {
-        self.perform_unless_cancelled(job, 0, CancellationToken::new(), None).await
+        let report = Arc::new(crate::outbound::Report::default());
+        self.perform_unless_cancelled(job, 0, (CancellationToken::new(), report), None).await
     }
 
     /// Performs `job`, taken from Redis shard `shard`, in a fresh
     /// instance, stopping it when `cancel` fires; as a run of an iterable
-    /// job when `iteration` is given.
+    /// job when `iteration` is given. What its requests asked of its retry
+    /// (`Retry-After`) goes into `report`.
     pub async fn perform_unless_cancelled(
         &self,
         job: &wit::Job,
         shard: usize,
-        cancel: CancellationToken,
+        (cancel, report): (CancellationToken, Arc<crate::outbound::Report>),
         iteration: Option<Arc<crate::iteration::Iteration>>,
     ) -> Result<Result<(), wit::JobError>, CallError> {
         let tags = LogTags {
@@ -237,6 +242,6 @@ impl Plugin {
             shard,
         };
         let control = (cancel, iteration, self.warm.as_ref());
-        run::perform(&self.pre, (self.caps.clone(), self.limits), tags, job, control).await
+        run::perform(&self.pre, (self.caps.clone(), self.limits), tags, job, control, report).await
     }
 }

@@ -13,6 +13,7 @@ use super::host::{Capabilities, HostState, LogTags, MemoryExceeded};
 use super::records_host::COMMIT_RACE_WINDOW;
 use super::warm::{Pool, Warm};
 use crate::iteration::Iteration;
+use crate::outbound::Report;
 use crate::wit;
 use std::fmt;
 use std::sync::Arc;
@@ -214,6 +215,7 @@ pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Performs one job. The outer `Result` is the host's view (trap, timeout,
 /// memory cap); the inner one is what the plugin returned, except that a
 /// broken policy rule fails the job permanently whatever the plugin said.
+/// What the job's requests asked of its retry goes into `report`.
 /// With `warm`, the plugin's policy lets it reuse instances: the job runs
 /// in an idle one if there is one, which goes back if the job ended normally.
 pub async fn perform(
@@ -222,12 +224,13 @@ pub async fn perform(
     tags: LogTags,
     job: &wit::Job,
     (cancel, iteration, warm): (CancellationToken, Option<Arc<Iteration>>, Option<&Pool>),
+    report: Arc<Report>,
 ) -> Result<Result<(), wit::JobError>, CallError> {
     let until = deadline(limits);
     let commit_race = commit_race_until(job, limits);
     let result = match (warm, warm.and_then(Pool::take)) {
         (Some(pool), Some(mut idle)) => {
-            idle.store.data_mut().begin_job(tags, (until, commit_race), cancel);
+            idle.store.data_mut().begin_job(tags, (until, commit_race), (cancel, report));
             idle.store.data_mut().set_iteration(iteration);
             idle.store.set_epoch_deadline(1);
             let Warm { mut store, instance, served } = idle;
@@ -242,6 +245,7 @@ pub async fn perform(
             let state = HostState::new(caps, limits.memory_bytes, tags, until)
                 .with_commit_race_until(commit_race)
                 .with_cancel(cancel)
+                .with_report(report)
                 .with_iteration(iteration);
             let mut store = new_store(pre.engine(), state, limits);
             let (instance, result) = bounded_call(&mut store, limits, async |store| {
@@ -271,7 +275,8 @@ async fn perform_call(
     if state.dropped_logs > 0 {
         tracing::warn!(dropped = state.dropped_logs, "log lines dropped by the plugin's log rate limit");
     }
-    Ok(match (&state.violation, &state.missing_record) {
+    let violation = state.violation.clone().or_else(|| state.report().violation());
+    Ok(match (&violation, &state.missing_record) {
         (Some(rule), _) => Ok(Err(wit::JobError::Permanent(format!("policy violation: {rule}")))),
         (None, Some(missing)) if result.is_err() => Err(missing.clone()),
         _ => Ok(result),

@@ -118,6 +118,16 @@ impl Guard {
         &self.rules.blobs
     }
 
+    /// The plugin's compiled HTTP grant, if its policy has one.
+    pub fn http(&self) -> Option<&std::sync::Arc<crate::outbound::Routes>> {
+        self.rules.http.as_ref().and_then(|grant| grant.routes())
+    }
+
+    /// The plugin's signing key called `name`, if its policy names one.
+    pub fn signing_key(&self, name: &str) -> Option<&[u8]> {
+        self.rules.keys.get(name).map(|secret| secret.0.as_slice())
+    }
+
     /// The log rate, for the note about dropped lines.
     pub fn log_lines_per_second(&self) -> u32 {
         self.rules.log_lines_per_second

@@ -23,6 +23,7 @@
 
 pub mod blobs;
 mod guard;
+pub mod http;
 mod rate;
 pub mod records;
 
@@ -83,6 +84,14 @@ pub struct Rules {
     /// with `records.insert` (`{ "ActiveStorage::VariantRecord" =
     /// ["blob_id", "variation_digest"] }`); timestamps are set by the host.
     pub inserts: WriteGrants,
+    /// Outgoing HTTP (`[plugins.NAME.http]`); none unless granted.
+    pub http: Option<http::HttpGrant>,
+    /// Keys the plugin may sign with through `signing`, by name; values
+    /// are `${ENV}` references read when the policy is loaded.
+    pub signing_keys: std::collections::BTreeMap<String, String>,
+    /// `signing_keys`, resolved.
+    #[serde(skip)]
+    pub keys: std::collections::BTreeMap<String, http::Secret>,
 }
 
 impl Default for Rules {
@@ -103,6 +112,9 @@ impl Default for Rules {
             writes: WriteGrants::new(),
             deletes: Vec::new(),
             inserts: WriteGrants::new(),
+            http: None,
+            signing_keys: Default::default(),
+            keys: Default::default(),
         }
     }
 }
@@ -148,6 +160,12 @@ impl Policy {
 
     fn parse(text: &str) -> Result<Policy> {
         let file: PolicyFile = toml::from_str(text)?;
+        for key in ["http", "signing_keys"] {
+            anyhow::ensure!(
+                !file.default.contains_key(key),
+                "in [default]: {key} is granted to one plugin at a time, under [plugins.NAME]"
+            );
+        }
         anyhow::ensure!(
             !file.default.contains_key("reuse"),
             "in [default]: reuse is set for one plugin at a time, under [plugins.NAME]: \
@@ -205,6 +223,10 @@ fn rules(table: toml::Table) -> Result<Rules> {
     anyhow::ensure!(rules.mail_per_second > 0, "mail_per_second must be positive");
     anyhow::ensure!(rules.log_lines_per_second > 0, "log_lines_per_second must be positive");
     anyhow::ensure!(rules.reuse > 0, "reuse must be at least 1 (1 is a fresh instance per job)");
+    if let Some(grant) = &mut rules.http {
+        grant.compile()?;
+    }
+    rules.keys = http::signing_keys(&rules.signing_keys)?;
     Ok(rules)
 }
 
