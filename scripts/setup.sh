@@ -37,6 +37,9 @@ install_packages() {
   # Network-fault tests: partitions as nftables drop rules on loopback.
   command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing+=(nftables)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  # Outgoing HTTP tests: nginx as the receiving server, started by the tests
+  # on their own ports (the package's own service is not needed).
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]}"
     as_root apt-get update -qq

@@ -12,6 +12,7 @@
 //! - [`Runner`]: the `runner` binary, with a plugins directory of its own.
 //! - [`Browser`]: headless Chromium over WebDriver, for the dashboard.
 //! - [`Forms`]: the dashboard's forms posted with their CSRF token.
+//! - [`Nginx`]: nginx receiving plugins' HTTP requests, logging each.
 //! - [`Certs`]: a CA and certificates made with `openssl`, for TLS.
 //! - [`Sentinel`]: a Redis master, its replica and a sentinel.
 //! - [`FaultyLink`]: a proxy in front of a server, adding latency.
@@ -25,6 +26,7 @@ mod faulty_link;
 mod forms;
 mod gallery;
 mod mariadb;
+mod nginx;
 mod packet_drop;
 mod postgres;
 mod python;
@@ -37,12 +39,14 @@ mod shop;
 mod smtp;
 mod smtp_tls;
 mod tls;
+pub mod webhooks;
 
 pub use browser::Browser;
 pub use faulty_link::FaultyLink;
 pub use forms::Forms;
 pub use gallery::Gallery;
 pub use mariadb::MariaDb;
+pub use nginx::{Logged, Nginx, Receiver};
 pub use packet_drop::PacketDrop;
 pub use postgres::Postgres;
 pub use python::python_json;

@@ -8,6 +8,8 @@
 //! - [`records`]: reading the app's database rows through the host, one
 //!   at a time or in batches.
 //! - [`blobs`]: reading and writing stored files through the host.
+//! - [`http`]: calling HTTP APIs through the host, where the policy grants it.
+//! - [`signing`]: signing (webhooks) with keys the host holds.
 //! - [`iteration`]: long jobs that checkpoint a cursor, run in slices and
 //!   resume where they stopped.
 //! - [`continuation`]: the same in Rails 8.1's steps (`ActiveJob::Continuable`).
@@ -50,11 +52,13 @@
 pub mod args;
 pub mod blobs;
 pub mod continuation;
+pub mod http;
 pub mod iteration;
 pub mod mail;
 pub mod rails;
 pub mod records;
 mod scan;
+pub mod signing;
 
 /// The generated bindings of `wit/plugin.wit`; the items a plugin needs
 /// are re-exported at the crate's root and in its modules.

@@ -136,6 +136,27 @@ pub fn is_gid_of(value: &str, model: &str) -> bool {
     value.strip_prefix("gid://").and_then(|rest| rest.split('/').nth(1)) == Some(model)
 }
 
+/// A hash argument as the app passed it: ActiveJob's `_aj_*` markers
+/// (`_aj_symbol_keys`, `_aj_ruby2_keywords`, ...) taken out, at any depth.
+///
+/// ```
+/// use jobrunner_plugin_sdk::rails::plain;
+/// use serde_json::json;
+///
+/// let event = json!({"type": "paid", "data": {"id": 1, "_aj_symbol_keys": ["id"]}, "_aj_symbol_keys": ["type"]});
+/// assert_eq!(plain(event), json!({"type": "paid", "data": {"id": 1}}));
+/// ```
+pub fn plain(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter().filter(|(k, _)| !k.starts_with("_aj_")).map(|(k, v)| (k, plain(v))).collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(plain).collect()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
