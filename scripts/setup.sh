@@ -107,6 +107,10 @@ build_python_plugin() {
   mkdir -p plugins/target/python
   "$venv/bin/componentize-py" -d wit -w job-plugin componentize -p plugins/password_reset app \
     -o plugins/target/python/password_reset.wasm >/dev/null
+  # The webhook example in Python calls wasi:http, so it targets the world
+  # that imports it.
+  "$venv/bin/componentize-py" -d wit -w job-plugin-http componentize -p plugins/webhook_py app \
+    -o plugins/target/python/webhook_py.wasm >/dev/null
 }
 
 # The componentize-js release the JavaScript plugin is built with, from npm
@@ -140,6 +144,9 @@ build_js_plugin() {
   mkdir -p plugins/target/js
   "$JS_TOOLS/node_modules/.bin/componentize-js" plugins/signup_digest/app.js --wit wit \
     --world-name job-plugin --disable http fetch-event -o plugins/target/js/signup_digest.wasm >/dev/null
+  # The webhook example in JavaScript uses fetch, so it keeps http.
+  "$JS_TOOLS/node_modules/.bin/componentize-js" plugins/webhook_js/app.js --wit wit \
+    --world-name job-plugin --disable fetch-event -o plugins/target/js/webhook_js.wasm >/dev/null
 }
 
 # For the benchmark and the profile: a scratch directory `$work`, a Redis

@@ -189,3 +189,32 @@ fn https_is_trusted_through_the_policys_ca_file_and_not_without_it() {
     assert!(retry["error_message"].as_str().unwrap().contains("Tls"), "{retry}");
     assert_eq!(nginx.requests().len(), 1, "nothing more arrived");
 }
+
+/// The Python and JavaScript examples deliver the same signed event.
+#[test]
+fn the_python_and_javascript_examples_deliver_a_signed_event() {
+    let _alone = jobrunner_tests::alone();
+    for plugin in ["webhook_py", "webhook_js"] {
+        let (redis, nginx) = (Redis::start(), Nginx::start());
+        let app = WebhookApp::with_plugin(
+            plugin,
+            &[(1, format!("{}/hooks/ok", nginx.url)), (2, format!("{}/hooks/missing", nginx.url))],
+            std::slice::from_ref(&nginx.url),
+            "allowed_private_addresses = [\"127.0.0.1\"]\n",
+        );
+        let _runner = app.runner(&redis.url, "info", &[]);
+        let jid = format!("{:0>24}", plugin.len());
+        deliver(&redis, 1, &jid);
+        let got = nginx.wait_for(1).remove(0);
+        wait_done(&redis);
+        let body: Value = serde_json::from_str(&got.body).expect("a JSON body");
+        assert_eq!(body, json!({"type": "order.paid", "data": {"order_id": 42}}), "{plugin}");
+        assert_eq!(got.webhook_id, format!("msg_{jid}"), "{plugin}");
+        assert!(signature_verifies(&got.webhook_signature, &got.webhook_id, &got.webhook_timestamp, &got.body), "{plugin}");
+        assert_eq!((got.authorization, got.idempotency_key), (format!("Bearer {HOOKS_TOKEN}"), format!("{jid}-1")));
+        let dead_jid = format!("{:f>24}", plugin.len());
+        deliver(&redis, 2, &dead_jid);
+        let dead = wait_in(&redis, "dead", &dead_jid);
+        assert!(dead["error_message"].as_str().unwrap().contains("answered 404"), "{plugin}: {dead}");
+    }
+}

@@ -79,6 +79,8 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
         "order_created_alt" => built.join("variants/order_created_alt.wasm"),
         "password_reset" => built.join("python/password_reset.wasm"),
         "signup_digest" => built.join("js/signup_digest.wasm"),
+        "webhook_py" => built.join("python/webhook_py.wasm"),
+        "webhook_js" => built.join("js/webhook_js.wasm"),
         _ => built.join("wasm32-wasip2/release").join(format!("{name}.wasm")),
     };
     assert!(

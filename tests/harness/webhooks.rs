@@ -16,6 +16,8 @@ pub const HOOKS_TOKEN: &str = "tok-5f1e8a2b9c7d";
 /// A database of endpoints and a policy for the `webhook` plugin.
 pub struct WebhookApp {
     dir: TempDir,
+    /// The plugin serving `WebhookDeliveryJob`, by crate name.
+    plugin: &'static str,
     /// `sqlite://...`, for `--database`.
     pub database: String,
 }
@@ -24,6 +26,16 @@ impl WebhookApp {
     /// Endpoints `(id, url)`, and a policy granting POSTs to `destinations`
     /// with `http` (lines of `[plugins.webhook.http]`) added.
     pub fn new(endpoints: &[(u64, String)], destinations: &[String], http: &str) -> WebhookApp {
+        WebhookApp::with_plugin("webhook", endpoints, destinations, http)
+    }
+
+    /// The same for another build of the plugin (`webhook_py`, `webhook_js`).
+    pub fn with_plugin(
+        plugin: &'static str,
+        endpoints: &[(u64, String)],
+        destinations: &[String],
+        http: &str,
+    ) -> WebhookApp {
         let dir = tempfile::tempdir().expect("creating the app's temp dir");
         let path = dir.path().join("app.sqlite3");
         let rows = serde_json::to_string(endpoints).expect("endpoints as JSON");
@@ -32,19 +44,19 @@ impl WebhookApp {
             .status()
             .expect("running python3");
         assert!(status.success(), "creating the endpoints table");
-        let mut policy = String::from(
-            "[plugins.webhook]\nrecords = { WebhookEndpoint = [\"url\"] }\n\
-             signing_keys = { webhooks = \"${WEBHOOK_SECRET}\" }\n\n[plugins.webhook.http]\n",
+        let mut policy = format!(
+            "[plugins.{plugin}]\nrecords = {{ WebhookEndpoint = [\"url\"] }}\n\
+             signing_keys = {{ webhooks = \"${{WEBHOOK_SECRET}}\" }}\n\n[plugins.{plugin}.http]\n",
         );
         policy.push_str(http);
         for url in destinations {
             policy.push_str(&format!(
-                "\n[[plugins.webhook.http.destinations]]\nurl = \"{url}\"\nmethods = [\"POST\"]\n\
+                "\n[[plugins.{plugin}.http.destinations]]\nurl = \"{url}\"\nmethods = [\"POST\"]\n\
                  headers = {{ Authorization = \"Bearer ${{HOOKS_TOKEN}}\" }}\n"
             ));
         }
         std::fs::write(dir.path().join("policy.toml"), policy).expect("writing the policy");
-        WebhookApp { database: format!("sqlite://{}", path.display()), dir }
+        WebhookApp { database: format!("sqlite://{}", path.display()), dir, plugin }
     }
 
     /// The policy file.
@@ -55,7 +67,7 @@ impl WebhookApp {
     /// A runner serving the `webhook` plugin under this app's policy, with
     /// `RUST_LOG` set to `log`.
     pub fn runner(&self, redis_url: &str, log: &'static str, args: &[&str]) -> Runner {
-        let options = RunnerOptions { log, ..RunnerOptions::plugins(&["webhook"]) }
+        let options = RunnerOptions { log, ..RunnerOptions::plugins(&[self.plugin]) }
             .args(&["--policy", &self.policy().display().to_string(), "--database", &self.database])
             .args(args)
             .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
