@@ -3,8 +3,8 @@
 //! ask: what arrives, what is retried and when, what goes to the dead set,
 //! and the same idempotency key when a killed runner's job runs again.
 
-use jobrunner_tests::webhooks::{HOOKS_TOKEN, WEBHOOK_SECRET, WebhookApp, signature_verifies};
-use jobrunner_tests::{Certs, Nginx, Receiver, Redis, WAIT, eventually, job_json, now};
+use jobrunner_tests::webhooks::{self, HOOKS_TOKEN, WEBHOOK_SECRET, WebhookApp, signature_verifies, wait_in};
+use jobrunner_tests::{Certs, Nginx, Receiver, Redis, WAIT, eventually, now};
 use serde_json::{Value, json};
 use std::net::TcpListener;
 
@@ -15,14 +15,7 @@ fn event() -> Value {
 }
 
 fn deliver(redis: &Redis, endpoint: u64, jid: &str) {
-    redis.push("default", &job_json("WebhookDeliveryJob", json!([endpoint, event()]), jid));
-}
-
-/// The job `jid` in sorted set `set`, once it is there.
-fn wait_in(redis: &Redis, set: &str, jid: &str) -> Value {
-    eventually(&format!("{jid} in {set}"), WAIT, || {
-        redis.sorted_set(set).into_iter().find(|j| j["jid"] == jid)
-    })
+    webhooks::deliver(redis, endpoint, event(), jid);
 }
 
 /// Waits until nothing is queued, running or in the retry set.
@@ -210,8 +203,14 @@ fn the_python_and_javascript_examples_deliver_a_signed_event() {
         let body: Value = serde_json::from_str(&got.body).expect("a JSON body");
         assert_eq!(body, json!({"type": "order.paid", "data": {"order_id": 42}}), "{plugin}");
         assert_eq!(got.webhook_id, format!("msg_{jid}"), "{plugin}");
-        assert!(signature_verifies(&got.webhook_signature, &got.webhook_id, &got.webhook_timestamp, &got.body), "{plugin}");
-        assert_eq!((got.authorization, got.idempotency_key), (format!("Bearer {HOOKS_TOKEN}"), format!("{jid}-1")));
+        assert!(
+            signature_verifies(&got.webhook_signature, &got.webhook_id, &got.webhook_timestamp, &got.body),
+            "{plugin}"
+        );
+        assert_eq!(
+            (got.authorization, got.idempotency_key),
+            (format!("Bearer {HOOKS_TOKEN}"), format!("{jid}-1"))
+        );
         let dead_jid = format!("{:f>24}", plugin.len());
         deliver(&redis, 2, &dead_jid);
         let dead = wait_in(&redis, "dead", &dead_jid);

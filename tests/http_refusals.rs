@@ -5,22 +5,14 @@
 //! into the runner. Each refused request sends nothing: the receiver
 //! sees no request.
 
-use jobrunner_tests::webhooks::WebhookApp;
-use jobrunner_tests::{Nginx, Receiver, Redis, WAIT, eventually, job_json};
+use jobrunner_tests::webhooks::{self, WebhookApp, wait_in};
+use jobrunner_tests::{Nginx, Receiver, Redis};
 use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::time::Instant;
 
 fn deliver(redis: &Redis, endpoint: u64, jid: &str) {
-    let event = json!({"type": "ping"});
-    redis.push("default", &job_json("WebhookDeliveryJob", json!([endpoint, event]), jid));
-}
-
-/// The job `jid` in sorted set `set`, once it is there.
-fn wait_in(redis: &Redis, set: &str, jid: &str) -> Value {
-    eventually(&format!("{jid} in {set}"), WAIT, || {
-        redis.sorted_set(set).into_iter().find(|j| j["jid"] == jid)
-    })
+    webhooks::deliver(redis, endpoint, json!({"type": "ping"}), jid);
 }
 
 fn error_of(job: &Value) -> &str {

@@ -3,7 +3,8 @@
 //! its destinations and signing key, and a runner serving it with the
 //! token and the secret in its environment.
 
-use crate::{Runner, RunnerOptions};
+use crate::{Redis, Runner, RunnerOptions, WAIT, eventually, job_json};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
 use tempfile::TempDir;
@@ -96,4 +97,16 @@ pub fn signature_verifies(signature: &str, msg_id: &str, timestamp: &str, body: 
     mac.update(format!("{msg_id}.{timestamp}.{body}").as_bytes());
     let Some(given) = signature.strip_prefix("v1,") else { return false };
     engine.decode(given).is_ok_and(|given| mac.verify_slice(&given).is_ok())
+}
+
+/// Pushes `WebhookDeliveryJob(endpoint, event)` as job `jid`.
+pub fn deliver(redis: &Redis, endpoint: u64, event: Value, jid: &str) {
+    redis.push("default", &job_json("WebhookDeliveryJob", json!([endpoint, event]), jid));
+}
+
+/// The job `jid` in sorted set `set` (`retry`, `dead`), once it is there.
+pub fn wait_in(redis: &Redis, set: &str, jid: &str) -> Value {
+    eventually(&format!("{jid} in {set}"), WAIT, || {
+        redis.sorted_set(set).into_iter().find(|j| j["jid"] == jid)
+    })
 }

@@ -14,7 +14,7 @@ mod compose;
 pub mod ledger;
 mod progress;
 mod smtp;
-mod tls;
+pub(crate) mod tls;
 
 pub use compose::Attachment;
 pub use compose::weight as message_size;

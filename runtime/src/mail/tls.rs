@@ -34,7 +34,7 @@ pub struct Trust {
 impl Trust {
     /// Trusts Mozilla's roots, or only the PEM certificates in `ca_file`.
     pub fn new(host: &str, ca_file: Option<&Path>) -> Result<Trust> {
-        let ca = ca_file.map(read_certificates).transpose()?;
+        let ca = ca_file.map(|path| read_certificates(path, "--smtp-ca")).transpose()?;
         let mut roots = RootCertStore::empty();
         let mut starttls = TlsParameters::builder(host.to_string());
         match &ca {
@@ -72,9 +72,10 @@ impl Trust {
     }
 }
 
-/// The certificates of a PEM file, at least one.
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let named = || format!("--smtp-ca {}", path.display());
+/// The certificates of a PEM file, at least one; errors name `setting`
+/// (`--smtp-ca`, `ca_file`) and the file.
+pub(crate) fn read_certificates(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let named = || format!("{setting} {}", path.display());
     let pem = std::fs::read(path).with_context(named)?;
     let certificates = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()

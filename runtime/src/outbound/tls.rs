@@ -3,8 +3,6 @@
 //! with its own CA is trusted for exactly that).
 
 use anyhow::{Context, Result};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use std::path::Path;
 use std::sync::Arc;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
@@ -15,15 +13,8 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>> {
     match ca_file {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(path) => {
-            let named = || format!("ca_file {}", path.display());
-            let pem = std::fs::read(path).with_context(named)?;
-            let certificates = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))
-                .with_context(named)?;
-            anyhow::ensure!(!certificates.is_empty(), "{}: no PEM certificate in it", named());
-            for der in certificates {
-                roots.add(der).with_context(named)?;
+            for der in crate::mail::tls::read_certificates(path, "ca_file")? {
+                roots.add(der).with_context(|| format!("ca_file {}", path.display()))?;
             }
         }
     }
