@@ -51,6 +51,19 @@ fn a_signed_delivery_arrives_with_the_token_attached_and_neither_secret_in_any_l
     assert!(signature_verifies(&got.webhook_signature, &got.webhook_id, &got.webhook_timestamp, &got.body));
     assert_eq!(got.authorization, format!("Bearer {HOOKS_TOKEN}"));
     assert_eq!(got.idempotency_key, format!("{jid}-1"));
+    let metrics = ureq::get(&format!("{}/metrics", runner.dashboard_url()))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let counted = format!(
+        "jobrunner_http_requests_total{{host=\"{}\",plugin=\"webhook\",result=\"2xx\"}} 1",
+        nginx.url
+    );
+    assert!(metrics.contains(&counted), "{counted} not in:\n{metrics}");
+    assert!(metrics.contains("jobrunner_http_request_duration_seconds_count{"), "{metrics}");
+    assert!(!metrics.contains(HOOKS_TOKEN));
     let logs = runner.logs();
     assert!(logs.contains("delivered to"), "{logs}");
     assert!(logs.lines().count() > 50, "trace logging is on");

@@ -34,6 +34,18 @@ fn a_destination_the_policy_does_not_grant_is_denied_and_gets_nothing() {
     assert!(error_of(&dead).contains("policy violation") && error_of(&dead).contains("not among"), "{dead}");
     assert!(runner.logs().contains("request refused by policy"), "{}", runner.logs());
     assert!(other.requests().is_empty() && granted.requests().is_empty());
+    let metrics = ureq::get(&format!("{}/metrics", runner.dashboard_url()))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    // The host label comes from the policy, never from the plugin's URL.
+    assert!(
+        metrics.contains(r#"jobrunner_http_requests_total{host="",plugin="webhook",result="denied"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&format!("127.0.0.1:{}", other.port)), "{metrics}");
 }
 
 #[test]
