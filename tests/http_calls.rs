@@ -3,7 +3,9 @@
 //! ask: what arrives, what is retried and when, what goes to the dead set,
 //! and the same idempotency key when a killed runner's job runs again.
 
-use jobrunner_tests::webhooks::{self, HOOKS_TOKEN, WEBHOOK_SECRET, WebhookApp, signature_verifies, wait_in};
+use jobrunner_tests::webhooks::{
+    self, HOOKS_TOKEN, LOOPBACK, WEBHOOK_SECRET, WebhookApp, signature_verifies, wait_in,
+};
 use jobrunner_tests::{Certs, Nginx, Receiver, Redis, WAIT, eventually, now};
 use serde_json::{Value, json};
 use std::net::TcpListener;
@@ -32,7 +34,7 @@ fn a_signed_delivery_arrives_with_the_token_attached_and_neither_secret_in_any_l
     let app = WebhookApp::new(
         &[(1, format!("{}/hooks/ok", nginx.url))],
         std::slice::from_ref(&nginx.url),
-        "allowed_private_addresses = [\"127.0.0.1\"]\n",
+        LOOPBACK,
     );
     let runner = app.runner(&redis.url, "trace", &[]);
     let jid = "a1b2c3d4e5f6a7b8c9d0e1f2";
@@ -51,12 +53,7 @@ fn a_signed_delivery_arrives_with_the_token_attached_and_neither_secret_in_any_l
     assert!(signature_verifies(&got.webhook_signature, &got.webhook_id, &got.webhook_timestamp, &got.body));
     assert_eq!(got.authorization, format!("Bearer {HOOKS_TOKEN}"));
     assert_eq!(got.idempotency_key, format!("{jid}-1"));
-    let metrics = ureq::get(&format!("{}/metrics", runner.dashboard_url()))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let metrics = runner.metrics();
     let counted = format!(
         "jobrunner_http_requests_total{{host=\"{}\",plugin=\"webhook\",result=\"2xx\"}} 1",
         nginx.url
@@ -82,7 +79,7 @@ fn a_500_is_retried_and_the_rerun_repeats_the_idempotency_key() {
     let app = WebhookApp::new(
         &[(7, format!("{}/hooks/flaky", nginx.url))],
         std::slice::from_ref(&nginx.url),
-        "allowed_private_addresses = [\"127.0.0.1\"]\n",
+        LOOPBACK,
     );
     let _runner = app.runner(&redis.url, "info", &[]);
     let jid = "00000000000000000000f1a7";
@@ -107,7 +104,7 @@ fn a_429_with_retry_after_schedules_the_retry_no_sooner_and_a_404_goes_to_the_de
     let app = WebhookApp::new(
         &[(1, format!("{}/hooks/busy", nginx.url)), (2, format!("{}/hooks/missing", nginx.url))],
         std::slice::from_ref(&nginx.url),
-        "allowed_private_addresses = [\"127.0.0.1\"]\n",
+        LOOPBACK,
     );
     let _runner = app.runner(&redis.url, "info", &[]);
     let (busy, missing) = ("0000000000000000000b0529", "0000000000000000000e0404");
@@ -139,7 +136,7 @@ fn a_job_killed_during_its_request_repeats_the_same_idempotency_key_when_run_aga
     let app = WebhookApp::new(
         &[(3, format!("{}/hooks/hang", nginx.url))],
         std::slice::from_ref(&nginx.url),
-        "allowed_private_addresses = [\"127.0.0.1\"]\n",
+        LOOPBACK,
     );
     let mut runner = app.runner(&redis.url, "info", &[]);
     let jid = "0000000000000000000c0de5";
@@ -186,7 +183,7 @@ fn https_is_trusted_through_the_policys_ca_file_and_not_without_it() {
     let untrusted = WebhookApp::new(
         &[(1, format!("{}/hooks/ok", nginx.url))],
         std::slice::from_ref(&nginx.url),
-        "allowed_private_addresses = [\"127.0.0.1\"]\n",
+        LOOPBACK,
     );
     let _runner = untrusted.runner(&redis.url, "info", &[]);
     let jid = "000000000000000000000716";
@@ -206,7 +203,7 @@ fn the_python_and_javascript_examples_deliver_a_signed_event() {
             plugin,
             &[(1, format!("{}/hooks/ok", nginx.url)), (2, format!("{}/hooks/missing", nginx.url))],
             std::slice::from_ref(&nginx.url),
-            "allowed_private_addresses = [\"127.0.0.1\"]\n",
+            LOOPBACK,
         );
         let _runner = app.runner(&redis.url, "info", &[]);
         let jid = format!("{:0>24}", plugin.len());

@@ -5,7 +5,7 @@
 //! into the runner. Each refused request sends nothing: the receiver
 //! sees no request.
 
-use jobrunner_tests::webhooks::{self, WebhookApp, wait_in};
+use jobrunner_tests::webhooks::{self, LOOPBACK, WebhookApp, wait_in};
 use jobrunner_tests::{Nginx, Receiver, Redis};
 use serde_json::{Value, json};
 use std::net::TcpListener;
@@ -25,7 +25,7 @@ fn a_destination_the_policy_does_not_grant_is_denied_and_gets_nothing() {
     let app = WebhookApp::new(
         &[(1, format!("{}/hooks/ok", other.url))],
         std::slice::from_ref(&granted.url),
-        "allowed_private_addresses = [\"127.0.0.1\"]\n",
+        LOOPBACK,
     );
     let runner = app.runner(&redis.url, "info", &[]);
     let jid = "0000000000000000000d0e01";
@@ -34,12 +34,7 @@ fn a_destination_the_policy_does_not_grant_is_denied_and_gets_nothing() {
     assert!(error_of(&dead).contains("policy violation") && error_of(&dead).contains("not among"), "{dead}");
     assert!(runner.logs().contains("request refused by policy"), "{}", runner.logs());
     assert!(other.requests().is_empty() && granted.requests().is_empty());
-    let metrics = ureq::get(&format!("{}/metrics", runner.dashboard_url()))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let metrics = runner.metrics();
     // The host label comes from the policy, never from the plugin's URL.
     assert!(
         metrics.contains(r#"jobrunner_http_requests_total{host="",plugin="webhook",result="denied"} 1"#),
@@ -86,11 +81,7 @@ fn loopback_private_and_metadata_addresses_are_refused_however_the_url_names_the
     // The redirecting receiver is granted, with 127.0.0.1 reachable; where
     // it redirects to is not granted, and the plugin's new request is
     // checked as any other.
-    let lenient = WebhookApp::new(
-        &endpoints,
-        std::slice::from_ref(&redirecting.url),
-        "allowed_private_addresses = [\"127.0.0.1\"]\n",
-    );
+    let lenient = WebhookApp::new(&endpoints, std::slice::from_ref(&redirecting.url), LOOPBACK);
     let _runner = lenient.runner(&redis.url, "info", &[]);
     let jid = format!("{:024x}", 6);
     deliver(&redis, 6, &jid);
@@ -115,7 +106,7 @@ fn a_receiver_that_never_answers_is_given_up_on_at_the_policys_timeout() {
     let app = WebhookApp::new(
         &[(1, format!("{url}/hooks"))],
         std::slice::from_ref(&url),
-        "allowed_private_addresses = [\"127.0.0.1\"]\ntimeout_seconds = 2\n",
+        &format!("{LOOPBACK}timeout_seconds = 2\n"),
     );
     // The job's own limit is far longer: the request's limit must end it.
     let _runner = app.runner(&redis.url, "info", &["--timeout", "120"]);
@@ -133,7 +124,7 @@ fn a_one_gigabyte_response_is_cut_at_the_cap() {
     let app = WebhookApp::new(
         &[(1, format!("{}/hooks/big", nginx.url))],
         std::slice::from_ref(&nginx.url),
-        "allowed_private_addresses = [\"127.0.0.1\"]\nmax_response_bytes = 1048576\n",
+        &format!("{LOOPBACK}max_response_bytes = 1048576\n"),
     );
     let runner = app.runner(&redis.url, "info", &[]);
     let jid = "0000000000000000000b1600";

@@ -223,6 +223,17 @@ impl Runner {
         url.trim_end_matches('/').to_string()
     }
 
+    /// The text its `/metrics` serves now.
+    pub fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.dashboard_url());
+        ureq::get(&url)
+            .call()
+            .expect("fetching /metrics")
+            .into_body()
+            .read_to_string()
+            .expect("reading /metrics")
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

@@ -11,6 +11,9 @@ use tempfile::TempDir;
 
 /// The Standard Webhooks secret the runner signs with.
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The `[plugins.NAME.http]` line that lets requests reach the tests'
+/// receivers on 127.0.0.1.
+pub const LOOPBACK: &str = "allowed_private_addresses = [\"127.0.0.1\"]\n";
 /// The API token the policy attaches to every request.
 pub const HOOKS_TOKEN: &str = "tok-5f1e8a2b9c7d";
 
