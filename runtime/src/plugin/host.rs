@@ -117,7 +117,13 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(caps: Capabilities, memory_bytes: usize, tags: LogTags, deadline: Instant) -> HostState {
+    /// The state of a fresh instance, its requests reporting to `report`.
+    pub fn new(
+        caps: Capabilities,
+        memory_bytes: usize,
+        tags: LogTags,
+        (deadline, report): (Instant, Arc<Report>),
+    ) -> HostState {
         let stderr = TailPipe::new(STDERR_CAPACITY);
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -125,7 +131,7 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let hooks = Hooks::new(&caps, &tags, deadline, Arc::new(Report::default()));
+        let hooks = Hooks::new(&caps, &tags, deadline, report);
         HostState {
             wasi,
             table: ResourceTable::new(),
@@ -180,12 +186,6 @@ impl HostState {
     /// Stops the call when `cancel` fires.
     pub fn with_cancel(self, cancel: CancellationToken) -> HostState {
         HostState { cancel, ..self }
-    }
-
-    /// Reports what the job's requests came to into `report`.
-    pub fn with_report(mut self, report: Arc<Report>) -> HostState {
-        self.hooks.0.report = report;
-        self
     }
 
     /// What the job's requests came to.

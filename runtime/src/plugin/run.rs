@@ -205,7 +205,7 @@ pub async fn describe(
     // Describing is a few microseconds of work: a plugin that takes longer
     // is refused without holding up the loads behind it for a job's time.
     let limits = Limits { timeout: limits.timeout.min(DESCRIBE_TIMEOUT), ..limits };
-    let state = HostState::new(caps, limits.memory_bytes, tags, deadline(limits));
+    let state = HostState::new(caps, limits.memory_bytes, tags, (deadline(limits), Default::default()));
     with_instance(pre, state, limits, async |instance, store| instance.call_describe(store).await).await
 }
 
@@ -242,10 +242,9 @@ pub async fn perform(
             result?
         }
         (warm, _) => {
-            let state = HostState::new(caps, limits.memory_bytes, tags, until)
+            let state = HostState::new(caps, limits.memory_bytes, tags, (until, report))
                 .with_commit_race_until(commit_race)
                 .with_cancel(cancel)
-                .with_report(report)
                 .with_iteration(iteration);
             let mut store = new_store(pre.engine(), state, limits);
             let (instance, result) = bounded_call(&mut store, limits, async |store| {
