@@ -74,6 +74,32 @@ fn a_signed_delivery_arrives_with_the_token_attached_and_neither_secret_in_any_l
 }
 
 #[test]
+fn deliveries_to_one_destination_share_a_kept_alive_connection() {
+    let (redis, nginx) = (Redis::start(), Nginx::start());
+    let app = WebhookApp::new(
+        &[(1, format!("{}/hooks/ok", nginx.url)), (2, format!("{}/hooks/missing", nginx.url))],
+        std::slice::from_ref(&nginx.url),
+        LOOPBACK,
+    );
+    let _runner = app.runner(&redis.url, "info", &[]);
+    for (n, (endpoint, jid)) in
+        [(1, "00000000000000000000aa01"), (2, "00000000000000000000aa02"), (1, "00000000000000000000aa03")]
+            .into_iter()
+            .enumerate()
+    {
+        deliver(&redis, endpoint, jid);
+        nginx.wait_for(n + 1);
+    }
+    let requests = nginx.wait_for(3);
+    assert_eq!(requests.iter().map(|r| r.status).collect::<Vec<_>>(), [200, 404, 200]);
+    let connections: Vec<u64> = requests.iter().map(|r| r.connection).collect();
+    assert!(
+        connections.iter().all(|c| *c == connections[0]),
+        "one connection for three requests in a row, a 404 included: {connections:?}"
+    );
+}
+
+#[test]
 fn a_500_is_retried_and_the_rerun_repeats_the_idempotency_key() {
     let (redis, nginx) = (Redis::start(), Nginx::start());
     let app = WebhookApp::new(

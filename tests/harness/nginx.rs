@@ -42,6 +42,8 @@ pub struct Logged {
     pub webhook_timestamp: String,
     pub webhook_signature: String,
     pub body: String,
+    /// nginx's serial number of the connection the request came on.
+    pub connection: u64,
 }
 
 /// Where nginx's special paths lead.
@@ -160,7 +162,8 @@ http {
     log_format hooks escape=json '{"method":"$request_method","uri":"$request_uri","status":$status,'
         '"idempotency_key":"$http_idempotency_key","authorization":"$http_authorization",'
         '"webhook_id":"$http_webhook_id","webhook_timestamp":"$http_webhook_timestamp",'
-        '"webhook_signature":"$http_webhook_signature","body":"$request_body"}';
+        '"webhook_signature":"$http_webhook_signature","body":"$request_body",'
+        '"connection":$connection}';
     server {
         listen {listen};
         {tls}

@@ -3,7 +3,8 @@
 //!
 //! A plugin hands the host a request; [`send::Requests`] checks it against
 //! the plugin's [`Routes`] (destination, method, count, size), attaches the
-//! operator's headers and an idempotency key, and [`connect`] opens the
+//! operator's headers and an idempotency key, and sends it over a kept-alive
+//! connection of the destination's [`pool`]. [`connect`] opens each new
 //! connection itself, to an address [`address`] allows, never following a
 //! redirect. [`body`] holds both bodies to their caps and the request to
 //! its time limit. What the job's requests came to (a broken rule, a
@@ -12,6 +13,7 @@
 pub mod address;
 mod body;
 mod connect;
+mod pool;
 pub mod retry_after;
 mod routes;
 mod send;

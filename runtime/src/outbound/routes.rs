@@ -1,21 +1,20 @@
 //! A plugin's HTTP grant, compiled: which destinations and methods it may
 //! use, what the host attaches there, how each is trusted, and which
-//! non-public addresses the operator named.
+//! non-public addresses the operator named. Each destination keeps its own
+//! pool of connections.
 
 use super::address::Cidr;
+use super::pool::Pool;
 use super::tls;
 use crate::policy::http::{DestinationGrant, HttpGrant, expand_env};
 use anyhow::{Context, Result, bail};
 use http::{HeaderName, HeaderValue, Method};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_rustls::rustls::ClientConfig;
 
 /// Where one plugin's requests may go, and under which limits.
 pub struct Routes {
     destinations: Vec<Arc<Destination>>,
-    /// Non-public addresses the policy lets requests connect to.
-    pub private: Vec<Cidr>,
     /// The most bytes of one request body.
     pub max_request_bytes: u64,
     /// The most bytes of one response body.
@@ -39,8 +38,8 @@ pub struct Destination {
     methods: Vec<Method>,
     /// Headers the host adds, marked sensitive.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// How its certificates are checked (for `https`).
-    pub tls: Option<Arc<ClientConfig>>,
+    /// Its open connections, each to an address the policy allows.
+    pub pool: Pool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -76,21 +75,21 @@ pub struct Target<'a> {
 impl Routes {
     /// Compiles `grant`, reading the environment and the CA files it names.
     pub fn compile(grant: &HttpGrant) -> Result<Routes> {
-        let destinations = grant
-            .destinations
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                Destination::compile(d)
-                    .map(Arc::new)
-                    .with_context(|| format!("http.destinations[{i}] ({})", d.url))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let private = grant
             .allowed_private_addresses
             .iter()
             .map(|text| {
                 text.parse::<Cidr>().with_context(|| format!("http.allowed_private_addresses: {text}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let destinations = grant
+            .destinations
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                Destination::compile(d, &private)
+                    .map(Arc::new)
+                    .with_context(|| format!("http.destinations[{i}] ({})", d.url))
             })
             .collect::<Result<Vec<_>>>()?;
         let idempotency_header = match grant.idempotency_header.as_str() {
@@ -99,7 +98,6 @@ impl Routes {
         };
         Ok(Routes {
             destinations,
-            private,
             max_request_bytes: grant.max_request_bytes,
             max_response_bytes: grant.max_response_bytes,
             timeout: Duration::from_secs_f64(grant.timeout_seconds),
@@ -130,7 +128,9 @@ impl Routes {
 }
 
 impl Destination {
-    fn compile(grant: &DestinationGrant) -> Result<Destination> {
+    /// Compiles `grant`; its connections may reach public addresses and
+    /// `private`.
+    fn compile(grant: &DestinationGrant, private: &[Cidr]) -> Result<Destination> {
         let (https, host, port) = parse_place(&grant.url)?;
         let methods = grant
             .methods
@@ -152,7 +152,8 @@ impl Destination {
             true => Some(tls::client_config(grant.ca_file.as_deref())?),
             false => None,
         };
-        Ok(Destination { label: grant.url.clone(), https, host, port, methods, headers, tls })
+        let pool = Pool::new(private.to_vec(), tls);
+        Ok(Destination { label: grant.url.clone(), https, host, port, methods, headers, pool })
     }
 }
 

@@ -1,22 +1,19 @@
 //! One job's outgoing requests: each is checked against the plugin's
 //! routes, given the headers the host attaches and its idempotency key,
-//! sent over a connection [`super::connect`] opened, and held to the
+//! sent over a connection of its destination's [`super::pool`], and held to the
 //! policy's size caps and time limit. What a response asks of the job's
 //! retry (`Retry-After`) and any broken rule go into its [`Report`].
 
 use super::body::Bounded;
-use super::connect::{self, Refused};
+use super::pool::Failed;
 use super::routes::{Destination, Routes, Target};
 use super::{Report, retry_after};
 use crate::metrics::Metrics;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::future::Future;
 use std::sync::Arc;
-use std::task::{Poll, ready};
 use tokio::time::Instant;
-use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, WasiBody};
 
 /// A response, and the future that drives its connection to the end.
@@ -45,7 +42,6 @@ struct Call {
     routes: Arc<Routes>,
     destination: Arc<Destination>,
     host: String,
-    port: u16,
     deadline: Instant,
     plugin: Arc<str>,
     jid: String,
@@ -126,7 +122,6 @@ impl Requests {
             routes,
             destination,
             host,
-            port,
             plugin: self.plugin.clone(),
             jid: self.jid.clone(),
             report: self.report.clone(),
@@ -172,54 +167,26 @@ impl Call {
         }
     }
 
-    async fn exchange(&self, mut request: Request<WasiBody>) -> Result<Sent, Error> {
-        let stream = match connect::open(&self.routes, &self.destination, &self.host, self.port).await {
-            Ok(stream) => stream,
-            Err(Refused::Address(why)) => {
+    async fn exchange(&self, request: Request<WasiBody>) -> Result<Sent, Error> {
+        let (max_request, deadline) = (self.routes.max_request_bytes, self.deadline);
+        let request =
+            request.map(|body| Bounded::new(body, max_request, || Error::HttpRequestBodySize(None), deadline));
+        let response = match self.destination.pool.send(request).await {
+            Ok(response) => response,
+            Err(Failed::Address(why)) => {
                 tracing::warn!(plugin = %self.plugin, jid = %self.jid, rule = %why, "request refused: not a public address");
                 self.metrics.http_request(&self.plugin, &self.destination.label, "denied", None);
                 self.report.broke(format!("http: {why}"));
                 return Err(Error::DestinationIpProhibited);
             }
-            Err(Refused::Failed(err)) => return Err(err),
+            Err(Failed::Other(err)) => return Err(err),
         };
-        let (mut sender, conn) =
-            hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)).await?;
-        // The request line names only the path: the host is in `Host`.
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        *request.uri_mut() =
-            http::Uri::builder().path_and_query(path).build().map_err(|_| Error::HttpRequestUriInvalid)?;
-        let max_request = self.routes.max_request_bytes;
-        let request = request
-            .map(|body| Bounded::new(body, max_request, || Error::HttpRequestBodySize(None), self.deadline));
-        let responded = sender.send_request(request);
-        let mut responded = pin!(responded);
-        let mut conn = Some(conn);
-        // Drive the connection until the response's head is in; whatever
-        // remains of it goes with the response.
-        let response = poll_fn(|cx| {
-            if let Poll::Ready(result) = responded.as_mut().poll(cx) {
-                return Poll::Ready(result.map_err(Error::from));
-            }
-            let Some(driving) = conn.as_mut() else { return Poll::Pending };
-            let ended = ready!(Pin::new(driving).poll(cx));
-            conn = None;
-            match ended {
-                Ok(()) => responded.as_mut().poll(cx).map_err(Error::from),
-                Err(err) => Poll::Ready(Err(Error::from(err))),
-            }
-        })
-        .await?;
-        let (max_response, deadline) = (self.routes.max_response_bytes, self.deadline);
+        let max_response = self.routes.max_response_bytes;
         let response = response.map(|body| {
             Bounded::new(body, max_response, || Error::HttpResponseBodySize(None), deadline).boxed_unsync()
         });
-        let io = async move {
-            match conn {
-                Some(conn) => conn.await.map_err(Error::from),
-                None => Ok(()),
-            }
-        };
+        // The pool drives the connection itself.
+        let io = std::future::ready(Ok(()));
         Ok((response, Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>))
     }
 }
