@@ -171,4 +171,46 @@ cleanup_servers() {
   rm -rf "$work"
 }
 
+# A webhook receiver for the benchmark and the profile, in DIR: nginx on a
+# free port answering 200 to /hooks/ and logging nothing, an app database
+# whose webhook_endpoints row 1 points there, and a policy granting the
+# webhook plugin that destination (DIR/policy.toml). Exports what both the
+# runner and Sidekiq's worker read (WEBHOOK_SECRET, WEBHOOK_DATABASE).
+start_webhook_receiver() {
+  local hooks=$1 nginx_port
+  nginx_port=$(free_port)
+  mkdir -p "$hooks/plugins"
+  cat >"$hooks/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $hooks/nginx.pid; error_log $hooks/error.log;
+events { worker_connections 1024; }
+http {
+  client_body_temp_path $hooks/body; proxy_temp_path $hooks/proxy; fastcgi_temp_path $hooks/fastcgi;
+  uwsgi_temp_path $hooks/uwsgi; scgi_temp_path $hooks/scgi; access_log off;
+  keepalive_requests 100000;
+  server { listen 127.0.0.1:$nginx_port; location /hooks/ { return 200 "ok\n"; } }
+}
+CONF
+  /usr/sbin/nginx -p "$hooks" -c "$hooks/nginx.conf" -e stderr &
+  pids+=($!)
+  python3 -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("CREATE TABLE webhook_endpoints (id INTEGER PRIMARY KEY, url TEXT NOT NULL)")
+db.execute("INSERT INTO webhook_endpoints VALUES (1, ?)", (sys.argv[2],))
+db.commit()' "$hooks/app.sqlite3" "http://127.0.0.1:$nginx_port/hooks/ok"
+  cat >"$hooks/policy.toml" <<POLICY
+[plugins.webhook]
+records = { WebhookEndpoint = ["url"] }
+signing_keys = { webhooks = "\${WEBHOOK_SECRET}" }
+
+[plugins.webhook.http]
+allowed_private_addresses = ["127.0.0.1"]
+
+[[plugins.webhook.http.destinations]]
+url = "http://127.0.0.1:$nginx_port"
+methods = ["POST"]
+POLICY
+  cp plugins/target/wasm32-wasip2/release/webhook.wasm "$hooks/plugins/"
+  export WEBHOOK_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw WEBHOOK_DATABASE=$hooks/app.sqlite3
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -52,6 +52,13 @@ pub struct Select<'a> {
     pub limit: u32,
 }
 
+impl Select<'_> {
+    /// The values its filters bind, in order.
+    pub fn params(&self) -> Vec<Param> {
+        self.filters.iter().flat_map(|f| f.test.params()).cloned().collect()
+    }
+}
+
 /// One condition of a [`Select`]: `column` compared with bound values.
 pub struct Filter<'a> {
     pub column: &'a Column,
@@ -192,8 +199,7 @@ impl Database {
 
     /// Runs `select` and returns each row as the JSON text of an object.
     pub async fn select(&self, select: &Select<'_>) -> Result<Vec<String>, RecordError> {
-        let sql = self.sql(select);
-        let params: Vec<Param> = select.filters.iter().flat_map(|f| f.test.params()).cloned().collect();
+        let (sql, params) = (self.sql(select), select.params());
         timed(async {
             match self {
                 Database::Sqlite(pool) => {
@@ -284,7 +290,7 @@ impl Database {
 
     /// The statement for `select`. Every name in it was found in the live
     /// schema and is quoted besides; the value is always a bound parameter.
-    fn sql(&self, s: &Select<'_>) -> String {
+    pub fn sql(&self, s: &Select<'_>) -> String {
         let q = |name: &str| self.quote(name);
         let names: Vec<String> = s.columns.iter().map(|c| q(&c.name)).collect();
         let mut bound = 0;

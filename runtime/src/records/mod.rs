@@ -11,6 +11,7 @@
 
 mod batch;
 mod db;
+mod direct;
 mod insert;
 pub mod naming;
 pub mod schema;
@@ -78,6 +79,8 @@ pub struct Lookup<'a> {
 pub struct Records {
     /// The read-only connection pool; `None` when no `--database` was given.
     db: Option<Database>,
+    /// For a SQLite file, reads tried on the job's thread before the pool.
+    direct: Option<direct::Reads>,
     /// The pool granted changes go through, connecting on first use.
     writer: Option<Database>,
     /// The schema as last read, and when.
@@ -103,7 +106,8 @@ impl Records {
         if let (Some(db), Some(url)) = (&db, url) {
             tracing::info!(database = %crate::secret::redact_url(url), kind = db.kind(), "records read from the app's database");
         }
-        Ok(Records { db, writer, schema: tokio::sync::Mutex::new(None), models, metrics })
+        let direct = url.and_then(|url| direct::Reads::for_url(url, max_connections as usize));
+        Ok(Records { db, direct, writer, schema: tokio::sync::Mutex::new(None), models, metrics })
     }
 
     /// The rows `lookup` asks for, as JSON texts.
@@ -160,6 +164,9 @@ impl Records {
     /// Runs `select`; a failed query may mean the schema changed, so it is
     /// read afresh next time.
     async fn select(&self, db: &Database, select: &Select<'_>) -> Result<Vec<String>, RecordError> {
+        if let Some(rows) = self.direct.as_ref().and_then(|d| d.select(&db.sql(select), &select.params())) {
+            return Ok(rows);
+        }
         let rows = db.select(select).await;
         if rows.is_err() {
             *self.schema.lock().await = None;
