@@ -10,6 +10,8 @@
 use super::RecordError;
 use crate::untrusted::shown;
 use percent_encoding::percent_decode_str;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 /// The longest model name accepted.
 const MAX_MODEL: usize = 200;
@@ -67,9 +69,25 @@ pub fn check_model(model: &str) -> Result<(), RecordError> {
 }
 
 /// The table Rails gives `model` by default.
+///
+/// Rails' inflection is a list of regular expressions tried in turn, which
+/// costs more than the rest of a read; the answer never changes, so the
+/// tables of the first [`REMEMBERED`] models are kept.
 pub fn table_for(model: &str) -> String {
-    cruet::to_table_case(&model.replace("::", ""))
+    static TABLES: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
+    if let Some(table) = TABLES.lock().expect("tables lock").get(model) {
+        return table.clone();
+    }
+    let table = cruet::to_table_case(&model.replace("::", ""));
+    let mut tables = TABLES.lock().expect("tables lock");
+    if tables.len() < REMEMBERED {
+        tables.insert(model.to_string(), table.clone());
+    }
+    table
 }
+
+/// How many models' tables [`table_for`] keeps.
+const REMEMBERED: usize = 1024;
 
 /// How much of a refused name or value a message shows.
 pub const SHOWN: usize = 80;
