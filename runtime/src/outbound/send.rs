@@ -169,8 +169,8 @@ impl Call {
 
     async fn exchange(&self, request: Request<WasiBody>) -> Result<Sent, Error> {
         let (max_request, deadline) = (self.routes.max_request_bytes, self.deadline);
-        let request =
-            request.map(|body| Bounded::new(body, max_request, || Error::HttpRequestBodySize(None), deadline));
+        let request = request
+            .map(|body| Bounded::new(body, max_request, || Error::HttpRequestBodySize(None), deadline));
         let response = match self.destination.pool.send(request).await {
             Ok(response) => response,
             Err(Failed::Address(why)) => {

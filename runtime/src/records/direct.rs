@@ -59,7 +59,9 @@ impl Reads {
         let taken = self.idle.lock().expect("direct reads lock").pop();
         let conn = match taken {
             Some(conn) => conn,
-            None => self.open().map_err(|err| tracing::debug!(error = %err, "direct SQLite open failed")).ok()?,
+            None => {
+                self.open().map_err(|err| tracing::debug!(error = %err, "direct SQLite open failed")).ok()?
+            }
         };
         let rows = conn.select(sql, params);
         if let Err(err) = &rows {
@@ -122,7 +124,8 @@ mod tests {
         (path, dir)
     }
 
-    const BY_EMAIL: &str = "SELECT json_object('id', id, 'admin', admin) FROM users WHERE email = ? AND admin = ?";
+    const BY_EMAIL: &str =
+        "SELECT json_object('id', id, 'admin', admin) FROM users WHERE email = ? AND admin = ?";
 
     #[test]
     fn a_read_answers_with_each_row_as_json_and_its_values_bound() {
