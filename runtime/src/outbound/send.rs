@@ -16,7 +16,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use wasmtime_wasi_http::{Error, WasiBody};
 
-/// A response, and the future that drives its connection to the end.
+/// A response, and the future that drives its connection to the end (ready
+/// at once: the destination's pool drives its connections itself).
 pub type Sent = (Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>);
 
 /// The outgoing requests of one job (or of one reused instance's current job).
