@@ -26,7 +26,8 @@ KERNEL_AREAS = [
 # matches names the area.
 USER_AREAS = [
     ("allocation (malloc, free)", re.compile(r"^(malloc|free|realloc|calloc|cfree|_int_\w+|__libc_(malloc|free|"
-                                             r"calloc|realloc)|malloc_consolidate|tcache_\w+|unlink_chunk)")),
+                                             r"calloc|realloc)|malloc_consolidate|tcache_\w+|unlink_chunk|"
+                                             r"_?mi_\w+|mi_\w+|mimalloc)")),
     ("memory copies (memcpy, memset)", re.compile(r"^__(memmove|memcpy|memset|memcmp|mempcpy)\w*")),
     ("sandbox (wasmtime, cranelift)", re.compile(r"wasmtime|cranelift|wiggle|wasi|pulley|wast|wasmparser")),
     ("JSON (serde_json)", re.compile(r"serde_json|serde::")),
