@@ -15,7 +15,7 @@ mod shard;
 mod start;
 
 use crate::cli::RunArgs;
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 pub use settings::Settings;
 
@@ -23,7 +23,16 @@ pub use settings::Settings;
 pub async fn run(args: RunArgs) -> Result<()> {
     let settings = Settings::check(args)?;
     let mut running = start::start(settings).await?;
-    running.serve().await;
+    // Served from a task on the worker threads, not from the thread that
+    // blocks on `main`: a job spawned there lands on that worker's own run
+    // queue, and a freed slot wakes the server on the worker that freed
+    // it, instead of two threads waking each other for every job.
+    let running = tokio::spawn(async move {
+        running.serve().await;
+        running
+    })
+    .await
+    .context("the server task failed")?;
     running.stop().await;
     tracing::info!("runner stopped");
     Ok(())
