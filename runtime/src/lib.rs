@@ -46,9 +46,11 @@
 //! - [`faults`]: hooks a test build uses to inject panics; unset in `runner`.
 //! - [`shutdown`]: quiet and graceful shutdown on signals.
 //! - [`supervise`]: background loops restarted when they panic, never lost.
+//! - [`allocator`]: mimalloc, or the system's malloc where memory is capped.
 //! - [`backoff`], [`clock`], [`digest`], [`secret`], [`untrusted`]: small shared pieces.
 
 pub mod activejob;
+pub mod allocator;
 pub mod app;
 pub mod author;
 pub mod backoff;

@@ -2,12 +2,10 @@
 
 use std::process::ExitCode;
 
-/// mimalloc instead of the system allocator: every job allocates and frees
-/// its payload, its acknowledgement and its sandbox's bookkeeping across
-/// threads, and glibc's malloc spent about a sixth of a no-op job's CPU on
-/// that (consolidating, unlinking chunks, arena locks).
+/// mimalloc, except in the child that compiles a plugin: see
+/// [`jobrunner::allocator`].
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: jobrunner::allocator::Allocator = jobrunner::allocator::Allocator;
 
 #[tokio::main]
 async fn main() -> ExitCode {

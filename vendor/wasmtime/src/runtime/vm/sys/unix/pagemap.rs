@@ -276,14 +276,26 @@ pub unsafe fn reset_with_pagemap(
         },
     };
 
-    // For now use a fixed set of regions on the stack, but in the future this
-    // may want to use a dynamically allocated vector for more regions for
-    // example.
-    const MAX_REGIONS: usize = 1024;
+    // The kernel copies the regions it finds through a buffer it allocates
+    // for each scan, sized for the regions asked for (at most 512): above
+    // 341 of them (8 KiB) that buffer comes from the page allocator instead
+    // of a slab, which costs more than a small guest's whole reset. So the
+    // scan asks for at most `MAX_REGIONS` at a time and, when a guest
+    // dirtied more runs than that, goes on from where the kernel stopped,
+    // until the end of memory or `keep_resident` pages have been reset.
+    const MAX_REGIONS: usize = 256;
     let mut storage = [MaybeUninit::uninit(); MAX_REGIONS];
+    let end = ptr.wrapping_add(len.byte_count());
+    let mut from = ptr;
+    let mut pages_left = keep_resident.byte_count() / host_page_size;
+    let mut bytes_resident = 0;
 
-    let scan_arg = PageMapScanBuilder::new(ptr::slice_from_raw_parts(ptr, len.byte_count()))
-        .max_pages(keep_resident.byte_count() / host_page_size)
+    while from < end && pages_left > 0 {
+        let scan_arg = PageMapScanBuilder::new(ptr::slice_from_raw_parts(
+            from,
+            end.addr() - from.addr(),
+        ))
+        .max_pages(pages_left)
         // We specifically want pages that are NOT backed by the zero page or
         // backed by files. Such pages mean that they haven't changed from their
         // original contents, so they're inverted.
@@ -301,48 +313,60 @@ pub unsafe fn reset_with_pagemap(
         .return_mask(Categories::empty())
         .build(&mut storage);
 
-    // SAFETY: this should be a safe ioctl as we control the fd we're operating
-    // on plus all of `scan_arg`, but this relies on `Ioctl` below being the
-    // correct implementation and such.
-    let result = match unsafe { ioctl(&pagemap.0, scan_arg) } {
-        Ok(result) => result,
+        // SAFETY: this should be a safe ioctl as we control the fd we're
+        // operating on plus all of `scan_arg`, but this relies on `Ioctl`
+        // below being the correct implementation and such.
+        let result = match unsafe { ioctl(&pagemap.0, scan_arg) } {
+            Ok(result) => result,
 
-        // If the ioctl fails for whatever reason, we at least tried, so fall
-        // back to the default behavior.
-        //
-        // SAFETY: the safety requirement of
-        // `pagemap_disabled::reset_with_pagemap` is the same as this function.
-        Err(err) => unsafe {
-            log::warn!("failed pagemap scan {err}");
-            return crate::runtime::vm::pagemap_disabled::reset_with_pagemap(
-                None,
-                ptr,
-                len,
-                keep_resident,
-                reset_manually,
-                decommit,
-            );
-        },
-    };
+            // If the ioctl fails for whatever reason, we at least tried, so
+            // fall back to the default behavior for the rest of memory.
+            //
+            // SAFETY: the safety requirement of
+            // `pagemap_disabled::reset_with_pagemap` is the same as this
+            // function, and `from..end` lies within `ptr..ptr+len`.
+            Err(err) => unsafe {
+                log::warn!("failed pagemap scan {err}");
+                let offset = from.addr() - ptr.addr();
+                let rest = HostAlignedByteCount::new(len.byte_count() - offset)
+                    .expect("scans stop at page boundaries");
+                let keep = HostAlignedByteCount::new(pages_left * host_page_size)
+                    .expect("whole pages")
+                    .min(rest);
+                return bytes_resident
+                    + crate::runtime::vm::pagemap_disabled::reset_with_pagemap(
+                        None,
+                        from,
+                        rest,
+                        keep,
+                        reset_manually,
+                        decommit,
+                    );
+            },
+        };
 
-    // For all regions that were written in the scan reset them manually, then
-    // afterwards decommit everything else.
-    let mut bytes_resident = 0;
-    for region in result.regions() {
-        // SAFETY: we're relying on Linux to pass in valid region ranges within
-        // the `ptr/len` we specified to the original syscall.
-        unsafe {
-            reset_manually(&mut *region.region().cast_mut());
+        // For all regions that were written in the scan reset them manually.
+        for region in result.regions() {
+            // SAFETY: we're relying on Linux to pass in valid region ranges
+            // within the `from/end` range we specified to the syscall.
+            unsafe {
+                reset_manually(&mut *region.region().cast_mut());
+            }
+            bytes_resident += region.len();
+            pages_left = pages_left.saturating_sub(region.len() / host_page_size);
         }
-        bytes_resident += region.len();
+        let walk_end = result.walk_end().cast_mut();
+        if walk_end <= from {
+            break;
+        }
+        from = walk_end;
     }
 
-    // Report everything after `walk_end` to the end of memory as memory that
-    // must be decommitted as the scan didn't reach it. Note that if `walk_end`
-    // is already at the end of memory then the byte size of the decommitted
-    // memory here will be 0 meaning that this is a noop.
-    let scan_size = result.walk_end().addr() - ptr.addr();
-    decommit(result.walk_end().cast_mut(), len.byte_count() - scan_size);
+    // Report everything after where the scans stopped to the end of memory
+    // as memory that must be decommitted as they didn't reach it. Note that
+    // if they reached the end of memory then the byte size of the
+    // decommitted memory here will be 0 meaning that this is a noop.
+    decommit(from, end.addr() - from.addr());
 
     bytes_resident
 }
