@@ -57,7 +57,7 @@ pub struct Fetched {
     /// The queue it came from.
     pub queue: String,
     /// Its JSON exactly as fetched.
-    pub raw: Vec<u8>,
+    pub raw: Arc<[u8]>,
     /// Its entry among this runner's jobs, not yet running.
     held: Held,
     /// Its share of the bound on jobs held.
@@ -104,7 +104,7 @@ const UNKNOWN: u64 = u64::MAX;
 impl Fetched {
     /// The job takes `slot`: it counts as running from now. Returns its
     /// queue and JSON, its entry among the running jobs and its ticket.
-    pub fn start(self, slot: OwnedSemaphorePermit) -> (String, Vec<u8>, Running, Ticket) {
+    pub fn start(self, slot: OwnedSemaphorePermit) -> (String, Arc<[u8]>, Running, Ticket) {
         self.demand.waiting.fetch_sub(1, Ordering::AcqRel);
         let running = self.held.start();
         let ticket = Ticket {
@@ -282,7 +282,8 @@ async fn fetch_ahead(
         let Some(fetched) = fetched else { return };
         backlog = fetched.len() == taken.len();
         for ((queue, raw), credit) in fetched.into_iter().zip(taken) {
-            let held = fetcher.busy.hold(&queue, Arc::from(raw.as_slice()));
+            let raw: Arc<[u8]> = Arc::from(raw);
+            let held = fetcher.busy.hold(&queue, raw.clone());
             demand.waiting.fetch_add(1, Ordering::AcqRel);
             let job = Fetched { shard, queue, raw, held, credit, demand: demand.clone() };
             // The receiver goes only when the runner ends; the job is then

@@ -61,7 +61,7 @@ pub struct Ended {
     /// The queue it was taken from.
     queue: String,
     /// Its JSON exactly as fetched.
-    raw: Vec<u8>,
+    raw: Arc<[u8]>,
     /// Its jid, empty if it had none.
     jid: String,
     /// How it ended; `None` for a job stopped at the end of the shutdown
@@ -76,7 +76,7 @@ pub struct Ended {
 impl Worker {
     /// Performs the job `raw` taken from `queue`; its outcome is recorded
     /// by [`Worker::settle`], once its slot is free for the next job.
-    pub async fn process(&self, queue: String, raw: Vec<u8>, running: &Running) -> Ended {
+    pub async fn process(&self, queue: String, raw: Arc<[u8]>, running: &Running) -> Ended {
         let span = tracing::info_span!("job", queue = %queue, class = tracing::field::Empty, jid = tracing::field::Empty);
         async {
             let parsed = if raw.len() > self.max_payload {
@@ -128,7 +128,7 @@ impl Worker {
 
     /// The outcome for a job whose processing panicked: a retry, as for
     /// any exception, or the dead set if it can't even be read.
-    pub fn panicked(&self, queue: String, raw: Vec<u8>, message: String) -> Ended {
+    pub fn panicked(&self, queue: String, raw: Arc<[u8]>, message: String) -> Ended {
         let parsed = std::panic::catch_unwind(|| Job::parse(&raw, &queue));
         let (jid, outcome) = match parsed {
             Ok(Ok(job)) => {

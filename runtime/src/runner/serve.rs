@@ -56,7 +56,9 @@ impl Running {
             tokio::spawn(async move {
                 // A panic, whatever its cause, must not leave the job in
                 // progress with nobody to finish it.
-                let work = AssertUnwindSafe(worker.process(queue.clone(), raw.clone(), &running));
+                // Boxed: a job's future is about 5 KB, and spawning moves
+                // it more than once where a box moves once.
+                let work = AssertUnwindSafe(Box::pin(worker.process(queue.clone(), raw.clone(), &running)));
                 let ended = match work.catch_unwind().await {
                     Ok(ended) => ended,
                     Err(panic) => worker.panicked(queue, raw, supervise::panic_message(&*panic)),

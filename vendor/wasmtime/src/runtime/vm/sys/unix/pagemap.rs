@@ -363,10 +363,13 @@ pub unsafe fn reset_with_pagemap(
     }
 
     // Report everything after where the scans stopped to the end of memory
-    // as memory that must be decommitted as they didn't reach it. Note that
-    // if they reached the end of memory then the byte size of the
-    // decommitted memory here will be 0 meaning that this is a noop.
-    decommit(from, end.addr() - from.addr());
+    // as memory that must be decommitted as they didn't reach it. When they
+    // reached the end, nothing is reported: an empty region would still
+    // send the slot through the shared decommit queue, held back from reuse
+    // until a batch of them is flushed, instead of straight back to its pool.
+    if from < end {
+        decommit(from, end.addr() - from.addr());
+    }
 
     bytes_resident
 }
