@@ -28,6 +28,23 @@ fn order_confirmation_lists_items_and_total() {
     assert!(mail.body.contains("Total: 7.00"), "{}", mail.body);
 }
 
+/// MAIL, RCPT and DATA go out together only to a server that offers
+/// PIPELINING; one that doesn't gets them one at a time, and every mail.
+#[test]
+fn a_server_that_offers_no_pipelining_gets_every_mail_once() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start_with(&["-p"]));
+    let _runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    for id in 0..20 {
+        let args = json!([id, format!("buyer{id}@example.com")]);
+        redis.push("default", &jobrunner_tests::job_json("OrderCreateJob", args, &format!("order-{id}")));
+    }
+    let mut to: Vec<String> = smtp.wait_for(20).into_iter().flat_map(|mail| mail.rcpt).collect();
+    to.sort();
+    let mut expected: Vec<String> = (0..20).map(|id| format!("buyer{id}@example.com")).collect();
+    expected.sort();
+    assert_eq!(to, expected);
+}
+
 #[test]
 fn welcome_mail_greets_by_name_from_positional_args() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());

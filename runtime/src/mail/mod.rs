@@ -15,6 +15,7 @@ pub mod ledger;
 mod progress;
 mod smtp;
 pub(crate) mod tls;
+mod wire;
 
 pub use compose::Attachment;
 pub use compose::weight as message_size;
