@@ -125,13 +125,18 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
+    /// A client and a server end of one loopback connection.
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        (client, listener.accept().await.unwrap().0)
+    }
+
     /// Pieces written and flushed arrive together once the writer reads,
     /// and `Unsent` says when they are held.
     #[tokio::test]
     async fn writes_leave_together_at_the_next_read() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (client, mut server) = connected().await;
         let (mut wire, unsent) = Wire::new(client);
         for piece in [&b"MAIL FROM:<a@b>\r\n"[..], b"RCPT TO:<c@d>\r\n", b"DATA\r\n"] {
             wire.write_all(piece).await.unwrap();
@@ -154,9 +159,7 @@ mod tests {
     /// A piece over the hold limit goes out without waiting for a read.
     #[tokio::test]
     async fn large_pieces_pass_straight_through() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (client, mut server) = connected().await;
         let (mut wire, _) = Wire::new(client);
         let big = vec![b'x'; HOLD_LIMIT + 1];
         let reader = tokio::spawn(async move {
