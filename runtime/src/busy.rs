@@ -10,7 +10,7 @@
 
 use crate::clock;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -32,8 +32,10 @@ pub struct Busy {
     /// Numbers the slots, as Sidekiq numbers its threads.
     next: AtomicU64,
     /// Running jobs by slot number. The lock is held only to insert, remove
-    /// or copy out an entry.
-    jobs: Mutex<HashMap<u64, Entry>>,
+    /// or copy out an entry. Ordered, because numbers are handed out in the
+    /// order jobs are fetched, and jobs start in that order too: the first
+    /// entry that has started is the one running longest.
+    jobs: Mutex<BTreeMap<u64, Entry>>,
 }
 
 /// A job's place in [`Busy`]; dropping it takes the job out.
@@ -92,9 +94,11 @@ impl Busy {
     }
 
     /// How long the longest-running job has been running, in seconds.
+    /// Asked each time a job ends, so it looks at the oldest entries only:
+    /// jobs leave the feed for their slots in the order they were fetched.
     pub fn longest_running(&self) -> f64 {
         let jobs = self.jobs.lock().expect("busy lock");
-        let earliest = jobs.values().filter_map(|entry| entry.run_at).min_by(f64::total_cmp);
+        let earliest = jobs.values().find_map(|entry| entry.run_at);
         earliest.map_or(0.0, |at| (clock::now() - at).max(0.0))
     }
 
@@ -189,5 +193,21 @@ mod tests {
         assert!(busy.payloads("default").is_empty());
         drop(busy.hold("default", Arc::from(&b"{}"[..])));
         assert!(busy.payloads("default").is_empty());
+    }
+
+    #[test]
+    fn the_longest_running_is_the_first_started_still_running() {
+        let busy = Arc::new(Busy::default());
+        assert_eq!(busy.longest_running(), 0.0);
+        let payload = || Arc::from(&b"{}"[..]);
+        let first = busy.start("default", payload());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let second = busy.start("default", payload());
+        let _held = busy.hold("default", payload());
+        assert!(busy.longest_running() >= 0.05, "{}", busy.longest_running());
+        drop(first);
+        assert!(busy.longest_running() < 0.05, "{}", busy.longest_running());
+        drop(second);
+        assert_eq!(busy.longest_running(), 0.0, "a held job isn't running");
     }
 }

@@ -32,7 +32,7 @@ pub struct Cancels {
     /// Jids cancelled in the last day, as far as this process knows.
     cancelled: Mutex<HashSet<String>>,
     /// The running jobs' stop switches, by jid.
-    running: Mutex<HashMap<String, CancellationToken>>,
+    running: Mutex<HashMap<Arc<str>, CancellationToken>>,
     /// Set once the shutdown timeout stopped every running job.
     stopping: AtomicBool,
 }
@@ -40,14 +40,15 @@ pub struct Cancels {
 /// A running job's place in [`Cancels`]; dropping it takes the job out.
 pub struct Registered {
     cancels: Arc<Cancels>,
-    jid: String,
+    /// Shared with its key in `running`: one copy of the jid per job.
+    jid: Arc<str>,
     /// Fires when the job is cancelled.
     pub token: CancellationToken,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.cancels.running.lock().expect("cancels lock").remove(&self.jid);
+        self.cancels.running.lock().expect("cancels lock").remove(&*self.jid);
     }
 }
 
@@ -58,8 +59,9 @@ impl Cancels {
             return None;
         }
         let token = CancellationToken::new();
-        self.running.lock().expect("cancels lock").insert(jid.to_string(), token.clone());
-        Some(Registered { cancels: self.clone(), jid: jid.to_string(), token })
+        let jid: Arc<str> = Arc::from(jid);
+        self.running.lock().expect("cancels lock").insert(jid.clone(), token.clone());
+        Some(Registered { cancels: self.clone(), jid, token })
     }
 
     /// Notes that `jid` is cancelled and stops it if it runs here.
@@ -89,7 +91,7 @@ impl Cancels {
     pub fn resync(&self, jids: Vec<String>) {
         let running: Vec<String> = {
             let running = self.running.lock().expect("cancels lock");
-            jids.iter().filter(|jid| running.contains_key(*jid)).cloned().collect()
+            jids.iter().filter(|jid| running.contains_key(jid.as_str())).cloned().collect()
         };
         *self.cancelled.lock().expect("cancels lock") = jids.into_iter().collect();
         for jid in running {

@@ -77,18 +77,26 @@ impl Worker {
     /// Performs the job `raw` taken from `queue`; its outcome is recorded
     /// by [`Worker::settle`], once its slot is free for the next job.
     pub async fn process(&self, queue: String, raw: Arc<[u8]>, running: &Running) -> Ended {
-        let span = tracing::info_span!("job", queue = %queue, class = tracing::field::Empty, jid = tracing::field::Empty);
+        let parsed = if raw.len() > self.max_payload {
+            Err(anyhow::anyhow!(
+                "the payload is {} bytes, more than the limit of {} (--max-payload)",
+                raw.len(),
+                self.max_payload
+            ))
+        } else {
+            Job::parse(&raw, &queue)
+        };
+        // The span is made with every field it will have: recording a
+        // field later formats the span's fields a second time.
+        let (span, job) = match parsed {
+            Ok(job) => {
+                (tracing::info_span!("job", queue = %queue, class = %job.class, jid = %job.jid), Ok(job))
+            }
+            Err(err) => (tracing::info_span!("job", queue = %queue), Err(err)),
+        };
         async {
-            let parsed = if raw.len() > self.max_payload {
-                Err(anyhow::anyhow!("the payload is {} bytes, more than the limit of {} (--max-payload)", raw.len(), self.max_payload))
-            } else {
-                Job::parse(&raw, &queue)
-            };
-            let (jid, outcome, unique) = match parsed {
+            let (jid, outcome, unique) = match job {
                 Ok(job) => {
-                    let span = tracing::Span::current();
-                    span.record("class", job.class.as_str());
-                    span.record("jid", job.jid.as_str());
                     let unique = unique::of(&job);
                     (job.jid.clone(), self.perform(job, unique.as_ref(), running).await, unique)
                 }

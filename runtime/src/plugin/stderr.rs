@@ -24,8 +24,10 @@ pub struct TailPipe {
 }
 
 impl TailPipe {
+    /// Nothing is allocated for the tail until the guest writes: most jobs
+    /// never do, and every job gets a pipe.
     pub fn new(capacity: usize) -> TailPipe {
-        TailPipe { capacity, tail: Arc::new(Mutex::new(VecDeque::with_capacity(capacity))) }
+        TailPipe { capacity, tail: Arc::new(Mutex::new(VecDeque::new())) }
     }
 
     /// What is kept, as text.

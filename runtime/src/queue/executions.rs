@@ -43,10 +43,34 @@ struct Counts {
     histogram: [u64; 26],
 }
 
-/// The numbers not yet written, by (minute in epoch seconds, class).
+impl Counts {
+    fn add(&mut self, more: &Counts) {
+        self.processed += more.processed;
+        self.failed += more.failed;
+        self.ms += more.ms;
+        for (kept, more) in self.histogram.iter_mut().zip(more.histogram) {
+            *kept += more;
+        }
+    }
+}
+
+/// Counts by minute (in epoch seconds), then by class.
+type Minutes = HashMap<i64, HashMap<String, Counts>>;
+
+/// The numbers not yet written.
 #[derive(Default)]
 pub struct Executions {
-    pending: Mutex<HashMap<(i64, String), Counts>>,
+    pending: Mutex<Minutes>,
+}
+
+/// The counts of `class` in `minute`, found without copying the class's
+/// name except the first time in that minute.
+fn counts_of<'a>(pending: &'a mut Minutes, minute: i64, class: &str) -> &'a mut Counts {
+    let classes = pending.entry(minute).or_default();
+    if !classes.contains_key(class) {
+        classes.insert(class.to_string(), Counts::default());
+    }
+    classes.get_mut(class).expect("just entered")
 }
 
 impl Executions {
@@ -54,7 +78,7 @@ impl Executions {
     pub fn record(&self, class: &str, seconds: f64, failed: bool) {
         let minute = Utc::now().timestamp().div_euclid(60) * 60;
         let mut pending = self.pending.lock().expect("executions lock");
-        let counts = pending.entry((minute, class.to_string())).or_default();
+        let counts = counts_of(&mut pending, minute, class);
         counts.processed += 1;
         let ms = seconds * 1000.0;
         if failed {
@@ -73,21 +97,19 @@ impl Executions {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for ((minute, class), counts) in &taken {
+        for (minute, classes) in &taken {
             let at = DateTime::from_timestamp(*minute, 0).unwrap_or_default();
-            write(&mut pipe, &at, class, counts);
+            for (class, counts) in classes {
+                write(&mut pipe, &at, class, counts);
+            }
         }
         let written: Result<()> =
             pipe.exec_async(&mut queue.connection()).await.context("writing the job metrics (Metrics tab)");
         if written.is_err() {
             let mut pending = self.pending.lock().expect("executions lock");
-            for (key, counts) in taken {
-                let kept = pending.entry(key).or_default();
-                kept.processed += counts.processed;
-                kept.failed += counts.failed;
-                kept.ms += counts.ms;
-                for (kept, more) in kept.histogram.iter_mut().zip(counts.histogram) {
-                    *kept += more;
+            for (minute, classes) in taken {
+                for (class, counts) in classes {
+                    counts_of(&mut pending, minute, &class).add(&counts);
                 }
             }
         }
@@ -181,7 +203,7 @@ mod tests {
         executions.record("A", 0.010, false);
         executions.record("A", 5.0, true);
         let pending = executions.pending.lock().unwrap();
-        let counts = pending.values().next().unwrap();
+        let counts = &pending.values().next().unwrap()["A"];
         assert_eq!((counts.processed, counts.failed, counts.ms), (2, 1, 10));
         assert_eq!(counts.histogram.iter().sum::<u64>(), 1);
     }

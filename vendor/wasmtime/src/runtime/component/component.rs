@@ -99,6 +99,11 @@ struct ComponentInner {
 
     /// The checksum of the source binary from which the module was compiled.
     checksum: WasmChecksum,
+
+    /// Where each trampoline's wasm-call and array-call code is, looked up
+    /// once here: every instantiation needs all of them, and looking each
+    /// up in `index` is a search.
+    trampoline_locs: PrimaryMap<TrampolineIndex, (FunctionLoc, FunctionLoc)>,
 }
 
 impl fmt::Debug for Component {
@@ -465,6 +470,20 @@ impl Component {
             })
             .collect::<Result<_>>()?;
 
+        let trampoline_locs = info
+            .component
+            .trampolines
+            .keys()
+            .map(|idx| {
+                let loc = |abi| {
+                    let key = FuncKey::ComponentTrampoline(abi, idx);
+                    assert!(key.is_store_invariant());
+                    *index.func_loc(key).unwrap()
+                };
+                (loc(Abi::Wasm), loc(Abi::Array))
+            })
+            .collect();
+
         let realloc_func_type = Arc::new(FuncType::new(
             engine,
             [ValType::I32, ValType::I32, ValType::I32, ValType::I32],
@@ -482,6 +501,7 @@ impl Component {
                 index,
                 realloc_func_type,
                 checksum,
+                trampoline_locs,
             }),
         })
     }
@@ -518,14 +538,9 @@ impl Component {
     }
 
     pub(crate) fn trampoline_ptrs(&self, index: TrampolineIndex) -> AllCallFuncPointers {
-        let wasm_call = self
-            .store_invariant_func(FuncKey::ComponentTrampoline(Abi::Wasm, index))
-            .unwrap()
-            .cast();
-        let array_call = self
-            .store_invariant_func(FuncKey::ComponentTrampoline(Abi::Array, index))
-            .unwrap()
-            .cast();
+        let (wasm_loc, array_loc) = &self.inner.trampoline_locs[index];
+        let wasm_call = self.func_loc_to_pointer(wasm_loc).cast();
+        let array_call = self.func_loc_to_pointer(array_loc).cast();
         AllCallFuncPointers {
             wasm_call,
             array_call,
