@@ -87,11 +87,13 @@ impl Worker {
             Job::parse(&raw, &queue)
         };
         // The span is made with every field it will have: recording a
-        // field later formats the span's fields a second time.
+        // field later formats the span's fields a second time. Class and
+        // jid are given as strings, quoted in the log as they always were.
         let (span, job) = match parsed {
-            Ok(job) => {
-                (tracing::info_span!("job", queue = %queue, class = %job.class, jid = %job.jid), Ok(job))
-            }
+            Ok(job) => (
+                tracing::info_span!("job", queue = %queue, class = job.class.as_str(), jid = job.jid.as_str()),
+                Ok(job),
+            ),
             Err(err) => (tracing::info_span!("job", queue = %queue), Err(err)),
         };
         async {
