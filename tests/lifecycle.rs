@@ -191,6 +191,26 @@ fn sigtstp_quiets_and_sigint_then_stops_cleanly() {
     assert!(status.success(), "exited with {status}");
 }
 
+/// An idle runner of one queue waits on it in Redis for up to 2 s at a
+/// time. Quieting it must end that wait in Redis too: a job pushed the
+/// moment after, as a Rails app keeps enqueueing, stays in its queue for
+/// another runner instead of landing in the quiet one's in-progress list.
+#[test]
+fn a_job_pushed_just_after_the_quiet_stays_in_its_queue() {
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default().args(&["-q", "default"]));
+    // Long enough idle for the waits to have grown to their longest.
+    std::thread::sleep(Duration::from_secs(5));
+    runner.signal(libc::SIGTSTP);
+    runner.wait_for_log(&["quiet: taking no new jobs"], 1);
+    redis.push("default", &echo("while quiet", "232323232323232323232323"));
+    never_before(now() + 4.0, "a quiet runner taking a job pushed after the quiet", || {
+        redis.llen("queue:default") == 1 && redis.inprogress_jobs() == 0 && smtp.count() == 0
+    });
+    runner.signal(libc::SIGINT);
+    assert!(runner.wait_exit(WAIT).success());
+}
+
 #[test]
 fn a_second_sigterm_exits_at_once_and_the_job_is_recovered() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());

@@ -273,11 +273,16 @@ async fn fetch_ahead(
         // Only this task takes credits, so the `want` seen free are still free.
         let taken: Vec<OwnedSemaphorePermit> =
             (0..want).map_while(|_| credits.clone().try_acquire_owned().ok()).collect();
-        // A wait for jobs cut short by the quiet may still take one: the
-        // rescue in `give_back` puts it back.
+        // A fetch in flight at the quiet is ended and waited for; a job it
+        // took is left in progress, where the rescue in `give_back` finds it.
+        let fetch = fetcher.next(&shutdown, taken.len());
+        tokio::pin!(fetch);
         let fetched = tokio::select! {
-            fetched = fetcher.next(&shutdown, taken.len()) => fetched,
-            _ = shutdown.wait_quiet() => None,
+            fetched = &mut fetch => fetched,
+            _ = shutdown.wait_quiet() => {
+                fetcher.end_in_flight(fetch).await;
+                None
+            }
         };
         let Some(fetched) = fetched else { return };
         backlog = fetched.len() == taken.len();

@@ -19,6 +19,7 @@ use crate::queue::Queue;
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result, bail};
 use rand::Rng;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -36,6 +37,12 @@ const MAX_IDLE_WAIT_ONE_QUEUE: Duration = Duration::from_secs(2);
 const LOST_FETCHES: &str = "jobs fetched while Redis was failing are back in the queue";
 /// The wait after Redis failed to answer.
 const ERROR_WAIT: Duration = Duration::from_secs(1);
+/// How often a fetch in flight at the quiet is told again to end: the
+/// wait may not have reached Redis when first told.
+const END_WAIT_EVERY: Duration = Duration::from_millis(100);
+/// The longest a fetch in flight at the quiet is waited for (a Redis that
+/// refuses `CLIENT UNBLOCK` ends a wait at its timeout, 2 s at most).
+const FETCH_ENDS_WITHIN: Duration = Duration::from_secs(5);
 
 /// The queues a runner serves, and how it picks among them.
 #[derive(Clone, Debug, PartialEq)]
@@ -187,9 +194,31 @@ impl Fetcher {
         }
     }
 
+    /// Once quiet: ends `fetch`, in flight, and waits for it, so that a
+    /// job it takes is in the in-progress list before the give-back looks
+    /// there ([`Fetcher::put_back_unstarted`]), not moved by Redis after.
+    pub async fn end_in_flight<F: Future>(&self, mut fetch: Pin<&mut F>) {
+        let ended = tokio::time::timeout(FETCH_ENDS_WITHIN, async {
+            loop {
+                if let Err(err) = self.queue.end_wait().await {
+                    tracing::debug!(error = %format!("{err:#}"), "could not end the wait for jobs; it ends at its timeout");
+                }
+                if tokio::time::timeout(END_WAIT_EVERY, fetch.as_mut()).await.is_ok() {
+                    return;
+                }
+            }
+        });
+        if ended.await.is_err() {
+            tracing::warn!(
+                waited_s = FETCH_ENDS_WITHIN.as_secs_f64(),
+                "quiet: the fetch in flight has not ended; a job it takes goes back at shutdown"
+            );
+        }
+    }
+
     /// Once quiet and no longer fetching: puts every job this runner holds
     /// in progress but isn't running back at the front of its queue (jobs
-    /// fetched ahead, and any a wait cut short by the quiet took).
+    /// fetched ahead, and any the fetch in flight at the quiet took).
     pub async fn put_back_unstarted(&self) {
         if let Err(err) = self.rescue("quiet: jobs fetched ahead are back at the front of their queue").await
         {

@@ -86,6 +86,7 @@ impl Queue {
         self.link.store(Arc::new(link));
         // The waiting connection still points at the old master.
         *self.waiter.lock().await = None;
+        self.waiter_id.store(0, std::sync::atomic::Ordering::Release);
         Ok(true)
     }
 }

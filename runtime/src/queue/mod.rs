@@ -38,6 +38,7 @@ use arc_swap::ArcSwap;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How the dead set is trimmed whenever a job is added to it.
@@ -107,6 +108,9 @@ pub struct Queue {
     /// A connection of its own for blocking waits, which would hold up
     /// every other command on the shared one; opened on first use.
     waiter: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    /// The waiting connection's `CLIENT ID` (0: none known), so that
+    /// [`Queue::end_wait`] can end a wait from another connection.
+    waiter_id: Arc<AtomicU64>,
     /// How the dead set is trimmed.
     dead: DeadLimits,
 }
@@ -141,7 +145,7 @@ impl Queue {
     pub async fn connect(endpoint: &Endpoint) -> Result<Queue> {
         let url = endpoint.master_url().await?;
         let link = Arc::new(ArcSwap::from_pointee(link::Link::open(endpoint, &url).await?));
-        Ok(Queue { link, waiter: Arc::default(), dead: DeadLimits::default() })
+        Ok(Queue { link, waiter: Arc::default(), waiter_id: Arc::default(), dead: DeadLimits::default() })
     }
 
     /// Trims the dead set to `limits` instead of Sidekiq's defaults.
@@ -214,8 +218,12 @@ impl Queue {
         let mut waiter = self.waiter.lock().await;
         if waiter.is_none() {
             let client = self.link.load().client.clone();
-            let conn =
+            let mut conn =
                 client.get_multiplexed_async_connection().await.context("connecting to wait for jobs")?;
+            // A Redis that refuses CLIENT (an ACL, a managed service) still
+            // serves; its waits then end only at their timeout.
+            let id: u64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await.unwrap_or(0);
+            self.waiter_id.store(id, Ordering::Release);
             *waiter = Some(conn);
         }
         let conn = waiter.as_mut().expect("connected above");
@@ -232,9 +240,30 @@ impl Queue {
             Err(err) => {
                 // Reconnect next time.
                 *waiter = None;
+                self.waiter_id.store(0, Ordering::Release);
                 Err(err).with_context(|| format!("waiting for a job on queue {queue}"))
             }
         }
+    }
+
+    /// Ends the wait for jobs in flight, if any, from another connection:
+    /// Redis answers it at once as though it had timed out, or has already
+    /// answered it with a job. A wait given up on this side goes on in
+    /// Redis until its timeout, and would take a job pushed meanwhile into
+    /// the in-progress list with nobody to run it.
+    pub async fn end_wait(&self) -> Result<()> {
+        let id = self.waiter_id.load(Ordering::Acquire);
+        if id == 0 {
+            return Ok(());
+        }
+        let mut conn = self.connection();
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("UNBLOCK")
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .context("ending the wait for jobs (CLIENT UNBLOCK)")?;
+        Ok(())
     }
 
     /// Records the outcomes of finished jobs and removes them from the
