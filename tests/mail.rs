@@ -174,6 +174,11 @@ fn smtps_and_starttls_deliver_with_auth_and_a_checked_certificate() {
         let mail = mails.iter().find(|m| m.rcpt == rcpt).expect("the mail for this URL");
         assert!(mail.body.contains(&format!("Hello {name}")), "{}", mail.body);
         assert!(!runner.logs().contains("s3cret"), "the password shows in the log");
+        // Recorded before the runner goes: both jobs share a jid, and one
+        // left in progress would be run again beside the next.
+        eventually("the job recorded as done", WAIT, || {
+            (redis.query::<Option<u64>>(&["GET", "stat:processed"]) == Some(i as u64 + 1)).then_some(())
+        });
     }
     let commands = tls.commands();
     assert_eq!(

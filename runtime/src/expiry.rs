@@ -14,31 +14,31 @@
 //!   counts from the scheduling, not from the time it is due.
 
 use crate::clock::epoch_seconds;
-use serde_json::{Map, Value};
+use crate::job::Fields;
 
 /// When the job expires, if it does.
-pub fn expires_at(payload: &Map<String, Value>) -> Option<f64> {
+pub fn expires_at(payload: &Fields) -> Option<f64> {
     if let Some(at) = payload.get("expires_at").and_then(epoch_seconds) {
         return Some(at);
     }
     let seconds = payload.get("expires_in")?.as_f64().filter(|s| s.is_finite() && *s >= 0.0)?;
     let from =
-        ["enqueued_at", "created_at"].iter().find_map(|key| payload.get(*key).and_then(epoch_seconds))?;
+        ["enqueued_at", "created_at"].iter().find_map(|key| payload.get(key).and_then(epoch_seconds))?;
     Some(from + seconds)
 }
 
 /// The expiry of a job that has expired by `now`.
-pub fn expired(payload: &Map<String, Value>, now: f64) -> Option<f64> {
+pub fn expired(payload: &Fields, now: f64) -> Option<f64> {
     expires_at(payload).filter(|at| *at < now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
-    fn payload(value: Value) -> Map<String, Value> {
-        value.as_object().unwrap().clone()
+    fn payload(value: Value) -> Fields {
+        Fields::of(value.as_object().unwrap())
     }
 
     #[test]

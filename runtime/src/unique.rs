@@ -28,8 +28,9 @@ pub struct Unique {
 
 /// The uniqueness `job` asks for with `unique_for` (seconds), if any.
 pub fn of(job: &Job) -> Option<Unique> {
-    let seconds = job.payload.get("unique_for")?.as_f64().filter(|s| s.is_finite() && *s >= 1.0)?;
-    Some(Unique { digest: digest(&job.class, &job.queue, &job.args), ttl_secs: seconds.ceil() as u64 })
+    let seconds = job.fields().get("unique_for")?.as_f64().filter(|s| s.is_finite() && *s >= 1.0)?;
+    let args: Value = serde_json::from_str(&job.args).ok()?;
+    Some(Unique { digest: digest(&job.class, &job.queue, &args), ttl_secs: seconds.ceil() as u64 })
 }
 
 /// The lock's name for jobs of `class` on `queue` with `args`.

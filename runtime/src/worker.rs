@@ -84,7 +84,7 @@ impl Worker {
                 self.max_payload
             ))
         } else {
-            Job::parse(&raw, &queue)
+            Job::parse(raw.clone(), &queue)
         };
         // The span is made with every field it will have: recording a
         // field later formats the span's fields a second time. Class and
@@ -139,7 +139,7 @@ impl Worker {
     /// The outcome for a job whose processing panicked: a retry, as for
     /// any exception, or the dead set if it can't even be read.
     pub fn panicked(&self, queue: String, raw: Arc<[u8]>, message: String) -> Ended {
-        let parsed = std::panic::catch_unwind(|| Job::parse(&raw, &queue));
+        let parsed = std::panic::catch_unwind(|| Job::parse(raw.clone(), &queue));
         let (jid, outcome) = match parsed {
             Ok(Ok(job)) => {
                 let jid = job.jid.clone();
@@ -160,7 +160,7 @@ impl Worker {
     /// Performs `job`; `None` when the end of the shutdown timeout stopped it.
     async fn perform(&self, job: Job, unique: Option<&Unique>, running: &Running) -> Option<Outcome> {
         crate::faults::at(crate::faults::Point::Perform { class: &job.class });
-        if let Some(expired_at) = expiry::expired(&job.payload, clock::now()) {
+        if let Some(expired_at) = expiry::expired(job.fields(), clock::now()) {
             tracing::info!(expired_at, "job expired before it started; discarded unrun");
             self.metrics.job_expired(self.class_label(&job.class));
             return Some(Outcome::Discard);
@@ -257,7 +257,7 @@ impl Worker {
         if !iterates {
             return Ok(None);
         }
-        let rails = continuation::of(&job.payload);
+        let rails = job.payload().ok().and_then(|payload| continuation::of(&payload));
         let begun =
             Iteration::begin(self.queue.clone(), (&job.jid, rails), self.slice, self.shutdown.clone()).await;
         match begun {
@@ -275,10 +275,19 @@ impl Worker {
         }
     }
 
-    fn failed(&self, mut job: Job, failure: Failure) -> Outcome {
+    fn failed(&self, job: Job, failure: Failure) -> Outcome {
+        // The job was read as JSON already, so this can't fail; if it did,
+        // the job would go to the dead set as it came, not be lost.
+        let mut payload = match job.payload() {
+            Ok(payload) => payload,
+            Err(err) => {
+                let reason = format!("{err:#}");
+                return Outcome::Dead { payload: invalid_payload(job.raw(), &job.queue, &reason) };
+            }
+        };
         let jitter = rand::random_range(0..10);
-        let disposition = retry::decide(&mut job.payload, &failure, clock::now(), jitter);
-        let payload = Value::Object(job.payload).to_string();
+        let disposition = retry::decide(&mut payload, &failure, clock::now(), jitter);
+        let payload = Value::Object(payload).to_string();
         tracing::warn!(error_class = failure.error_class, error = %crate::untrusted::escape(&failure.message),
             next = ?disposition, "job failed");
         match disposition {
@@ -329,14 +338,19 @@ fn iteration_end(
 /// The payload of an iterable job going back to its queue, stamped as
 /// pushed now, as Sidekiq's client stamps a job it pushes again; a Rails
 /// continuable job's continuation advanced to its cursor.
-fn requeued(mut job: Job, iteration: Option<&Iteration>) -> String {
-    job.payload.insert("enqueued_at".into(), json!(clock::now()));
+fn requeued(job: Job, iteration: Option<&Iteration>) -> String {
+    // The job was read as JSON already; if it couldn't be read whole, it
+    // goes back as it came.
+    let Ok(mut payload) = job.payload() else {
+        return String::from_utf8_lossy(job.raw()).into_owned();
+    };
+    payload.insert("enqueued_at".into(), json!(clock::now()));
     if let Some(iteration) = iteration.filter(|it| it.continuable())
         && let Some(cursor) = iteration.resume_from().and_then(|c| serde_json::from_str(&c).ok())
     {
-        continuation::advance(&mut job.payload, &cursor, iteration.resumed());
+        continuation::advance(&mut payload, &cursor, iteration.resumed());
     }
-    Value::Object(job.payload).to_string()
+    Value::Object(payload).to_string()
 }
 
 /// A failure of the host's making: the time limit, the memory cap, a trap.
