@@ -187,6 +187,10 @@ type Read = (String, String, String, Fields);
 /// The quick reading; `None` when it can't tell, and the payload is to be
 /// read whole.
 fn quick(text: &str) -> Option<Result<Read>> {
+    // serde would also read a struct from an array, `["X", []]`.
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
     let quick: Quick = serde_json::from_str(text).ok()?;
     let args = quick.args.get();
     if quick.class.is_empty() || !args.starts_with('[') || nests_deeper_than(args, MAX_DEPTH) {
@@ -343,6 +347,7 @@ mod tests {
         assert!(reason(&nested(MAX_DEPTH + 1)).contains("not valid JSON"));
         assert!(!nests_deeper_than(r#"["[[[[", {"a": "\"[["}]"#, 2));
         assert!(reason("[1]").contains("not a JSON object"));
+        assert!(reason(r#"["X", []]"#).contains("not a JSON object"));
         assert!(reason(r#"{"args":[]}"#).contains("`class`"));
         assert!(reason(r#"{"class":"X"}"#).contains("`args`"));
         assert!(reason(r#"{"class":"Sidekiq::ActiveJob::Wrapper","args":[{}]}"#).contains("job_class"));
