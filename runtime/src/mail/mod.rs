@@ -28,6 +28,7 @@ use compose::Prepared;
 use lettre::message::Mailbox;
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why a message wasn't sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,7 +152,7 @@ impl Mailer {
     /// the [`ledger`]).
     pub async fn send_for_job(
         &self,
-        (email, attachments): (&Email, Vec<Attachment>),
+        (email, attachments): (&Arc<Email>, Vec<Attachment>),
         (shard, jid, seq): (usize, &str, u32),
         progress: &Progress,
     ) -> Result<Delivery, SendError> {
@@ -213,7 +214,7 @@ impl Mailer {
     /// says so; big messages on a blocking thread.
     async fn prepare(
         &self,
-        email: &Email,
+        email: &Arc<Email>,
         attachments: Vec<Attachment>,
         key: Option<(&str, u32)>,
     ) -> Result<Prepared, SendError> {
@@ -221,6 +222,9 @@ impl Mailer {
         if message_size(email) + attached <= BUILD_INLINE_BYTES {
             return compose::prepare(email, &attachments, &self.default_from, key);
         }
+        // Shared, not copied: a copy of a 10 MB body on the runtime's
+        // thread, into memory never touched before, cost more than the
+        // build it was handed over for.
         let (email, from) = (email.clone(), self.default_from.clone());
         let key = key.map(|(jid, seq)| (jid.to_string(), seq));
         tokio::task::spawn_blocking(move || {

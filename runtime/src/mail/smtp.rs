@@ -292,7 +292,7 @@ async fn transaction(
         }
         timed(REPLY_TIMEOUT, "DATA", smtp.command(Data)).await?;
     }
-    let body = Body { message: Some(message), progress };
+    let body = Body { rest: message, progress };
     let failed = match tokio::time::timeout(DATA_TIMEOUT, smtp.message_iter(body)).await {
         Ok(Ok(_)) => return Ok(()),
         Ok(Err(refused)) if refused.is_transient() || refused.is_permanent() => {
@@ -366,11 +366,16 @@ async fn timed<T>(
     }
 }
 
-/// The message as lettre writes it: the body, then (when asked for the
-/// next part and there is none) the final `.`, which is the moment the
-/// server may take it.
+/// The most of a message lettre escapes and writes at a time. lettre
+/// escapes each part byte by byte into a buffer of its own; a 10 MB
+/// message whole took about 12 ms in one go, in memory never touched before.
+const PART: usize = 256 * 1024;
+
+/// The message as lettre writes it: the body, a [`PART`] at a time, then
+/// (when asked for the next part and there is none) the final `.`, which
+/// is the moment the server may take it.
 struct Body<'a> {
-    message: Option<&'a [u8]>,
+    rest: &'a [u8],
     progress: &'a Progress,
 }
 
@@ -378,17 +383,34 @@ impl<'a> Iterator for Body<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let part = self.message.take();
-        if part.is_none() {
+        if self.rest.is_empty() {
             self.progress.set(Stage::HandedOver);
+            return None;
         }
-        part
+        let (part, rest) = self.rest.split_at(self.rest.len().min(PART));
+        self.rest = rest;
+        Some(part)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_goes_to_lettre_in_parts_and_is_handed_over_after_the_last() {
+        let message: Vec<u8> = (0..PART * 2 + 10).map(|i| i as u8).collect();
+        let progress = Progress::default();
+        let mut body = Body { rest: &message, progress: &progress };
+        let mut parts = Vec::new();
+        while let Some(part) = body.next() {
+            assert_eq!(progress.stage(), Stage::Unclaimed, "not handed over before its end");
+            parts.push(part);
+        }
+        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [PART, PART, 10]);
+        assert_eq!(parts.concat(), message);
+        assert_eq!(progress.stage(), Stage::HandedOver);
+    }
 
     #[test]
     fn parses_smtp_urls() {

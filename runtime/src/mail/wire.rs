@@ -27,6 +27,12 @@ use lettre::transport::smtp::client::AsyncTokioStream;
 /// Writes held back at most: the commands and a typical message.
 const HOLD_LIMIT: usize = 64 * 1024;
 
+/// How much a big message may pass on to the kernel before the task
+/// writing it lets the runtime's thread go to others: a loopback socket
+/// takes megabytes without blocking, and escaping them for lettre costs
+/// about a millisecond each.
+const YIELD_EVERY: usize = 1024 * 1024;
+
 /// Whether a [`Wire`] holds bytes it hasn't handed to the kernel.
 #[derive(Clone, Debug, Default)]
 pub struct Unsent(Arc<AtomicBool>);
@@ -51,12 +57,14 @@ pub struct Wire<S> {
     /// How much of `held` is already sent.
     sent: usize,
     unsent: Unsent,
+    /// Bytes passed straight through since the task last yielded.
+    passed: usize,
 }
 
 impl<S: AsyncTokioStream> Wire<S> {
     pub fn new(inner: S) -> (Wire<S>, Unsent) {
         let unsent = Unsent::default();
-        (Wire { inner, held: Vec::new(), sent: 0, unsent: unsent.clone() }, unsent)
+        (Wire { inner, held: Vec::new(), sent: 0, unsent: unsent.clone(), passed: 0 }, unsent)
     }
 
     /// Hands what is held to the inner stream and flushes it.
@@ -99,7 +107,14 @@ impl<S: AsyncTokioStream> AsyncWrite for Wire<S> {
         if this.held.len() + buf.len() > HOLD_LIMIT {
             ready!(this.poll_send(cx))?;
             if buf.len() > HOLD_LIMIT {
-                return Pin::new(&mut this.inner).poll_write(cx, buf);
+                if this.passed >= YIELD_EVERY {
+                    this.passed = 0;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+                this.passed += n;
+                return Poll::Ready(Ok(n));
             }
         }
         this.held.extend_from_slice(buf);
@@ -168,5 +183,58 @@ mod tests {
         });
         wire.write_all(&big).await.unwrap();
         assert_eq!(reader.await.unwrap().unwrap(), big);
+    }
+
+    /// A stream that takes every write at once, as a loopback socket with
+    /// room does: whatever yields, it isn't the socket.
+    #[derive(Debug, Default)]
+    struct Roomy(Vec<u8>);
+
+    impl AsyncRead for Roomy {
+        fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Roomy {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.get_mut().0.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncTokioStream for Roomy {
+        fn peer_addr(&self) -> io::Result<SocketAddr> {
+            Ok(SocketAddr::from(([127, 0, 0, 1], 25)))
+        }
+    }
+
+    /// A big message lets the runtime's thread go every [`YIELD_EVERY`]
+    /// bytes, however fast the stream takes it, and goes out whole.
+    #[tokio::test]
+    async fn a_big_message_yields_on_its_way_out() {
+        let (mut wire, _) = Wire::new(Roomy::default());
+        let big: Vec<u8> = (0..4 * YIELD_EVERY).map(|i| (i % 251) as u8).collect();
+        let mut yields = 0;
+        for part in big.chunks(HOLD_LIMIT * 4) {
+            let mut written = 0;
+            while written < part.len() {
+                let poll = std::future::poll_fn(|cx| {
+                    Poll::Ready(Pin::new(&mut wire).poll_write(cx, &part[written..]))
+                });
+                match poll.await {
+                    Poll::Ready(n) => written += n.unwrap(),
+                    Poll::Pending => yields += 1,
+                }
+            }
+        }
+        assert_eq!(wire.inner.0, big, "the message went out whole");
+        assert!(yields >= 3, "yielded {yields} times over 4 MiB");
     }
 }

@@ -250,6 +250,7 @@ impl HostState {
         let deadline = tokio::time::Instant::from_std(self.deadline);
         let cancel = self.cancel.clone();
         let progress = Progress::default();
+        let message = Arc::new(message);
         let delivered = tokio::select! {
             result = tokio::time::timeout_at(deadline, self.deliver((&message, attachments), seq, &progress)) => result.ok(),
             _ = cancel.cancelled() => None,
@@ -287,7 +288,7 @@ impl HostState {
     /// sends it as call `seq` of the job.
     async fn deliver(
         &mut self,
-        (message, attachments): (&mail::Email, Vec<Attachment>),
+        (message, attachments): (&Arc<mail::Email>, Vec<Attachment>),
         seq: u32,
         progress: &Progress,
     ) -> Result<String, mail::MailError> {
