@@ -401,9 +401,9 @@ mod tests {
     fn a_message_goes_to_lettre_in_parts_and_is_handed_over_after_the_last() {
         let message: Vec<u8> = (0..PART * 2 + 10).map(|i| i as u8).collect();
         let progress = Progress::default();
-        let mut body = Body { rest: &message, progress: &progress };
+        let body = Body { rest: &message, progress: &progress };
         let mut parts = Vec::new();
-        while let Some(part) = body.next() {
+        for part in body {
             assert_eq!(progress.stage(), Stage::Unclaimed, "not handed over before its end");
             parts.push(part);
         }
