@@ -219,8 +219,10 @@ fn quick(text: &str) -> Option<Result<Read>> {
     Some(read())
 }
 
-/// serde_json's limit on nesting, which a value read as raw text skips.
-const MAX_DEPTH: usize = 127;
+/// The deepest the arguments may nest: serde_json refuses a payload
+/// nested 128 deep, its outer object included, and a value read as raw
+/// text skips that check.
+const MAX_DEPTH: usize = 126;
 
 /// Whether the JSON `text` nests arrays and objects more than `limit`
 /// deep: such a payload is read whole, and refused as serde_json refuses it.
@@ -344,6 +346,8 @@ mod tests {
         let nested =
             |depth: usize| format!("{{\"class\":\"X\",\"args\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
         assert!(Job::parse(nested(MAX_DEPTH).as_bytes(), "q").is_ok(), "as deep as serde_json reads");
+        assert!(whole(&nested(MAX_DEPTH)).is_ok(), "and as deep as the whole reading");
+        assert!(whole(&nested(MAX_DEPTH + 1)).is_err());
         assert!(reason(&nested(MAX_DEPTH + 1)).contains("not valid JSON"));
         assert!(!nests_deeper_than(r#"["[[[[", {"a": "\"[["}]"#, 2));
         assert!(reason("[1]").contains("not a JSON object"));
