@@ -8,19 +8,22 @@
 //! loads code compiled for another.
 //!
 //! Loading compiled code runs it without validation, so an entry is trusted
-//! only after it has been read whole into memory and its own SHA-256 (stored
-//! in its first 32 bytes) matches: what is deserialized is exactly what was
-//! checked, whatever happens to the file afterwards. A missing, stale or
-//! corrupt entry means compiling again and rewriting it, never a failure.
+//! only after it has been read whole into memory and its own checksum
+//! (XXH3-128, stored in its first 16 bytes) matches: what is deserialized is
+//! exactly what was checked, whatever happens to the file afterwards. A
+//! missing, stale or corrupt entry means compiling again and rewriting it,
+//! never a failure.
 //!
-//! The checksum proves an entry intact, not harmless: whoever can write the
+//! The checksum catches a torn write or a damaged disk, nothing more, which
+//! is why it needn't be cryptographic: an interpreter's entry is 40 to 50
+//! MB, which SHA-256 took about 36 ms to hash on every load.
+//! It proves an entry intact, not harmless: whoever can write the
 //! cache can run native code in the runner. So the directory and every
 //! entry must belong to the runner's user and be writable by nobody else;
 //! a directory that isn't is not used (compiling every plugin instead), an
 //! entry that isn't is compiled again, and the log says why.
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -102,8 +105,21 @@ impl CodeCache {
     }
 
     fn entry(&self, sha256: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|dir| dir.join(format!("{sha256}-{}.cwasm", self.engine_key)))
+        let name = format!("{sha256}-{}.{ENTRY_FORMAT}.cwasm", self.engine_key);
+        self.dir.as_ref().map(|dir| dir.join(name))
     }
+}
+
+/// Names the layout of an entry (its checksum), so entries written in
+/// another layout are misses, compiled again, rather than failed checks.
+const ENTRY_FORMAT: &str = "x3";
+
+/// Bytes of the checksum at the start of an entry.
+const CHECKSUM_LEN: usize = 16;
+
+/// The checksum an entry of `code` starts with.
+fn checksum(code: &[u8]) -> [u8; CHECKSUM_LEN] {
+    xxhash_rust::xxh3::xxh3_128(code).to_le_bytes()
 }
 
 /// The cached component at `path`; `None` if there is no entry.
@@ -119,9 +135,9 @@ fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>> {
     private(&meta)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     std::io::Read::read_to_end(&mut file, &mut bytes).context("reading it")?;
-    anyhow::ensure!(bytes.len() > 32, "it is truncated");
-    let (digest, code) = bytes.split_at(32);
-    anyhow::ensure!(Sha256::digest(code).as_slice() == digest, "its checksum doesn't match");
+    anyhow::ensure!(bytes.len() > CHECKSUM_LEN, "it is truncated");
+    let (stored, code) = bytes.split_at(CHECKSUM_LEN);
+    anyhow::ensure!(checksum(code) == stored, "its checksum doesn't match");
     // SAFETY: `code` was produced by `Component::serialize` for an engine with
     // this compatibility hash (the file name says so and the checksum proves
     // the bytes are intact), and it sits in memory nobody else can change.
@@ -133,7 +149,7 @@ fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>> {
 fn write_entry(code: &[u8], path: &Path) -> Result<()> {
     let dir = path.parent().context("the entry has no directory")?;
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(&Sha256::digest(code))?;
+    temp.write_all(&checksum(code))?;
     temp.write_all(code)?;
     temp.as_file().sync_all()?;
     temp.persist(path)?;
