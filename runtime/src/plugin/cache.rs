@@ -8,11 +8,15 @@
 //! loads code compiled for another.
 //!
 //! Loading compiled code runs it without validation, so an entry is trusted
-//! only after it has been read whole into memory and its own checksum
-//! (XXH3-128, stored in its first 16 bytes) matches: what is deserialized is
-//! exactly what was checked, whatever happens to the file afterwards. A
-//! missing, stale or corrupt entry means compiling again and rewriting it,
-//! never a failure.
+//! only after its own checksum (XXH3-128, in its last 16 bytes) matches,
+//! read through the open file that is then mapped into memory. Mapping
+//! rather than copying spares a load writing out 40 to 50 MB of fresh
+//! memory twice, and lets wasmtime map an interpreter's initial heap from
+//! the file instead of copying it. The runner never writes an entry in
+//! place (a temp file, then a rename), so the file mapped is the file
+//! checked; a cache on a `noexec` mount, which can't be mapped executable,
+//! is read into memory and checked again there. A missing, stale or
+//! corrupt entry means compiling again and rewriting it, never a failure.
 //!
 //! The checksum catches a torn write or a damaged disk, nothing more, which
 //! is why it needn't be cryptographic: an interpreter's entry is 40 to 50
@@ -24,8 +28,10 @@
 //! entry that isn't is compiled again, and the log says why.
 
 use anyhow::{Context, Result};
+use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -110,21 +116,25 @@ impl CodeCache {
     }
 }
 
-/// Names the layout of an entry (its checksum), so entries written in
-/// another layout are misses, compiled again, rather than failed checks.
-const ENTRY_FORMAT: &str = "x3";
+/// Names the layout of an entry (the code, then its checksum), so entries
+/// written in another layout are misses, compiled again, rather than
+/// failed checks.
+const ENTRY_FORMAT: &str = "x3t";
 
-/// Bytes of the checksum at the start of an entry.
+/// Bytes of the checksum at the end of an entry.
 const CHECKSUM_LEN: usize = 16;
 
-/// The checksum an entry of `code` starts with.
+/// How much of an entry is read at a time to check it.
+const CHECK_CHUNK: usize = 1 << 20;
+
+/// The checksum an entry of `code` ends with.
 fn checksum(code: &[u8]) -> [u8; CHECKSUM_LEN] {
     xxhash_rust::xxh3::xxh3_128(code).to_le_bytes()
 }
 
 /// The cached component at `path`; `None` if there is no entry.
 fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>> {
-    let mut file = match std::fs::File::open(path) {
+    let file = match File::open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err).context("opening it"),
@@ -133,24 +143,64 @@ fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>> {
     let meta = file.metadata().context("reading its owner")?;
     anyhow::ensure!(meta.is_file(), "it is not a regular file");
     private(&meta)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    std::io::Read::read_to_end(&mut file, &mut bytes).context("reading it")?;
-    anyhow::ensure!(bytes.len() > CHECKSUM_LEN, "it is truncated");
-    let (stored, code) = bytes.split_at(CHECKSUM_LEN);
-    anyhow::ensure!(checksum(code) == stored, "its checksum doesn't match");
-    // SAFETY: `code` was produced by `Component::serialize` for an engine with
-    // this compatibility hash (the file name says so and the checksum proves
-    // the bytes are intact), and it sits in memory nobody else can change.
-    let component = unsafe { Component::deserialize(engine, code) }?;
-    Ok(Some(component))
+    let code_len = usize::try_from(meta.len())?.checked_sub(CHECKSUM_LEN).filter(|&n| n > 0);
+    let code_len = code_len.context("it is truncated")?;
+    check(&file, code_len)?;
+    let mapped = file.try_clone().context("reopening it")?;
+    // SAFETY: the file holds what `Component::serialize` produced for an
+    // engine with this compatibility hash (its name says so, and the checksum
+    // just read through this same open file proves the bytes intact). Only
+    // the runner's user can write it, and the runner never writes an entry
+    // in place (see `write_entry`), so the mapping sees the bytes checked.
+    match unsafe { Component::deserialize_open_file(engine, mapped) } {
+        Ok(component) => Ok(Some(component)),
+        Err(err) => {
+            // A cache on a `noexec` mount can't be mapped executable.
+            tracing::info!(entry = %path.display(), error = %format!("{err:#}"),
+                "could not map the code cache entry (is its mount noexec?); reading it into memory instead");
+            read_whole(engine, file, code_len).map(Some)
+        }
+    }
 }
 
-/// Writes `code` to `path` atomically: a temp file, then a rename.
+/// Reads the first `code_len` bytes of `file` and checks them against the
+/// checksum after them.
+fn check(file: &File, code_len: usize) -> Result<()> {
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    let mut chunk = vec![0; CHECK_CHUNK.min(code_len)];
+    let mut at = 0;
+    while at < code_len {
+        let part = &mut chunk[..CHECK_CHUNK.min(code_len - at)];
+        file.read_exact_at(part, at as u64).context("reading it")?;
+        hasher.update(part);
+        at += part.len();
+    }
+    let mut stored = [0; CHECKSUM_LEN];
+    file.read_exact_at(&mut stored, code_len as u64).context("reading its checksum")?;
+    anyhow::ensure!(hasher.digest128().to_le_bytes() == stored, "its checksum doesn't match");
+    Ok(())
+}
+
+/// Loads the entry from a copy in memory, checked again there: what is
+/// deserialized is exactly what was checked, whatever happens to the file.
+fn read_whole(engine: &Engine, mut file: File, code_len: usize) -> Result<Component> {
+    let mut bytes = Vec::with_capacity(code_len + CHECKSUM_LEN);
+    std::io::Read::read_to_end(&mut file, &mut bytes).context("reading it")?;
+    anyhow::ensure!(bytes.len() == code_len + CHECKSUM_LEN, "it changed while being read");
+    let (code, stored) = bytes.split_at(code_len);
+    anyhow::ensure!(checksum(code) == stored, "its checksum doesn't match");
+    // SAFETY: as in `read_entry`, and the bytes are in memory nobody else
+    // can change.
+    Ok(unsafe { Component::deserialize(engine, code) }?)
+}
+
+/// Writes `code` to `path` atomically: a temp file, then a rename. An
+/// entry is never written in place, so a mapped one never changes.
 fn write_entry(code: &[u8], path: &Path) -> Result<()> {
     let dir = path.parent().context("the entry has no directory")?;
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(&checksum(code))?;
     temp.write_all(code)?;
+    temp.write_all(&checksum(code))?;
     temp.as_file().sync_all()?;
     temp.persist(path)?;
     Ok(())
@@ -190,8 +240,8 @@ mod tests {
 
         let entry = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
         let mut bytes = std::fs::read(&entry).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
         std::fs::write(&entry, bytes).unwrap();
         assert_eq!(load(&cache, &engine, &wasm), CodeSource::Compiled);
         assert_eq!(load(&cache, &engine, &wasm), CodeSource::Cache);

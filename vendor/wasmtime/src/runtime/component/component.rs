@@ -278,6 +278,22 @@ impl Component {
         Component::from_parts(engine, code, None)
     }
 
+    /// Same as [`Module::deserialize_open_file`], but for components: the
+    /// file as already opened, so a caller that checked its contents maps
+    /// the very file it checked, whatever happens to the path since.
+    ///
+    /// # Unsafety
+    ///
+    /// The unsafety of this method is the same as that of the
+    /// [`Module::deserialize_open_file`] method.
+    ///
+    /// [`Module::deserialize_open_file`]: crate::Module::deserialize_open_file
+    #[cfg(feature = "std")]
+    pub unsafe fn deserialize_open_file(engine: &Engine, file: std::fs::File) -> Result<Component> {
+        let code = engine.load_code_file(file, ObjectKind::Component)?;
+        Component::from_parts(engine, code, None)
+    }
+
     /// Returns the type of this component as a [`types::Component`].
     ///
     /// This method enables runtime introspection of the type of a component
