@@ -173,13 +173,17 @@ impl Loader {
         let code = self.compiler.compile(wasm).await?;
         let (engine, cache, sha) = (self.linker.engine().clone(), self.cache.clone(), sha256.to_string());
         let component = tokio::task::spawn_blocking(move || {
+            // Mapped from its new cache entry, as every later load will be,
+            // rather than copied into memory.
+            cache.store(&sha, &code);
+            if let Some(component) = cache.lookup(&engine, &sha) {
+                return anyhow::Ok(component);
+            }
             // SAFETY: `code` is what our own `compile-plugin` child made of
             // the file, for an engine built with the same settings; loading
             // it is what compiling in this process would have led to.
             let component = unsafe { Component::deserialize(&engine, &code) };
-            let component = component.context("loading the compiled code")?;
-            cache.store(&sha, &code);
-            anyhow::Ok(component)
+            anyhow::Ok(component.context("loading the compiled code")?)
         })
         .await??;
         Ok((component, CodeSource::Compiled))
