@@ -155,7 +155,7 @@ async fn with_instance<R>(
 ) -> Result<R, CallError> {
     let mut store = new_store(pre.engine(), state, limits);
     bounded_call(&mut store, limits, async |store| {
-        let instance = pre.instantiate_async(&mut *store).await?;
+        let instance = pre.instantiate_checked(&mut *store).await?;
         call(&instance, store).await
     })
     .await
@@ -248,7 +248,7 @@ pub async fn perform(
                 .with_iteration(iteration);
             let mut store = new_store(pre.engine(), state, limits);
             let (instance, result) = bounded_call(&mut store, limits, async |store| {
-                let instance = pre.instantiate_async(&mut *store).await?;
+                let instance = pre.instantiate_checked(&mut *store).await?;
                 let result = perform_call(&instance, store, job).await?;
                 Ok((instance, result))
             })
