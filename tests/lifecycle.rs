@@ -215,6 +215,9 @@ fn a_job_pushed_just_after_the_quiet_stays_in_its_queue() {
 fn a_second_sigterm_exits_at_once_and_the_job_is_recovered() {
     let (redis, smtp) = (Redis::start(), SmtpSink::start());
     let mut runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::default());
+    // Plugins load after the start: a job taken before its plugin is there
+    // only waits, and a first SIGTERM puts it back and exits cleanly.
+    runner.wait_for_log(&["plugin loaded", "misbehave.wasm"], 1);
     redis.push(
         "default",
         &job_json("SlowJob", json!([4000, "ops@example.com", "interrupted"]), "333333333333333333333333"),
