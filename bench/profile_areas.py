@@ -72,7 +72,10 @@ def area_of(frames):
                 return area, f"[k] {kernel[0]} <- {leaf_user[0]}"
         return "kernel, other (interrupts, scheduling)", f"[k] {kernel[0]}"
     sym, dso = leaf_user
-    if sym in ("[unknown]", "") and ("anon" in dso or "/perf-" in dso or dso in ("[unknown]", "")):
+    if dso.startswith("[JIT]") or "/perf-" in dso:
+        # Named through the runner's perf map (JOBRUNNER_PERF_MAP).
+        return "guest code (compiled wasm)", f"[guest] {sym}"
+    if sym in ("[unknown]", "") and ("anon" in dso or dso in ("[unknown]", "")):
         return "guest code (compiled wasm)", "[guest code]"
     for area, pattern in USER_AREAS:
         if pattern.search(sym):

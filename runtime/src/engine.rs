@@ -85,6 +85,11 @@ pub fn build(limits: EngineLimits) -> Result<Engine> {
     // interpreter's guest runs about 15% faster for it (JavaScript).
     config.memory_reservation(MEMORY_RESERVATION.max(limits.memory_bytes as u64));
     config.memory_reservation_for_growth(0);
+    // `scripts/profile` asks for a perf map (/tmp/perf-PID.map), so the
+    // samples in compiled guest code are named by function.
+    if std::env::var_os("JOBRUNNER_PERF_MAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config).context("configuring the WebAssembly engine")?;
     spawn_epoch_ticker(&engine);
     Ok(engine)
