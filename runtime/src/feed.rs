@@ -8,12 +8,13 @@
 //! many, so jobs being recorded don't hold up the next fetch (waiting for
 //! the acknowledgement's round trip made no-op drains at concurrency 50
 //! about a quarter slower) while a Redis that records slowly still stops
-//! the fetching. Beyond its free slots the task fetches only while the last fetch found a backlog (it got every job it
-//! asked for), so there are more jobs than runners and no other runner
-//! goes short; and only as many as its slots run in [`HOLD`] at the
-//! recent jobs' pace (or the running jobs', if slower), so a job held
-//! ahead waits about that long at most. Until a job has ended the pace is
-//! unknown, and nothing is fetched ahead.
+//! the fetching. Beyond its free slots the task fetches only while the
+//! last fetch found a backlog (it got every job it asked for), so there
+//! are more jobs than runners and no other runner goes short; and only as
+//! many as its slots run in [`HOLD`] at the recent jobs' pace (or the
+//! running jobs', if slower), so a job held ahead waits about that long at
+//! most. Until a job has ended the pace is unknown, and nothing is fetched
+//! ahead.
 //! No-op jobs are fetched a hundred ahead; jobs of 20 ms at concurrency
 //! 10, one. When the queues run dry or jobs are slow, it fetches for free
 //! slots only, so no job waits here behind a slow one while another runner
