@@ -14,8 +14,15 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-/// The whole `runner` command, from its arguments to its exit code.
+/// The whole `runner` command, from its arguments to its exit code, its
+/// last log lines written.
 pub async fn main() -> ExitCode {
+    let code = command().await;
+    crate::logs::flush();
+    code
+}
+
+async fn command() -> ExitCode {
     let (cli, config_file) = match crate::config::apply(std::env::args_os().collect()) {
         Ok(applied) => (applied.cli, applied.file),
         Err(err) => {
@@ -59,9 +66,10 @@ pub async fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr at `RUST_LOG` (default `info`), as text or JSON lines.
+/// Logs to stderr at `RUST_LOG` (default `info`), as text or JSON lines,
+/// in batches (see [`crate::logs`]).
 fn init_logging(format: LogFormat) {
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt::layer().with_writer(crate::logs::stderr());
     let logs = match format {
         LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
         LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).boxed(),

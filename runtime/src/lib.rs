@@ -46,6 +46,7 @@
 //! - [`faults`]: hooks a test build uses to inject panics; unset in `runner`.
 //! - [`shutdown`]: quiet and graceful shutdown on signals.
 //! - [`supervise`]: background loops restarted when they panic, never lost.
+//! - [`logs`]: log lines to stderr in batches, warnings and errors at once.
 //! - [`allocator`]: mimalloc, or the system's malloc where memory is capped.
 //! - [`backoff`], [`clock`], [`digest`], [`secret`], [`untrusted`]: small shared pieces.
 
@@ -69,6 +70,7 @@ pub mod fetch;
 pub mod heartbeat;
 pub mod iteration;
 pub mod job;
+pub mod logs;
 pub mod mail;
 pub mod metrics;
 pub mod outbound;

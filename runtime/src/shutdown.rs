@@ -123,6 +123,7 @@ pub fn on_signals(trigger: Trigger) {
                     signal = name,
                     "second stop signal; exiting now, unfinished jobs will be recovered"
                 );
+                crate::logs::flush();
                 std::process::exit(1);
             }
             tracing::info!(signal = name, "shutting down");
