@@ -331,6 +331,43 @@ fn a_log_flood_is_held_to_the_documented_100_lines_a_second() {
     assert!(count > 10 * written as u64, "{count} lines dropped against {written} written");
 }
 
+/// A plugin that floods its log in every job gets its dropped lines noted
+/// about once a second, not once per job (which would flood the log in its
+/// place), and counted to the line in `/metrics`.
+#[test]
+fn lines_dropped_in_every_job_are_noted_once_a_second_and_all_counted() {
+    let _turn = alone();
+    let (redis, smtp) = (Redis::start(), SmtpSink::start());
+    let runner = Runner::start(&redis.url, &smtp.url, RunnerOptions::plugins(&["hostile"]));
+    let (jobs, lines) = (300, 50);
+    let payloads: Vec<String> =
+        (0..jobs).map(|i| job_json("LogFloodJob", json!([lines]), &format!("{:024x}", 0xf100 + i))).collect();
+    let started = Instant::now();
+    redis.push_many("default", &payloads);
+    eventually("every flooding job done", WAIT, || {
+        let done: usize = redis.query::<Option<usize>>(&["GET", "stat:processed"]).unwrap_or(0);
+        (done == jobs).then_some(())
+    });
+    let took = started.elapsed();
+    let written = runner.logs().matches("flood line ").count();
+    let dropped_total = jobs * lines - written;
+    assert!(dropped_total > jobs * lines / 2, "the rate held most lines back: {written} written");
+    let counted = eventually("the dropped lines counted", WAIT, || {
+        let metrics = runner.metrics();
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("jobrunner_plugin_log_lines_dropped_total{plugin=\"hostile\"}"))?;
+        line.rsplit(' ').next()?.parse::<usize>().ok()
+    });
+    assert_eq!(counted, dropped_total, "every dropped line counted");
+    let notes = runner.logs().lines().filter(|l| l.contains("log lines dropped")).count();
+    let seconds = took.as_secs() as usize + 1;
+    assert!(
+        (1..=seconds + 1).contains(&notes),
+        "{notes} notes about dropped lines for {jobs} jobs in {took:?}: at most one a second"
+    );
+}
+
 /// Instance reuse is an opt-in of one plugin's policy section: with
 /// `reuse = 3` an instance performs up to three jobs, the later ones seeing
 /// what the one before left, and the fourth gets a fresh instance. A job

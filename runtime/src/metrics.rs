@@ -51,6 +51,8 @@ pub struct Metrics {
     mails_failed: IntCounterVec,
     /// Plugin files loaded (or reloaded), by plugin.
     plugin_loads: IntCounterVec,
+    /// Log lines dropped at the plugin's log rate, by plugin.
+    log_lines_dropped: IntCounterVec,
     /// Plugin files refused, by file name.
     plugin_refusals: IntCounterVec,
     /// Reads through `records`, by plugin, model and result.
@@ -135,6 +137,11 @@ impl Metrics {
         let plugin_loads =
             counter("jobrunner_plugin_loads_total", "Plugin files loaded or reloaded.", &["plugin"]);
         let plugin_refusals = counter("jobrunner_plugin_refusals_total", "Plugin files refused.", &["file"]);
+        let log_lines_dropped = counter(
+            "jobrunner_plugin_log_lines_dropped_total",
+            "Log lines plugins wrote beyond their log_lines_per_second, not written.",
+            &["plugin"],
+        );
         let record_reads = counter(
             "jobrunner_record_reads_total",
             "Reads of the app's records, by result (found, not_found, denied, invalid, unavailable).",
@@ -217,6 +224,7 @@ impl Metrics {
             mails_sent,
             mails_failed,
             plugin_loads,
+            log_lines_dropped,
             plugin_refusals,
             record_reads,
             record_writes,
@@ -279,6 +287,11 @@ impl Metrics {
     /// The plugin `name` was loaded.
     pub fn plugin_loaded(&self, name: &str) {
         self.plugin_loads.with_label_values(&[name]).inc();
+    }
+
+    /// `plugin` wrote `lines` log lines beyond its log rate.
+    pub fn log_lines_dropped(&self, plugin: &str, lines: u64) {
+        self.log_lines_dropped.with_label_values(&[plugin]).inc_by(lines);
     }
 
     /// The plugin file `file` was refused.

@@ -272,7 +272,7 @@ async fn perform_call(
     let result = instance.call_perform(&mut *store, job).await?;
     let state = store.data();
     if state.dropped_logs > 0 {
-        tracing::warn!(dropped = state.dropped_logs, "log lines dropped by the plugin's log rate limit");
+        note_dropped_logs(state);
     }
     let violation = state.violation.clone().or_else(|| state.report().violation());
     Ok(match (&violation, &state.missing_record) {
@@ -280,6 +280,17 @@ async fn perform_call(
         (None, Some(missing)) if result.is_err() => Err(missing.clone()),
         _ => Ok(result),
     })
+}
+
+/// Counts the log lines this job dropped at its plugin's log rate, and
+/// notes them in the log when it is time to (see [`crate::policy::Guard::dropped_logs`]).
+fn note_dropped_logs(state: &HostState) {
+    let (guard, plugin) = (&state.caps.guard, &state.tags.plugin);
+    state.caps.metrics.log_lines_dropped(plugin, state.dropped_logs);
+    if let Some(note) = guard.dropped_logs(state.dropped_logs) {
+        tracing::warn!(%plugin, dropped = note.lines, jobs = note.jobs, log_lines_per_second = guard.log_lines_per_second(),
+            "log lines dropped by the plugin's log rate limit, counted since the last such note");
+    }
 }
 
 /// Until when a record missing in `job` may still be uncommitted: a

@@ -4,6 +4,11 @@ use super::Rules;
 use super::rate::{Rate, Turn};
 use crate::wit::Email;
 use lettre::message::Mailbox;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often, at most, a plugin's dropped log lines are noted in the log.
+pub const NOTE_DROPS_EVERY: Duration = Duration::from_secs(1);
 
 /// Applies a plugin's [`Rules`]; shared by all its instances.
 pub struct Guard {
@@ -15,6 +20,25 @@ pub struct Guard {
     mail_rate: Rate,
     /// Paces `log` across the plugin's jobs.
     log_rate: Rate,
+    /// Log lines dropped at that pace and not yet noted.
+    log_drops: Mutex<Drops>,
+}
+
+/// Log lines dropped since the last note, and when that was.
+#[derive(Default)]
+struct Drops {
+    lines: u64,
+    jobs: u64,
+    noted: Option<Instant>,
+}
+
+/// What a note about dropped log lines says.
+#[derive(Debug, PartialEq)]
+pub struct DroppedLogs {
+    /// Lines dropped since the last note.
+    pub lines: u64,
+    /// How many jobs dropped them.
+    pub jobs: u64,
 }
 
 impl Guard {
@@ -22,6 +46,7 @@ impl Guard {
         Guard {
             mail_rate: Rate::new(rules.mail_per_second),
             log_rate: Rate::new(rules.log_lines_per_second),
+            log_drops: Mutex::default(),
             default_sender: default_sender.email.to_string().to_lowercase(),
             rules,
         }
@@ -86,6 +111,24 @@ impl Guard {
     /// Whether a log line may be written now.
     pub fn allow_log(&self) -> bool {
         self.log_rate.try_take()
+    }
+
+    /// Counts the `lines` a job dropped at the log rate, and says what to
+    /// note in the log now: the first time, and then at most once per
+    /// [`NOTE_DROPS_EVERY`], with everything dropped since the last note.
+    /// A plugin that floods its log drops lines in every job; a note per
+    /// job would flood the log in its place.
+    pub fn dropped_logs(&self, lines: u64) -> Option<DroppedLogs> {
+        let mut drops = self.log_drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        drops.lines += lines;
+        drops.jobs += 1;
+        let now = Instant::now();
+        if drops.noted.is_some_and(|noted| now.duration_since(noted) < NOTE_DROPS_EVERY) {
+            return None;
+        }
+        let note = DroppedLogs { lines: drops.lines, jobs: drops.jobs };
+        *drops = Drops { noted: Some(now), ..Drops::default() };
+        Some(note)
     }
 
     /// The models and columns the plugin may read.
@@ -166,7 +209,6 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn email(to: &[&str]) -> Email {
         Email {
@@ -184,6 +226,19 @@ mod tests {
 
     fn guard(rules: Rules) -> Guard {
         Guard::new(rules, &"Shop <shop@example.com>".parse().unwrap())
+    }
+
+    #[test]
+    fn dropped_log_lines_are_noted_at_once_then_at_most_once_a_second() {
+        let g = guard(Rules::default());
+        assert_eq!(g.dropped_logs(5), Some(DroppedLogs { lines: 5, jobs: 1 }));
+        // A flood in every job: counted, not noted per job.
+        for _ in 0..1000 {
+            assert_eq!(g.dropped_logs(2), None);
+        }
+        g.log_drops.lock().unwrap().noted = Instant::now().checked_sub(NOTE_DROPS_EVERY);
+        assert_eq!(g.dropped_logs(3), Some(DroppedLogs { lines: 2003, jobs: 1001 }));
+        assert_eq!(g.dropped_logs(1), None);
     }
 
     #[test]
