@@ -50,8 +50,6 @@ pub struct Feed {
     fetchers: Vec<Arc<Fetcher>>,
     /// Per shard, the credits and receipts of the jobs this runner holds.
     credits: Vec<Arc<Credits>>,
-    /// How many receipts each shard has.
-    receipts: u32,
 }
 
 /// One shard's bounds on the jobs this runner holds from it.
@@ -61,6 +59,8 @@ struct Credits {
     /// One per job fetched and not yet recorded: the unfinished and
     /// those whose outcome is being recorded; twice the credits.
     unrecorded: Arc<Semaphore>,
+    /// How many receipts there are.
+    receipts: u32,
 }
 
 /// A fetched job waiting for a slot.
@@ -119,10 +119,17 @@ struct Demand {
 impl Credits {
     /// `total` credits, and twice as many receipts.
     fn new(total: usize) -> Credits {
+        let receipts = 2 * total;
         Credits {
             unfinished: Arc::new(Semaphore::new(total)),
-            unrecorded: Arc::new(Semaphore::new(2 * total)),
+            unrecorded: Arc::new(Semaphore::new(receipts)),
+            receipts: receipts as u32,
         }
+    }
+
+    /// Waits until every job taken has run and been recorded.
+    async fn settled(&self) {
+        let _all = self.unrecorded.acquire_many(self.receipts).await;
     }
 }
 
@@ -250,14 +257,14 @@ impl Feed {
                 tokio::spawn(task)
             })
             .collect();
-        Feed { jobs, tasks, fetchers, credits, receipts: 2 * total as u32 }
+        Feed { jobs, tasks, fetchers, credits }
     }
 
     /// Waits until every job this runner took has run and been recorded
     /// (after [`Feed::give_back`], which returns the unstarted ones).
     pub async fn settled(&self) {
         for credits in &self.credits {
-            let _all = credits.unrecorded.acquire_many(self.receipts).await;
+            credits.settled().await;
         }
     }
 
