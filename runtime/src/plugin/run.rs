@@ -288,7 +288,8 @@ fn note_dropped_logs(state: &HostState) {
     let (guard, plugin) = (&state.caps.guard, &state.tags.plugin);
     state.caps.metrics.log_lines_dropped(plugin, state.dropped_logs);
     if let Some(note) = guard.dropped_logs(state.dropped_logs) {
-        tracing::warn!(%plugin, dropped = note.lines, jobs = note.jobs, log_lines_per_second = guard.log_lines_per_second(),
+        let per_second = guard.log_lines_per_second();
+        tracing::warn!(%plugin, dropped = note.lines, jobs = note.jobs, log_lines_per_second = per_second,
             "log lines dropped by the plugin's log rate limit, counted since the last such note");
     }
 }
