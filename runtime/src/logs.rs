@@ -11,8 +11,11 @@
 //! writes at most [`GATHER`] later, in one write; a warning or an error is
 //! written at once, after the batch before it, so what needs attention is
 //! never held back and the order of lines is kept. The batch is written
-//! when the runner exits and before a panic's message, so only a SIGKILL
-//! can cost lines: those of the last [`GATHER`] at most.
+//! when the runner exits, before a panic's message, and before the
+//! outcomes of finished jobs are recorded in Redis (`queue::ack`), so a
+//! job's lines are out before it counts as done: a SIGKILL can only cost
+//! lines of the last [`GATHER`] from jobs that will run again, or from
+//! the runner's own loops.
 //!
 //! The writer doesn't outrun stderr: a batch that grows past [`MAX_BATCH`]
 //! (stderr blocked by a slow reader) is written by the thread that logs,

@@ -72,6 +72,9 @@ async fn record_batches(queue: Queue, identity: String, rx: &mut mpsc::Unbounded
                 outcome: &r.outcome,
             })
             .collect();
+        // The lines these jobs logged go out before Redis records them, so
+        // a SIGKILL can only cost the lines of jobs that will run again.
+        crate::logs::flush();
         let result = match queue.finish(&identity, &jobs).await {
             Ok(0) => Ok(()),
             Ok(gone) => {
