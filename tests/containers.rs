@@ -6,7 +6,7 @@
 //! container must still get its earlier life's jobs back.
 
 use jobrunner_tests::{
-    Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually, job_json, never_before, now,
+    Redis, Runner, RunnerOptions, SmtpSink, WAIT, done_jids, eventually, job_json, never_before, now,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -15,12 +15,8 @@ use std::time::{Duration, Instant};
 /// How many times each jid's "job done" line appears across `logs`.
 fn runs_by_jid(logs: &[String]) -> BTreeMap<String, usize> {
     let mut runs = BTreeMap::new();
-    for line in logs.iter().flat_map(|log| log.lines()).filter(|l| l.contains("job done")) {
-        if let Some(jid) = line.split("jid=").nth(1) {
-            let jid: String =
-                jid.trim_start_matches('"').chars().take_while(char::is_ascii_hexdigit).collect();
-            *runs.entry(jid).or_insert(0) += 1;
-        }
+    for jid in logs.iter().flat_map(|log| done_jids(log)) {
+        *runs.entry(jid).or_insert(0) += 1;
     }
     runs
 }

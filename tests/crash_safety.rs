@@ -245,8 +245,10 @@ fn jids_not_done(redis: &Redis) -> BTreeSet<String> {
     lists
         .iter()
         .flat_map(|list| redis.query::<Vec<String>>(&["LRANGE", list, "0", "-1"]))
-        .map(|raw| serde_json::from_str::<serde_json::Value>(&raw).expect("a JSON job")["jid"].to_string())
-        .map(|jid| jid.trim_matches('"').to_string())
+        .map(|raw| {
+            let job: serde_json::Value = serde_json::from_str(&raw).expect("a JSON job");
+            job["jid"].as_str().expect("a jid").to_string()
+        })
         .collect()
 }
 
@@ -276,14 +278,9 @@ fn every_job_a_sigkilled_runner_recorded_as_done_has_its_line_in_the_log() {
 
     let not_done = jids_not_done(&redis);
     assert!(!not_done.is_empty(), "the runner was killed before the drain ended");
-    let logs = runner.logs();
-    let logged: BTreeSet<&str> = logs
-        .lines()
-        .filter(|line| line.contains("job done"))
-        .filter_map(|line| line.split("jid=\"").nth(1)?.get(..24))
-        .collect();
+    let logged: BTreeSet<String> = runner.done_jids().into_iter().collect();
     let unlogged: Vec<&String> =
-        jids.iter().filter(|jid| !not_done.contains(*jid) && !logged.contains(jid.as_str())).collect();
+        jids.iter().filter(|jid| !not_done.contains(*jid) && !logged.contains(*jid)).collect();
     println!(
         "{} jobs done before the kill, {} logged, {} left",
         JOBS - not_done.len(),

@@ -38,19 +38,6 @@ fn jid(i: usize) -> String {
     format!("{i:024x}")
 }
 
-/// The jids a runner's log says it performed, in order, with repeats.
-fn done_jids(runner: &Runner) -> Vec<String> {
-    runner
-        .logs()
-        .lines()
-        .filter(|line| line.contains("job done"))
-        .filter_map(|line| {
-            let at = line.find("jid=\"")? + 5;
-            Some(line[at..].chars().take_while(char::is_ascii_hexdigit).collect())
-        })
-        .collect()
-}
-
 /// Waits until every job has left the queue and the in-progress lists and
 /// each of `JOBS` is recorded as processed.
 fn wait_drained(redis: &Redis, timeout: Duration) {
@@ -64,7 +51,7 @@ fn wait_drained(redis: &Redis, timeout: Duration) {
 fn runs(runners: &[&Runner]) -> BTreeMap<String, usize> {
     let mut runs = BTreeMap::new();
     for runner in runners {
-        for jid in done_jids(runner) {
+        for jid in runner.done_jids() {
             *runs.entry(jid).or_insert(0) += 1;
         }
     }
@@ -88,7 +75,7 @@ fn four_runners_do_every_job_exactly_once_in_fair_shares() {
     assert_every_job_ran(&runs);
     let twice: Vec<&String> = runs.iter().filter(|(_, n)| **n > 1).map(|(jid, _)| jid).take(5).collect();
     assert!(twice.is_empty(), "jobs performed more than once, e.g. {twice:?}");
-    let shares: Vec<usize> = runners.iter().map(|runner| done_jids(runner).len()).collect();
+    let shares: Vec<usize> = runners.iter().map(|runner| runner.done_jids().len()).collect();
     println!("shares of {JOBS} jobs: {shares:?}");
     let even = JOBS / RUNNERS;
     assert!(
@@ -124,7 +111,7 @@ fn a_runner_sigkilled_mid_run_has_its_jobs_done_by_the_other_three() {
     // Only jobs the killed runner had performed without its outcome being
     // recorded run again: each such jid is in its log once and once in
     // another's, and there are no more than it held at the kill.
-    let killed: BTreeSet<String> = done_jids(&runners[0]).into_iter().collect();
+    let killed: BTreeSet<String> = runners[0].done_jids().into_iter().collect();
     let twice: Vec<&String> = runs.iter().filter(|(_, n)| **n > 1).map(|(jid, _)| jid).collect();
     assert!(
         twice.iter().all(|jid| killed.contains(*jid) && runs[*jid] == 2),

@@ -53,7 +53,7 @@ pub use python::python_json;
 pub use redis_server::Redis;
 pub use ruby::{active_job, ruby};
 pub use runner::{
-    Binary, Runner, RunnerOptions, faulty_runner_bin, runner_bin, runner_cancel, runner_enqueue,
+    Binary, Runner, RunnerOptions, done_jids, faulty_runner_bin, runner_bin, runner_cancel, runner_enqueue,
 };
 pub use s3::{S3_SECRET_KEY, S3Server};
 pub use sentinel::Sentinel;

@@ -256,6 +256,12 @@ impl Runner {
             .unwrap_or_default()
     }
 
+    /// The jids its log says it performed, in order, with repeats: every
+    /// job it performed logs "job done" with its jid.
+    pub fn done_jids(&self) -> Vec<String> {
+        done_jids(&self.logs())
+    }
+
     /// Waits until at least `count` log lines contain every one of `parts`,
     /// and returns those lines.
     pub fn wait_for_log(&self, parts: &[&str], count: usize) -> Vec<String> {
@@ -328,6 +334,17 @@ impl Drop for Runner {
             eprintln!("--- runner log ---\n{}", self.logs());
         }
     }
+}
+
+/// The jids a runner's log text says it performed, in order, with repeats.
+pub fn done_jids(logs: &str) -> Vec<String> {
+    logs.lines()
+        .filter(|line| line.contains("job done"))
+        .filter_map(|line| {
+            let at = line.find("jid=\"")? + 5;
+            Some(line[at..].chars().take_while(char::is_ascii_hexdigit).collect())
+        })
+        .collect()
 }
 
 /// `runner enqueue ARGS --redis REDIS_URL`, as a user types it.
