@@ -197,19 +197,19 @@ impl Database {
         Ok(Schema::from_rows(rows))
     }
 
-    /// Runs `select` and returns each row as the JSON text of an object.
-    pub async fn select(&self, select: &Select<'_>) -> Result<Vec<String>, RecordError> {
-        let (sql, params) = (self.sql(select), select.params());
+    /// Runs `sql`, the text of a [`Select`] (see [`Database::sql`]), with
+    /// its `params`, and returns each row as the JSON text of an object.
+    pub async fn select(&self, sql: &str, params: &[Param]) -> Result<Vec<String>, RecordError> {
         timed(async {
             match self {
                 Database::Sqlite(pool) => {
-                    bound!(sqlx::query_scalar::<_, String>(&sql), &params).fetch_all(pool).await
+                    bound!(sqlx::query_scalar::<_, String>(sql), params).fetch_all(pool).await
                 }
                 Database::Postgres(pool) => {
-                    bound!(sqlx::query_scalar::<_, String>(&sql), &params).fetch_all(pool).await
+                    bound!(sqlx::query_scalar::<_, String>(sql), params).fetch_all(pool).await
                 }
                 Database::MySql(pool) => {
-                    bound!(sqlx::query_scalar::<_, String>(&sql), &params).fetch_all(pool).await
+                    bound!(sqlx::query_scalar::<_, String>(sql), params).fetch_all(pool).await
                 }
             }
         })

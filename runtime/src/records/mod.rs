@@ -15,6 +15,7 @@ mod direct;
 mod insert;
 pub mod naming;
 pub mod schema;
+mod statements;
 mod write;
 
 pub use batch::{Batch, Bounds, Scan};
@@ -81,6 +82,8 @@ pub struct Records {
     db: Option<Database>,
     /// For a SQLite file, reads tried on the job's thread before the pool.
     direct: Option<direct::Reads>,
+    /// The SQL text of each shape of read.
+    statements: statements::Statements,
     /// The pool granted changes go through, connecting on first use.
     writer: Option<Database>,
     /// The schema as last read, and when.
@@ -107,7 +110,8 @@ impl Records {
             tracing::info!(database = %crate::secret::redact_url(url), kind = db.kind(), "records read from the app's database");
         }
         let direct = url.and_then(|url| direct::Reads::for_url(url, max_connections as usize));
-        Ok(Records { db, direct, writer, schema: tokio::sync::Mutex::new(None), models, metrics })
+        let schema = tokio::sync::Mutex::new(None);
+        Ok(Records { db, direct, statements: Default::default(), writer, schema, models, metrics })
     }
 
     /// The rows `lookup` asks for, as JSON texts.
@@ -164,10 +168,11 @@ impl Records {
     /// Runs `select`; a failed query may mean the schema changed, so it is
     /// read afresh next time.
     async fn select(&self, db: &Database, select: &Select<'_>) -> Result<Vec<String>, RecordError> {
-        if let Some(rows) = self.direct.as_ref().and_then(|d| d.select(&db.sql(select), &select.params())) {
+        let (sql, params) = (self.statements.text(db, select), select.params());
+        if let Some(rows) = self.direct.as_ref().and_then(|d| d.select(&sql, &params)) {
             return Ok(rows);
         }
-        let rows = db.select(select).await;
+        let rows = db.select(&sql, &params).await;
         if rows.is_err() {
             *self.schema.lock().await = None;
         }
