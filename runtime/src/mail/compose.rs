@@ -56,16 +56,29 @@ pub fn message(
         None => default_from.clone(),
     };
     let id = key.map(|(jid, seq)| message_id(jid, seq, &from));
+    // The envelope is the one lettre would derive from the headers (From;
+    // To, Cc, Bcc in that order), given so that it doesn't parse them back.
+    let sender = from.email.clone();
+    let mut recipients = Vec::with_capacity(email.to.len() + email.cc.len() + email.bcc.len());
     let mut builder = Message::builder().from(from).subject(email.subject.clone()).message_id(id);
     for to in &email.to {
-        builder = builder.to(mailbox("to", to)?);
+        let to = mailbox("to", to)?;
+        recipients.push(to.email.clone());
+        builder = builder.to(to);
     }
     for cc in &email.cc {
-        builder = builder.cc(mailbox("cc", cc)?);
+        let cc = mailbox("cc", cc)?;
+        recipients.push(cc.email.clone());
+        builder = builder.cc(cc);
     }
     for bcc in &email.bcc {
-        builder = builder.bcc(mailbox("bcc", bcc)?);
+        let bcc = mailbox("bcc", bcc)?;
+        recipients.push(bcc.email.clone());
+        builder = builder.bcc(bcc);
     }
+    let envelope = Envelope::new(Some(sender), recipients)
+        .map_err(|e| invalid(format!("cannot build the message: {e}")))?;
+    builder = builder.envelope(envelope);
     if let Some(reply_to) = &email.reply_to {
         builder = builder.reply_to(mailbox("reply-to", reply_to)?);
     }
@@ -248,6 +261,24 @@ mod tests {
         let odd = message(&email(), &[], &from, Some(("a b>", 0))).unwrap();
         let text = String::from_utf8(odd.formatted()).unwrap();
         assert!(!text.contains("a b>"));
+    }
+
+    #[test]
+    fn the_envelope_goes_from_the_sender_to_every_recipient_and_bcc_stays_out_of_the_headers() {
+        let mut all = email();
+        all.from = Some("Orders <orders@example.com>".into());
+        all.to.push("bob@example.com".into());
+        all.cc = vec!["Cy <cy@example.com>".into()];
+        all.bcc = vec!["audit@example.com".into(), "dee@example.com".into()];
+        let msg = message(&all, &[], &"shop@example.com".parse().unwrap(), None).unwrap();
+        let addresses = |list: &[lettre::Address]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert_eq!(msg.envelope().from().map(|a| a.to_string()).as_deref(), Some("orders@example.com"));
+        assert_eq!(
+            addresses(msg.envelope().to()),
+            ["ann@example.com", "bob@example.com", "cy@example.com", "audit@example.com", "dee@example.com"]
+        );
+        let text = String::from_utf8(msg.formatted()).unwrap();
+        assert!(text.contains("Cc: Cy <cy@example.com>") && !text.contains("audit@"), "{text}");
     }
 
     #[test]
