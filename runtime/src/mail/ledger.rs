@@ -120,10 +120,10 @@ impl Ledger {
     /// replicas to wait for).
     pub async fn claim(&self, shard: usize, jid: &str, seq: u32, message_id: &str) -> Result<Claim> {
         self.touched.lock().expect("ledger lock").insert((shard, jid.to_string()));
-        let mut pipe = redis::pipe();
-        pipe.hset_nx(key(jid), seq, format!("{SENDING}{message_id}"))
-            .hget(key(jid), seq)
-            .expire(key(jid), REMEMBER_SECS)
+        let (key, mut pipe) = (key(jid), redis::pipe());
+        pipe.hset_nx(&key, seq, format!("{SENDING}{message_id}"))
+            .hget(&key, seq)
+            .expire(&key, REMEMBER_SECS)
             .ignore();
         let ((claimed, current), held): ((bool, Option<String>), u32) = self
             .write(shard, &pipe)
