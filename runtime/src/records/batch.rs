@@ -148,7 +148,7 @@ fn param(
     column: &schema::Column,
     value: &Value,
 ) -> Result<schema::Param, RecordError> {
-    schema::param(value, column.kind, &format!("{}.{}", readable.table.table, column.name))
+    schema::param(value, column.kind, &format_args!("{}.{}", readable.table.table, column.name))
 }
 
 /// `columns`, with the primary key first unless it is among them: a batch's

@@ -90,7 +90,7 @@ fn statement(
         let column = table.columns().iter().find(|c| &c.name == name).ok_or_else(|| {
             RecordError::Invalid(format!("model {model} has no column \"{}\"", shown(name, naming::SHOWN)))
         })?;
-        let value = match schema::write_param(value, column, &format!("{}.{name}", table.table))? {
+        let value = match schema::write_param(value, column, &format_args!("{}.{name}", table.table))? {
             None => "NULL".to_string(),
             Some(param) => {
                 params.push(param);

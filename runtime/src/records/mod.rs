@@ -126,7 +126,7 @@ impl Records {
         let table = &readable.table;
         let key = readable.column(lookup.column.unwrap_or(&table.primary_key))?;
         let columns = readable.selected(lookup.columns)?;
-        let value = schema::param(lookup.value, key.kind, &format!("{}.{}", table.table, key.name))?;
+        let value = schema::param(lookup.value, key.kind, &format_args!("{}.{}", table.table, key.name))?;
         let order_by = match readable.has_primary_key() {
             true => table.primary_key.as_str(),
             false => key.name.as_str(),

@@ -96,7 +96,10 @@ pub enum Param {
 
 /// Converts `value` for comparison with a column of `kind`. Strings of
 /// digits match integer columns, as GlobalID ids are strings.
-pub fn param(value: &Value, kind: Kind, what: &str) -> Result<Param, RecordError> {
+///
+/// `what` names the column for the error (`orders.id`); it is formatted
+/// only when there is an error to name it in.
+pub fn param(value: &Value, kind: Kind, what: &dyn std::fmt::Display) -> Result<Param, RecordError> {
     let mismatch = || RecordError::Invalid(format!("{value} can't be compared with {what} ({kind:?})"));
     Ok(match (kind, value) {
         (Kind::Integer, Value::Number(n)) => Param::Int(n.as_i64().ok_or_else(mismatch)?),
@@ -113,7 +116,11 @@ pub fn param(value: &Value, kind: Kind, what: &str) -> Result<Param, RecordError
 /// Converts `value` for writing to `column`: `None` for `null`, and an
 /// object or array as its JSON text for a text or JSON column (Active
 /// Storage's `metadata` is JSON in a text column).
-pub fn write_param(value: &Value, column: &Column, what: &str) -> Result<Option<Param>, RecordError> {
+pub fn write_param(
+    value: &Value,
+    column: &Column,
+    what: &dyn std::fmt::Display,
+) -> Result<Option<Param>, RecordError> {
     match (column.kind, value) {
         (_, Value::Null) => Ok(None),
         (Kind::Text | Kind::Other, Value::Object(_) | Value::Array(_)) => {
@@ -164,21 +171,21 @@ mod tests {
 
     #[test]
     fn values_take_their_columns_kind() {
-        assert_eq!(param(&json!("42"), Kind::Integer, "orders.id").unwrap(), Param::Int(42));
-        assert_eq!(param(&json!(42), Kind::Text, "t.c").unwrap(), Param::Text("42".into()));
-        let err = param(&json!("1 OR 1=1"), Kind::Integer, "orders.id").unwrap_err();
+        assert_eq!(param(&json!("42"), Kind::Integer, &"orders.id").unwrap(), Param::Int(42));
+        assert_eq!(param(&json!(42), Kind::Text, &"t.c").unwrap(), Param::Text("42".into()));
+        let err = param(&json!("1 OR 1=1"), Kind::Integer, &"orders.id").unwrap_err();
         assert!(matches!(err, RecordError::Invalid(m) if m.contains("orders.id")));
-        assert!(param(&json!({"a": 1}), Kind::Text, "t.c").is_err());
+        assert!(param(&json!({"a": 1}), Kind::Text, &"t.c").is_err());
     }
 
     #[test]
     fn written_values_take_their_columns_kind() {
         let column = |kind| Column { name: "c".into(), kind, declared: String::new() };
-        let metadata = write_param(&json!({"width": 2}), &column(Kind::Text), "t.c").unwrap();
+        let metadata = write_param(&json!({"width": 2}), &column(Kind::Text), &"t.c").unwrap();
         assert_eq!(metadata, Some(Param::Text(r#"{"width":2}"#.into())));
-        assert_eq!(write_param(&json!(null), &column(Kind::Integer), "t.c").unwrap(), None);
-        assert_eq!(write_param(&json!("7"), &column(Kind::Integer), "t.c").unwrap(), Some(Param::Int(7)));
-        assert!(write_param(&json!({"a": 1}), &column(Kind::Integer), "t.c").is_err());
+        assert_eq!(write_param(&json!(null), &column(Kind::Integer), &"t.c").unwrap(), None);
+        assert_eq!(write_param(&json!("7"), &column(Kind::Integer), &"t.c").unwrap(), Some(Param::Int(7)));
+        assert!(write_param(&json!({"a": 1}), &column(Kind::Integer), &"t.c").is_err());
         assert!(castable("timestamp(6) without time zone") && castable("jsonb"));
         assert!(!castable("USER-DEFINED") && !castable("text); DROP TABLE x; --"));
     }

@@ -144,14 +144,14 @@ impl Statement {
                 let mut sets = Vec::new();
                 for (name, value) in changes {
                     let column = column(name)?;
-                    let value = match schema::write_param(value, column, &format!("{}.{name}", table.table))?
-                    {
-                        None => "NULL".to_string(),
-                        Some(param) => {
-                            params.push(param);
-                            bind_as(db, column, params.len())?
-                        }
-                    };
+                    let value =
+                        match schema::write_param(value, column, &format_args!("{}.{name}", table.table))? {
+                            None => "NULL".to_string(),
+                            Some(param) => {
+                                params.push(param);
+                                bind_as(db, column, params.len())?
+                            }
+                        };
                     sets.push(format!("{} = {value}", q(name)));
                 }
                 let stamped = changes.contains_key("updated_at") || column("updated_at").is_err();
@@ -163,7 +163,7 @@ impl Statement {
             Change::Delete => format!("DELETE FROM {}", q(&table.table)),
         };
         let key = column(&table.primary_key)?;
-        params.push(schema::param(id, key.kind, &format!("{}.{}", table.table, key.name))?);
+        params.push(schema::param(id, key.kind, &format_args!("{}.{}", table.table, key.name))?);
         let placeholder = db.placeholder(params.len());
         let key_sql = match (db, key.kind) {
             (Database::Postgres(_), Kind::Other) => format!("CAST({} AS TEXT) = {placeholder}", q(&key.name)),
