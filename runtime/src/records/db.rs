@@ -393,10 +393,11 @@ async fn timed<T>(query: impl Future<Output = Result<T, sqlx::Error>>) -> Result
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn col(name: &str, kind: Kind) -> Column {
+    /// A column of `kind` named `name`, as the schema would give it.
+    pub(in crate::records) fn col(name: &str, kind: Kind) -> Column {
         Column { name: name.to_string(), kind, declared: String::new() }
     }
 

@@ -70,12 +70,9 @@ fn shape(db: &Database, select: &Select<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::db::tests::col;
     use crate::records::db::{Access, Filter};
     use crate::records::schema::{Column, Kind, Param};
-
-    fn col(name: &str, kind: Kind) -> Column {
-        Column { name: name.to_string(), kind, declared: String::new() }
-    }
 
     #[tokio::test]
     async fn a_shape_read_again_gets_the_same_text_and_another_shape_its_own() {
