@@ -42,11 +42,14 @@ impl Statements {
     }
 }
 
-/// Everything [`Database::sql`] reads of `select`, as one string: names
-/// are separated by NUL, which no table or column name holds.
+/// Everything [`Database::sql`] reads of `select`, as one string: each part
+/// ends in NUL, which no table, column or type name holds, and the columns
+/// and filters are counted, so two shapes never make the same string.
 fn shape(db: &Database, select: &Select<'_>) -> String {
     let mut key = String::with_capacity(96);
-    let _ = write!(key, "{}\0{}\0{}\0{}\0", db.kind(), select.table, select.order_by, select.limit);
+    let (table, order_by, limit) = (select.table, select.order_by, select.limit);
+    let (columns, filters) = (select.columns.len(), select.filters.len());
+    let _ = write!(key, "{}\0{table}\0{order_by}\0{limit}\0{columns}\0{filters}\0", db.kind());
     for column in select.columns {
         key.push_str(&column.name);
         key.push('\0');
@@ -62,7 +65,7 @@ fn shape(db: &Database, select: &Select<'_>) -> String {
             Test::OneOf(values) => ("in", values.len()),
         };
         let kind = column.kind as u8;
-        let _ = write!(key, "\u{1}{}\0{kind}\0{}\0{test} {values}\0", column.name, column.declared);
+        let _ = write!(key, "{}\0{kind}\0{}\0{test} {values}\0", column.name, column.declared);
     }
     key
 }
