@@ -464,6 +464,18 @@ impl ModuleAffinityIndexAllocator {
     /// acquisition per shard to reduce contention when a decommit-queue
     /// flush returns a whole batch of slots at once.
     pub(crate) fn free_many(&self, items: impl IntoIterator<Item = (SlotId, usize)>) {
+        let mut items = items.into_iter();
+        let Some(first) = items.next() else {
+            return;
+        };
+        // One slot, as when an instance gives back its own memory, table or
+        // stack: free it alone, without building the per-shard batches
+        // (about 2 KiB of stack, built and moved on every call).
+        let Some(second) = items.next() else {
+            self.free(first.0, first.1);
+            return;
+        };
+        let items = [first, second].into_iter().chain(items);
         let mut per_shard: smallvec::SmallVec<[smallvec::SmallVec<[(SlotId, usize); 8]>; 16]> =
             (0..self.shards.len()).map(|_| Default::default()).collect();
         for (index, bytes_resident) in items {

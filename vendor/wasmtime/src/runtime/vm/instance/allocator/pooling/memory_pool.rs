@@ -497,6 +497,16 @@ impl MemoryPool {
         &self,
         items: impl Iterator<Item = (MemoryAllocationIndex, Option<MemoryImageSlot>, usize)>,
     ) {
+        // One stripe (no memory protection keys): the slots go straight to
+        // its index allocator, without the per-stripe batches (about 2 KiB
+        // of stack, built and moved on every call).
+        if self.stripes.len() == 1 {
+            let slots = items.map(|(index, image, bytes_resident)| {
+                (self.return_slot(index, image).1, bytes_resident)
+            });
+            self.stripes[0].allocator.free_many(slots);
+            return;
+        }
         let mut per_stripe: smallvec::SmallVec<[smallvec::SmallVec<[(SlotId, usize); 8]>; 16]> = (0
             ..self.stripes.len())
             .map(|_| Default::default())
