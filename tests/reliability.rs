@@ -1,6 +1,7 @@
 //! No job is lost: not when the runner is killed mid-job, not when it is
 //! stopped, and not when it dies while another runner lives on.
 
+use jobrunner::queue::{Endpoint, Finished, Outcome, Queue, keys};
 use jobrunner_tests::{Redis, Runner, RunnerOptions, SmtpSink, WAIT, eventually};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -140,4 +141,52 @@ fn the_runner_waits_for_redis_at_start_up() {
                          "jid": "cccccccccccccccccccccccc", "queue": "default", "retry": true});
     redis.push("default", &payload.to_string());
     assert_eq!(smtp.wait_for(1)[0].subject, "late start");
+}
+
+/// Recording a batch of finished jobs takes each out of this runner's
+/// in-progress list only if it is still there, and counts the others as
+/// gone (their other copy runs), whichever way the batch is written:
+/// plain done jobs in one transaction, a batch with any other outcome
+/// through the script.
+#[test]
+fn recording_a_batch_removes_only_the_jobs_still_held() {
+    let redis = Redis::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let queue = rt.block_on(Queue::connect(&Endpoint::url(&redis.url))).unwrap();
+    let held = keys::inprogress("runner-a", "default");
+    let job = |i: usize| json!({"class": "NoopJob", "args": [], "jid": format!("{i:024x}")}).to_string();
+    let (a, b, c) = (job(1), job(2), job(3));
+    for raw in [&a, &c] {
+        let _: i64 = redis.query(&["LPUSH", &held, raw]);
+    }
+    let done = Outcome::Done;
+
+    // All done: `b` was never held here.
+    let gone = rt.block_on(queue.finish("runner-a", &[finished(&a, &done), finished(&b, &done)])).unwrap();
+    assert_eq!(gone, 1);
+    assert_eq!(redis.query::<Vec<String>>(&["LRANGE", &held, "0", "-1"]), vec![c.clone()]);
+    assert_eq!(redis.query::<String>(&["GET", keys::STAT_PROCESSED]), "2");
+    assert_eq!(calls(&redis, "exec"), 1, "plain done jobs are recorded in a transaction");
+
+    // A retry in the batch: the script, with the same rule.
+    let retry = Outcome::Retry { payload: format!("{c} again"), at: 1.0 };
+    let gone = rt.block_on(queue.finish("runner-a", &[finished(&c, &retry), finished(&b, &done)])).unwrap();
+    assert_eq!(gone, 1);
+    assert_eq!(redis.llen(&held), 0);
+    assert_eq!(redis.query::<Vec<String>>(&["ZRANGE", keys::RETRY, "0", "-1"]), vec![format!("{c} again")]);
+    assert_eq!(redis.query::<String>(&["GET", keys::STAT_PROCESSED]), "4");
+    assert_eq!(redis.query::<String>(&["GET", keys::STAT_FAILED]), "1");
+    assert_eq!(calls(&redis, "exec"), 1, "a batch with a retry goes through the script");
+}
+
+/// How many times Redis ran `command`, from `INFO commandstats`.
+fn calls(redis: &Redis, command: &str) -> u64 {
+    let stats: String = redis.query(&["INFO", "commandstats"]);
+    let line = stats.lines().find(|l| l.starts_with(&format!("cmdstat_{command}:")));
+    line.and_then(|l| l.split(['=', ',']).nth(1)?.parse().ok()).unwrap_or(0)
+}
+
+/// A job of the `default` queue finished with `outcome`, with no sent mail.
+fn finished<'a>(raw: &'a str, outcome: &'a Outcome) -> Finished<'a> {
+    Finished { queue: "default", raw: raw.as_bytes(), sent_mail_of: "", outcome }
 }
