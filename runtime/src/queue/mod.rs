@@ -318,8 +318,8 @@ impl Queue {
     /// [`Queue::finish`] for a batch whose jobs all just leave their
     /// in-progress lists (done, with no sent-mail record): nothing depends
     /// on whether each was still held, so the removals and the counts go
-    /// in one MULTI/EXEC instead of the script. Redis spends about a third
-    /// as long on each job (no Lua strings for its arguments, no call from
+    /// in one MULTI/EXEC instead of the script. Redis spends about half as
+    /// long on each job (no Lua strings for its arguments, no call from
     /// Lua per command), and the result is the same: a job no longer held
     /// here is counted as gone, and a batch recorded twice changes nothing
     /// the second time but the counts, as with the script.
